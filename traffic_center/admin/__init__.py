@@ -1,0 +1,1 @@
+"""Administrative operations behind the CLI: certificates and the registry, as a library."""

@@ -1,0 +1,103 @@
+"""Issue, list and revoke certificates; every issued certificate enters the inventory."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from traffic_center.domain.errors import InvalidValidity
+from traffic_center.domain.models import CertificateRecord, CertificateStatus
+from traffic_center.pki.ca import (
+    REVOCATION_REASONS,
+    CertificateAuthority,
+    IssuedCertificate,
+    refuse_overwrite,
+    write_issued,
+    write_public,
+)
+from traffic_center.pki.inspect import normalise_serial, record_of
+from traffic_center.store.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class ListedCertificate:
+    record: CertificateRecord
+    status: CertificateStatus
+
+
+class CertificateAdmin:
+    def __init__(
+        self, ca: CertificateAuthority, store: Store, *, clock: Callable[[], dt.datetime]
+    ) -> None:
+        self.ca = ca
+        self.store = store
+        self.clock = clock
+
+    async def record(self, issued: IssuedCertificate, out: Path | None) -> list[Path]:
+        """Refuse to overwrite, then inventory, then files: nothing half-written on bad input."""
+        if out is not None:
+            refuse_overwrite(issued, out)
+        await self.store.certificates.add(record_of(issued.certificate), issued_at=self.clock())
+        return write_issued(issued, out) if out is not None else []
+
+    async def issue_client(
+        self,
+        *,
+        routeringskenmerk: str,
+        brin: str,
+        name: str,
+        csr_pem: bytes | None = None,
+        days: int = 365,
+        out: Path | None = None,
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+    ) -> IssuedCertificate:
+        issued = self.ca.issue_client_certificate(
+            routeringskenmerk=routeringskenmerk,
+            brin=brin,
+            name=name,
+            csr_pem=csr_pem,
+            days=days,
+            not_before=not_before,
+            not_after=not_after,
+        )
+        await self.record(issued, out)
+        return issued
+
+    async def issue_server(
+        self, *, hosts: Sequence[str], days: int = 365, out: Path | None = None
+    ) -> IssuedCertificate:
+        issued = self.ca.issue_server_certificate(hosts=hosts, days=days)
+        await self.record(issued, out)
+        return issued
+
+    async def issue_relay(self, *, out: Path | None = None) -> IssuedCertificate:
+        issued = self.ca.issue_relay_certificate()
+        await self.record(issued, out)
+        return issued
+
+    async def revoke(self, serial: str, *, reason: str = "unspecified") -> CertificateRecord:
+        if reason not in REVOCATION_REASONS:
+            raise InvalidValidity(
+                f"unknown reason {reason!r}; use one of {', '.join(REVOCATION_REASONS)}"
+            )
+        return await self.store.certificates.revoke(
+            normalise_serial(serial), reason=reason, at=self.clock()
+        )
+
+    async def list(self) -> list[ListedCertificate]:
+        now = self.clock()
+        return [
+            ListedCertificate(record, record.status_at(now))
+            for record in await self.store.certificates.list()
+        ]
+
+    async def write_crl(self, out: Path) -> int:
+        revoked = await self.store.certificates.revoked()
+        crl = self.ca.build_crl(revoked)
+        write_public(out, crl.public_bytes(serialization.Encoding.PEM))
+        return len(revoked)

@@ -1,0 +1,67 @@
+"""Register schools and endpoints, with the same input checks the API applies."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+
+from traffic_center.domain.errors import InvalidInput
+from traffic_center.domain.identifiers import (
+    parse_brin,
+    parse_endpoint_kind,
+    parse_routeringskenmerk,
+    parse_sector,
+    parse_url,
+    refuse_clear_pupil_numbers,
+)
+from traffic_center.domain.models import Endpoint, School
+from traffic_center.store.store import Store
+
+
+class RegistryAdmin:
+    def __init__(self, store: Store, *, clock: Callable[[], dt.datetime]) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def add_school(
+        self, *, brin: str, name: str, sector: str, board: str | None = None
+    ) -> School:
+        refuse_clear_pupil_numbers([("name", name), ("board", board)])
+        if not name.strip():
+            raise InvalidInput("the school name must not be empty")
+        school = School(
+            brin=parse_brin(brin),
+            name=name.strip(),
+            sector=parse_sector(sector),
+            board=board,
+            active=True,
+        )
+        return await self.store.registry.add_school(school, at=self.clock())
+
+    async def add_endpoint(
+        self, *, routeringskenmerk: str, brin: str, url: str, kind: str = "OV"
+    ) -> Endpoint:
+        endpoint = Endpoint(
+            routeringskenmerk=parse_routeringskenmerk(routeringskenmerk),
+            brin=parse_brin(brin),
+            url=parse_url(url),
+            kind=parse_endpoint_kind(kind),
+            active=True,
+        )
+        return await self.store.registry.add_endpoint(endpoint, at=self.clock())
+
+    async def deactivate_school(self, brin: str) -> School:
+        return await self.store.registry.set_school_active(
+            parse_brin(brin), active=False, at=self.clock()
+        )
+
+    async def deactivate_endpoint(self, routeringskenmerk: str) -> Endpoint:
+        return await self.store.registry.set_endpoint_active(
+            parse_routeringskenmerk(routeringskenmerk), active=False, at=self.clock()
+        )
+
+    async def schools(self) -> Sequence[School]:
+        return await self.store.registry.list_schools()
+
+    async def endpoints(self) -> Sequence[Endpoint]:
+        return await self.store.registry.list_endpoints()

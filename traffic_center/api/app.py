@@ -1,0 +1,95 @@
+"""The app factory for the vendor API; everything is built here and in the lifespan."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from traffic_center import __version__
+from traffic_center.api import problems
+from traffic_center.api.middleware import MetricsMiddleware
+from traffic_center.api.routes import identity, sessions
+from traffic_center.api.services import Services
+from traffic_center.broker.authenticator import Authenticator
+from traffic_center.broker.service import Broker, BrokerLimits
+from traffic_center.domain.errors import TrafficCenterError
+from traffic_center.observability.metrics import Metrics
+from traffic_center.settings import Settings
+from traffic_center.store.store import Store
+
+API_DESCRIPTION = """\
+The OSO Traffic Center between a new school's LAS (doel) and the current school's LAS (bron).
+
+Every call is made over mutual TLS with a client certificate issued by the Traffic Center's
+CA; the caller is whoever that certificate says. Errors are `application/problem+json` with a
+stable `code`; where OSO defines a result code, that code is used.
+"""
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], dt.datetime] = utc_now,
+) -> FastAPI:
+    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await Store.open(settings.effective_database_url, migrate=settings.run_migrations)
+        try:
+            app.state.services = build_services(settings, store, metrics, clock)
+            yield
+        finally:
+            await store.close()
+
+    app = FastAPI(
+        title="OSO Traffic Center",
+        version=__version__,
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/v1/openapi.json",
+    )
+    app.include_router(identity.router)
+    app.include_router(sessions.router)
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def build_services(
+    settings: Settings, store: Store, metrics: Metrics, clock: Callable[[], dt.datetime]
+) -> Services:
+    authenticator = Authenticator(
+        store, cache_seconds=settings.revocation_cache_seconds, clock=clock
+    )
+    broker = Broker(
+        store,
+        secret=settings.server_secret(),
+        limits=BrokerLimits(
+            session_ttl=dt.timedelta(seconds=settings.session_ttl_seconds),
+            sessions_per_minute=settings.rate_limit_sessions_per_minute,
+            endpoint_lists_per_minute=settings.rate_limit_endpoints_per_minute,
+        ),
+        clock=clock,
+    )
+    return Services(settings, store, authenticator, broker, metrics, clock)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(TrafficCenterError, problems.handle_domain_error)
+    app.add_exception_handler(RequestValidationError, problems.handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, problems.handle_http_error)
+    app.add_exception_handler(Exception, problems.handle_unexpected_error)

@@ -1,0 +1,45 @@
+"""Peer identity: the client certificate from the TLS connection, checked on every request."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+
+from fastapi import Depends, Request
+
+from traffic_center.api.services import Services
+from traffic_center.broker.caller import Caller, CertificateIdentity
+from traffic_center.domain.errors import CallerRefused
+
+
+def services(request: Request) -> Services:
+    return cast(Services, request.app.state.services)
+
+
+def peer_certificate_pem(request: Request) -> str | None:
+    """The leaf certificate the TLS layer verified (ASGI TLS extension, PEM)."""
+    extensions: dict[str, Any] = request.scope.get("extensions") or {}
+    chain = (extensions.get("tls") or {}).get("client_cert_chain") or []
+    return str(chain[0]) if chain else None
+
+
+async def current_identity(request: Request) -> CertificateIdentity:
+    svc = services(request)
+    try:
+        return await svc.authenticator.identify(peer_certificate_pem(request))
+    except CallerRefused as refused:
+        svc.metrics.refused_callers.labels(reason=refused.code).inc()
+        raise
+
+
+async def current_caller(request: Request) -> Caller:
+    svc = services(request)
+    try:
+        return await svc.authenticator.caller(peer_certificate_pem(request))
+    except CallerRefused as refused:
+        svc.metrics.refused_callers.labels(reason=refused.code).inc()
+        raise
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+IdentityDep = Annotated[CertificateIdentity, Depends(current_identity)]
+CallerDep = Annotated[Caller, Depends(current_caller)]

@@ -1,0 +1,111 @@
+"""The ops listener (plain HTTP, internal): /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from cryptography import x509
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from traffic_center.domain.errors import TrafficCenterError
+from traffic_center.settings import Settings
+from traffic_center.store.store import Store
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Shared between the server runner and the ops app: draining makes /readyz say 503."""
+
+    draining: bool = False
+
+
+def create_ops_app(
+    settings: Settings,
+    *,
+    registry: CollectorRegistry,
+    lifecycle: Lifecycle,
+    clock: Callable[[], dt.datetime],
+) -> FastAPI:
+    own = CollectorRegistry()
+    expiry = Gauge(
+        "traffic_center_certificate_soonest_expiry_seconds",
+        "Seconds until the soonest expiry among valid issued certificates.",
+        registry=own,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.store = await Store.open(settings.effective_database_url, migrate=False)
+        try:
+            yield
+        finally:
+            await app.state.store.close()
+
+    app = FastAPI(title="Traffic Center ops", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        checks = {
+            "store": await _store_ok(app.state.store),
+            "ca": _ca_ok(settings),
+            "draining": not lifecycle.draining,
+        }
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        soonest = await _soonest_expiry(app.state.store, clock())
+        if soonest is not None:
+            expiry.set((soonest - clock()).total_seconds())
+        body = generate_latest(_worker_registry(registry)) + generate_latest(own)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _worker_registry(registry: CollectorRegistry) -> CollectorRegistry:
+    """With several workers, each writes its own files; collect them all (multiprocess mode)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return registry
+    combined = CollectorRegistry()
+    MultiProcessCollector(combined, path=directory)  # type: ignore[no-untyped-call]
+    return combined
+
+
+async def _store_ok(store: Store) -> bool:
+    try:
+        await store.database.ping()
+    except TrafficCenterError:
+        return False
+    return True
+
+
+async def _soonest_expiry(store: Store, now: dt.datetime) -> dt.datetime | None:
+    try:
+        return await store.certificates.soonest_expiry(now)
+    except TrafficCenterError:
+        return None
+
+
+def _ca_ok(settings: Settings) -> bool:
+    try:
+        x509.load_pem_x509_certificates(settings.client_ca_path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True

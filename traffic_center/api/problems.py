@@ -1,0 +1,135 @@
+"""The one table from domain errors to HTTP statuses, and problem+json responses (RFC 9457)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from traffic_center.domain import errors as e
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://traffic-center.oso/problems/"
+
+# Every class of the error tree, with its status. A test proves no class is missing.
+STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
+    e.TrafficCenterError: 500,
+    e.InvalidInput: 422,
+    e.InvalidBrin: 422,
+    e.InvalidRouteringskenmerk: 422,
+    e.InvalidZoeksleutel: 422,
+    e.InvalidKoppelsleutel: 422,
+    e.InvalidOverdrachtsoort: 422,
+    e.InvalidSector: 422,
+    e.InvalidEndpointKind: 422,
+    e.InvalidResultCode: 422,
+    e.InvalidUrl: 422,
+    e.InvalidSessieId: 422,
+    e.SearchKeyAmbiguous: 422,
+    e.ClearPupilNumber: 422,
+    e.IdempotencyKeyReused: 422,
+    e.CallerRefused: 403,
+    e.CertificateMissing: 401,
+    e.CertificateUnknown: 403,
+    e.CertificateRevoked: 403,
+    e.CertificateExpired: 403,
+    e.CertificateWrongPurpose: 403,
+    e.WrongRole: 403,
+    e.EndpointNotRegistered: 403,
+    e.EndpointInactive: 403,
+    e.NotFound: 404,
+    e.SessionNotFound: 404,
+    e.SchoolNotFound: 404,
+    e.EndpointNotFound: 404,
+    e.CertificateNotFound: 404,
+    e.Conflict: 409,
+    e.SchoolExists: 409,
+    e.EndpointExists: 409,
+    e.OsoRefusal: 409,
+    e.VerstrekkerNietBekend: 404,
+    e.GeenRelatieMetDoel: 403,
+    e.OnbekendAanleverpunt: 422,
+    e.AanleverpuntNietActief: 409,
+    e.SessieAfwijkend: 409,
+    e.SessieReedsAfgemeld: 409,
+    e.SessieVerlopen: 410,
+    e.RateLimited: 429,
+    e.StoreUnavailable: 503,
+    e.AdminError: 400,
+    e.CaAlreadyExists: 409,
+    e.CaMissing: 503,
+    e.InvalidCsr: 400,
+    e.InvalidValidity: 400,
+}
+
+
+def status_for(error: type[e.TrafficCenterError]) -> int:
+    return STATUS_BY_ERROR[error]
+
+
+def problem(
+    status: int, *, code: str, title: str, detail: str | None = None, **extra: Any
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "code": code,
+    }
+    if detail and detail != title:
+        body["detail"] = detail
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def problem_for(error: e.TrafficCenterError) -> JSONResponse:
+    response = problem(
+        status_for(type(error)), code=error.code, title=error.title, detail=error.detail
+    )
+    if isinstance(error, e.RateLimited):
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+    return response
+
+
+async def handle_domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, e.TrafficCenterError)
+    return problem_for(exc)
+
+
+async def handle_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Echo where and what, never the input itself: it may hold a pupil's data.
+    errors = [
+        {"loc": [str(p) for p in item.get("loc", ())], "msg": item.get("msg", "")}
+        for item in exc.errors()
+    ]
+    return problem(
+        422,
+        code=e.InvalidInput.code,
+        title=e.InvalidInput.title,
+        detail="the request body or parameters do not match the schema",
+        errors=errors,
+    )
+
+
+_HTTP_CODES = {
+    404: ("NietGevonden", "No such resource"),
+    405: ("MethodeNietToegestaan", "Method not allowed on this resource"),
+}
+
+
+async def handle_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, title = _HTTP_CODES.get(exc.status_code, ("HttpFout", "HTTP error"))
+    response = problem(exc.status_code, code=code, title=title)
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+async def handle_unexpected_error(_request: Request, _exc: Exception) -> JSONResponse:
+    # Never a stack trace to the client; the log has it.
+    return problem(500, code="InterneFout", title="Internal error; nothing was changed")

@@ -1,0 +1,45 @@
+"""OpenAPI problem responses per route, derived from the error table so docs cannot drift."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from traffic_center.api.problems import PROBLEM_MEDIA_TYPE, status_for
+from traffic_center.domain import errors as e
+
+# Every authenticated route can refuse its caller this way.
+CALLER_ERRORS: tuple[type[e.TrafficCenterError], ...] = (
+    e.CertificateMissing,
+    e.CertificateUnknown,
+    e.CertificateRevoked,
+    e.CertificateExpired,
+    e.CertificateWrongPurpose,
+    e.StoreUnavailable,
+)
+REGISTERED_CALLER_ERRORS = (*CALLER_ERRORS, e.EndpointNotRegistered, e.EndpointInactive)
+
+
+def problem_responses(*classes: type[e.TrafficCenterError]) -> dict[int | str, dict[str, Any]]:
+    codes_by_status: dict[int, set[str]] = defaultdict(set)
+    for cls in classes:
+        codes_by_status[status_for(cls)].add(cls.code)
+    if any(issubclass(cls, e.InvalidInput) for cls in classes) or classes:
+        codes_by_status[422].add(e.InvalidInput.code)  # schema validation of the body
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, codes in sorted(codes_by_status.items()):
+        ordered = sorted(codes)
+        responses[status] = {
+            "description": "Problem; `code` is one of: " + ", ".join(ordered),
+            "content": {
+                PROBLEM_MEDIA_TYPE: {
+                    "schema": {
+                        "allOf": [
+                            {"$ref": "#/components/schemas/Problem"},
+                            {"properties": {"code": {"enum": ordered}}},
+                        ]
+                    }
+                }
+            },
+        }
+    return responses

@@ -1,0 +1,1 @@
+"""Route modules: each handler parses, makes one call, and returns."""

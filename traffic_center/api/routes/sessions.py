@@ -1,0 +1,166 @@
+"""The OSO broker messages: overzichtAanleverpunt, overdracht, sessiecontrole, afmelding."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+
+from traffic_center.api.identity import CallerDep, ServicesDep
+from traffic_center.api.responses import REGISTERED_CALLER_ERRORS, problem_responses
+from traffic_center.api.schemas import (
+    BronEndpoint,
+    EndpointList,
+    EndpointOut,
+    SessionCheckBody,
+    SessionCloseBody,
+    SessionClosed,
+    SessionCreate,
+    SessionGranted,
+    SessionValid,
+)
+from traffic_center.broker.service import CheckRequest, SessionRequest
+from traffic_center.domain import errors as e
+from traffic_center.domain.results import ResultCode
+
+router = APIRouter(tags=["sessions"])
+
+_ID_ERRORS = (e.InvalidSessieId, e.SessionNotFound, e.WrongRole, e.ClearPupilNumber)
+
+
+@router.get(
+    "/v1/endpoints",
+    summary="overzichtAanleverpuntRequest: list active endpoints",
+    response_model=EndpointList,
+    responses=problem_responses(
+        *REGISTERED_CALLER_ERRORS,
+        e.InvalidBrin,
+        e.InvalidEndpointKind,
+        e.InvalidRouteringskenmerk,
+        e.ClearPupilNumber,
+        e.RateLimited,
+    ),
+)
+async def list_endpoints(
+    caller: CallerDep,
+    svc: ServicesDep,
+    brin: Annotated[str | None, Query(max_length=16)] = None,
+    kind: Annotated[str | None, Query(max_length=8)] = None,
+    routeringskenmerk: Annotated[str | None, Query(max_length=40)] = None,
+) -> EndpointList:
+    found = await svc.broker.list_endpoints(
+        caller, brin=brin, kind=kind, routeringskenmerk=routeringskenmerk
+    )
+    return EndpointList(
+        endpoints=[
+            EndpointOut(
+                routeringskenmerk=x.routeringskenmerk, brin=x.brin, url=x.url, kind=x.kind.value
+            )
+            for x in found
+        ]
+    )
+
+
+@router.post(
+    "/v1/sessions",
+    status_code=201,
+    summary="overdrachtRequest: open a session for one dossier (doel)",
+    response_model=SessionGranted,
+    responses=problem_responses(
+        *REGISTERED_CALLER_ERRORS,
+        e.InvalidBrin,
+        e.InvalidRouteringskenmerk,
+        e.InvalidOverdrachtsoort,
+        e.InvalidZoeksleutel,
+        e.InvalidKoppelsleutel,
+        e.SearchKeyAmbiguous,
+        e.ClearPupilNumber,
+        e.IdempotencyKeyReused,
+        e.VerstrekkerNietBekend,
+        e.GeenRelatieMetDoel,
+        e.OnbekendAanleverpunt,
+        e.AanleverpuntNietActief,
+        e.RateLimited,
+    ),
+)
+async def open_session(
+    body: SessionCreate,
+    caller: CallerDep,
+    svc: ServicesDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="retrying with the same key returns the same session"),
+    ] = None,
+) -> SessionGranted:
+    granted = await svc.broker.grant(
+        caller, SessionRequest(**body.model_dump()), idempotency_key=idempotency_key
+    )
+    if granted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return SessionGranted(
+        sessie_id=granted.session.sessie_id,
+        bron_endpoints=[
+            BronEndpoint(routeringskenmerk=x.routeringskenmerk, url=x.url)
+            for x in granted.bron_endpoints
+        ],
+        expires_at=granted.session.expires_at,
+    )
+
+
+@router.post(
+    "/v1/sessions/{sessie_id}/check",
+    summary="sessiecontroleRequest: check a dossier request against its session (bron)",
+    response_model=SessionValid,
+    responses=problem_responses(
+        *REGISTERED_CALLER_ERRORS,
+        *_ID_ERRORS,
+        e.InvalidBrin,
+        e.InvalidRouteringskenmerk,
+        e.InvalidOverdrachtsoort,
+        e.InvalidZoeksleutel,
+        e.SessieAfwijkend,
+        e.SessieReedsAfgemeld,
+        e.SessieVerlopen,
+    ),
+)
+async def check_session(
+    sessie_id: str, body: SessionCheckBody, caller: CallerDep, svc: ServicesDep
+) -> SessionValid:
+    session = await svc.broker.check(caller, sessie_id, CheckRequest(**body.model_dump()))
+    return SessionValid(
+        resultaat=ResultCode.SESSIE_VALIDE.value,
+        doel_sector=session.doel_sector.value,
+        sessie_id=session.sessie_id,
+    )
+
+
+@router.post(
+    "/v1/sessions/{sessie_id}/close",
+    summary="afmeldingRequest: close the session with the best result (doel)",
+    response_model=SessionClosed,
+    responses=problem_responses(
+        *REGISTERED_CALLER_ERRORS,
+        *_ID_ERRORS,
+        e.InvalidResultCode,
+        e.InvalidRouteringskenmerk,
+        e.OnbekendAanleverpunt,
+        e.SessieReedsAfgemeld,
+        e.SessieVerlopen,
+    ),
+)
+async def close_session(
+    sessie_id: str, body: SessionCloseBody, caller: CallerDep, svc: ServicesDep
+) -> SessionClosed:
+    closed = await svc.broker.close(
+        caller, sessie_id, resultaat=body.resultaat, routeringskenmerk=body.routeringskenmerk
+    )
+    assert closed.result is not None
+    assert closed.closed_at is not None
+    return SessionClosed(
+        sessie_id=closed.sessie_id,
+        state=closed.state.value,
+        resultaat=closed.result.value,
+        routeringskenmerk=closed.result_routeringskenmerk or body.routeringskenmerk,
+        closed_at=closed.closed_at,
+    )

@@ -1,0 +1,104 @@
+"""Request and response bodies of the vendor API (JSON fields use the OSO nouns)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+# Patterns are documentation for vendors; the domain validates, so errors carry stable codes.
+BRIN: JsonDict = {"pattern": "^[0-9]{2}[A-Z]{2}$", "examples": ["12AB"]}
+ROUTERINGSKENMERK: JsonDict = {"pattern": "^[0-9]{20}$", "examples": ["0000000700012AB00001"]}
+ZOEKSLEUTEL: JsonDict = {"pattern": "^[A-Za-z0-9_\\-+/=]{16,128}$"}
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WhoAmI(BaseModel):
+    routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
+    name: str = Field(description="the organisation (O) in the certificate")
+    serial: str = Field(description="certificate serial, upper-case hex")
+    not_after: dt.datetime
+    brin: str | None = Field(default=None, description="school of the registered endpoint")
+    endpoint_registered: bool
+    endpoint_active: bool
+
+
+class EndpointOut(BaseModel):
+    routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
+    brin: str = Field(json_schema_extra=BRIN)
+    url: str
+    kind: str = Field(json_schema_extra={"enum": ["OV", "SWV"]})
+
+
+class EndpointList(BaseModel):
+    endpoints: list[EndpointOut]
+
+
+class SessionCreate(Body):
+    """overdrachtRequest: ask a session for one dossier from a bron school."""
+
+    bron_brin: str = Field(max_length=16, json_schema_extra=BRIN)
+    bron_routeringskenmerk: str | None = Field(
+        default=None, max_length=40, json_schema_extra=ROUTERINGSKENMERK
+    )
+    overdrachtsoort: str = Field(
+        max_length=40,
+        json_schema_extra={"enum": ["overstapdossier", "overdrachtbinnenbrin", "swv-dossier"]},
+    )
+    zoeksleutel: str | None = Field(default=None, max_length=256, json_schema_extra=ZOEKSLEUTEL)
+    koppelsleutel: str | None = Field(default=None, max_length=64)
+
+
+class BronEndpoint(BaseModel):
+    routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
+    url: str
+
+
+class SessionGranted(BaseModel):
+    sessie_id: str
+    bron_endpoints: list[BronEndpoint]
+    expires_at: dt.datetime
+
+
+class SessionCheckBody(Body):
+    """sessiecontroleRequest: the bron checks a dossier request against the session."""
+
+    doel_brin: str = Field(max_length=16, json_schema_extra=BRIN)
+    doel_routeringskenmerk: str = Field(max_length=40, json_schema_extra=ROUTERINGSKENMERK)
+    overdrachtsoort: str = Field(max_length=40)
+    zoeksleutel: str = Field(max_length=256, json_schema_extra=ZOEKSLEUTEL)
+
+
+class SessionValid(BaseModel):
+    resultaat: str = Field(json_schema_extra={"enum": ["SessieValide"]})
+    doel_sector: str
+    sessie_id: str
+
+
+class SessionCloseBody(Body):
+    """afmeldingRequest: the doel closes the session with its best result."""
+
+    resultaat: str = Field(max_length=64)
+    routeringskenmerk: str = Field(max_length=40, json_schema_extra=ROUTERINGSKENMERK)
+
+
+class SessionClosed(BaseModel):
+    sessie_id: str
+    state: str
+    resultaat: str
+    routeringskenmerk: str
+    closed_at: dt.datetime
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; `code` is stable and machine-readable."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str | None = None

@@ -1,0 +1,23 @@
+"""The objects one app instance works with, built in its lifespan and kept on app.state."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from traffic_center.broker.authenticator import Authenticator
+from traffic_center.broker.service import Broker
+from traffic_center.observability.metrics import Metrics
+from traffic_center.settings import Settings
+from traffic_center.store.store import Store
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    store: Store
+    authenticator: Authenticator
+    broker: Broker
+    metrics: Metrics
+    clock: Callable[[], dt.datetime]

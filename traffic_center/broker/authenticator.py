@@ -1,0 +1,93 @@
+"""Per-request certificate checks against the inventory, with a cache of a few seconds.
+
+TLS already proved the chain to our CA and the validity dates; here we add what TLS cannot
+know: that the certificate is in the inventory, is not revoked, and is for clientAuth only.
+The cache is short so a revocation reaches every worker and node within seconds, also on
+keep-alive connections opened before it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+
+from cryptography import x509
+
+from traffic_center.broker.caller import Caller, CertificateIdentity
+from traffic_center.domain.errors import (
+    CertificateExpired,
+    CertificateMissing,
+    CertificateRevoked,
+    CertificateUnknown,
+    CertificateWrongPurpose,
+    EndpointInactive,
+    EndpointNotRegistered,
+)
+from traffic_center.domain.models import CertificateRecord, CertificateStatus
+from traffic_center.pki.inspect import (
+    is_client_certificate,
+    organisation_of,
+    routeringskenmerk_of,
+    serial_hex,
+)
+from traffic_center.store.store import Store
+
+
+class Authenticator:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        cache_seconds: float,
+        clock: Callable[[], dt.datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._monotonic = monotonic
+        self._cache: dict[str, tuple[float, CertificateRecord | None]] = {}
+
+    async def identify(self, certificate_pem: str | None) -> CertificateIdentity:
+        if not certificate_pem:
+            raise CertificateMissing()
+        certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+        routeringskenmerk = routeringskenmerk_of(certificate)
+        if not is_client_certificate(certificate) or routeringskenmerk is None:
+            raise CertificateWrongPurpose()
+        record = await self._record(serial_hex(certificate))
+        if record is None:
+            raise CertificateUnknown()
+        status = record.status_at(self._clock())
+        if status is CertificateStatus.REVOKED:
+            raise CertificateRevoked()
+        if status is CertificateStatus.EXPIRED:
+            raise CertificateExpired()
+        return CertificateIdentity(
+            serial=record.serial,
+            routeringskenmerk=routeringskenmerk,
+            name=organisation_of(certificate) or "",
+            not_after=record.not_after,
+        )
+
+    async def caller(self, certificate_pem: str | None) -> Caller:
+        """Rule 1: the certificate must belong to an active endpoint of an active school."""
+        identity = await self.identify(certificate_pem)
+        registry = self._store.registry
+        endpoint = await registry.get_endpoint(identity.routeringskenmerk)
+        if endpoint is None:
+            raise EndpointNotRegistered()
+        school = await registry.get_school(endpoint.brin)
+        if school is None or not school.active or not endpoint.active:
+            raise EndpointInactive()
+        return Caller(identity=identity, endpoint=endpoint, school=school)
+
+    async def _record(self, serial: str) -> CertificateRecord | None:
+        now = self._monotonic()
+        cached = self._cache.get(serial)
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        record = await self._store.certificates.get(serial)
+        self._cache[serial] = (now, record)
+        return record

@@ -1,0 +1,1 @@
+"""The OSO domain: identifiers, results, sessions, rules and errors; stdlib only."""

@@ -1,0 +1,310 @@
+"""The one error tree of the Traffic Center.
+
+Every error the service can report is a subclass of :class:`TrafficCenterError` and carries a
+stable machine-readable ``code``. Where OSO defines a result code for the situation, that code
+is used verbatim, because LAS vendors match on it. Errors know nothing of HTTP: the api layer
+maps each class to a status in one table (``traffic_center.api.problems``).
+
+    TrafficCenterError
+    ├── InvalidInput                      bad request data (422)
+    │   ├── InvalidBrin, InvalidRouteringskenmerk, InvalidZoeksleutel, InvalidKoppelsleutel
+    │   ├── InvalidOverdrachtsoort, InvalidSector, InvalidEndpointKind, InvalidResultCode,
+    │   ├── InvalidUrl
+    │   ├── InvalidSessieId
+    │   ├── SearchKeyAmbiguous            both or neither of zoeksleutel/koppelsleutel
+    │   ├── ClearPupilNumber              a field looks like a BSN/onderwijsnummer
+    │   └── IdempotencyKeyReused          same key, different request
+    ├── CallerRefused                     the TLS peer may not act (403; 401 without a cert)
+    │   ├── CertificateMissing, CertificateUnknown, CertificateRevoked
+    │   ├── CertificateExpired, CertificateWrongPurpose
+    │   └── WrongRole, EndpointNotRegistered, EndpointInactive
+    ├── NotFound                          (404)
+    │   ├── SessionNotFound, SchoolNotFound, EndpointNotFound, CertificateNotFound
+    ├── Conflict                          (409)
+    │   ├── SchoolExists, EndpointExists
+    ├── OsoRefusal                        an OSO result code refusing the message
+    │   ├── VerstrekkerNietBekend, GeenRelatieMetDoel, OnbekendAanleverpunt
+    │   ├── SessieAfwijkend, SessieReedsAfgemeld, SessieVerlopen, AanleverpuntNietActief
+    ├── RateLimited                       (429)
+    ├── StoreUnavailable                  (503)
+    └── AdminError                        certificate-admin mistakes (CLI exit 2)
+        ├── CaAlreadyExists, CaMissing, InvalidCsr, InvalidValidity
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class TrafficCenterError(Exception):
+    """Base of every error the Traffic Center reports; ``code`` is stable for clients."""
+
+    code: ClassVar[str] = "TrafficCenterError"
+    title: ClassVar[str] = "Traffic Center error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.title
+        super().__init__(self.detail)
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+class InvalidInput(TrafficCenterError):
+    code = "OngeldigeInvoer"
+    title = "The request is not valid"
+
+
+class InvalidBrin(InvalidInput):
+    code = "OngeldigeBrin"
+    title = "A BRIN is two digits followed by two upper-case letters, e.g. 12AB"
+
+
+class InvalidRouteringskenmerk(InvalidInput):
+    code = "OngeldigRouteringskenmerk"
+    title = "A routeringskenmerk is exactly 20 digits"
+
+
+class InvalidZoeksleutel(InvalidInput):
+    code = "OngeldigeZoeksleutel"
+    title = "A zoeksleutel is 16 to 128 characters of letters, digits and - _ + / ="
+
+
+class InvalidKoppelsleutel(InvalidInput):
+    code = "OngeldigeKoppelsleutel"
+    title = "A koppelsleutel is an upper-case GUID"
+
+
+class InvalidOverdrachtsoort(InvalidInput):
+    code = "OngeldigeOverdrachtsoort"
+    title = "Unknown overdrachtsoort"
+
+
+class InvalidSector(InvalidInput):
+    code = "OngeldigeSector"
+    title = "Unknown sector"
+
+
+class InvalidEndpointKind(InvalidInput):
+    code = "OngeldigeSoortAanleverpunt"
+    title = "Unknown endpoint kind; use OV or SWV"
+
+
+class InvalidResultCode(InvalidInput):
+    code = "OngeldigResultaat"
+    title = "Unknown or unusable result code"
+
+
+class InvalidUrl(InvalidInput):
+    code = "OngeldigeUrl"
+    title = "An endpoint URL must be an absolute https URL"
+
+
+class InvalidSessieId(InvalidInput):
+    code = "OngeldigeSessieId"
+    title = "A sessie_id is a UUID"
+
+
+class SearchKeyAmbiguous(InvalidInput):
+    code = "ZoeksleutelOfKoppelsleutel"
+    title = "Give exactly one of zoeksleutel and koppelsleutel"
+
+
+class ClearPupilNumber(InvalidInput):
+    code = "PgnNietToegestaan"
+    title = "A field holds what looks like a clear BSN or onderwijsnummer; send a zoeksleutel"
+
+
+class IdempotencyKeyReused(InvalidInput):
+    code = "IdempotencyKeyHergebruikt"
+    title = "This Idempotency-Key was used before for a different request"
+
+
+# --- who is calling --------------------------------------------------------------------------
+
+
+class CallerRefused(TrafficCenterError):
+    code = "CertificaatGeweigerd"
+    title = "The client certificate may not be used here"
+
+
+class CertificateMissing(CallerRefused):
+    code = "CertificaatOntbreekt"
+    title = "No client certificate was presented"
+
+
+class CertificateUnknown(CallerRefused):
+    code = "CertificaatOnbekend"
+    title = "The client certificate is not in the Traffic Center's inventory"
+
+
+class CertificateRevoked(CallerRefused):
+    code = "CertificaatIngetrokken"
+    title = "The client certificate has been revoked"
+
+
+class CertificateExpired(CallerRefused):
+    code = "CertificaatVerlopen"
+    title = "The client certificate has expired or is not yet valid"
+
+
+class CertificateWrongPurpose(CallerRefused):
+    code = "CertificaatOngeldig"
+    title = "The certificate is not a client certificate for an endpoint"
+
+
+class WrongRole(CallerRefused):
+    code = "VerkeerdeRol"
+    title = "Only the session's doel or bron, as the message requires, may send this"
+
+
+class EndpointNotRegistered(CallerRefused):
+    code = "OnbekendAanleverpunt"
+    title = "The certificate's routeringskenmerk is not a registered endpoint"
+
+
+class EndpointInactive(CallerRefused):
+    code = "AanleverpuntNietActief"
+    title = "The caller's endpoint or school is not active"
+
+
+# --- not found and conflicts -----------------------------------------------------------------
+
+
+class NotFound(TrafficCenterError):
+    code = "NietGevonden"
+    title = "Not found"
+
+
+class SessionNotFound(NotFound):
+    code = "SessieNietGevonden"
+    title = "No such session"
+
+
+class SchoolNotFound(NotFound):
+    code = "SchoolNietGevonden"
+    title = "No such school"
+
+
+class EndpointNotFound(NotFound):
+    code = "AanleverpuntNietGevonden"
+    title = "No such endpoint"
+
+
+class CertificateNotFound(NotFound):
+    code = "CertificaatNietGevonden"
+    title = "No certificate with that serial"
+
+
+class Conflict(TrafficCenterError):
+    code = "Conflict"
+    title = "The change conflicts with what exists"
+
+
+class SchoolExists(Conflict):
+    code = "SchoolBestaatAl"
+    title = "A school with this BRIN is already registered"
+
+
+class EndpointExists(Conflict):
+    code = "AanleverpuntBestaatAl"
+    title = "An endpoint with this routeringskenmerk is already registered"
+
+
+# --- OSO refusals: the code is the OSO result code -------------------------------------------
+
+
+class OsoRefusal(TrafficCenterError):
+    code = "OsoWeigering"
+    title = "The message was refused"
+
+
+class VerstrekkerNietBekend(OsoRefusal):
+    code = "VerstrekkerNietBekend"
+    title = "The bron school is unknown or not active"
+
+
+class GeenRelatieMetDoel(OsoRefusal):
+    code = "GeenRelatieMetDoel"
+    title = "The bron has no relation with this doel for this overdrachtsoort"
+
+
+class OnbekendAanleverpunt(OsoRefusal):
+    code = "OnbekendAanleverpunt"
+    title = "The endpoint is unknown or does not belong to that school"
+
+
+class AanleverpuntNietActief(OsoRefusal):
+    code = "AanleverpuntNietActief"
+    title = "The endpoint is not active"
+
+
+class SessieAfwijkend(OsoRefusal):
+    code = "SessieAfwijkend"
+    title = "The request does not match the session"
+
+
+class SessieReedsAfgemeld(OsoRefusal):
+    code = "SessieReedsAfgemeld"
+    title = "The session has already been closed"
+
+
+class SessieVerlopen(OsoRefusal):
+    code = "SessieVerlopen"
+    title = "The session has expired"
+
+
+# --- limits and availability -----------------------------------------------------------------
+
+
+class RateLimited(TrafficCenterError):
+    code = "TeVeelVerzoeken"
+    title = "Too many requests from this endpoint; retry later"
+
+    def __init__(self, detail: str | None = None, *, retry_after_seconds: int) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class StoreUnavailable(TrafficCenterError):
+    code = "OpslagNietBeschikbaar"
+    title = "The Traffic Center's store is unavailable; nothing was changed"
+
+
+# --- certificate administration --------------------------------------------------------------
+
+
+class AdminError(TrafficCenterError):
+    code = "BeheerFout"
+    title = "The administrative command cannot be carried out"
+
+
+class CaAlreadyExists(AdminError):
+    code = "CaBestaatAl"
+    title = "A CA already exists here; refusing to overwrite it"
+
+
+class CaMissing(AdminError):
+    code = "CaOntbreekt"
+    title = "No CA found; run `traffic-center ca init` first"
+
+
+class InvalidCsr(AdminError):
+    code = "OngeldigeCsr"
+    title = "The certificate signing request cannot be used"
+
+
+class InvalidValidity(AdminError):
+    code = "OngeldigeGeldigheid"
+    title = "The validity period is not acceptable"
+
+
+def all_error_classes() -> list[type[TrafficCenterError]]:
+    """Every class in the tree, so the api's status table can be proven complete."""
+    found: list[type[TrafficCenterError]] = []
+    pending: list[type[TrafficCenterError]] = [TrafficCenterError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found

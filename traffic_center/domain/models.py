@@ -1,0 +1,87 @@
+"""The records the Traffic Center keeps: schools, endpoints, certificates and sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from traffic_center.domain.identifiers import EndpointKind, Overdrachtsoort, Sector
+from traffic_center.domain.results import ResultCode
+
+
+@dataclass(frozen=True, slots=True)
+class School:
+    brin: str
+    name: str
+    sector: Sector
+    board: str | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    routeringskenmerk: str
+    brin: str
+    url: str
+    kind: EndpointKind
+    active: bool
+
+
+class CertificateRole(StrEnum):
+    CLIENT = "client"  # a school endpoint
+    SERVER = "server"  # a Traffic Center listener
+    RELAY = "relay"  # the Traffic Center's own client certificate towards LAS endpoints
+
+
+class CertificateStatus(StrEnum):
+    VALID = "valid"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRecord:
+    serial: str  # upper-case hex, as `ca revoke` takes it
+    role: CertificateRole
+    routeringskenmerk: str | None
+    subject: str
+    not_before: datetime
+    not_after: datetime
+    revoked_at: datetime | None
+    revocation_reason: str | None
+
+    def status_at(self, now: datetime) -> CertificateStatus:
+        if self.revoked_at is not None:
+            return CertificateStatus.REVOKED
+        if not self.not_before <= now <= self.not_after:
+            return CertificateStatus.EXPIRED
+        return CertificateStatus.VALID
+
+
+class SessionState(StrEnum):
+    GRANTED = "GRANTED"
+    CHECKED = "CHECKED"
+    CLOSED = "CLOSED"
+    EXPIRED = "EXPIRED"
+
+
+OPEN_STATES = frozenset({SessionState.GRANTED, SessionState.CHECKED})
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    sessie_id: str
+    doel_brin: str
+    doel_routeringskenmerk: str
+    doel_sector: Sector
+    bron_brin: str
+    bron_routeringskenmerk: str | None
+    overdrachtsoort: Overdrachtsoort
+    search_key_hmac: str
+    state: SessionState
+    created_at: datetime
+    expires_at: datetime
+    closed_at: datetime | None = None
+    result: ResultCode | None = None
+    result_routeringskenmerk: str | None = None

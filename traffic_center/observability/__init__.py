@@ -1,0 +1,1 @@
+"""Metrics and logging: built around injected registries, configured once."""

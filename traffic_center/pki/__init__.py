@@ -1,0 +1,1 @@
+"""The Traffic Center's certificate authority: issuing, profiles, revocation lists."""

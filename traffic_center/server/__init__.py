@@ -1,0 +1,1 @@
+"""Running the Traffic Center: the mTLS listener, the ops listener, workers and signals."""

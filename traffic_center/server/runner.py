@@ -1,0 +1,105 @@
+"""Run the vendor listener and the ops listener together, with a graceful drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from traffic_center.api.app import create_app, utc_now
+from traffic_center.api.ops import Lifecycle, create_ops_app
+from traffic_center.server.tls import TLSScopeH11Protocol, ssl_context_from_config
+from traffic_center.settings import Settings
+
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its owner (two servers, one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def vendor_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
+    """The mTLS listener's uvicorn config; ``app`` may be an import string for workers."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=TLSScopeH11Protocol,
+        ssl_certfile=str(settings.server_cert_path),
+        ssl_keyfile=str(settings.server_key_path),
+        ssl_ca_certs=str(settings.client_ca_path),
+        ssl_context_factory=ssl_context_from_config,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        **extra,
+    )
+
+
+def ops_config(settings: Settings, app: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.ops_host,
+        port=settings.ops_port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+class TrafficCenterServer:
+    """Both listeners in one event loop. Tests start it in a thread; `serve` in the main one."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], dt.datetime] = utc_now,
+        serve_vendor_api: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.lifecycle = Lifecycle()
+        registry = registry if registry is not None else CollectorRegistry()
+        self.servers: list[uvicorn.Server] = []
+        if serve_vendor_api:
+            app = create_app(settings, registry=registry, clock=clock)
+            self.vendor = _QuietServer(vendor_config(settings, app))
+            self.servers.append(self.vendor)
+        ops_app = create_ops_app(settings, registry=registry, lifecycle=self.lifecycle, clock=clock)
+        self.ops = _QuietServer(ops_config(settings, ops_app))
+        self.servers.append(self.ops)
+
+    async def run(self, *, handle_signals: bool = False) -> None:
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.request_exit)
+        await asyncio.gather(*(server.serve() for server in self.servers))
+
+    def request_exit(self) -> None:
+        """Drain: /readyz turns 503 at once; uvicorn stops accepting and lets requests finish."""
+        self.lifecycle.draining = True
+        for server in self.servers:
+            server.should_exit = True
+
+    @property
+    def started(self) -> bool:
+        return all(server.started for server in self.servers)
+
+    def bound_port(self, server: uvicorn.Server) -> int:
+        sockets = [s for srv in server.servers for s in srv.sockets]
+        return int(sockets[0].getsockname()[1])

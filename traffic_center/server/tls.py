@@ -1,0 +1,88 @@
+"""TLS for the vendor listener: the server context, and the peer certificate in the ASGI scope."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+# Mozilla "intermediate" profile, TLS 1.2 part restricted to ECDHE with AEAD ciphers
+# (issue 2). TLS 1.3 suites are fixed by OpenSSL and all AEAD.
+TLS12_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    ]
+)
+
+
+def server_ssl_context(*, certfile: str, keyfile: str, client_ca: str) -> ssl.SSLContext:
+    """TLS ≥ 1.2, client certificate required and verified against the TC's CA."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    context.load_cert_chain(certfile, keyfile)
+    context.load_verify_locations(cafile=client_ca)
+    # OpenSSL verifies the client certificate for the "ssl_client" purpose, so a
+    # serverAuth-only certificate fails the handshake; the app checks the EKU again.
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def ssl_context_from_config(
+    config: Config, _default: Callable[[], ssl.SSLContext]
+) -> ssl.SSLContext:
+    """uvicorn's ``ssl_context_factory``: a module-level function so workers can pickle it."""
+    assert config.ssl_certfile
+    assert config.ssl_keyfile
+    assert config.ssl_ca_certs
+    return server_ssl_context(
+        certfile=str(config.ssl_certfile),
+        keyfile=str(config.ssl_keyfile),
+        client_ca=str(config.ssl_ca_certs),
+    )
+
+
+class _TLSScopeApp:
+    """Adds the ASGI TLS extension (client_cert_chain as PEM) to every request's scope."""
+
+    def __init__(self, app: Any, tls: dict[str, Any]) -> None:
+        self.app = app
+        self.tls = tls
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope["extensions"] = {**(scope.get("extensions") or {}), "tls": self.tls}
+        await self.app(scope, receive, send)
+
+
+class TLSScopeH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, reading the verified peer certificate once per connection.
+
+    uvicorn does not fill the ASGI ``tls`` scope extension (uvicorn PRs 3132/3133).
+    """
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return
+        der = ssl_object.getpeercert(binary_form=True)
+        cipher = ssl_object.cipher()
+        tls = {
+            "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+            "client_cert_name": None,
+            "client_cert_error": None,
+            "tls_version": ssl_object.version(),
+            "cipher_suite": cipher[0] if cipher else None,
+            "server_cert": None,
+        }
+        self.app = _TLSScopeApp(self.app, tls)

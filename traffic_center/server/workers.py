@@ -1,0 +1,58 @@
+"""Several uvicorn worker processes on one socket, the ops listener in the supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import threading
+
+from fastapi import FastAPI
+from pydantic import SecretStr
+from uvicorn.supervisors import Multiprocess
+
+from traffic_center.api.app import create_app
+from traffic_center.server.runner import TrafficCenterServer, vendor_config
+from traffic_center.settings import Settings
+
+APP_FACTORY = "traffic_center.server.workers:app_from_env"
+
+
+def app_from_env() -> FastAPI:
+    """Each worker process builds its own app from the TC_* environment the supervisor set."""
+    return create_app(Settings())
+
+
+def settings_as_env(settings: Settings) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"TC_{name.upper()}"] = str(value)
+    return env
+
+
+def run_workers(settings: Settings) -> None:
+    """The supervisor binds the socket, forks N workers, and serves /metrics for all of them."""
+    settings.server_secret()  # create it once, before the workers race for it
+    metrics_dir = tempfile.mkdtemp(prefix="traffic-center-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ.update(settings_as_env(settings))
+    os.environ["TC_RUN_MIGRATIONS"] = "false"  # the supervisor migrated already
+    config = vendor_config(settings, APP_FACTORY, factory=True, workers=settings.workers)
+    ops = TrafficCenterServer(settings, serve_vendor_api=False)
+    ops_thread = threading.Thread(target=lambda: asyncio.run(ops.run()), daemon=True)
+    ops_thread.start()
+    try:
+        socket = config.bind_socket()
+        Multiprocess(config, sockets=[socket]).run()
+    finally:
+        ops.request_exit()
+        ops_thread.join(timeout=10)
+        shutil.rmtree(metrics_dir, ignore_errors=True)

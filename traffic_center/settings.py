@@ -1,0 +1,114 @@
+"""Typed settings (env prefix ``TC_``), validated once at start-up; nothing is read at import."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from traffic_center.pki.ca import write_private
+
+SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
+DATABASE_FILE = "traffic-center.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TC_", extra="forbid", validate_default=True)
+
+    home: Path = Field(default=Path(".traffic-center"), description="root of all local state")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default: SQLite file in TC_HOME"
+    )
+    dev: bool = Field(default=False, description="development mode: relaxed safety checks")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    ops_host: str = "127.0.0.1"
+    ops_port: int = Field(default=9464, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = Field(
+        default=None,
+        description="CA bundle that client certificates must chain to; default the TC CA",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="server secret for HMACs; default: TC_HOME/secret.key, created once",
+    )
+
+    session_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    # The design promises a revocation reaches every node within seconds; cap the cache so
+    # no setting can break that promise (issue 2: within 5 s).
+    revocation_cache_seconds: float = Field(default=2.0, ge=0, le=4)
+    rate_limit_sessions_per_minute: int = Field(default=120, ge=1)
+    rate_limit_endpoints_per_minute: int = Field(default=30, ge=1)
+    run_migrations: bool = Field(default=True, description="apply migrations on start-up")
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("set both TC_TLS_CERT and TC_TLS_KEY, or neither")
+        if (
+            not self.dev
+            and self.database_url
+            and self.database_url.startswith("sqlite")
+            and (self.workers > 1 and ":memory:" in self.database_url)
+        ):
+            raise ValueError("an in-memory database cannot be shared by several workers")
+        return self
+
+    # --- derived paths ---------------------------------------------------------------------------
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.home / "ca"
+
+    @property
+    def server_cert_path(self) -> Path:
+        return self.tls_cert or self.home / "server.pem"
+
+    @property
+    def server_key_path(self) -> Path:
+        return self.tls_key or self.home / "server.key"
+
+    @property
+    def client_ca_path(self) -> Path:
+        return self.client_ca or self.ca_dir / "ca.pem"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.home / DATABASE_FILE).resolve()}"
+
+    def server_secret(self) -> bytes:
+        """The HMAC key; created once in TC_HOME when not given, so restarts keep it."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.home / SECRET_FILE
+        if not path.exists():
+            # Another worker may create it first; then we read theirs.
+            with contextlib.suppress(FileExistsError):
+                write_private(path, secrets.token_hex(32).encode())
+        return path.read_bytes().strip()
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One readable line naming the offending settings."""
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(p) for p in item["loc"]) or "settings"
+        parts.append(f"TC_{location.upper()}: {item['msg']}" if item["loc"] else item["msg"])
+    return "invalid settings: " + "; ".join(parts)

@@ -1,0 +1,1 @@
+"""Durable state: registry, certificate inventory, sessions, rate limits; SQLite or PostgreSQL."""

@@ -1,0 +1,82 @@
+"""The certificate inventory: every certificate the CA issued, and its revocation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+
+from traffic_center.domain.errors import CertificateNotFound
+from traffic_center.domain.models import CertificateRecord, CertificateRole
+from traffic_center.store.database import Database
+from traffic_center.store.schema import certificates
+
+
+class CertificateRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def add(self, record: CertificateRecord, *, issued_at: dt.datetime) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                certificates.insert().values(
+                    serial=record.serial,
+                    role=record.role.value,
+                    routeringskenmerk=record.routeringskenmerk,
+                    subject=record.subject,
+                    not_before=record.not_before,
+                    not_after=record.not_after,
+                    issued_at=issued_at,
+                )
+            )
+
+    async def get(self, serial: str) -> CertificateRecord | None:
+        async with self._db.transaction() as conn:
+            row = (
+                await conn.execute(select(certificates).where(certificates.c.serial == serial))
+            ).first()
+        return _record(row._mapping) if row else None
+
+    async def list(self) -> Sequence[CertificateRecord]:
+        async with self._db.transaction() as conn:
+            rows = await conn.execute(select(certificates).order_by(certificates.c.issued_at))
+            return [_record(row._mapping) for row in rows]
+
+    async def revoked(self) -> Sequence[CertificateRecord]:
+        return [record for record in await self.list() if record.revoked_at is not None]
+
+    async def revoke(self, serial: str, *, reason: str, at: dt.datetime) -> CertificateRecord:
+        """Revoke once; revoking again keeps the first time and reason."""
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                update(certificates)
+                .where(certificates.c.serial == serial, certificates.c.revoked_at.is_(None))
+                .values(revoked_at=at, revocation_reason=reason)
+            )
+            row = (
+                await conn.execute(select(certificates).where(certificates.c.serial == serial))
+            ).first()
+        if row is None:
+            raise CertificateNotFound(f"no certificate with serial {serial}")
+        del result
+        return _record(row._mapping)
+
+    async def soonest_expiry(self, now: dt.datetime) -> dt.datetime | None:
+        """The earliest not-after among valid client and server certificates."""
+        live = [r for r in await self.list() if r.revoked_at is None and r.not_after > now]
+        return min((r.not_after for r in live), default=None)
+
+
+def _record(row: Any) -> CertificateRecord:
+    return CertificateRecord(
+        serial=row["serial"],
+        role=CertificateRole(row["role"]),
+        routeringskenmerk=row["routeringskenmerk"],
+        subject=row["subject"],
+        not_before=row["not_before"],
+        not_after=row["not_after"],
+        revoked_at=row["revoked_at"],
+        revocation_reason=row["revocation_reason"],
+    )

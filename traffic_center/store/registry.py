@@ -1,0 +1,161 @@
+"""The registry of schools and their endpoints (aanleverpunten)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from traffic_center.domain.errors import (
+    EndpointExists,
+    EndpointNotFound,
+    SchoolExists,
+    SchoolNotFound,
+)
+from traffic_center.domain.identifiers import EndpointKind, Sector
+from traffic_center.domain.models import Endpoint, School
+from traffic_center.store.database import Database
+from traffic_center.store.schema import endpoints, schools
+
+
+class RegistryRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    # --- schools ------------------------------------------------------------------------------
+
+    async def add_school(self, school: School, *, at: dt.datetime) -> School:
+        try:
+            async with self._db.transaction() as conn:
+                await conn.execute(
+                    schools.insert().values(
+                        brin=school.brin,
+                        name=school.name,
+                        sector=school.sector.value,
+                        board=school.board,
+                        active=school.active,
+                        created_at=at,
+                        updated_at=at,
+                    )
+                )
+        except IntegrityError:
+            raise SchoolExists(f"school {school.brin} is already registered") from None
+        return school
+
+    async def get_school(self, brin: str) -> School | None:
+        async with self._db.transaction() as conn:
+            row = (await conn.execute(select(schools).where(schools.c.brin == brin))).first()
+        return _school(row._mapping) if row else None
+
+    async def list_schools(self) -> Sequence[School]:
+        async with self._db.transaction() as conn:
+            rows = await conn.execute(select(schools).order_by(schools.c.brin))
+            return [_school(row._mapping) for row in rows]
+
+    async def set_school_active(self, brin: str, *, active: bool, at: dt.datetime) -> School:
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                update(schools).where(schools.c.brin == brin).values(active=active, updated_at=at)
+            )
+            if result.rowcount == 0:
+                raise SchoolNotFound(f"no school with BRIN {brin}")
+            row = (await conn.execute(select(schools).where(schools.c.brin == brin))).one()
+        return _school(row._mapping)
+
+    # --- endpoints ----------------------------------------------------------------------------
+
+    async def add_endpoint(self, endpoint: Endpoint, *, at: dt.datetime) -> Endpoint:
+        try:
+            async with self._db.transaction() as conn:
+                known = (
+                    await conn.execute(
+                        select(schools.c.brin).where(schools.c.brin == endpoint.brin)
+                    )
+                ).first()
+                if known is None:
+                    raise SchoolNotFound(f"no school with BRIN {endpoint.brin}; add it first")
+                await conn.execute(
+                    endpoints.insert().values(
+                        routeringskenmerk=endpoint.routeringskenmerk,
+                        brin=endpoint.brin,
+                        url=endpoint.url,
+                        kind=endpoint.kind.value,
+                        active=endpoint.active,
+                        created_at=at,
+                        updated_at=at,
+                    )
+                )
+        except IntegrityError:
+            raise EndpointExists(
+                f"endpoint {endpoint.routeringskenmerk} is already registered"
+            ) from None
+        return endpoint
+
+    async def get_endpoint(self, routeringskenmerk: str) -> Endpoint | None:
+        async with self._db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    select(endpoints).where(endpoints.c.routeringskenmerk == routeringskenmerk)
+                )
+            ).first()
+        return _endpoint(row._mapping) if row else None
+
+    async def list_endpoints(
+        self,
+        *,
+        brin: str | None = None,
+        kind: EndpointKind | None = None,
+        routeringskenmerk: str | None = None,
+        active_only: bool = False,
+    ) -> Sequence[Endpoint]:
+        query = select(endpoints).order_by(endpoints.c.routeringskenmerk)
+        if brin is not None:
+            query = query.where(endpoints.c.brin == brin)
+        if kind is not None:
+            query = query.where(endpoints.c.kind == kind.value)
+        if routeringskenmerk is not None:
+            query = query.where(endpoints.c.routeringskenmerk == routeringskenmerk)
+        if active_only:
+            # An endpoint of an inactive school is not usable either.
+            query = query.join(schools, schools.c.brin == endpoints.c.brin).where(
+                endpoints.c.active.is_(True), schools.c.active.is_(True)
+            )
+        async with self._db.transaction() as conn:
+            rows = await conn.execute(query)
+            return [_endpoint(row._mapping) for row in rows]
+
+    async def set_endpoint_active(
+        self, routeringskenmerk: str, *, active: bool, at: dt.datetime
+    ) -> Endpoint:
+        where = endpoints.c.routeringskenmerk == routeringskenmerk
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                update(endpoints).where(where).values(active=active, updated_at=at)
+            )
+            if result.rowcount == 0:
+                raise EndpointNotFound(f"no endpoint {routeringskenmerk}")
+            row = (await conn.execute(select(endpoints).where(where))).one()
+        return _endpoint(row._mapping)
+
+
+def _school(row: Any) -> School:
+    return School(
+        brin=row["brin"],
+        name=row["name"],
+        sector=Sector(row["sector"]),
+        board=row["board"],
+        active=bool(row["active"]),
+    )
+
+
+def _endpoint(row: Any) -> Endpoint:
+    return Endpoint(
+        routeringskenmerk=row["routeringskenmerk"],
+        brin=row["brin"],
+        url=row["url"],
+        kind=EndpointKind(row["kind"]),
+        active=bool(row["active"]),
+    )

@@ -1,0 +1,124 @@
+"""The one schema, as SQLAlchemy Core tables; migrations in ``migrations/`` create it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes on every backend (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use UTC")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("serial", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("routeringskenmerk", String(20), nullable=True, index=True),
+    Column("subject", Text, nullable=False),
+    Column("not_before", UtcDateTime, nullable=False),
+    Column("not_after", UtcDateTime, nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("revocation_reason", String(32), nullable=True),
+)
+
+schools = Table(
+    "schools",
+    metadata,
+    Column("brin", String(4), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("sector", String(8), nullable=False),
+    Column("board", Text, nullable=True),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("routeringskenmerk", String(20), primary_key=True),
+    Column("brin", String(4), ForeignKey("schools.brin"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("sessie_id", String(36), primary_key=True),
+    Column("doel_brin", String(4), nullable=False),
+    Column("doel_routeringskenmerk", String(20), nullable=False),
+    Column("doel_sector", String(8), nullable=False),
+    Column("bron_brin", String(4), nullable=False, index=True),
+    Column("bron_routeringskenmerk", String(20), nullable=True),
+    Column("overdrachtsoort", String(32), nullable=False),
+    # Rule 7: only a keyed hash of the zoeksleutel/koppelsleutel, never the value.
+    Column("search_key_hmac", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("closed_at", UtcDateTime, nullable=True),
+    Column("result", String(40), nullable=True),
+    Column("result_routeringskenmerk", String(20), nullable=True),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("request_fingerprint", String(64), nullable=True),
+    # A retry with the same key from the same doel endpoint finds the first session.
+    UniqueConstraint("doel_routeringskenmerk", "idempotency_key", name="uq_sessions_idempotency"),
+)
+Index("ix_sessions_doel_routeringskenmerk", sessions.c.doel_routeringskenmerk)
+
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("bucket", String(80), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),
+    Column("hits", Integer, nullable=False),
+)

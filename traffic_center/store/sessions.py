@@ -1,0 +1,151 @@
+"""Sessions: creation with idempotency keys, and state transitions guarded in the database."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from traffic_center.domain.errors import IdempotencyKeyReused
+from traffic_center.domain.identifiers import Overdrachtsoort, Sector
+from traffic_center.domain.models import OPEN_STATES, Session, SessionState
+from traffic_center.domain.results import ResultCode
+from traffic_center.store.database import Database
+from traffic_center.store.schema import sessions
+
+
+class SessionRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def create(
+        self, session: Session, *, idempotency_key: str | None, fingerprint: str
+    ) -> tuple[Session, bool]:
+        """Insert the session, or return the one created before with the same key.
+
+        The unique constraint on (doel endpoint, key) decides races between nodes: the loser
+        of a concurrent insert reads the winner's session.
+        """
+        if idempotency_key is not None:
+            earlier = await self._by_idempotency_key(session, idempotency_key, fingerprint)
+            if earlier is not None:
+                return earlier, False
+        try:
+            async with self._db.transaction() as conn:
+                await conn.execute(
+                    sessions.insert().values(
+                        **_columns(session),
+                        idempotency_key=idempotency_key,
+                        request_fingerprint=fingerprint,
+                    )
+                )
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            earlier = await self._by_idempotency_key(session, idempotency_key, fingerprint)
+            if earlier is None:
+                raise
+            return earlier, False
+        return session, True
+
+    async def get(self, sessie_id: str) -> Session | None:
+        async with self._db.transaction() as conn:
+            row = (
+                await conn.execute(select(sessions).where(sessions.c.sessie_id == sessie_id))
+            ).first()
+        return _session(row._mapping) if row else None
+
+    async def transition(self, session: Session) -> bool:
+        """Store the new state only if the stored one is still open; False if it was not."""
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                update(sessions)
+                .where(
+                    sessions.c.sessie_id == session.sessie_id,
+                    sessions.c.state.in_([s.value for s in OPEN_STATES]),
+                )
+                .values(
+                    state=session.state.value,
+                    closed_at=session.closed_at,
+                    result=session.result.value if session.result else None,
+                    result_routeringskenmerk=session.result_routeringskenmerk,
+                )
+            )
+        return bool(result.rowcount)
+
+    async def involving(self, routeringskenmerk: str) -> Sequence[Session]:
+        async with self._db.transaction() as conn:
+            rows = await conn.execute(
+                select(sessions)
+                .where(
+                    or_(
+                        sessions.c.doel_routeringskenmerk == routeringskenmerk,
+                        sessions.c.bron_routeringskenmerk == routeringskenmerk,
+                    )
+                )
+                .order_by(sessions.c.created_at)
+            )
+            return [_session(row._mapping) for row in rows]
+
+    async def count(self) -> int:
+        async with self._db.transaction() as conn:
+            rows = await conn.execute(select(sessions.c.sessie_id))
+            return len(rows.all())
+
+    async def _by_idempotency_key(
+        self, session: Session, key: str, fingerprint: str
+    ) -> Session | None:
+        async with self._db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    select(sessions).where(
+                        sessions.c.doel_routeringskenmerk == session.doel_routeringskenmerk,
+                        sessions.c.idempotency_key == key,
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        if row._mapping["request_fingerprint"] != fingerprint:
+            raise IdempotencyKeyReused("this Idempotency-Key was used for another request")
+        return _session(row._mapping)
+
+
+def _columns(session: Session) -> dict[str, Any]:
+    return {
+        "sessie_id": session.sessie_id,
+        "doel_brin": session.doel_brin,
+        "doel_routeringskenmerk": session.doel_routeringskenmerk,
+        "doel_sector": session.doel_sector.value,
+        "bron_brin": session.bron_brin,
+        "bron_routeringskenmerk": session.bron_routeringskenmerk,
+        "overdrachtsoort": session.overdrachtsoort.value,
+        "search_key_hmac": session.search_key_hmac,
+        "state": session.state.value,
+        "created_at": session.created_at,
+        "expires_at": session.expires_at,
+        "closed_at": session.closed_at,
+        "result": session.result.value if session.result else None,
+        "result_routeringskenmerk": session.result_routeringskenmerk,
+    }
+
+
+def _session(row: Any) -> Session:
+    return Session(
+        sessie_id=row["sessie_id"],
+        doel_brin=row["doel_brin"],
+        doel_routeringskenmerk=row["doel_routeringskenmerk"],
+        doel_sector=Sector(row["doel_sector"]),
+        bron_brin=row["bron_brin"],
+        bron_routeringskenmerk=row["bron_routeringskenmerk"],
+        overdrachtsoort=Overdrachtsoort(row["overdrachtsoort"]),
+        search_key_hmac=row["search_key_hmac"],
+        state=SessionState(row["state"]),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        closed_at=row["closed_at"],
+        result=ResultCode(row["result"]) if row["result"] else None,
+        result_routeringskenmerk=row["result_routeringskenmerk"],
+    )

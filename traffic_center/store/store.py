@@ -1,0 +1,32 @@
+"""The Store: one database and the repositories over it."""
+
+from __future__ import annotations
+
+from traffic_center.store.certificates import CertificateRepository
+from traffic_center.store.database import Database, open_database
+from traffic_center.store.rate_limits import RateLimitRepository
+from traffic_center.store.registry import RegistryRepository
+from traffic_center.store.sessions import SessionRepository
+
+
+class Store:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.certificates = CertificateRepository(database)
+        self.registry = RegistryRepository(database)
+        self.sessions = SessionRepository(database)
+        self.rate_limits = RateLimitRepository(database)
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> Store:
+        store = cls(open_database(url))
+        if migrate:
+            try:
+                await store.database.migrate()
+            except BaseException:
+                await store.close()
+                raise
+        return store
+
+    async def close(self) -> None:
+        await self.database.dispose()
