@@ -1,0 +1,78 @@
+"""Shared fixtures: the throwaway PostgreSQL server, fresh databases, running Traffic Centers."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.support.postgres import POSTGRES_USER_ENV, PostgresServer, throwaway_postgres
+from tests.support.server import TrafficCenterUnderTest, start_traffic_center
+
+BACKENDS = ["sqlite", "postgresql"]
+_database_numbers = itertools.count(1)
+
+DatabaseFactory = Callable[[str], Awaitable[str]]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """Started only when a test needs it; the README's test command always runs those tests."""
+    given = os.environ.get(POSTGRES_USER_ENV)
+    if given:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(given)
+        yield PostgresServer(url.host or "127.0.0.1", url.port or 5432, url.username or "postgres")
+        return
+    with throwaway_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def database_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> DatabaseFactory:
+    """A fresh, empty database on the asked backend; every caller gets its own."""
+    directory = tmp_path_factory.mktemp("databases")
+
+    async def make(backend: str) -> str:
+        number = next(_database_numbers)
+        if backend == "sqlite":
+            return f"sqlite+aiosqlite:///{directory / f'tc-{number}.db'}"
+        server: PostgresServer = request.getfixturevalue("postgres")
+        name = f"tc_test_{os.getpid()}_{number}"
+        connection = await asyncpg.connect(
+            host=server.host, port=server.port, user=server.user, database="postgres"
+        )
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+        return server.url(name)
+
+    return make
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+async def tc(
+    request: pytest.FixtureRequest,
+    database_factory: DatabaseFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[TrafficCenterUnderTest]:
+    """A running Traffic Center on each backend, shared by one test module."""
+    url = await database_factory(request.param)
+    home = tmp_path_factory.mktemp(f"tc-{request.param}")
+    overrides = getattr(request.module, "TRAFFIC_CENTER_SETTINGS", {})
+    running = await start_traffic_center(home, url, **overrides)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"

@@ -1,0 +1,131 @@
+"""A real Traffic Center (both listeners, real TLS) in a thread, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from tests.support.world import World
+from traffic_center.admin.certificates import CertificateAdmin
+from traffic_center.admin.registry import RegistryAdmin
+from traffic_center.pki.ca import CertificateAuthority
+from traffic_center.server.runner import TrafficCenterServer
+from traffic_center.settings import Settings
+from traffic_center.store.store import Store
+
+
+@dataclass
+class AdjustableClock:
+    """Real time plus an offset the test may move forward (session expiry, rate windows)."""
+
+    offset: dt.timedelta = field(default_factory=dt.timedelta)
+
+    def __call__(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+
+class ServerThread:
+    def __init__(self, server: TrafficCenterServer) -> None:
+        self.server = server
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.run())
+        except BaseException as exc:  # surfaced by start()
+            self.error = exc
+
+    def start(self, timeout: float = 30) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if self.error is not None or not self.thread.is_alive():
+                raise RuntimeError(f"server failed to start: {self.error!r}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start in time")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.request_exit()
+        self.thread.join(timeout=40)
+
+
+@dataclass
+class TrafficCenterUnderTest:
+    settings: Settings
+    store: Store
+    ca: CertificateAuthority
+    certificates: CertificateAdmin
+    registry: RegistryAdmin
+    clock: AdjustableClock
+    thread: ServerThread
+    world: World
+    metrics_registry: CollectorRegistry
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.thread.server.bound_port(self.thread.server.vendor)}"
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.thread.server.bound_port(self.thread.server.ops)}"
+
+    @property
+    def ca_pem(self) -> Path:
+        return self.settings.ca_dir / "ca.pem"
+
+    async def stop(self) -> None:
+        await self.world.aclose()
+        await asyncio.to_thread(self.thread.stop)
+        await self.store.close()
+
+
+async def start_traffic_center(
+    home: Path, database_url: str, **overrides: Any
+) -> TrafficCenterUnderTest:
+    defaults: dict[str, Any] = {
+        "home": home,
+        "database_url": database_url,
+        "port": 0,
+        "ops_port": 0,
+        "secret_key": "test-secret-" + home.name,
+        "rate_limit_sessions_per_minute": 100_000,
+        "rate_limit_endpoints_per_minute": 100_000,
+    }
+    settings = Settings(**{**defaults, **overrides})
+    clock = AdjustableClock()
+    ca = CertificateAuthority.create(settings.ca_dir)
+    store = await Store.open(settings.effective_database_url)
+    certificates = CertificateAdmin(ca, store, clock=clock)
+    await certificates.issue_server(hosts=["127.0.0.1", "localhost"], out=home / "server")
+    registry = CollectorRegistry()
+    server = TrafficCenterServer(settings, registry=registry, clock=clock)
+    thread = ServerThread(server)
+    await asyncio.to_thread(thread.start)
+    base_url = f"https://127.0.0.1:{server.bound_port(server.vendor)}"
+    world = World(
+        certificates=certificates,
+        registry=RegistryAdmin(store, clock=clock),
+        base_url=base_url,
+        ca_pem=settings.ca_dir / "ca.pem",
+        directory=home / "parties",
+    )
+    return TrafficCenterUnderTest(
+        settings=settings,
+        store=store,
+        ca=ca,
+        certificates=certificates,
+        registry=world.registry,
+        clock=clock,
+        thread=thread,
+        world=world,
+        metrics_registry=registry,
+    )

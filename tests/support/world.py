@@ -1,0 +1,115 @@
+"""Test parties: schools with endpoints and certificates, and TLS clients that act for them."""
+
+from __future__ import annotations
+
+import itertools
+import ssl
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from traffic_center.admin.certificates import CertificateAdmin
+from traffic_center.admin.registry import RegistryAdmin
+from traffic_center.pki.inspect import serial_hex
+
+_counter = itertools.count(1)
+
+
+def unique_brin() -> str:
+    n = next(_counter)
+    letters = string.ascii_uppercase
+    return f"{n % 100:02d}{letters[(n // 100) % 26]}{letters[(n // 2600) % 26]}"
+
+
+def unique_routeringskenmerk() -> str:
+    return f"{9 * 10**18 + next(_counter) * 7919:020d}"
+
+
+def client_context(ca_pem: Path, cert: Path | None, key: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca_pem))
+    if cert is not None and key is not None:
+        context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+@dataclass
+class Party:
+    """One school endpoint: its registry entry and its client certificate."""
+
+    brin: str
+    routeringskenmerk: str
+    sector: str
+    cert: Path
+    key: Path
+    serial: str
+    base_url: str
+    ca_pem: Path
+    clients: list[httpx.AsyncClient] = field(default_factory=list)
+
+    def client(self) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            base_url=self.base_url,
+            verify=client_context(self.ca_pem, self.cert, self.key),
+            timeout=30,
+        )
+        self.clients.append(client)
+        return client
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+
+@dataclass
+class World:
+    """Creates parties on a running Traffic Center through the admin library."""
+
+    certificates: CertificateAdmin
+    registry: RegistryAdmin
+    base_url: str
+    ca_pem: Path
+    directory: Path
+    parties: list[Party] = field(default_factory=list)
+
+    async def school(
+        self,
+        sector: str = "PO",
+        *,
+        brin: str | None = None,
+        register_endpoint: bool = True,
+        add_school: bool = True,
+        kind: str = "OV",
+    ) -> Party:
+        brin = brin or unique_brin()
+        routeringskenmerk = unique_routeringskenmerk()
+        if add_school:
+            await self.registry.add_school(brin=brin, name=f"School {brin}", sector=sector)
+        if register_endpoint:
+            await self.registry.add_endpoint(
+                routeringskenmerk=routeringskenmerk,
+                brin=brin,
+                url=f"https://las-{brin.lower()}.test/oso",
+                kind=kind,
+            )
+        prefix = self.directory / f"party-{routeringskenmerk}"
+        issued = await self.certificates.issue_client(
+            routeringskenmerk=routeringskenmerk, brin=brin, name=f"School {brin}", out=prefix
+        )
+        party = Party(
+            brin=brin,
+            routeringskenmerk=routeringskenmerk,
+            sector=sector,
+            cert=prefix.with_name(prefix.name + ".pem"),
+            key=prefix.with_name(prefix.name + ".key"),
+            serial=serial_hex(issued.certificate),
+            base_url=self.base_url,
+            ca_pem=self.ca_pem,
+        )
+        self.parties.append(party)
+        return party
+
+    async def aclose(self) -> None:
+        for party in self.parties:
+            await party.aclose()

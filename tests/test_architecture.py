@@ -1,0 +1,78 @@
+"""Structure: the error table is complete and layers point inward."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from traffic_center.api.problems import STATUS_BY_ERROR
+from traffic_center.domain.errors import all_error_classes
+
+PACKAGE = Path(__file__).resolve().parent.parent / "traffic_center"
+
+FORBIDDEN = {
+    "domain": {
+        "fastapi",
+        "starlette",
+        "sqlalchemy",
+        "httpx",
+        "uvicorn",
+        "cryptography",
+        "pydantic",
+        "pydantic_settings",
+        "traffic_center.settings",
+        "traffic_center.api",
+        "traffic_center.store",
+        "traffic_center.pki",
+    },
+    "pki": {
+        "fastapi",
+        "starlette",
+        "sqlalchemy",
+        "httpx",
+        "uvicorn",
+        "traffic_center.api",
+        "traffic_center.store",
+    },
+    "store": {"fastapi", "starlette", "httpx", "uvicorn", "traffic_center.api"},
+    "broker": {"fastapi", "starlette", "uvicorn", "traffic_center.api"},
+}
+
+
+def test_every_error_class_has_an_http_status_and_a_code() -> None:
+    missing = [cls.__name__ for cls in all_error_classes() if cls not in STATUS_BY_ERROR]
+    assert not missing, f"add these to api.problems.STATUS_BY_ERROR: {missing}"
+    assert all(cls.code and cls.title for cls in all_error_classes())
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_layers_point_inward() -> None:
+    violations = []
+    for layer, forbidden in FORBIDDEN.items():
+        for path in (PACKAGE / layer).rglob("*.py"):
+            for name in _imports(path):
+                if any(name == f or name.startswith(f + ".") for f in forbidden):
+                    violations.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert not violations
+
+
+def test_nothing_is_built_at_import_time() -> None:
+    # Module-level calls that build state (engines, apps, settings) are not allowed.
+    suspicious = ("create_app(", "Settings(", "create_async_engine(", "open_database(", "Store(")
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign | ast.Expr):
+                source = ast.unparse(node)
+                if any(s in source for s in suspicious):
+                    offenders.append(f"{path.relative_to(PACKAGE)}: {source[:60]}")
+    assert not offenders

@@ -1,0 +1,394 @@
+"""The certificate admin's and operator's CLI, in process and as a real command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from traffic_center.cli.main import main
+
+R1, R2 = "00000007000012000001", "00000007000034000001"
+
+
+def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "traffic_center", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TC_")},
+        check=False,
+    )
+
+
+def files_under(path: Path) -> set[Path]:
+    return {p for p in path.rglob("*") if p.is_file()} if path.exists() else set()
+
+
+def openssl_verify(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["openssl", "verify", *args], capture_output=True, text=True, check=False)
+
+
+def test_ca_lifecycle_verified_by_openssl(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["--home", str(home), "ca", "init", "--name", "Test CA"]) == 0
+    assert oct((home / "ca" / "ca.key").stat().st_mode & 0o777) == "0o600"
+    assert (
+        main(
+            [
+                "--home",
+                str(home),
+                "ca",
+                "issue-server",
+                "--host",
+                "127.0.0.1",
+                "--host",
+                "tc.test",
+                "--out",
+                str(out / "server"),
+            ]
+        )
+        == 0
+    )
+    for name, routeringskenmerk in (("a", R1), ("b", R2)):
+        assert (
+            main(
+                [
+                    "--home",
+                    str(home),
+                    "ca",
+                    "issue",
+                    "--routeringskenmerk",
+                    routeringskenmerk,
+                    "--brin",
+                    "12AB",
+                    "--name",
+                    f"School {name}",
+                    "--out",
+                    str(out / name),
+                ]
+            )
+            == 0
+        )
+    assert oct((out / "a.key").stat().st_mode & 0o777) == "0o600"
+    ca_pem = str(home / "ca" / "ca.pem")
+    for name in ("server", "a", "b"):
+        assert openssl_verify("-CAfile", ca_pem, str(out / f"{name}.pem")).returncode == 0
+    purpose = openssl_verify("-CAfile", ca_pem, "-purpose", "sslclient", str(out / "server.pem"))
+    assert purpose.returncode != 0  # one role per certificate
+
+    capsys.readouterr()
+    assert main(["--home", str(home), "ca", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {c["status"] for c in listed} == {"valid"}
+    serial_a = next(c["serial"] for c in listed if c["routeringskenmerk"] == R1)
+    assert {"serial", "routeringskenmerk", "subject", "not_after", "status"} <= set(listed[0])
+
+    assert main(["--home", str(home), "ca", "revoke", serial_a, "--reason", "keyCompromise"]) == 0
+    assert main(["--home", str(home), "ca", "crl", "--out", str(out / "crl.pem")]) == 0
+    crl = ["-crl_check", "-CAfile", ca_pem, "-CRLfile", str(out / "crl.pem")]
+    revoked = openssl_verify(*crl, str(out / "a.pem"))
+    assert revoked.returncode != 0
+    assert "revoked" in (revoked.stdout + revoked.stderr)
+    assert openssl_verify(*crl, str(out / "b.pem")).returncode == 0
+    assert openssl_verify(*crl, str(out / "server.pem")).returncode == 0
+
+    capsys.readouterr()
+    main(["--home", str(home), "ca", "list", "--json"])
+    statuses = {c["serial"]: c["status"] for c in json.loads(capsys.readouterr().out)}
+    assert statuses[serial_a] == "revoked"
+
+
+def test_ca_init_refuses_to_touch_an_existing_ca(home: Path) -> None:
+    assert main(["--home", str(home), "ca", "init"]) == 0
+    before = (home / "ca" / "ca.pem").read_bytes()
+    result = run_cli(home, "ca", "init")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "already exists" in result.stderr
+    assert (home / "ca" / "ca.pem").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--routeringskenmerk", R1, "--brin", "12ab", "--name", "X"], "not a BRIN"),
+        (["--routeringskenmerk", "123", "--brin", "12AB", "--name", "X"], "20 digits"),
+        (
+            [
+                "--routeringskenmerk",
+                R1,
+                "--brin",
+                "12AB",
+                "--name",
+                "X",
+                "--csr",
+                "/nonexistent.csr",
+            ],
+            "cannot read",
+        ),
+        (["--routeringskenmerk", R1, "--brin", "12AB", "--name", "X", "--days", "0"], "--days"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    home: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    assert main(["--home", str(home), "ca", "init"]) == 0
+    before = files_under(home)
+    database_before = (home / "traffic-center.db").read_bytes()
+    result = run_cli(home, "ca", "issue", *args, "--out", str(tmp_path / "x"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.pem").exists()
+    assert not (tmp_path / "x.key").exists()
+    assert files_under(home) - before == set()
+    assert main(["--home", str(home), "ca", "list", "--json"]) == 0
+    del database_before
+
+
+def test_unreadable_csr_and_missing_ca(home: Path, tmp_path: Path) -> None:
+    missing = run_cli(
+        home,
+        "ca",
+        "issue",
+        "--routeringskenmerk",
+        R1,
+        "--brin",
+        "12AB",
+        "--name",
+        "X",
+        "--out",
+        str(tmp_path / "x"),
+    )
+    assert missing.returncode == 2
+    assert "ca init" in missing.stderr
+    assert not home.exists() or not (home / "traffic-center.db").exists()
+    assert main(["--home", str(home), "ca", "init"]) == 0
+    garbage = tmp_path / "garbage.csr"
+    garbage.write_text(
+        "-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----\n"
+    )
+    bad = run_cli(
+        home,
+        "ca",
+        "issue",
+        "--routeringskenmerk",
+        R1,
+        "--brin",
+        "12AB",
+        "--name",
+        "X",
+        "--csr",
+        str(garbage),
+        "--out",
+        str(tmp_path / "x"),
+    )
+    assert bad.returncode == 2
+    assert "signing request" in bad.stderr
+    assert not (tmp_path / "x.pem").exists()
+
+
+def test_issue_from_a_csr_keeps_the_key_at_the_school(home: Path, tmp_path: Path) -> None:
+    key, csr = tmp_path / "school.key", tmp_path / "school.csr"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            "/CN=ignored",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert main(["--home", str(home), "ca", "init"]) == 0
+    assert (
+        main(
+            [
+                "--home",
+                str(home),
+                "ca",
+                "issue",
+                "--routeringskenmerk",
+                R1,
+                "--brin",
+                "12AB",
+                "--name",
+                "De School",
+                "--csr",
+                str(csr),
+                "--out",
+                str(tmp_path / "issued"),
+            ]
+        )
+        == 0
+    )
+    assert not (tmp_path / "issued.key").exists()
+    pub_cert = subprocess.run(
+        ["openssl", "x509", "-in", str(tmp_path / "issued.pem"), "-noout", "-pubkey"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pub_key = subprocess.run(
+        ["openssl", "pkey", "-in", str(key), "-pubout"], capture_output=True, text=True, check=True
+    ).stdout
+    assert pub_cert == pub_key
+    subject = subprocess.run(
+        [
+            "openssl",
+            "x509",
+            "-in",
+            str(tmp_path / "issued.pem"),
+            "-noout",
+            "-subject",
+            "-ext",
+            "extendedKeyUsage,subjectAltName",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"serialNumber = {R1}" in subject or f"serialNumber={R1}" in subject
+    assert "O = De School" in subject or "O=De School" in subject
+    assert "TLS Web Client Authentication" in subject
+    assert "Server Authentication" not in subject
+    assert f"URI:urn:oso:aanleverpunt:12AB:{R1}" in subject
+
+
+def test_school_and_endpoint_registry(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--home", str(home)]
+    assert (
+        main([*base, "school", "add", "--brin", "12AB", "--name", "De Regenboog", "--sector", "PO"])
+        == 0
+    )
+    assert (
+        main(
+            [
+                *base,
+                "endpoint",
+                "add",
+                "--routeringskenmerk",
+                R1,
+                "--brin",
+                "12AB",
+                "--url",
+                "https://las.example/oso",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main([*base, "school", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"brin": "12AB", "name": "De Regenboog", "sector": "PO", "board": None, "active": True}
+    ]
+    assert main([*base, "endpoint", "deactivate", R1]) == 0
+    assert main([*base, "school", "deactivate", "12AB"]) == 0
+    capsys.readouterr()
+    assert main([*base, "endpoint", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {
+            "routeringskenmerk": R1,
+            "brin": "12AB",
+            "url": "https://las.example/oso",
+            "kind": "OV",
+            "active": False,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["school", "add", "--brin", "1AB", "--name", "X", "--sector", "PO"],
+        ["school", "add", "--brin", "12AB", "--name", "X", "--sector", "HBO"],
+        [
+            "endpoint",
+            "add",
+            "--routeringskenmerk",
+            R1,
+            "--brin",
+            "12AB",
+            "--url",
+            "http://plain.example",
+        ],
+        [
+            "endpoint",
+            "add",
+            "--routeringskenmerk",
+            R1,
+            "--brin",
+            "99ZZ",
+            "--url",
+            "https://las.example",
+        ],
+        [
+            "endpoint",
+            "add",
+            "--routeringskenmerk",
+            R1,
+            "--brin",
+            "12AB",
+            "--url",
+            "https://las.example",
+            "--kind",
+            "XX",
+        ],
+        ["school", "deactivate", "77QQ"],
+    ],
+)
+def test_registry_bad_input_exits_2_with_one_line(home: Path, args: list[str]) -> None:
+    assert (
+        main(
+            [
+                "--home",
+                str(home),
+                "school",
+                "add",
+                "--brin",
+                "12AB",
+                "--name",
+                "Bestaand",
+                "--sector",
+                "VO",
+            ]
+        )
+        == 0
+    )
+    result = run_cli(home, *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_settings_stop_with_one_clear_line(home: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "traffic_center", "--home", str(home), "school", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "TC_SESSION_TTL_SECONDS": "soon"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "TC_SESSION_TTL_SECONDS" in result.stderr

@@ -1,0 +1,164 @@
+"""Who may connect: real TLS against a real server, for every way a certificate can be wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.server import TrafficCenterUnderTest
+from tests.support.world import client_context, unique_brin, unique_routeringskenmerk
+from traffic_center.pki.ca import CertificateAuthority, write_issued
+
+
+def _client(tc: TrafficCenterUnderTest, context: ssl.SSLContext) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=tc.url, verify=context, timeout=10)
+
+
+async def test_valid_certificate_gets_its_own_identity(tc: TrafficCenterUnderTest) -> None:
+    party = await tc.world.school("PO")
+    response = await party.client().get("/v1/whoami")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["routeringskenmerk"] == party.routeringskenmerk
+    assert body["serial"] == party.serial
+    assert body["brin"] == party.brin
+    assert body["name"] == f"School {party.brin}"
+    assert body["endpoint_registered"] is True
+
+
+async def test_no_client_certificate_is_refused(tc: TrafficCenterUnderTest) -> None:
+    async with _client(tc, client_context(tc.ca_pem, None, None)) as client:
+        with pytest.raises(httpx.TransportError):
+            await client.get("/v1/whoami")
+
+
+async def test_certificate_from_another_ca_is_refused(
+    tc: TrafficCenterUnderTest, tmp_path: Path
+) -> None:
+    stranger = CertificateAuthority.create(tmp_path / "other-ca", name="Not the TC")
+    issued = stranger.issue_client_certificate(
+        routeringskenmerk=unique_routeringskenmerk(), brin=unique_brin(), name="Impostor"
+    )
+    write_issued(issued, tmp_path / "impostor")
+    context = client_context(tc.ca_pem, tmp_path / "impostor.pem", tmp_path / "impostor.key")
+    async with _client(tc, context) as client:
+        with pytest.raises(httpx.TransportError):
+            await client.get("/v1/whoami")
+
+
+async def test_expired_certificate_is_refused(tc: TrafficCenterUnderTest, tmp_path: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
+    await tc.certificates.issue_client(
+        routeringskenmerk=unique_routeringskenmerk(),
+        brin=unique_brin(),
+        name="Expired",
+        out=tmp_path / "expired",
+        not_before=now - dt.timedelta(days=30),
+        not_after=now - dt.timedelta(days=1),
+    )
+    context = client_context(tc.ca_pem, tmp_path / "expired.pem", tmp_path / "expired.key")
+    async with _client(tc, context) as client:
+        with pytest.raises(httpx.TransportError):
+            await client.get("/v1/whoami")
+
+
+async def test_server_only_certificate_is_refused_as_client(
+    tc: TrafficCenterUnderTest, tmp_path: Path
+) -> None:
+    await tc.certificates.issue_server(hosts=["las.test"], out=tmp_path / "server-only")
+    context = client_context(tc.ca_pem, tmp_path / "server-only.pem", tmp_path / "server-only.key")
+    async with _client(tc, context) as client:
+        try:
+            response = await client.get("/v1/whoami")
+        except httpx.TransportError:
+            return  # refused in the handshake: OpenSSL's ssl_client purpose check
+        assert response.status_code == 403
+        assert response.json()["code"] == "CertificaatOngeldig"
+
+
+async def test_certificate_unknown_to_the_inventory_is_refused(
+    tc: TrafficCenterUnderTest, tmp_path: Path
+) -> None:
+    # Signed by our CA but never recorded, e.g. issued from a lost backup.
+    issued = tc.ca.issue_client_certificate(
+        routeringskenmerk=unique_routeringskenmerk(), brin=unique_brin(), name="Ghost"
+    )
+    write_issued(issued, tmp_path / "ghost")
+    context = client_context(tc.ca_pem, tmp_path / "ghost.pem", tmp_path / "ghost.key")
+    async with _client(tc, context) as client:
+        response = await client.get("/v1/whoami")
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "CertificaatOnbekend"
+
+
+async def test_revocation_reaches_an_open_keep_alive_connection_within_5_seconds(
+    tc: TrafficCenterUnderTest,
+) -> None:
+    party = await tc.world.school("VO")
+    client = party.client()
+    assert (await client.get("/v1/whoami")).status_code == 200
+    await tc.certificates.revoke(party.serial, reason="keyCompromise")
+    revoked_at = time.monotonic()
+    while True:
+        response = await client.get("/v1/whoami")
+        if response.status_code != 200 or time.monotonic() - revoked_at > 6:
+            break
+        await asyncio.sleep(0.2)
+    elapsed = time.monotonic() - revoked_at
+    assert response.status_code == 403
+    assert response.json()["code"] == "CertificaatIngetrokken"
+    assert elapsed <= 5.0
+
+
+async def test_tls_1_1_is_refused_and_1_2_and_1_3_work(tc: TrafficCenterUnderTest) -> None:
+    party = await tc.world.school("PO")
+    old = client_context(tc.ca_pem, party.cert, party.key)
+    old.minimum_version = ssl.TLSVersion.TLSv1
+    old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")
+    async with _client(tc, old) as client:
+        with pytest.raises(httpx.TransportError):
+            await client.get("/v1/whoami")
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        context = client_context(tc.ca_pem, party.cert, party.key)
+        context.minimum_version = context.maximum_version = version
+        async with _client(tc, context) as client:
+            assert (await client.get("/v1/whoami")).status_code == 200
+
+
+async def test_tls_1_2_without_forward_secrecy_is_refused(tc: TrafficCenterUnderTest) -> None:
+    party = await tc.world.school("PO")
+    context = client_context(tc.ca_pem, party.cert, party.key)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("AES128-SHA:AES256-SHA:ECDHE-ECDSA-AES128-SHA")  # no ECDHE+AEAD
+    async with _client(tc, context) as client:
+        with pytest.raises(httpx.TransportError):
+            await client.get("/v1/whoami")
+
+
+async def test_refusals_are_counted_by_reason_on_the_ops_listener(
+    tc: TrafficCenterUnderTest, tmp_path: Path
+) -> None:
+    issued = tc.ca.issue_client_certificate(
+        routeringskenmerk=unique_routeringskenmerk(), brin=unique_brin(), name="Ghost"
+    )
+    write_issued(issued, tmp_path / "ghost2")
+    context = client_context(tc.ca_pem, tmp_path / "ghost2.pem", tmp_path / "ghost2.key")
+    async with _client(tc, context) as client:
+        assert (await client.get("/v1/whoami")).status_code == 403
+    async with httpx.AsyncClient(base_url=tc.ops_url) as ops:
+        metrics = (await ops.get("/metrics")).text
+        ready = await ops.get("/readyz")
+        alive = await ops.get("/healthz")
+    assert 'traffic_center_refused_callers_total{reason="CertificaatOnbekend"}' in metrics
+    assert 'route="/v1/whoami"' in metrics
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"store": True, "ca": True, "draining": True}
+    assert alive.status_code == 200
