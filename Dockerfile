@@ -1,0 +1,23 @@
+# The Traffic Center as a container: slim Python, a non-root user, `traffic-center serve`.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY traffic_center ./traffic_center
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --home-dir /var/lib/traffic-center --create-home tc
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER tc
+WORKDIR /var/lib/traffic-center
+# State (CA, SQLite database, server secret) lives in TC_HOME; mount a volume there.
+ENV TC_HOME=/var/lib/traffic-center \
+    TC_HOST=0.0.0.0 \
+    TC_OPS_HOST=0.0.0.0 \
+    PYTHONUNBUFFERED=1
+EXPOSE 8443 9464
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
+    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9464/healthz', timeout=2).status == 200 else 1)"
+ENTRYPOINT ["traffic-center"]
+CMD ["serve"]

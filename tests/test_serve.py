@@ -1,0 +1,107 @@
+"""`traffic-center serve --dev` as a real process: curl as the README shows, workers, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+SCHOOL_A = "00000007000012000001"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("TC_", "PROMETHEUS_"))}
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[tuple[Path, int, int, subprocess.Popen[bytes]]]:
+    home, port, ops_port = tmp_path / "home", free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "traffic_center", "--home", str(home), "serve", "--dev",
+         "--port", str(port), "--ops-port", str(ops_port), "--workers", "2"],
+        env=clean_env(), stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{ops_port}/readyz", timeout=1).status_code == 200:
+                # The supervisor is ready; give the workers a moment to accept too.
+                if _curl(home, port).returncode == 0:
+                    break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError((tmp_path / "serve.log").read_text())
+        time.sleep(0.3)
+    yield home, port, ops_port, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def _curl(home: Path, port: int, *extra: str) -> subprocess.CompletedProcess[str]:
+    # Exactly the README's line, plus -sS and the status code.
+    return subprocess.run(
+        ["curl", "-sS", "-w", "\n%{http_code}", "--cacert", f"{home}/ca/ca.pem",
+         "--cert", f"{home}/dev/school-a.pem", "--key", f"{home}/dev/school-a.key",
+         *extra, f"https://127.0.0.1:{port}/v1/whoami"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+
+
+def test_dev_server_curl_workers_revocation_and_sigterm(
+    dev_server: tuple[Path, int, int, subprocess.Popen[bytes]],
+) -> None:
+    home, port, ops_port, process = dev_server
+    ok = _curl(home, port)
+    body, status = ok.stdout.rsplit("\n", 1)
+    assert status == "200"
+    assert json.loads(body)["routeringskenmerk"] == SCHOOL_A
+
+    old_tls = _curl(home, port, "--tls-max", "1.1")
+    assert old_tls.returncode != 0
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "traffic_center", "--home", str(home), "ca", "list", "--json"],
+        capture_output=True, text=True, env=clean_env(), check=True,
+    )
+    serial = next(c["serial"] for c in json.loads(listing.stdout) if c["routeringskenmerk"] == SCHOOL_A)
+    subprocess.run(
+        [sys.executable, "-m", "traffic_center", "--home", str(home), "ca", "revoke", serial],
+        capture_output=True, env=clean_env(), check=True,
+    )
+    revoked_at = time.monotonic()
+    time.sleep(4.5)
+    # Fresh connections land on either worker: every one must be refused by now.
+    statuses = {_curl(home, port).stdout.rsplit("\n", 1)[1] for _ in range(12)}
+    assert time.monotonic() - revoked_at < 8
+    assert statuses == {"403"}
+
+    metrics = httpx.get(f"http://127.0.0.1:{ops_port}/metrics", timeout=5).text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+    }
+    refused = [v for (name, labels), v in samples.items()
+               if name == "traffic_center_refused_callers_total" and ("reason", "CertificaatIngetrokken") in labels]
+    assert sum(refused) >= 12  # counted across both workers
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=45) == 0

@@ -1,0 +1,81 @@
+"""The store on both backends: migrations match the schema; guarded transitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from traffic_center.domain.identifiers import Overdrachtsoort, Sector
+from traffic_center.domain.models import Session, SessionState
+from traffic_center.domain.results import ResultCode
+from traffic_center.domain.sessions import close
+from traffic_center.store.migrate import current_revision
+from traffic_center.store.schema import metadata
+from traffic_center.store.store import Store
+from tests.conftest import BACKENDS, DatabaseFactory
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(
+    request: pytest.FixtureRequest, database_factory: DatabaseFactory
+) -> AsyncIterator[Store]:
+    opened = await Store.open(await database_factory(request.param))
+    yield opened
+    await opened.close()
+
+
+async def test_migrations_create_exactly_the_declared_schema(store: Store) -> None:
+    async with store.database.engine.connect() as conn:
+        diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), metadata))
+        revision = await conn.run_sync(current_revision)
+    assert diff == []
+    assert revision == "0001"
+
+
+async def test_migrating_twice_is_harmless(store: Store) -> None:
+    await store.database.migrate()
+    await store.database.migrate()
+    assert await store.sessions.count() == 0
+
+
+def _session() -> Session:
+    now = dt.datetime.now(dt.UTC)
+    return Session(
+        sessie_id=str(uuid.uuid4()),
+        doel_brin="12AB",
+        doel_routeringskenmerk="1" * 20,
+        doel_sector=Sector.PO,
+        bron_brin="34CD",
+        bron_routeringskenmerk=None,
+        overdrachtsoort=Overdrachtsoort.OVERSTAPDOSSIER,
+        search_key_hmac="f" * 64,
+        state=SessionState.GRANTED,
+        created_at=now,
+        expires_at=now + dt.timedelta(hours=1),
+    )
+
+
+async def test_a_closed_session_cannot_be_closed_again_by_another_node(store: Store) -> None:
+    session = _session()
+    await store.sessions.create(session, idempotency_key=None, fingerprint="x")
+    first = close(session, result=ResultCode.OVERDRACHT_GESLAAGD, routeringskenmerk="2" * 20,
+                  now=dt.datetime.now(dt.UTC))
+    second = close(session, result=ResultCode.GEEN_INZAGE, routeringskenmerk="2" * 20,
+                   now=dt.datetime.now(dt.UTC))
+    assert await store.sessions.transition(first) is True
+    assert await store.sessions.transition(second) is False
+    stored = await store.sessions.get(session.sessie_id)
+    assert stored is not None
+    assert stored.result is ResultCode.OVERDRACHT_GESLAAGD
+    assert stored.expires_at.tzinfo is not None
+
+
+async def test_rate_limit_counter_counts_per_bucket_and_window(store: Store) -> None:
+    assert [await store.rate_limits.hit("a", window_start=60) for _ in range(3)] == [1, 2, 3]
+    assert await store.rate_limits.hit("b", window_start=60) == 1
+    assert await store.rate_limits.hit("a", window_start=120) == 1
