@@ -7,7 +7,10 @@ import datetime as dt
 from tests.support.server import TrafficCenterUnderTest
 from tests.test_broker_api import assert_problem, open_session
 
-TRAFFIC_CENTER_SETTINGS = {"rate_limit_sessions_per_minute": 3, "rate_limit_endpoints_per_minute": 2}
+TRAFFIC_CENTER_SETTINGS = {
+    "rate_limit_sessions_per_minute": 3,
+    "rate_limit_endpoints_per_minute": 2,
+}
 
 
 async def test_session_creation_is_limited_per_endpoint(tc: TrafficCenterUnderTest) -> None:

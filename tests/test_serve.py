@@ -33,9 +33,24 @@ def clean_env() -> dict[str, str]:
 def dev_server(tmp_path: Path) -> Iterator[tuple[Path, int, int, subprocess.Popen[bytes]]]:
     home, port, ops_port = tmp_path / "home", free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "traffic_center", "--home", str(home), "serve", "--dev",
-         "--port", str(port), "--ops-port", str(ops_port), "--workers", "2"],
-        env=clean_env(), stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115
+        [
+            sys.executable,
+            "-m",
+            "traffic_center",
+            "--home",
+            str(home),
+            "serve",
+            "--dev",
+            "--port",
+            str(port),
+            "--ops-port",
+            str(ops_port),
+            "--workers",
+            "2",
+        ],
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115
     )
     deadline = time.monotonic() + 60
     while True:
@@ -58,10 +73,24 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[Path, int, int, subprocess.Pope
 def _curl(home: Path, port: int, *extra: str) -> subprocess.CompletedProcess[str]:
     # Exactly the README's line, plus -sS and the status code.
     return subprocess.run(
-        ["curl", "-sS", "-w", "\n%{http_code}", "--cacert", f"{home}/ca/ca.pem",
-         "--cert", f"{home}/dev/school-a.pem", "--key", f"{home}/dev/school-a.key",
-         *extra, f"https://127.0.0.1:{port}/v1/whoami"],
-        capture_output=True, text=True, timeout=30, check=False,
+        [
+            "curl",
+            "-sS",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+            f"{home}/ca/ca.pem",
+            "--cert",
+            f"{home}/dev/school-a.pem",
+            "--key",
+            f"{home}/dev/school-a.key",
+            *extra,
+            f"https://127.0.0.1:{port}/v1/whoami",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -79,12 +108,19 @@ def test_dev_server_curl_workers_revocation_and_sigterm(
 
     listing = subprocess.run(
         [sys.executable, "-m", "traffic_center", "--home", str(home), "ca", "list", "--json"],
-        capture_output=True, text=True, env=clean_env(), check=True,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=True,
     )
-    serial = next(c["serial"] for c in json.loads(listing.stdout) if c["routeringskenmerk"] == SCHOOL_A)
+    serial = next(
+        c["serial"] for c in json.loads(listing.stdout) if c["routeringskenmerk"] == SCHOOL_A
+    )
     subprocess.run(
         [sys.executable, "-m", "traffic_center", "--home", str(home), "ca", "revoke", serial],
-        capture_output=True, env=clean_env(), check=True,
+        capture_output=True,
+        env=clean_env(),
+        check=True,
     )
     revoked_at = time.monotonic()
     time.sleep(4.5)
@@ -99,8 +135,12 @@ def test_dev_server_curl_workers_revocation_and_sigterm(
         for family in text_string_to_metric_families(metrics)
         for s in family.samples
     }
-    refused = [v for (name, labels), v in samples.items()
-               if name == "traffic_center_refused_callers_total" and ("reason", "CertificaatIngetrokken") in labels]
+    refused = [
+        v
+        for (name, labels), v in samples.items()
+        if name == "traffic_center_refused_callers_total"
+        and ("reason", "CertificaatIngetrokken") in labels
+    ]
     assert sum(refused) >= 12  # counted across both workers
 
     process.send_signal(signal.SIGTERM)

@@ -10,6 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from tests.conftest import BACKENDS, DatabaseFactory
 from traffic_center.domain.identifiers import Overdrachtsoort, Sector
 from traffic_center.domain.models import Session, SessionState
 from traffic_center.domain.results import ResultCode
@@ -17,7 +18,6 @@ from traffic_center.domain.sessions import close
 from traffic_center.store.migrate import current_revision
 from traffic_center.store.schema import metadata
 from traffic_center.store.store import Store
-from tests.conftest import BACKENDS, DatabaseFactory
 
 
 @pytest.fixture(params=BACKENDS)
@@ -31,7 +31,9 @@ async def store(
 
 async def test_migrations_create_exactly_the_declared_schema(store: Store) -> None:
     async with store.database.engine.connect() as conn:
-        diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), metadata))
+        diff = await conn.run_sync(
+            lambda c: compare_metadata(MigrationContext.configure(c), metadata)
+        )
         revision = await conn.run_sync(current_revision)
     assert diff == []
     assert revision == "0001"
@@ -63,10 +65,18 @@ def _session() -> Session:
 async def test_a_closed_session_cannot_be_closed_again_by_another_node(store: Store) -> None:
     session = _session()
     await store.sessions.create(session, idempotency_key=None, fingerprint="x")
-    first = close(session, result=ResultCode.OVERDRACHT_GESLAAGD, routeringskenmerk="2" * 20,
-                  now=dt.datetime.now(dt.UTC))
-    second = close(session, result=ResultCode.GEEN_INZAGE, routeringskenmerk="2" * 20,
-                   now=dt.datetime.now(dt.UTC))
+    first = close(
+        session,
+        result=ResultCode.OVERDRACHT_GESLAAGD,
+        routeringskenmerk="2" * 20,
+        now=dt.datetime.now(dt.UTC),
+    )
+    second = close(
+        session,
+        result=ResultCode.GEEN_INZAGE,
+        routeringskenmerk="2" * 20,
+        now=dt.datetime.now(dt.UTC),
+    )
     assert await store.sessions.transition(first) is True
     assert await store.sessions.transition(second) is False
     stored = await store.sessions.get(session.sessie_id)

@@ -1,0 +1,57 @@
+"""A property-based API fuzzer (schemathesis) against the live server over mTLS: no 5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from tests.support.server import TrafficCenterUnderTest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_schemathesis_finds_no_server_error(
+    tc: TrafficCenterUnderTest, tmp_path: Path
+) -> None:
+    party = await tc.world.school("PO")
+    await tc.world.school("PO")  # a second school for sessions to be granted against
+    config = tmp_path / "schemathesis.toml"
+    config.write_text("[cache]\nenabled = false\n")
+    schemathesis = Path(sys.executable).with_name("schemathesis")
+    process = await asyncio.create_subprocess_exec(
+        str(schemathesis),
+        "--config-file",
+        str(config),
+        "run",
+        str(ROOT / "openapi.yaml"),
+        "--url",
+        tc.url,
+        "--checks",
+        "not_a_server_error",
+        "--max-examples",
+        "25",
+        "--seed",
+        "20261128",
+        "--generation-deterministic",
+        "--tls-verify",
+        str(tc.ca_pem),
+        "--request-cert",
+        str(party.cert),
+        "--request-cert-key",
+        str(party.key),
+        "--request-timeout",
+        "10",
+        "--no-color",
+        cwd=tmp_path,
+        env={**os.environ, "HYPOTHESIS_STORAGE_DIRECTORY": str(tmp_path / "hypothesis")},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=300)
+    print(output.decode(errors="replace"))
+    report = output.decode(errors="replace")
+    assert process.returncode == 0, report
+    assert "Server error" not in report
+    assert "passed" in report or "No issues found" in report, report
