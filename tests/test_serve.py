@@ -55,10 +55,10 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[Path, int, int, subprocess.Pope
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx.get(f"http://127.0.0.1:{ops_port}/readyz", timeout=1).status_code == 200:
-                # The supervisor is ready; give the workers a moment to accept too.
-                if _curl(home, port).returncode == 0:
-                    break
+            # The supervisor is ready first; then the workers must accept too.
+            ready = httpx.get(f"http://127.0.0.1:{ops_port}/readyz", timeout=1).status_code == 200
+            if ready and _curl(home, port).returncode == 0:
+                break
         except httpx.TransportError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
