@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select, text
+from sqlalchemy import select
 
+from tests.support.postgres import find_bindir
 from tests.support.server import TrafficCenterUnderTest
 from tests.support.world import Party
 from traffic_center.store.schema import sessions
@@ -352,21 +355,32 @@ async def test_rule_7_the_store_holds_only_the_hmac_of_the_zoeksleutel(
 
 
 async def _dump_database(tc: TrafficCenterUnderTest) -> str:
-    lines: list[str] = []
-    async with tc.store.database.transaction() as conn:
-        for table in ("sessions", "schools", "endpoints", "certificates", "rate_limits"):
-            for row in await conn.execute(text(f"SELECT * FROM {table}")):
-                lines.append(repr(tuple(row)))
-    if tc.store.database.dialect == "sqlite":
-        path = tc.store.database.engine.url.database
-        assert path is not None
-        raw = b"".join(
-            open(p, "rb").read()  # noqa: SIM115, ASYNC230
-            for p in (path, path + "-wal")
-            if __import__("os").path.exists(p)
+    """The real dump: pg_dump for PostgreSQL, the raw database and WAL files for SQLite."""
+    url = tc.store.database.engine.url
+    if tc.store.database.dialect == "postgresql":
+        dump = await asyncio.to_thread(
+            subprocess.run,
+            [
+                str(find_bindir() / "pg_dump"),
+                "-h",
+                str(url.host),
+                "-p",
+                str(url.port),
+                "-U",
+                str(url.username),
+                str(url.database),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        lines.append(raw.decode("latin-1"))
-    return "\n".join(lines)
+        assert "CREATE TABLE public.sessions" in dump.stdout
+        return dump.stdout
+    assert url.database is not None
+    files = [Path(url.database), Path(url.database + "-wal")]
+    raw = b"".join(f.read_bytes() for f in files if f.exists())
+    assert b"sessions" in raw
+    return raw.decode("latin-1")
 
 
 # --- idempotency and concurrency --------------------------------------------------------------

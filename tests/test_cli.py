@@ -21,9 +21,13 @@ def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TC_")},
+        env=clean_env(),
         check=False,
     )
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TC_")}
 
 
 def files_under(path: Path) -> set[Path]:
@@ -392,3 +396,37 @@ def test_invalid_settings_stop_with_one_clear_line(home: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "TC_SESSION_TTL_SECONDS" in result.stderr
+
+
+def test_db_upgrade_brings_an_empty_database_to_head(home: Path) -> None:
+    database = home / "elsewhere.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "traffic_center", "--home", str(home), "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**clean_env(), "TC_DATABASE_URL": f"sqlite+aiosqlite:///{database}"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "at head" in result.stderr
+    tables = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3,sys; print(sorted(r[0] for r in sqlite3.connect(sys.argv[1]).execute(\"select name from sqlite_master where type='table'\")))",
+            str(database),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for table in (
+        "alembic_version",
+        "certificates",
+        "endpoints",
+        "rate_limits",
+        "schools",
+        "sessions",
+    ):
+        assert table in tables

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 
 from traffic_center.api.services import Services
 from traffic_center.broker.caller import Caller, CertificateIdentity
 from traffic_center.domain.errors import CallerRefused
+
+T = TypeVar("T")
 
 
 def services(request: Request) -> Services:
@@ -23,18 +26,20 @@ def peer_certificate_pem(request: Request) -> str | None:
 
 
 async def current_identity(request: Request) -> CertificateIdentity:
-    svc = services(request)
-    try:
-        return await svc.authenticator.identify(peer_certificate_pem(request))
-    except CallerRefused as refused:
-        svc.metrics.refused_callers.labels(reason=refused.code).inc()
-        raise
+    return await _authenticated(request, lambda svc, pem: svc.authenticator.identify(pem))
 
 
 async def current_caller(request: Request) -> Caller:
+    """Rule 1: a certificate bound to an active, registered endpoint."""
+    return await _authenticated(request, lambda svc, pem: svc.authenticator.caller(pem))
+
+
+async def _authenticated(
+    request: Request, check: Callable[[Services, str | None], Awaitable[T]]
+) -> T:
     svc = services(request)
     try:
-        return await svc.authenticator.caller(peer_certificate_pem(request))
+        return await check(svc, peer_certificate_pem(request))
     except CallerRefused as refused:
         svc.metrics.refused_callers.labels(reason=refused.code).inc()
         raise

@@ -121,16 +121,19 @@ def is_bsn(digits: str) -> bool:
     """The BSN eleven-test: (9·d1 + … + 2·d8 − d9) mod 11 == 0."""
     if len(digits) != 9 or not digits.isdigit():
         return False
-    weighted = sum(int(d) * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True))
-    return (weighted - int(digits[8])) % 11 == 0
+    return (_weighted(digits) - int(digits[8])) % 11 == 0
 
 
 def is_onderwijsnummer(digits: str) -> bool:
     """The onderwijsnummer test: starts with 1 and (9·d1 + … + 2·d8) mod 11 == d9 + 5."""
     if len(digits) != 9 or not digits.isdigit() or digits[0] != "1":
         return False
-    weighted = sum(int(d) * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True))
-    return weighted % 11 == int(digits[8]) + 5
+    return _weighted(digits) % 11 == int(digits[8]) + 5
+
+
+def _weighted(digits: str) -> int:
+    """9·d1 + 8·d2 + … + 2·d8: the weighted sum both check-digit tests share."""
+    return sum(int(d) * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True))
 
 
 def looks_like_pupil_number(text: str) -> bool:
