@@ -57,15 +57,10 @@ class Settings(BaseSettings):
         return value.expanduser()
 
     @model_validator(mode="after")
-    def _tls_pair(self) -> Settings:
+    def _consistent(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("set both TC_TLS_CERT and TC_TLS_KEY, or neither")
-        if (
-            not self.dev
-            and self.database_url
-            and self.database_url.startswith("sqlite")
-            and (self.workers > 1 and ":memory:" in self.database_url)
-        ):
+        if self.workers > 1 and ":memory:" in (self.database_url or ""):
             raise ValueError("an in-memory database cannot be shared by several workers")
         return self
 

@@ -24,8 +24,7 @@ def problem_responses(*classes: type[e.TrafficCenterError]) -> dict[int | str, d
     codes_by_status: dict[int, set[str]] = defaultdict(set)
     for cls in classes:
         codes_by_status[status_for(cls)].add(cls.code)
-    if any(issubclass(cls, e.InvalidInput) for cls in classes) or classes:
-        codes_by_status[422].add(e.InvalidInput.code)  # schema validation of the body
+    codes_by_status[422].add(e.InvalidInput.code)  # every route validates its input schema
     responses: dict[int | str, dict[str, Any]] = {}
     for status, codes in sorted(codes_by_status.items()):
         ordered = sorted(codes)

@@ -74,12 +74,11 @@ class Authenticator:
     async def caller(self, certificate_pem: str | None) -> Caller:
         """Rule 1: the certificate must belong to an active endpoint of an active school."""
         identity = await self.identify(certificate_pem)
-        registry = self._store.registry
-        endpoint = await registry.get_endpoint(identity.routeringskenmerk)
-        if endpoint is None:
+        registered = await self._store.registry.endpoint_with_school(identity.routeringskenmerk)
+        if registered is None:
             raise EndpointNotRegistered()
-        school = await registry.get_school(endpoint.brin)
-        if school is None or not school.active or not endpoint.active:
+        endpoint, school = registered
+        if not school.active or not endpoint.active:
             raise EndpointInactive()
         return Caller(identity=identity, endpoint=endpoint, school=school)
 

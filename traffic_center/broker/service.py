@@ -8,7 +8,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from traffic_center.broker.caller import Caller
 from traffic_center.domain.errors import (
@@ -31,7 +31,7 @@ from traffic_center.domain.identifiers import (
     refuse_clear_pupil_numbers,
 )
 from traffic_center.domain.models import Endpoint, Session, SessionState
-from traffic_center.domain.results import ResultCode, parse_closing_result
+from traffic_center.domain.results import parse_closing_result
 from traffic_center.domain.rules import GrantRequest, bron_endpoints_for
 from traffic_center.domain.sessions import SessionCheck, close, ensure_open, verify_check
 from traffic_center.store.store import Store
@@ -191,9 +191,9 @@ class Broker:
             raise WrongRole("only the doel of the session closes it")
         result = parse_closing_result(resultaat)
         result_endpoint = parse_routeringskenmerk(routeringskenmerk)
-        ensure_open(session, self._clock())
-        await self._ensure_bron_endpoint(session, result_endpoint)
+        # close() refuses a closed or expired session before the endpoint is looked at.
         closed = close(session, result=result, routeringskenmerk=result_endpoint, now=self._clock())
+        await self._ensure_bron_endpoint(session, result_endpoint)
         if not await self._store.sessions.transition(closed):
             await self._raise_closed(sessie_id)
         return closed
@@ -221,7 +221,7 @@ class Broker:
 
     def _fingerprint(self, request: SessionRequest) -> str:
         # Keyed, because the request holds the zoeksleutel.
-        canonical = json.dumps(dict(vars_of(request)), sort_keys=True)
+        canonical = json.dumps(asdict(request), sort_keys=True)
         return self.keyed_hash("request", canonical)
 
     async def _visible_session(self, caller: Caller, sessie_id: str) -> Session:
@@ -267,14 +267,4 @@ class Broker:
 
 
 def vars_of(request: SessionRequest | CheckRequest) -> list[tuple[str, str | None]]:
-    return [(name, getattr(request, name)) for name in request.__dataclass_fields__]
-
-
-__all__ = [
-    "Broker",
-    "BrokerLimits",
-    "CheckRequest",
-    "GrantedSession",
-    "ResultCode",
-    "SessionRequest",
-]
+    return list(asdict(request).items())

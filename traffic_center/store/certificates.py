@@ -33,14 +33,14 @@ class CertificateRepository:
             )
 
     async def get(self, serial: str) -> CertificateRecord | None:
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(read_only=True) as conn:
             row = (
                 await conn.execute(select(certificates).where(certificates.c.serial == serial))
             ).first()
         return _record(row._mapping) if row else None
 
     async def list(self) -> Sequence[CertificateRecord]:
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(read_only=True) as conn:
             rows = await conn.execute(select(certificates).order_by(certificates.c.issued_at))
             return [_record(row._mapping) for row in rows]
 
@@ -50,7 +50,7 @@ class CertificateRepository:
     async def revoke(self, serial: str, *, reason: str, at: dt.datetime) -> CertificateRecord:
         """Revoke once; revoking again keeps the first time and reason."""
         async with self._db.transaction() as conn:
-            result = await conn.execute(
+            await conn.execute(
                 update(certificates)
                 .where(certificates.c.serial == serial, certificates.c.revoked_at.is_(None))
                 .values(revoked_at=at, revocation_reason=reason)
@@ -60,7 +60,6 @@ class CertificateRepository:
             ).first()
         if row is None:
             raise CertificateNotFound(f"no certificate with serial {serial}")
-        del result
         return _record(row._mapping)
 
     async def soonest_expiry(self, now: dt.datetime) -> dt.datetime | None:

@@ -14,22 +14,32 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from traffic_center.domain.errors import StoreUnavailable
 
+# Execution option marking a read-only transaction, so SQLite may start it deferred.
+READ_ONLY = "traffic_center_read_only"
+
 
 class Database:
     """One engine for one URL. Built by ``open_database``; disposed by the owner."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Same pool, marked: lets SQLite readers run beside a writer instead of queueing.
+        self._read_engine = engine.execution_options(**{READ_ONLY: True})
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that commits on success; driver failures become StoreUnavailable."""
+    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A transaction that commits on success; driver failures become StoreUnavailable.
+
+        ``read_only`` is a promise the transaction only reads: SQLite then begins it deferred
+        (a WAL reader never waits for a writer); writers begin IMMEDIATE and queue.
+        """
+        engine = self._read_engine if read_only else self.engine
         try:
-            async with self.engine.begin() as connection:
+            async with engine.begin() as connection:
                 yield connection
         except IntegrityError:
             raise  # a repository turns this into a domain error
@@ -37,7 +47,7 @@ class Database:
             raise StoreUnavailable(f"the store did not answer: {type(exc).__name__}") from exc
 
     async def ping(self) -> None:
-        async with self.transaction() as connection:
+        async with self.transaction(read_only=True) as connection:
             await connection.execute(text("SELECT 1"))
 
     async def migrate(self) -> None:
@@ -68,7 +78,11 @@ def open_database(url: str, *, echo: bool = False) -> Database:
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
-    """WAL for concurrent readers; BEGIN IMMEDIATE so writers queue instead of deadlocking."""
+    """WAL for concurrent readers; BEGIN IMMEDIATE so writers queue instead of deadlocking.
+
+    A deferred transaction that reads and then writes can fail at once with SQLITE_BUSY when
+    another writer got in between; taking the write lock up front makes it wait instead.
+    """
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -82,4 +96,5 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -46,12 +46,12 @@ class RegistryRepository:
         return school
 
     async def get_school(self, brin: str) -> School | None:
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(read_only=True) as conn:
             row = (await conn.execute(select(schools).where(schools.c.brin == brin))).first()
         return _school(row._mapping) if row else None
 
     async def list_schools(self) -> Sequence[School]:
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(read_only=True) as conn:
             rows = await conn.execute(select(schools).order_by(schools.c.brin))
             return [_school(row._mapping) for row in rows]
 
@@ -95,13 +95,34 @@ class RegistryRepository:
         return endpoint
 
     async def get_endpoint(self, routeringskenmerk: str) -> Endpoint | None:
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(read_only=True) as conn:
             row = (
                 await conn.execute(
                     select(endpoints).where(endpoints.c.routeringskenmerk == routeringskenmerk)
                 )
             ).first()
         return _endpoint(row._mapping) if row else None
+
+    async def endpoint_with_school(self, routeringskenmerk: str) -> tuple[Endpoint, School] | None:
+        """One read for the per-request identity check: the endpoint and its school."""
+        query = (
+            select(
+                endpoints,
+                schools.c.name,
+                schools.c.sector,
+                schools.c.board,
+                schools.c.active.label("school_active"),
+            )
+            .join(schools, schools.c.brin == endpoints.c.brin)
+            .where(endpoints.c.routeringskenmerk == routeringskenmerk)
+        )
+        async with self._db.transaction(read_only=True) as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        mapping = row._mapping
+        school = _school({**mapping, "active": mapping["school_active"]})
+        return _endpoint(mapping), school
 
     async def list_endpoints(
         self,
@@ -123,7 +144,7 @@ class RegistryRepository:
             query = query.join(schools, schools.c.brin == endpoints.c.brin).where(
                 endpoints.c.active.is_(True), schools.c.active.is_(True)
             )
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(read_only=True) as conn:
             rows = await conn.execute(query)
             return [_endpoint(row._mapping) for row in rows]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from traffic_center.domain.errors import IdempotencyKeyReused
@@ -51,7 +51,7 @@ class SessionRepository:
         return session, True
 
     async def get(self, sessie_id: str) -> Session | None:
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(read_only=True) as conn:
             row = (
                 await conn.execute(select(sessions).where(sessions.c.sessie_id == sessie_id))
             ).first()
@@ -76,7 +76,7 @@ class SessionRepository:
         return bool(result.rowcount)
 
     async def involving(self, routeringskenmerk: str) -> Sequence[Session]:
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(read_only=True) as conn:
             rows = await conn.execute(
                 select(sessions)
                 .where(
@@ -90,14 +90,15 @@ class SessionRepository:
             return [_session(row._mapping) for row in rows]
 
     async def count(self) -> int:
-        async with self._db.transaction() as conn:
-            rows = await conn.execute(select(sessions.c.sessie_id))
-            return len(rows.all())
+        async with self._db.transaction(read_only=True) as conn:
+            return int(
+                (await conn.execute(select(func.count()).select_from(sessions))).scalar_one()
+            )
 
     async def _by_idempotency_key(
         self, session: Session, key: str, fingerprint: str
     ) -> Session | None:
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(read_only=True) as conn:
             row = (
                 await conn.execute(
                     select(sessions).where(
