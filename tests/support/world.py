@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from traffic_center.admin.certificates import CertificateAdmin
-from traffic_center.admin.registry import RegistryAdmin
+from traffic_center.admin.registry import RegistryAdmin, new_endpoint, new_school
 from traffic_center.pki.inspect import serial_hex
 
 _counter = itertools.count(1)
@@ -85,13 +85,17 @@ class World:
         brin = brin or unique_brin()
         routeringskenmerk = unique_routeringskenmerk()
         if add_school:
-            await self.registry.add_school(brin=brin, name=f"School {brin}", sector=sector)
+            await self.registry.add_school(
+                new_school(brin=brin, name=f"School {brin}", sector=sector)
+            )
         if register_endpoint:
             await self.registry.add_endpoint(
-                routeringskenmerk=routeringskenmerk,
-                brin=brin,
-                url=f"https://las-{brin.lower()}.test/oso",
-                kind=kind,
+                new_endpoint(
+                    routeringskenmerk=routeringskenmerk,
+                    brin=brin,
+                    url=f"https://las-{brin.lower()}.test/oso",
+                    kind=kind,
+                )
             )
         prefix = self.directory / f"party-{routeringskenmerk}"
         issued = await self.certificates.issue_client(

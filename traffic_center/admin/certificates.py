@@ -75,11 +75,6 @@ class CertificateAdmin:
         await self.record(issued, out)
         return issued
 
-    async def issue_relay(self, *, out: Path | None = None) -> IssuedCertificate:
-        issued = self.ca.issue_relay_certificate()
-        await self.record(issued, out)
-        return issued
-
     async def revoke(self, serial: str, *, reason: str = "unspecified") -> CertificateRecord:
         if reason not in REVOCATION_REASONS:
             raise InvalidValidity(

@@ -18,36 +18,42 @@ from traffic_center.domain.models import Endpoint, School
 from traffic_center.store.store import Store
 
 
+def new_school(*, brin: str, name: str, sector: str, board: str | None = None) -> School:
+    """A validated, active school; raises before anything is stored."""
+    refuse_clear_pupil_numbers([("name", name), ("board", board)])
+    if not name.strip():
+        raise InvalidInput("the school name must not be empty")
+    return School(
+        brin=parse_brin(brin),
+        name=name.strip(),
+        sector=parse_sector(sector),
+        board=board,
+        active=True,
+    )
+
+
+def new_endpoint(*, routeringskenmerk: str, brin: str, url: str, kind: str = "OV") -> Endpoint:
+    """A validated, active endpoint; raises before anything is stored."""
+    return Endpoint(
+        routeringskenmerk=parse_routeringskenmerk(routeringskenmerk),
+        brin=parse_brin(brin),
+        url=parse_url(url),
+        kind=parse_endpoint_kind(kind),
+        active=True,
+    )
+
+
 class RegistryAdmin:
     def __init__(self, store: Store, *, clock: Callable[[], dt.datetime]) -> None:
         self.store = store
         self.clock = clock
 
-    async def add_school(
-        self, *, brin: str, name: str, sector: str, board: str | None = None
-    ) -> School:
-        refuse_clear_pupil_numbers([("name", name), ("board", board)])
-        if not name.strip():
-            raise InvalidInput("the school name must not be empty")
-        school = School(
-            brin=parse_brin(brin),
-            name=name.strip(),
-            sector=parse_sector(sector),
-            board=board,
-            active=True,
-        )
+    async def add_school(self, school: School) -> School:
+        """Register a school built (and so validated) by :func:`new_school`."""
         return await self.store.registry.add_school(school, at=self.clock())
 
-    async def add_endpoint(
-        self, *, routeringskenmerk: str, brin: str, url: str, kind: str = "OV"
-    ) -> Endpoint:
-        endpoint = Endpoint(
-            routeringskenmerk=parse_routeringskenmerk(routeringskenmerk),
-            brin=parse_brin(brin),
-            url=parse_url(url),
-            kind=parse_endpoint_kind(kind),
-            active=True,
-        )
+    async def add_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        """Register an endpoint built (and so validated) by :func:`new_endpoint`."""
         return await self.store.registry.add_endpoint(endpoint, at=self.clock())
 
     async def deactivate_school(self, brin: str) -> School:

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from traffic_center.admin.certificates import CertificateAdmin
 from traffic_center.cli.context import (
     open_store,
-    print_json,
-    print_table,
     say,
     settings_from,
+    show_records,
     utc_now,
 )
 from traffic_center.domain.errors import InvalidCsr
-from traffic_center.domain.identifiers import parse_brin, parse_routeringskenmerk
-from traffic_center.pki.ca import REVOCATION_REASONS, CertificateAuthority, public_key_from_csr
+from traffic_center.pki.ca import REVOCATION_REASONS, CertificateAuthority, IssuedCertificate
 from traffic_center.pki.inspect import serial_hex
+from traffic_center.settings import Settings
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,63 +72,43 @@ async def init_ca(args: argparse.Namespace) -> int:
 
 
 async def issue_server(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    ca = CertificateAuthority.load(settings.ca_dir)
-    async with open_store(settings) as store:
-        admin = CertificateAdmin(ca, store, clock=utc_now)
-        issued = await admin.issue_server(hosts=args.host, days=args.days, out=args.out)
-    say(f"issued server certificate {serial_hex(issued.certificate)} → {args.out}.pem")
+    settings, ca = _load_ca(args)
+    issued = ca.issue_server_certificate(hosts=args.host, days=args.days)
+    await _record(settings, ca, issued, args.out, role="server")
     return 0
 
 
 async def issue_client(args: argparse.Namespace) -> int:
-    parse_routeringskenmerk(args.routeringskenmerk)
-    parse_brin(args.brin)
-    settings = settings_from(args)
-    csr_pem = _read_csr(args.csr) if args.csr else None
-    if csr_pem is not None:
-        public_key_from_csr(csr_pem)  # refuse a bad CSR before anything is opened
-    ca = CertificateAuthority.load(settings.ca_dir)
-    async with open_store(settings) as store:
-        admin = CertificateAdmin(ca, store, clock=utc_now)
-        issued = await admin.issue_client(
-            routeringskenmerk=args.routeringskenmerk,
-            brin=args.brin,
-            name=args.name,
-            csr_pem=csr_pem,
-            days=args.days,
-            out=args.out,
-        )
-    say(f"issued client certificate {serial_hex(issued.certificate)} → {args.out}.pem")
+    settings, ca = _load_ca(args)
+    # Issued in memory first: every bad input is refused before the store is opened.
+    issued = ca.issue_client_certificate(
+        routeringskenmerk=args.routeringskenmerk,
+        brin=args.brin,
+        name=args.name,
+        csr_pem=_read_csr(args.csr) if args.csr else None,
+        days=args.days,
+    )
+    await _record(settings, ca, issued, args.out, role="client")
     print(serial_hex(issued.certificate))
     return 0
 
 
 async def issue_relay(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    ca = CertificateAuthority.load(settings.ca_dir)
-    async with open_store(settings) as store:
-        issued = await CertificateAdmin(ca, store, clock=utc_now).issue_relay(out=args.out)
-    say(f"issued relay certificate {serial_hex(issued.certificate)} → {args.out}.pem")
+    settings, ca = _load_ca(args)
+    await _record(settings, ca, ca.issue_relay_certificate(), args.out, role="relay")
     return 0
 
 
 async def revoke_certificate(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    ca = CertificateAuthority.load(settings.ca_dir)
-    async with open_store(settings) as store:
-        record = await CertificateAdmin(ca, store, clock=utc_now).revoke(
-            args.serial, reason=args.reason
-        )
+    async with _certificate_admin(*_load_ca(args)) as admin:
+        record = await admin.revoke(args.serial, reason=args.reason)
     say(f"revoked {record.serial} ({record.revocation_reason}) at {record.revoked_at}")
     return 0
 
 
 async def list_certificates(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    ca = CertificateAuthority.load(settings.ca_dir)
-    async with open_store(settings) as store:
-        listed = await CertificateAdmin(ca, store, clock=utc_now).list()
+    async with _certificate_admin(*_load_ca(args)) as admin:
+        listed = await admin.list()
     rows = [
         {
             "serial": item.record.serial,
@@ -142,33 +123,52 @@ async def list_certificates(args: argparse.Namespace) -> int:
         }
         for item in listed
     ]
-    if args.json:
-        print_json(rows)
-    else:
-        print_table(
-            ["SERIAL", "ROLE", "ROUTERINGSKENMERK", "STATUS", "NOT AFTER", "SUBJECT"],
-            [
-                [
-                    r["serial"] or "",
-                    r["role"] or "",
-                    r["routeringskenmerk"] or "-",
-                    r["status"] or "",
-                    (r["not_after"] or "")[:19],
-                    r["subject"] or "",
-                ]
-                for r in rows
-            ],
-        )
+    show_records(
+        rows,
+        as_json=args.json,
+        columns=[
+            ("SERIAL", "serial"),
+            ("ROLE", "role"),
+            ("ROUTERINGSKENMERK", "routeringskenmerk"),
+            ("STATUS", "status"),
+            ("NOT AFTER", "not_after"),
+            ("SUBJECT", "subject"),
+        ],
+    )
     return 0
 
 
 async def write_crl(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    ca = CertificateAuthority.load(settings.ca_dir)
-    async with open_store(settings) as store:
-        count = await CertificateAdmin(ca, store, clock=utc_now).write_crl(args.out)
+    async with _certificate_admin(*_load_ca(args)) as admin:
+        count = await admin.write_crl(args.out)
     say(f"wrote CRL with {count} revoked certificate(s) to {args.out}")
     return 0
+
+
+def _load_ca(args: argparse.Namespace) -> tuple[Settings, CertificateAuthority]:
+    settings = settings_from(args)
+    return settings, CertificateAuthority.load(settings.ca_dir)
+
+
+@asynccontextmanager
+async def _certificate_admin(
+    settings: Settings, ca: CertificateAuthority
+) -> AsyncIterator[CertificateAdmin]:
+    async with open_store(settings) as store:
+        yield CertificateAdmin(ca, store, clock=utc_now)
+
+
+async def _record(
+    settings: Settings,
+    ca: CertificateAuthority,
+    issued: IssuedCertificate,
+    out: Path,
+    *,
+    role: str,
+) -> None:
+    async with _certificate_admin(settings, ca) as admin:
+        await admin.record(issued, out)
+    say(f"issued {role} certificate {serial_hex(issued.certificate)} → {out}.pem")
 
 
 def _read_csr(path: Path) -> bytes:

@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -40,13 +40,25 @@ def say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
-
-
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    for line in [headers, *rows]:
+def show_records(
+    rows: Sequence[Mapping[str, Any]], *, as_json: bool, columns: Sequence[tuple[str, str]]
+) -> None:
+    """`--json`: the rows as a JSON array; otherwise a table of the (HEADER, key) columns."""
+    if as_json:
+        print(json.dumps(list(rows), indent=2, default=str))
+        return
+    table = [[header for header, _ in columns]]
+    table += [[_cell(row[key]) for _, key in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)

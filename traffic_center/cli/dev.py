@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from traffic_center.admin.certificates import CertificateAdmin
-from traffic_center.admin.registry import RegistryAdmin
+from traffic_center.admin.registry import RegistryAdmin, new_endpoint, new_school
 from traffic_center.cli.context import open_store, say, utc_now
 from traffic_center.domain.errors import SchoolExists
 from traffic_center.pki.ca import CA_CERT_FILE, CertificateAuthority
@@ -60,13 +60,17 @@ async def bootstrap_dev(settings: Settings) -> list[Path]:
 
 async def _register(registry: RegistryAdmin, school: DevSchool) -> None:
     try:
-        await registry.add_school(brin=school.brin, name=school.name, sector=school.sector)
+        await registry.add_school(
+            new_school(brin=school.brin, name=school.name, sector=school.sector)
+        )
     except SchoolExists:
         return
     await registry.add_endpoint(
-        routeringskenmerk=school.routeringskenmerk,
-        brin=school.brin,
-        url=f"https://127.0.0.1/oso/{school.key}",
+        new_endpoint(
+            routeringskenmerk=school.routeringskenmerk,
+            brin=school.brin,
+            url=f"https://127.0.0.1/oso/{school.key}",
+        )
     )
 
 

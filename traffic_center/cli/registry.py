@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from traffic_center.admin.registry import RegistryAdmin
-from traffic_center.cli.context import (
-    open_store,
-    print_json,
-    print_table,
-    say,
-    settings_from,
-    utc_now,
-)
+from traffic_center.admin.registry import RegistryAdmin, new_endpoint, new_school
+from traffic_center.cli.context import open_store, say, settings_from, show_records, utc_now
 from traffic_center.domain.identifiers import (
     EndpointKind,
     Sector,
     parse_brin,
-    parse_endpoint_kind,
     parse_routeringskenmerk,
-    parse_sector,
-    parse_url,
 )
 
 
@@ -58,77 +50,68 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 async def add_school(args: argparse.Namespace) -> int:
-    parse_brin(args.brin)
-    parse_sector(args.sector)
-    async with open_store(settings_from(args)) as store:
-        school = await RegistryAdmin(store, clock=utc_now).add_school(
-            brin=args.brin, name=args.name, sector=args.sector, board=args.board
-        )
+    school = new_school(brin=args.brin, name=args.name, sector=args.sector, board=args.board)
+    async with _registry_admin(args) as admin:
+        await admin.add_school(school)
     say(f"registered school {school.brin} {school.name} ({school.sector.value})")
     return 0
 
 
 async def list_schools(args: argparse.Namespace) -> int:
-    async with open_store(settings_from(args)) as store:
-        schools = await RegistryAdmin(store, clock=utc_now).schools()
-    rows = [dataclasses.asdict(s) for s in schools]
-    if args.json:
-        print_json(rows)
-    else:
-        print_table(
-            ["BRIN", "SECTOR", "ACTIVE", "NAME"],
-            [[r["brin"], str(r["sector"]), _yes(r["active"]), r["name"]] for r in rows],
-        )
+    async with _registry_admin(args) as admin:
+        schools = await admin.schools()
+    show_records(
+        [dataclasses.asdict(s) for s in schools],
+        as_json=args.json,
+        columns=[("BRIN", "brin"), ("SECTOR", "sector"), ("ACTIVE", "active"), ("NAME", "name")],
+    )
     return 0
 
 
 async def deactivate_school(args: argparse.Namespace) -> int:
-    parse_brin(args.brin)
-    async with open_store(settings_from(args)) as store:
-        school = await RegistryAdmin(store, clock=utc_now).deactivate_school(args.brin)
-    say(f"deactivated school {school.brin}")
+    brin = parse_brin(args.brin)  # before the store is opened: bad input writes nothing
+    async with _registry_admin(args) as admin:
+        await admin.deactivate_school(brin)
+    say(f"deactivated school {brin}")
     return 0
 
 
 async def add_endpoint(args: argparse.Namespace) -> int:
-    parse_routeringskenmerk(args.routeringskenmerk)
-    parse_brin(args.brin)
-    parse_url(args.url)
-    parse_endpoint_kind(args.kind)
-    async with open_store(settings_from(args)) as store:
-        endpoint = await RegistryAdmin(store, clock=utc_now).add_endpoint(
-            routeringskenmerk=args.routeringskenmerk, brin=args.brin, url=args.url, kind=args.kind
-        )
+    endpoint = new_endpoint(
+        routeringskenmerk=args.routeringskenmerk, brin=args.brin, url=args.url, kind=args.kind
+    )
+    async with _registry_admin(args) as admin:
+        await admin.add_endpoint(endpoint)
     say(f"registered endpoint {endpoint.routeringskenmerk} of {endpoint.brin} at {endpoint.url}")
     return 0
 
 
 async def list_endpoints(args: argparse.Namespace) -> int:
-    async with open_store(settings_from(args)) as store:
-        endpoints = await RegistryAdmin(store, clock=utc_now).endpoints()
-    rows = [dataclasses.asdict(e) for e in endpoints]
-    if args.json:
-        print_json(rows)
-    else:
-        print_table(
-            ["ROUTERINGSKENMERK", "BRIN", "KIND", "ACTIVE", "URL"],
-            [
-                [r["routeringskenmerk"], r["brin"], str(r["kind"]), _yes(r["active"]), r["url"]]
-                for r in rows
-            ],
-        )
+    async with _registry_admin(args) as admin:
+        endpoints = await admin.endpoints()
+    show_records(
+        [dataclasses.asdict(e) for e in endpoints],
+        as_json=args.json,
+        columns=[
+            ("ROUTERINGSKENMERK", "routeringskenmerk"),
+            ("BRIN", "brin"),
+            ("KIND", "kind"),
+            ("ACTIVE", "active"),
+            ("URL", "url"),
+        ],
+    )
     return 0
 
 
 async def deactivate_endpoint(args: argparse.Namespace) -> int:
-    parse_routeringskenmerk(args.routeringskenmerk)
-    async with open_store(settings_from(args)) as store:
-        endpoint = await RegistryAdmin(store, clock=utc_now).deactivate_endpoint(
-            args.routeringskenmerk
-        )
-    say(f"deactivated endpoint {endpoint.routeringskenmerk}")
+    routeringskenmerk = parse_routeringskenmerk(args.routeringskenmerk)
+    async with _registry_admin(args) as admin:
+        await admin.deactivate_endpoint(routeringskenmerk)
+    say(f"deactivated endpoint {routeringskenmerk}")
     return 0
 
 
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
+@asynccontextmanager
+async def _registry_admin(args: argparse.Namespace) -> AsyncIterator[RegistryAdmin]:
+    async with open_store(settings_from(args)) as store:
+        yield RegistryAdmin(store, clock=utc_now)
