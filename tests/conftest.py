@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.support.postgres import POSTGRES_USER_ENV, PostgresServer, throwaway_postgres
+from tests.support.postgres import POSTGRES_URL_ENV, PostgresServer, throwaway_postgres
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -22,7 +22,7 @@ DatabaseFactory = Callable[[str], Awaitable[str]]
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """Started only when a test needs it; the README's test command always runs those tests."""
-    given = os.environ.get(POSTGRES_USER_ENV)
+    given = os.environ.get(POSTGRES_URL_ENV)
     if given:
         from sqlalchemy.engine import make_url
 

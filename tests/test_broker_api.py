@@ -68,9 +68,7 @@ async def stored_state(tc: TrafficCenterUnderTest, sessie_id: str) -> tuple[str,
 async def test_doel_opens_bron_checks_doel_closes_and_a_third_party_sees_nothing(
     tc: TrafficCenterUnderTest,
 ) -> None:
-    a = await tc.world.school("PO")
-    b = await tc.world.school("PO")
-    c = await tc.world.school("VO")
+    a, b, c = await tc.world.schools("PO", "PO", "VO")
     opened = await open_session(a, b)
     assert opened.status_code == 201, opened.text
     granted = opened.json()
@@ -90,8 +88,7 @@ async def test_doel_opens_bron_checks_doel_closes_and_a_third_party_sees_nothing
     ):
         assert_problem(response, 404, "SessieNietGevonden")
     unknown = await c.client().post(f"/v1/sessions/{uuid.uuid4()}/check", json=check_body(a))
-    assert unknown.json() == {**unknown.json(), "code": "SessieNietGevonden"}
-    assert unknown.status_code == 404
+    assert_problem(unknown, 404, "SessieNietGevonden")
     assert await stored_state(tc, sessie_id) == ("GRANTED", None)
 
     checked = await b.client().post(f"/v1/sessions/{sessie_id}/check", json=check_body(a))
@@ -122,7 +119,7 @@ async def test_doel_opens_bron_checks_doel_closes_and_a_third_party_sees_nothing
 
 
 async def test_roles_are_not_interchangeable(tc: TrafficCenterUnderTest) -> None:
-    a, b = await tc.world.school("VO"), await tc.world.school("PO")
+    a, b = await tc.world.schools("VO", "PO")
     sessie_id = (await open_session(a, b)).json()["sessie_id"]
     assert_problem(
         await a.client().post(f"/v1/sessions/{sessie_id}/check", json=check_body(a)),
@@ -164,8 +161,7 @@ async def test_rule_1_caller_must_be_a_registered_active_endpoint(
 
 
 async def test_rule_2_bron_school_must_be_known_and_active(tc: TrafficCenterUnderTest) -> None:
-    doel = await tc.world.school("PO")
-    bron = await tc.world.school("PO")
+    doel, bron = await tc.world.schools("PO", "PO")
     assert (await open_session(doel, bron)).status_code == 201
     unknown = await doel.client().post(
         "/v1/sessions", json={**session_body(bron), "bron_brin": "99ZZ"}
@@ -178,11 +174,7 @@ async def test_rule_2_bron_school_must_be_known_and_active(tc: TrafficCenterUnde
 async def test_rule_2_named_bron_endpoint_must_belong_to_the_bron_and_be_active(
     tc: TrafficCenterUnderTest,
 ) -> None:
-    doel, bron, elsewhere = (
-        await tc.world.school("PO"),
-        await tc.world.school("PO"),
-        await tc.world.school("PO"),
-    )
+    doel, bron, elsewhere = await tc.world.schools("PO", "PO", "PO")
     named = await open_session(doel, bron, bron_routeringskenmerk=bron.routeringskenmerk)
     assert named.status_code == 201
     assert [e["routeringskenmerk"] for e in named.json()["bron_endpoints"]] == [
@@ -212,8 +204,8 @@ async def test_rule_3_overdracht_binnen_brin_needs_the_same_brin(
 
 
 async def test_overstapdossier_goes_po_po_po_vo_or_vo_vo_only(tc: TrafficCenterUnderTest) -> None:
-    po, vo = await tc.world.school("PO"), await tc.world.school("VO")
-    other_po, other_vo = await tc.world.school("PO"), await tc.world.school("VO")
+    po, vo = await tc.world.schools("PO", "VO")
+    other_po, other_vo = await tc.world.schools("PO", "VO")
     assert (await open_session(po, other_po)).status_code == 201  # PO→PO
     assert (await open_session(vo, po)).status_code == 201  # bron PO → doel VO
     assert (await open_session(vo, other_vo)).status_code == 201  # VO→VO
@@ -224,11 +216,7 @@ async def test_overstapdossier_goes_po_po_po_vo_or_vo_vo_only(tc: TrafficCenterU
 
 
 async def test_rule_4_check_must_match_every_field(tc: TrafficCenterUnderTest) -> None:
-    doel, bron, stranger = (
-        await tc.world.school("VO"),
-        await tc.world.school("VO"),
-        await tc.world.school("VO"),
-    )
+    doel, bron, stranger = await tc.world.schools("VO", "VO", "VO")
     sessie_id = (await open_session(doel, bron)).json()["sessie_id"]
     path = f"/v1/sessions/{sessie_id}/check"
     for wrong in (
@@ -249,7 +237,7 @@ async def test_rule_4_check_must_match_every_field(tc: TrafficCenterUnderTest) -
 
 
 async def test_rule_5_expired_session_refuses_check_and_close(tc: TrafficCenterUnderTest) -> None:
-    doel, bron = await tc.world.school("PO"), await tc.world.school("PO")
+    doel, bron = await tc.world.schools("PO", "PO")
     sessie_id = (await open_session(doel, bron)).json()["sessie_id"]
     tc.clock.offset = dt.timedelta(seconds=tc.settings.session_ttl_seconds + 1)
     try:
@@ -266,7 +254,7 @@ async def test_rule_5_expired_session_refuses_check_and_close(tc: TrafficCenterU
 
 
 async def test_close_needs_a_closing_result_and_a_bron_endpoint(tc: TrafficCenterUnderTest) -> None:
-    doel, bron = await tc.world.school("PO"), await tc.world.school("PO")
+    doel, bron = await tc.world.schools("PO", "PO")
     sessie_id = (await open_session(doel, bron)).json()["sessie_id"]
     path = f"/v1/sessions/{sessie_id}/close"
     bad_result = await doel.client().post(
@@ -292,7 +280,7 @@ async def test_close_needs_a_closing_result_and_a_bron_endpoint(tc: TrafficCente
 async def test_exactly_one_search_key_and_known_kinds_and_well_formed_ids(
     tc: TrafficCenterUnderTest,
 ) -> None:
-    doel, bron = await tc.world.school("PO"), await tc.world.school("PO")
+    doel, bron = await tc.world.schools("PO", "PO")
     koppel = await open_session(
         doel, bron, zoeksleutel=None, koppelsleutel="0F8FAD5B-D9CB-469F-A165-70867728950E"
     )
@@ -325,7 +313,7 @@ async def test_exactly_one_search_key_and_known_kinds_and_well_formed_ids(
 async def test_rule_7_clear_pupil_numbers_are_refused_in_any_field(
     tc: TrafficCenterUnderTest,
 ) -> None:
-    doel, bron = await tc.world.school("PO"), await tc.world.school("PO")
+    doel, bron = await tc.world.schools("PO", "PO")
     before = await tc.store.sessions.count()
     for bsn_like in ("662460613", "101211151"):  # a BSN and an onderwijsnummer
         assert_problem(
@@ -345,7 +333,7 @@ async def test_rule_7_clear_pupil_numbers_are_refused_in_any_field(
 async def test_rule_7_the_store_holds_only_the_hmac_of_the_zoeksleutel(
     tc: TrafficCenterUnderTest,
 ) -> None:
-    doel, bron = await tc.world.school("PO"), await tc.world.school("PO")
+    doel, bron = await tc.world.schools("PO", "PO")
     marker = "canaryZoeksleutel" + uuid.uuid4().hex
     assert (await open_session(doel, bron, zoeksleutel=marker)).status_code == 201
     dump = await _dump_database(tc)
@@ -389,9 +377,9 @@ async def _dump_database(tc: TrafficCenterUnderTest) -> str:
 async def test_50_parallel_creations_with_10_keys_make_exactly_10_sessions(
     tc: TrafficCenterUnderTest,
 ) -> None:
-    doel, bron = await tc.world.school("PO"), await tc.world.school("PO")
+    doel, bron = await tc.world.schools("PO", "PO")
     keys = [f"key-{uuid.uuid4()}" for _ in range(10)]
-    clients = [doel.client() for _ in range(10)]
+    clients = [doel.new_client() for _ in range(10)]
 
     async def create(i: int) -> httpx.Response:
         return await clients[i % 10].post(
@@ -412,7 +400,7 @@ async def test_50_parallel_creations_with_10_keys_make_exactly_10_sessions(
 async def test_idempotency_key_reused_for_another_request_is_refused(
     tc: TrafficCenterUnderTest,
 ) -> None:
-    doel, bron = await tc.world.school("PO"), await tc.world.school("PO")
+    doel, bron = await tc.world.schools("PO", "PO")
     headers = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
     first = await doel.client().post("/v1/sessions", json=session_body(bron), headers=headers)
     replay = await doel.client().post("/v1/sessions", json=session_body(bron), headers=headers)
@@ -431,11 +419,7 @@ async def test_idempotency_key_reused_for_another_request_is_refused(
 async def test_endpoint_overview_lists_active_endpoints_with_filters(
     tc: TrafficCenterUnderTest,
 ) -> None:
-    asking, listed, hidden = (
-        await tc.world.school("PO"),
-        await tc.world.school("VO"),
-        await tc.world.school("VO"),
-    )
+    asking, listed, hidden = await tc.world.schools("PO", "VO", "VO")
     await tc.registry.deactivate_endpoint(hidden.routeringskenmerk)
     client = asking.client()
     by_brin = await client.get("/v1/endpoints", params={"brin": listed.brin})

@@ -3,31 +3,43 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.processes import clean_env
 from traffic_center.cli.main import main
 
 R1, R2 = "00000007000012000001", "00000007000034000001"
 
 
-def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def ca_issue(out: Path, *extra: str, routeringskenmerk: str = R1, name: str = "X") -> list[str]:
+    """`ca issue` for school 12AB with the given extra flags."""
+    return [
+        "ca", "issue", "--routeringskenmerk", routeringskenmerk, "--brin", "12AB",
+        "--name", name, *extra, "--out", str(out),
+    ]  # fmt: skip
+
+
+def endpoint_add(url: str, *extra: str, brin: str = "12AB") -> list[str]:
+    """`endpoint add` of R1 to the given school."""
+    return ["endpoint", "add", "--routeringskenmerk", R1, "--brin", brin, "--url", url, *extra]
+
+
+def run_cli(
+    home: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real command in a child process, with TC_* settings only from ``env``."""
     return subprocess.run(
         [sys.executable, "-m", "traffic_center", "--home", str(home), *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env=clean_env(),
+        env={**clean_env(), **(env or {})},
         check=False,
     )
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TC_")}
 
 
 def files_under(path: Path) -> set[Path]:
@@ -67,16 +79,9 @@ def test_ca_lifecycle_verified_by_openssl(
                 [
                     "--home",
                     str(home),
-                    "ca",
-                    "issue",
-                    "--routeringskenmerk",
-                    routeringskenmerk,
-                    "--brin",
-                    "12AB",
-                    "--name",
-                    f"School {name}",
-                    "--out",
-                    str(out / name),
+                    *ca_issue(
+                        out / name, routeringskenmerk=routeringskenmerk, name=f"School {name}"
+                    ),
                 ]
             )
             == 0
@@ -146,7 +151,6 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 ) -> None:
     assert main(["--home", str(home), "ca", "init"]) == 0
     before = files_under(home)
-    database_before = (home / "traffic-center.db").read_bytes()
     result = run_cli(home, "ca", "issue", *args, "--out", str(tmp_path / "x"))
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1
@@ -156,23 +160,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert not (tmp_path / "x.key").exists()
     assert files_under(home) - before == set()
     assert main(["--home", str(home), "ca", "list", "--json"]) == 0
-    del database_before
 
 
 def test_unreadable_csr_and_missing_ca(home: Path, tmp_path: Path) -> None:
-    missing = run_cli(
-        home,
-        "ca",
-        "issue",
-        "--routeringskenmerk",
-        R1,
-        "--brin",
-        "12AB",
-        "--name",
-        "X",
-        "--out",
-        str(tmp_path / "x"),
-    )
+    missing = run_cli(home, *ca_issue(tmp_path / "x"))
     assert missing.returncode == 2
     assert "ca init" in missing.stderr
     assert not home.exists() or not (home / "traffic-center.db").exists()
@@ -181,21 +172,7 @@ def test_unreadable_csr_and_missing_ca(home: Path, tmp_path: Path) -> None:
     garbage.write_text(
         "-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----\n"
     )
-    bad = run_cli(
-        home,
-        "ca",
-        "issue",
-        "--routeringskenmerk",
-        R1,
-        "--brin",
-        "12AB",
-        "--name",
-        "X",
-        "--csr",
-        str(garbage),
-        "--out",
-        str(tmp_path / "x"),
-    )
+    bad = run_cli(home, *ca_issue(tmp_path / "x", "--csr", str(garbage)))
     assert bad.returncode == 2
     assert "signing request" in bad.stderr
     assert not (tmp_path / "x.pem").exists()
@@ -229,18 +206,7 @@ def test_issue_from_a_csr_keeps_the_key_at_the_school(home: Path, tmp_path: Path
             [
                 "--home",
                 str(home),
-                "ca",
-                "issue",
-                "--routeringskenmerk",
-                R1,
-                "--brin",
-                "12AB",
-                "--name",
-                "De School",
-                "--csr",
-                str(csr),
-                "--out",
-                str(tmp_path / "issued"),
+                *ca_issue(tmp_path / "issued", "--csr", str(csr), name="De School"),
             ]
         )
         == 0
@@ -284,22 +250,7 @@ def test_school_and_endpoint_registry(home: Path, capsys: pytest.CaptureFixture[
         main([*base, "school", "add", "--brin", "12AB", "--name", "De Regenboog", "--sector", "PO"])
         == 0
     )
-    assert (
-        main(
-            [
-                *base,
-                "endpoint",
-                "add",
-                "--routeringskenmerk",
-                R1,
-                "--brin",
-                "12AB",
-                "--url",
-                "https://las.example/oso",
-            ]
-        )
-        == 0
-    )
+    assert main([*base, *endpoint_add("https://las.example/oso")]) == 0
     capsys.readouterr()
     assert main([*base, "school", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [
@@ -325,59 +276,15 @@ def test_school_and_endpoint_registry(home: Path, capsys: pytest.CaptureFixture[
     [
         ["school", "add", "--brin", "1AB", "--name", "X", "--sector", "PO"],
         ["school", "add", "--brin", "12AB", "--name", "X", "--sector", "HBO"],
-        [
-            "endpoint",
-            "add",
-            "--routeringskenmerk",
-            R1,
-            "--brin",
-            "12AB",
-            "--url",
-            "http://plain.example",
-        ],
-        [
-            "endpoint",
-            "add",
-            "--routeringskenmerk",
-            R1,
-            "--brin",
-            "99ZZ",
-            "--url",
-            "https://las.example",
-        ],
-        [
-            "endpoint",
-            "add",
-            "--routeringskenmerk",
-            R1,
-            "--brin",
-            "12AB",
-            "--url",
-            "https://las.example",
-            "--kind",
-            "XX",
-        ],
+        endpoint_add("http://plain.example"),
+        endpoint_add("https://las.example", brin="99ZZ"),
+        endpoint_add("https://las.example", "--kind", "XX"),
         ["school", "deactivate", "77QQ"],
     ],
 )
 def test_registry_bad_input_exits_2_with_one_line(home: Path, args: list[str]) -> None:
-    assert (
-        main(
-            [
-                "--home",
-                str(home),
-                "school",
-                "add",
-                "--brin",
-                "12AB",
-                "--name",
-                "Bestaand",
-                "--sector",
-                "VO",
-            ]
-        )
-        == 0
-    )
+    existing = ["school", "add", "--brin", "12AB", "--name", "Bestaand", "--sector", "VO"]
+    assert main(["--home", str(home), *existing]) == 0
     result = run_cli(home, *args)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1
@@ -385,14 +292,7 @@ def test_registry_bad_input_exits_2_with_one_line(home: Path, args: list[str]) -
 
 
 def test_invalid_settings_stop_with_one_clear_line(home: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "traffic_center", "--home", str(home), "school", "list"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "TC_SESSION_TTL_SECONDS": "soon"},
-    )
+    result = run_cli(home, "school", "list", env={"TC_SESSION_TTL_SECONDS": "soon"})
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "TC_SESSION_TTL_SECONDS" in result.stderr
@@ -400,13 +300,8 @@ def test_invalid_settings_stop_with_one_clear_line(home: Path) -> None:
 
 def test_db_upgrade_brings_an_empty_database_to_head(home: Path) -> None:
     database = home / "elsewhere.db"
-    result = subprocess.run(
-        [sys.executable, "-m", "traffic_center", "--home", str(home), "db", "upgrade"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**clean_env(), "TC_DATABASE_URL": f"sqlite+aiosqlite:///{database}"},
+    result = run_cli(
+        home, "db", "upgrade", env={"TC_DATABASE_URL": f"sqlite+aiosqlite:///{database}"}
     )
     assert result.returncode == 0, result.stderr
     assert "at head" in result.stderr

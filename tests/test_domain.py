@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from tests.support.builders import SEARCH_KEY_HMAC, granted_session
 from traffic_center.domain import errors as e
 from traffic_center.domain.identifiers import (
     Overdrachtsoort,
@@ -19,7 +20,7 @@ from traffic_center.domain.identifiers import (
     parse_url,
     parse_zoeksleutel,
 )
-from traffic_center.domain.models import Session, SessionState
+from traffic_center.domain.models import SessionState
 from traffic_center.domain.results import ResultCode, best_result, parse_closing_result, rank
 from traffic_center.domain.rules import ParentRelease, required_release
 from traffic_center.domain.sessions import SessionCheck, close, effective_state, verify_check
@@ -90,27 +91,11 @@ def test_parent_release_by_sector_pair() -> None:
     assert required_release(Sector.SWV, Sector.VO) is None
 
 
-def _session(now: dt.datetime) -> Session:
-    return Session(
-        sessie_id="0f8fad5b-d9cb-469f-a165-70867728950e",
-        doel_brin="12AB",
-        doel_routeringskenmerk="1" * 20,
-        doel_sector=Sector.VO,
-        bron_brin="34CD",
-        bron_routeringskenmerk=None,
-        overdrachtsoort=Overdrachtsoort.OVERSTAPDOSSIER,
-        search_key_hmac="h" * 64,
-        state=SessionState.GRANTED,
-        created_at=now,
-        expires_at=now + dt.timedelta(hours=1),
-    )
-
-
 def test_session_state_machine() -> None:
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    session = _session(now)
+    session = granted_session(now)
     check = SessionCheck(
-        "34CD", "2" * 20, "12AB", "1" * 20, Overdrachtsoort.OVERSTAPDOSSIER, "h" * 64
+        "34CD", "2" * 20, "12AB", "1" * 20, Overdrachtsoort.OVERSTAPDOSSIER, SEARCH_KEY_HMAC
     )
     assert verify_check(session, check, now).state is SessionState.CHECKED
     with pytest.raises(e.SessieAfwijkend):

@@ -14,11 +14,7 @@ TRAFFIC_CENTER_SETTINGS = {
 
 
 async def test_session_creation_is_limited_per_endpoint(tc: TrafficCenterUnderTest) -> None:
-    doel, other, bron = (
-        await tc.world.school("PO"),
-        await tc.world.school("PO"),
-        await tc.world.school("PO"),
-    )
+    doel, other, bron = await tc.world.schools("PO", "PO", "PO")
     tc.clock.offset = dt.timedelta(minutes=10)  # a fresh window, whatever ran before
     try:
         statuses = [(await open_session(doel, bron)).status_code for _ in range(3)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,8 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from tests.conftest import BACKENDS, DatabaseFactory
-from traffic_center.domain.identifiers import Overdrachtsoort, Sector
-from traffic_center.domain.models import Session, SessionState
+from tests.support.builders import granted_session
 from traffic_center.domain.results import ResultCode
 from traffic_center.domain.sessions import close
 from traffic_center.store.migrate import current_revision
@@ -45,25 +43,8 @@ async def test_migrating_twice_is_harmless(store: Store) -> None:
     assert await store.sessions.count() == 0
 
 
-def _session() -> Session:
-    now = dt.datetime.now(dt.UTC)
-    return Session(
-        sessie_id=str(uuid.uuid4()),
-        doel_brin="12AB",
-        doel_routeringskenmerk="1" * 20,
-        doel_sector=Sector.PO,
-        bron_brin="34CD",
-        bron_routeringskenmerk=None,
-        overdrachtsoort=Overdrachtsoort.OVERSTAPDOSSIER,
-        search_key_hmac="f" * 64,
-        state=SessionState.GRANTED,
-        created_at=now,
-        expires_at=now + dt.timedelta(hours=1),
-    )
-
-
 async def test_a_closed_session_cannot_be_closed_again_by_another_node(store: Store) -> None:
-    session = _session()
+    session = granted_session(dt.datetime.now(dt.UTC))
     await store.sessions.create(session, idempotency_key=None, fingerprint="x")
     first = close(
         session,

@@ -20,6 +20,26 @@ def _client(tc: TrafficCenterUnderTest, context: ssl.SSLContext) -> httpx.AsyncC
     return httpx.AsyncClient(base_url=tc.url, verify=context, timeout=10)
 
 
+def _context(tc: TrafficCenterUnderTest, prefix: Path) -> ssl.SSLContext:
+    """Presenting PREFIX.pem with PREFIX.key, trusting the TC's CA."""
+    return client_context(tc.ca_pem, prefix.with_suffix(".pem"), prefix.with_suffix(".key"))
+
+
+async def _assert_refused_in_handshake(tc: TrafficCenterUnderTest, context: ssl.SSLContext) -> None:
+    async with _client(tc, context) as client:
+        with pytest.raises(httpx.TransportError):
+            await client.get("/v1/whoami")
+
+
+def _uninventoried(tc: TrafficCenterUnderTest, prefix: Path) -> ssl.SSLContext:
+    """Signed by the TC's CA but never recorded, e.g. issued from a lost backup."""
+    issued = tc.ca.issue_client_certificate(
+        routeringskenmerk=unique_routeringskenmerk(), brin=unique_brin(), name="Ghost"
+    )
+    write_issued(issued, prefix)
+    return _context(tc, prefix)
+
+
 async def test_valid_certificate_gets_its_own_identity(tc: TrafficCenterUnderTest) -> None:
     party = await tc.world.school("PO")
     response = await party.client().get("/v1/whoami")
@@ -33,9 +53,7 @@ async def test_valid_certificate_gets_its_own_identity(tc: TrafficCenterUnderTes
 
 
 async def test_no_client_certificate_is_refused(tc: TrafficCenterUnderTest) -> None:
-    async with _client(tc, client_context(tc.ca_pem, None, None)) as client:
-        with pytest.raises(httpx.TransportError):
-            await client.get("/v1/whoami")
+    await _assert_refused_in_handshake(tc, client_context(tc.ca_pem, None, None))
 
 
 async def test_certificate_from_another_ca_is_refused(
@@ -46,10 +64,7 @@ async def test_certificate_from_another_ca_is_refused(
         routeringskenmerk=unique_routeringskenmerk(), brin=unique_brin(), name="Impostor"
     )
     write_issued(issued, tmp_path / "impostor")
-    context = client_context(tc.ca_pem, tmp_path / "impostor.pem", tmp_path / "impostor.key")
-    async with _client(tc, context) as client:
-        with pytest.raises(httpx.TransportError):
-            await client.get("/v1/whoami")
+    await _assert_refused_in_handshake(tc, _context(tc, tmp_path / "impostor"))
 
 
 async def test_expired_certificate_is_refused(tc: TrafficCenterUnderTest, tmp_path: Path) -> None:
@@ -62,17 +77,14 @@ async def test_expired_certificate_is_refused(tc: TrafficCenterUnderTest, tmp_pa
         not_before=now - dt.timedelta(days=30),
         not_after=now - dt.timedelta(days=1),
     )
-    context = client_context(tc.ca_pem, tmp_path / "expired.pem", tmp_path / "expired.key")
-    async with _client(tc, context) as client:
-        with pytest.raises(httpx.TransportError):
-            await client.get("/v1/whoami")
+    await _assert_refused_in_handshake(tc, _context(tc, tmp_path / "expired"))
 
 
 async def test_server_only_certificate_is_refused_as_client(
     tc: TrafficCenterUnderTest, tmp_path: Path
 ) -> None:
     await tc.certificates.issue_server(hosts=["las.test"], out=tmp_path / "server-only")
-    context = client_context(tc.ca_pem, tmp_path / "server-only.pem", tmp_path / "server-only.key")
+    context = _context(tc, tmp_path / "server-only")
     async with _client(tc, context) as client:
         try:
             response = await client.get("/v1/whoami")
@@ -85,13 +97,7 @@ async def test_server_only_certificate_is_refused_as_client(
 async def test_certificate_unknown_to_the_inventory_is_refused(
     tc: TrafficCenterUnderTest, tmp_path: Path
 ) -> None:
-    # Signed by our CA but never recorded, e.g. issued from a lost backup.
-    issued = tc.ca.issue_client_certificate(
-        routeringskenmerk=unique_routeringskenmerk(), brin=unique_brin(), name="Ghost"
-    )
-    write_issued(issued, tmp_path / "ghost")
-    context = client_context(tc.ca_pem, tmp_path / "ghost.pem", tmp_path / "ghost.key")
-    async with _client(tc, context) as client:
+    async with _client(tc, _uninventoried(tc, tmp_path / "ghost")) as client:
         response = await client.get("/v1/whoami")
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/problem+json"
@@ -123,9 +129,7 @@ async def test_tls_1_1_is_refused_and_1_2_and_1_3_work(tc: TrafficCenterUnderTes
     old.minimum_version = ssl.TLSVersion.TLSv1
     old.maximum_version = ssl.TLSVersion.TLSv1_1
     old.set_ciphers("DEFAULT:@SECLEVEL=0")
-    async with _client(tc, old) as client:
-        with pytest.raises(httpx.TransportError):
-            await client.get("/v1/whoami")
+    await _assert_refused_in_handshake(tc, old)
     for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         context = client_context(tc.ca_pem, party.cert, party.key)
         context.minimum_version = context.maximum_version = version
@@ -138,20 +142,13 @@ async def test_tls_1_2_without_forward_secrecy_is_refused(tc: TrafficCenterUnder
     context = client_context(tc.ca_pem, party.cert, party.key)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers("AES128-SHA:AES256-SHA:ECDHE-ECDSA-AES128-SHA")  # no ECDHE+AEAD
-    async with _client(tc, context) as client:
-        with pytest.raises(httpx.TransportError):
-            await client.get("/v1/whoami")
+    await _assert_refused_in_handshake(tc, context)
 
 
 async def test_refusals_are_counted_by_reason_on_the_ops_listener(
     tc: TrafficCenterUnderTest, tmp_path: Path
 ) -> None:
-    issued = tc.ca.issue_client_certificate(
-        routeringskenmerk=unique_routeringskenmerk(), brin=unique_brin(), name="Ghost"
-    )
-    write_issued(issued, tmp_path / "ghost2")
-    context = client_context(tc.ca_pem, tmp_path / "ghost2.pem", tmp_path / "ghost2.key")
-    async with _client(tc, context) as client:
+    async with _client(tc, _uninventoried(tc, tmp_path / "ghost")) as client:
         assert (await client.get("/v1/whoami")).status_code == 403
     async with httpx.AsyncClient(base_url=tc.ops_url) as ops:
         metrics = (await ops.get("/metrics")).text

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-POSTGRES_USER_ENV = "TC_TEST_POSTGRES_URL"  # set it to use a server you run yourself
+from tests.support.processes import free_port
+
+POSTGRES_URL_ENV = "TC_TEST_POSTGRES_URL"  # set it to use a server you run yourself
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,6 @@ def find_bindir() -> Path:
     )
 
 
-def _free_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _run_as(user: str | None, command: list[str]) -> list[str]:
     # PostgreSQL refuses to run as root; CI runs as root, so drop to the package's user.
     return ["runuser", "-u", user, "--", *command] if user else command
@@ -64,7 +60,7 @@ def throwaway_postgres() -> Iterator[PostgresServer]:
         entry = pwd.getpwnam(as_user)
         for path in (workdir, sockets):
             os.chown(path, entry.pw_uid, entry.pw_gid)
-    port = _free_port()
+    port = free_port()
     subprocess.run(
         _run_as(
             as_user,

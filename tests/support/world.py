@@ -49,6 +49,13 @@ class Party:
     clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     def client(self) -> httpx.AsyncClient:
+        """This party's client; one keep-alive connection reused across a test's calls."""
+        if not self.clients:
+            return self.new_client()
+        return self.clients[0]
+
+    def new_client(self) -> httpx.AsyncClient:
+        """Another client with its own connections, for parallel callers."""
         client = httpx.AsyncClient(
             base_url=self.base_url,
             verify=client_context(self.ca_pem, self.cert, self.key),
@@ -113,6 +120,10 @@ class World:
         )
         self.parties.append(party)
         return party
+
+    async def schools(self, *sectors: str) -> list[Party]:
+        """One registered school with one endpoint per sector given, in order."""
+        return [await self.school(sector) for sector in sectors]
 
     async def aclose(self) -> None:
         for party in self.parties:
