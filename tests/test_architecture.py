@@ -36,6 +36,28 @@ FORBIDDEN = {
     },
     "store": {"fastapi", "starlette", "httpx", "uvicorn", "traffic_center.api"},
     "broker": {"fastapi", "starlette", "uvicorn", "traffic_center.api"},
+    # The relay knows LAS endpoints and the domain, nothing of our store or web framework.
+    "relay": {
+        "fastapi",
+        "starlette",
+        "sqlalchemy",
+        "uvicorn",
+        "traffic_center.api",
+        "traffic_center.store",
+        "traffic_center.broker",
+        "traffic_center.settings",
+    },
+    "exchanges": {"fastapi", "starlette", "uvicorn", "traffic_center.api"},
+    # The reference LAS talks to the Traffic Center only through its public HTTP API.
+    "las": {
+        "sqlalchemy",
+        "traffic_center.api",
+        "traffic_center.store",
+        "traffic_center.broker",
+        "traffic_center.exchanges",
+        "traffic_center.relay",
+        "traffic_center.admin",
+    },
 }
 
 

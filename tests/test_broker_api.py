@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import subprocess
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
-from tests.support.postgres import find_bindir
+from tests.support.dumps import dump_database
 from tests.support.server import TrafficCenterUnderTest
 from tests.support.world import Party
 from traffic_center.store.schema import sessions
@@ -336,39 +334,10 @@ async def test_rule_7_the_store_holds_only_the_hmac_of_the_zoeksleutel(
     doel, bron = await tc.world.schools("PO", "PO")
     marker = "canaryZoeksleutel" + uuid.uuid4().hex
     assert (await open_session(doel, bron, zoeksleutel=marker)).status_code == 201
-    dump = await _dump_database(tc)
+    dump = await dump_database(tc)
     assert marker not in dump
     assert marker.lower() not in dump.lower()
     assert ZOEKSLEUTEL not in dump
-
-
-async def _dump_database(tc: TrafficCenterUnderTest) -> str:
-    """The real dump: pg_dump for PostgreSQL, the raw database and WAL files for SQLite."""
-    url = tc.store.database.engine.url
-    if tc.store.database.dialect == "postgresql":
-        dump = await asyncio.to_thread(
-            subprocess.run,
-            [
-                str(find_bindir() / "pg_dump"),
-                "-h",
-                str(url.host),
-                "-p",
-                str(url.port),
-                "-U",
-                str(url.username),
-                str(url.database),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert "CREATE TABLE public.sessions" in dump.stdout
-        return dump.stdout
-    assert url.database is not None
-    files = [Path(url.database), Path(url.database + "-wal")]
-    raw = b"".join(f.read_bytes() for f in files if f.exists())
-    assert b"sessions" in raw
-    return raw.decode("latin-1")
 
 
 # --- idempotency and concurrency --------------------------------------------------------------

@@ -41,6 +41,22 @@ class Settings(BaseSettings):
         description="server secret for HMACs; default: TC_HOME/secret.key, created once",
     )
 
+    upstream_cert: Path | None = Field(
+        default=None, description="the TC's relay client certificate; default TC_HOME/relay.pem"
+    )
+    upstream_key: Path | None = Field(default=None, description="its key; TC_HOME/relay.key")
+    upstream_ca: Path | None = Field(
+        default=None, description="trust bundle for LAS server certificates; default the TC CA"
+    )
+    relay_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    relay_read_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="longest silence from a LAS, not a total"
+    )
+    relay_max_dossier_bytes: int = Field(default=1024**3, ge=0)
+    relay_max_in_flight: int = Field(default=64, ge=1, le=10_000)
+    # Rule 8: refuse an overstapdossier the bron does not attest inzage/toestemming for.
+    require_parent_release: bool = True
+
     session_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     # The design promises a revocation reaches every node within seconds; cap the cache so
     # no setting can break that promise (issue 2: within 5 s).
@@ -60,6 +76,8 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("set both TC_TLS_CERT and TC_TLS_KEY, or neither")
+        if (self.upstream_cert is None) != (self.upstream_key is None):
+            raise ValueError("set both TC_UPSTREAM_CERT and TC_UPSTREAM_KEY, or neither")
         if self.workers > 1 and ":memory:" in (self.database_url or ""):
             raise ValueError("an in-memory database cannot be shared by several workers")
         return self
@@ -81,6 +99,18 @@ class Settings(BaseSettings):
     @property
     def client_ca_path(self) -> Path:
         return self.client_ca or self.ca_dir / "ca.pem"
+
+    @property
+    def upstream_cert_path(self) -> Path:
+        return self.upstream_cert or self.home / "relay.pem"
+
+    @property
+    def upstream_key_path(self) -> Path:
+        return self.upstream_key or self.home / "relay.key"
+
+    @property
+    def upstream_trust_path(self) -> Path:
+        return self.upstream_ca or self.client_ca_path
 
     @property
     def effective_database_url(self) -> str:

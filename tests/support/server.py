@@ -106,6 +106,7 @@ async def start_traffic_center(
     store = await Store.open(settings.effective_database_url)
     certificates = CertificateAdmin(ca, store, clock=clock)
     await certificates.issue_server(hosts=["127.0.0.1", "localhost"], out=home / "server")
+    await certificates.issue_relay(out=home / "relay")
     registry = CollectorRegistry()
     server = TrafficCenterServer(settings, registry=registry, clock=clock)
     thread = ServerThread(server)

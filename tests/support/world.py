@@ -88,6 +88,7 @@ class World:
         register_endpoint: bool = True,
         add_school: bool = True,
         kind: str = "OV",
+        url: str | None = None,
     ) -> Party:
         brin = brin or unique_brin()
         routeringskenmerk = unique_routeringskenmerk()
@@ -100,7 +101,7 @@ class World:
                 new_endpoint(
                     routeringskenmerk=routeringskenmerk,
                     brin=brin,
-                    url=f"https://las-{brin.lower()}.test/oso",
+                    url=url or f"https://las-{brin.lower()}.test/oso",
                     kind=kind,
                 )
             )

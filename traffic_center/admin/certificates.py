@@ -75,6 +75,12 @@ class CertificateAdmin:
         await self.record(issued, out)
         return issued
 
+    async def issue_relay(self, *, days: int = 365, out: Path | None = None) -> IssuedCertificate:
+        """The Traffic Center's own client certificate, for calling LAS endpoints."""
+        issued = self.ca.issue_relay_certificate(days=days)
+        await self.record(issued, out)
+        return issued
+
     async def revoke(self, serial: str, *, reason: str = "unspecified") -> CertificateRecord:
         if reason not in REVOCATION_REASONS:
             raise InvalidValidity(

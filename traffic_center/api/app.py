@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -14,14 +15,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from traffic_center import __version__
 from traffic_center.api import problems
 from traffic_center.api.middleware import MetricsMiddleware
-from traffic_center.api.routes import identity, sessions
+from traffic_center.api.routes import exchanges, identity, las_contract, sessions
 from traffic_center.api.services import Services
 from traffic_center.broker.authenticator import Authenticator
 from traffic_center.broker.service import Broker, BrokerLimits
-from traffic_center.domain.errors import TrafficCenterError
+from traffic_center.domain.errors import TrafficCenterError, TransferAborted
+from traffic_center.exchanges.dossiers import DossierRelay
+from traffic_center.exchanges.notifications import NotificationRelay
+from traffic_center.exchanges.recorder import ExchangeRecorder
+from traffic_center.observability.expected_aborts import quiet_expected_aborts
 from traffic_center.observability.metrics import Metrics
+from traffic_center.relay.limits import RelayLimits
+from traffic_center.relay.upstream import UpstreamClient, upstream_ssl_context
 from traffic_center.settings import Settings
 from traffic_center.store.store import Store
+
+log = logging.getLogger("traffic_center.api")
 
 API_DESCRIPTION = """\
 The OSO Traffic Center between a new school's LAS (doel) and the current school's LAS (bron).
@@ -49,7 +58,10 @@ def create_app(
         store = await Store.open(settings.effective_database_url, migrate=settings.run_migrations)
         try:
             app.state.services = build_services(settings, store, metrics, clock)
-            yield
+            try:
+                yield
+            finally:
+                await app.state.services.aclose()
         finally:
             await store.close()
 
@@ -64,7 +76,10 @@ def create_app(
     )
     app.include_router(identity.router)
     app.include_router(sessions.router)
+    app.include_router(exchanges.router)
+    app.webhooks.include_router(las_contract.webhooks)
     install_error_handlers(app)
+    quiet_expected_aborts(TransferAborted)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
@@ -85,7 +100,40 @@ def build_services(
         ),
         clock=clock,
     )
-    return Services(settings, store, authenticator, broker, metrics, clock)
+    upstream = build_upstream(settings)
+    recorder = ExchangeRecorder(store, metrics)
+    dossiers = DossierRelay(
+        store=store,
+        broker=broker,
+        upstream=upstream,
+        recorder=recorder,
+        require_release=settings.require_parent_release,
+        clock=clock,
+    )
+    notifications = NotificationRelay(
+        store=store, broker=broker, upstream=upstream, recorder=recorder, clock=clock
+    )
+    return Services(
+        settings, store, authenticator, broker, metrics, clock, upstream, dossiers, notifications
+    )
+
+
+def build_upstream(settings: Settings) -> UpstreamClient | None:
+    """The relay's client, when this node has a relay certificate; else the relay refuses."""
+    cert, key = settings.upstream_cert_path, settings.upstream_key_path
+    if not (cert.is_file() and key.is_file()):
+        log.warning("no relay certificate at %s: dossier and notification relays answer 503", cert)
+        return None
+    limits = RelayLimits(
+        connect_timeout_seconds=settings.relay_connect_timeout_seconds,
+        read_timeout_seconds=settings.relay_read_timeout_seconds,
+        max_dossier_bytes=settings.relay_max_dossier_bytes,
+        max_in_flight=settings.relay_max_in_flight,
+    )
+    context = upstream_ssl_context(cert=cert, key=key, trust=settings.upstream_trust_path)
+    return UpstreamClient(
+        limits, ssl_context=context, user_agent=f"oso-traffic-center/{__version__}"
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

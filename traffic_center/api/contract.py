@@ -26,6 +26,12 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (
     schemas.SessionClosed,
     schemas.EndpointList,
     schemas.WhoAmI,
+    schemas.DossierRequestBody,
+    schemas.NotificationBody,
+    schemas.NotificationDelivered,
+    schemas.LasDossierRequest,
+    schemas.LasNotification,
+    schemas.LasNotificationAnswer,
     schemas.Problem,
 )
 

@@ -102,3 +102,58 @@ class Problem(BaseModel):
     status: int
     code: str
     detail: str | None = None
+
+
+class DossierRequestBody(Body):
+    """documentRequest: ask the bron endpoint for the dossier, through the Traffic Center."""
+
+    routeringskenmerk: str = Field(
+        max_length=40,
+        description="the bron endpoint to ask, one of the session's bron_endpoints",
+        json_schema_extra=ROUTERINGSKENMERK,
+    )
+    zoeksleutel: str = Field(
+        max_length=256, description="the session's zoeksleutel", json_schema_extra=ZOEKSLEUTEL
+    )
+    aanvraagdatum: dt.date | None = Field(
+        default=None, description="only a dossier updated on or after this date"
+    )
+
+
+class NotificationBody(Body):
+    """meldenNotificatieRequest: tell the doel endpoint that asked that its dossier is ready."""
+
+    sessie_id: str = Field(max_length=64, description="the session in which the doel asked")
+    doel_routeringskenmerk: str = Field(max_length=40, json_schema_extra=ROUTERINGSKENMERK)
+
+
+class NotificationDelivered(BaseModel):
+    resultaat: str = Field(json_schema_extra={"enum": ["NotificatieOntvangen"]})
+    transactie_id: str
+
+
+# --- what the Traffic Center sends to a LAS endpoint (the contract a vendor's LAS implements) ---
+
+
+class LasDossierRequest(BaseModel):
+    """POST {endpoint url}/dossier, sent by the Traffic Center to the bron's LAS."""
+
+    sessie_id: str
+    zoeksleutel: str = Field(json_schema_extra=ZOEKSLEUTEL)
+    overdrachtsoort: str
+    aanvraagdatum: dt.date | None
+    doel_brin: str = Field(json_schema_extra=BRIN)
+    doel_routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
+    doel_sector: str = Field(description="apply inzage (PO→PO, PO→VO) or toestemming (VO→VO)")
+
+
+class LasNotification(BaseModel):
+    """POST {endpoint url}/notification, sent by the Traffic Center to the doel's LAS."""
+
+    sessie_id: str
+    bron_brin: str = Field(json_schema_extra=BRIN)
+    bron_routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
+
+
+class LasNotificationAnswer(BaseModel):
+    resultaat: str = Field(json_schema_extra={"enum": ["NotificatieOntvangen"]})

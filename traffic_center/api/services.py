@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 from traffic_center.broker.authenticator import Authenticator
 from traffic_center.broker.service import Broker
+from traffic_center.exchanges.dossiers import DossierRelay
+from traffic_center.exchanges.notifications import NotificationRelay
 from traffic_center.observability.metrics import Metrics
+from traffic_center.relay.upstream import UpstreamClient
 from traffic_center.settings import Settings
 from traffic_center.store.store import Store
 
@@ -21,3 +24,10 @@ class Services:
     broker: Broker
     metrics: Metrics
     clock: Callable[[], dt.datetime]
+    upstream: UpstreamClient | None
+    dossiers: DossierRelay
+    notifications: NotificationRelay
+
+    async def aclose(self) -> None:
+        if self.upstream is not None:
+            await self.upstream.aclose()

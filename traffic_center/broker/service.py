@@ -161,7 +161,7 @@ class Broker:
     async def check(self, caller: Caller, sessie_id: str, request: CheckRequest) -> Session:
         refuse_clear_pupil_numbers(vars_of(request))
         session = await self._visible_session(caller, sessie_id)
-        if not self._is_bron(caller, session):
+        if not self.is_bron(caller, session):
             raise WrongRole("only the bron of the session checks it")
         check = SessionCheck(
             bron_brin=caller.brin,
@@ -228,14 +228,14 @@ class Broker:
         session = await self._store.sessions.get(parse_sessie_id(sessie_id))
         if session is None or not (
             session.doel_routeringskenmerk == caller.routeringskenmerk
-            or self._is_bron(caller, session)
+            or self.is_bron(caller, session)
         ):
             # Design rule 4: to anyone else the session does not exist; no hint either way.
             raise SessionNotFound()
         return session
 
     @staticmethod
-    def _is_bron(caller: Caller, session: Session) -> bool:
+    def is_bron(caller: Caller, session: Session) -> bool:
         if session.bron_routeringskenmerk is not None:
             return session.bron_routeringskenmerk == caller.routeringskenmerk
         return session.bron_brin == caller.brin and caller.endpoint.kind is EndpointKind.OV

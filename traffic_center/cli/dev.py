@@ -43,6 +43,10 @@ async def bootstrap_dev(settings: Settings) -> list[Path]:
             prefix = settings.server_cert_path.with_suffix("")
             await admin.issue_server(hosts=["127.0.0.1", "localhost", "::1"], out=prefix)
             written.append(settings.server_cert_path)
+        if not settings.upstream_cert_path.exists():
+            prefix = settings.upstream_cert_path.with_suffix("")
+            await admin.issue_relay(out=prefix)
+            written.append(settings.upstream_cert_path)
         registry = RegistryAdmin(store, clock=utc_now)
         for school in DEV_SCHOOLS:
             prefix = dev_dir / school.key

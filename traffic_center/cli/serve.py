@@ -25,6 +25,13 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.add_argument("--tls-key", type=Path, help="server key [TC_HOME/server.key]")
     serve.add_argument("--workers", type=int, help="worker processes [TC_WORKERS, 1]")
     serve.add_argument(
+        "--upstream-cert", type=Path, help="relay client certificate [TC_HOME/relay.pem]"
+    )
+    serve.add_argument("--upstream-key", type=Path, help="relay client key [TC_HOME/relay.key]")
+    serve.add_argument(
+        "--upstream-ca", type=Path, help="trust bundle for LAS server certificates [the TC CA]"
+    )
+    serve.add_argument(
         "--dev",
         action="store_true",
         default=None,
@@ -48,6 +55,9 @@ def serve_command(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         workers=args.workers,
+        upstream_cert=args.upstream_cert,
+        upstream_key=args.upstream_key,
+        upstream_ca=args.upstream_ca,
         dev=args.dev,
     )
     logging.basicConfig(

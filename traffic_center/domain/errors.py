@@ -25,8 +25,16 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     ├── OsoRefusal                        an OSO result code refusing the message
     │   ├── VerstrekkerNietBekend, GeenRelatieMetDoel, OnbekendAanleverpunt
     │   ├── SessieAfwijkend, SessieReedsAfgemeld, SessieVerlopen, AanleverpuntNietActief
+    │   ├── NotificationNotRequested      rule 6: that doel never asked this bron
+    │   └── BronAnswer                    the bron's own answer, passed through to the doel
+    │       ├── DossierNietGevonden, DossierNogNietGereed, DossierVerouderd
+    │       └── GeenInzage, GeenToestemming   (also the TC's parent gate, rule 8)
     ├── RateLimited                       (429)
     ├── StoreUnavailable                  (503)
+    ├── RelayError                        the relay to a LAS endpoint failed
+    │   ├── RelayNotConfigured, RelayBusy (503), UpstreamUnreachable (502)
+    │   ├── UpstreamTimeout (504), UpstreamInvalidAnswer (502), DossierTooLarge (413)
+    │   └── TransferAborted               the stream broke after the doel got the headers
     └── AdminError                        certificate-admin mistakes (CLI exit 2)
         ├── CaAlreadyExists, CaMissing, InvalidCsr, InvalidValidity
 """
@@ -254,6 +262,48 @@ class SessieVerlopen(OsoRefusal):
     title = "The session has expired"
 
 
+class NotificationNotRequested(OsoRefusal):
+    code = "GeenEerderVerzoek"
+    title = "That doel endpoint never asked this bron for a dossier in that session (rule 6)"
+
+
+class BronAnswer(OsoRefusal):
+    """A result code the bron's LAS answered instead of a dossier; relayed as is."""
+
+    code = "AntwoordVerstrekker"
+    title = "The bron answered without a dossier"
+
+
+class DossierNietGevonden(BronAnswer):
+    code = "DossierNietGevonden"
+    title = "The bron has no dossier for this zoeksleutel"
+
+
+class DossierNogNietGereed(BronAnswer):
+    code = "DossierNogNietGereed"
+    title = "The dossier is not ready yet; the bron will send a notification"
+
+
+class DossierVerouderd(BronAnswer):
+    code = "DossierVerouderd"
+    title = "The bron's dossier is not newer than the aanvraagdatum"
+
+
+class GeenInzage(BronAnswer):
+    code = "GeenInzage"
+    title = "The parents have not inspected the dossier (required PO→PO and PO→VO)"
+
+
+class GeenToestemming(BronAnswer):
+    code = "GeenToestemming"
+    title = "The parents have not consented to the transfer (required VO→VO)"
+
+
+def bron_answer_classes() -> dict[str, type[BronAnswer]]:
+    """The result codes a bron may answer instead of a dossier, by code."""
+    return {cls.code: cls for cls in BronAnswer.__subclasses__()}
+
+
 # --- limits and availability -----------------------------------------------------------------
 
 
@@ -269,6 +319,49 @@ class RateLimited(TrafficCenterError):
 class StoreUnavailable(TrafficCenterError):
     code = "OpslagNietBeschikbaar"
     title = "The Traffic Center's store is unavailable; nothing was changed"
+
+
+# --- the relay to LAS endpoints --------------------------------------------------------------
+
+
+class RelayError(TrafficCenterError):
+    code = "RelayFout"
+    title = "The relay to the LAS endpoint failed"
+
+
+class RelayNotConfigured(RelayError):
+    code = "RelayNietGeconfigureerd"
+    title = "This node has no relay certificate; set TC_UPSTREAM_CERT and TC_UPSTREAM_KEY"
+
+
+class RelayBusy(RelayError):
+    code = "TeVeelOverdrachten"
+    title = "Too many relays in flight on this node; retry later"
+
+
+class UpstreamUnreachable(RelayError):
+    code = "AanleverpuntOnbereikbaar"
+    title = "The LAS endpoint could not be reached (connection or TLS failure)"
+
+
+class UpstreamTimeout(RelayError):
+    code = "AanleverpuntTijdslimiet"
+    title = "The LAS endpoint did not answer in time"
+
+
+class UpstreamInvalidAnswer(RelayError):
+    code = "OngeldigAntwoordAanleverpunt"
+    title = "The LAS endpoint answered something the OSO contract does not allow"
+
+
+class DossierTooLarge(RelayError):
+    code = "DossierTeGroot"
+    title = "The dossier is larger than this Traffic Center relays"
+
+
+class TransferAborted(RelayError):
+    code = "OverdrachtAfgebroken"
+    title = "The transfer broke off; the doel must not use what it received"
 
 
 # --- certificate administration --------------------------------------------------------------

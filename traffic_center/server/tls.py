@@ -64,11 +64,32 @@ class _TLSScopeApp:
         await self.app(scope, receive, send)
 
 
+# How long a closing TLS connection may wait for the peer's close_notify during shutdown.
+CLOSE_NOTIFY_GRACE_SECONDS = 0.25
+
+
 class TLSScopeH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, reading the verified peer certificate once per connection.
 
     uvicorn does not fill the ASGI ``tls`` scope extension (uvicorn PRs 3132/3133).
     """
+
+    def shutdown(self) -> None:
+        """Graceful shutdown that a TLS peer cannot stall.
+
+        Closing a TLS transport waits for the peer's close_notify, and an idle keep-alive
+        client (an httpx pool, say) never reads, so uvicorn would wait out its whole graceful
+        timeout. Once the connection has no response in progress, it is aborted instead.
+        """
+        super().shutdown()
+        self._abort_when_idle()
+
+    def _abort_when_idle(self) -> None:
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or cycle.disconnected:
+            self.loop.call_later(CLOSE_NOTIFY_GRACE_SECONDS, self.transport.abort)
+        else:  # a response still streaming: let it finish, then look again
+            self.loop.call_later(CLOSE_NOTIFY_GRACE_SECONDS, self._abort_when_idle)
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)

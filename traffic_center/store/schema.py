@@ -122,3 +122,29 @@ rate_limits = Table(
     Column("window_start", BigInteger, primary_key=True),
     Column("hits", Integer, nullable=False),
 )
+
+# One row per exchange (issue 4: the relays; the audit chain builds on it). Metadata only:
+# never a payload, a zoeksleutel or a pupil number.
+exchanges = Table(
+    "exchanges",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("type", String(16), nullable=False),
+    Column("transaction_id", String(36), nullable=False, unique=True),
+    Column("sessie_id", String(36), nullable=True, index=True),
+    Column("doel_brin", String(4), nullable=True),
+    Column("doel_routeringskenmerk", String(20), nullable=True, index=True),
+    Column("bron_brin", String(4), nullable=True),
+    Column("bron_routeringskenmerk", String(20), nullable=True, index=True),
+    Column("result", String(40), nullable=False),
+    Column("upstream_status", Integer, nullable=True),
+    Column("caller_serial", String(64), nullable=False),
+    Column("request_in", UtcDateTime, nullable=False),
+    Column("forwarded_at", UtcDateTime, nullable=True),
+    Column("response_in", UtcDateTime, nullable=True),
+    Column("response_out", UtcDateTime, nullable=True),
+    Column("size_bytes", BigInteger, nullable=True),
+    Column("sha256", String(64), nullable=True),
+)

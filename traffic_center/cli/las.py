@@ -1,0 +1,122 @@
+"""`traffic-center las serve`: run the reference LAS (test school 00YY) as a process.
+
+stdout carries one JSON line per event (listening, dossier, refused, notification, notified),
+metadata only, so a demo or a test can follow along; it never shows a zoeksleutel or a byte
+of a dossier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import socket
+import ssl
+from pathlib import Path
+
+from traffic_center.domain.errors import InvalidInput
+from traffic_center.domain.identifiers import Sector, parse_sector
+from traffic_center.las.bron import Event
+from traffic_center.las.config import DEFAULT_BASE_PATH, LasConfig
+from traffic_center.las.doel import ClientTLS
+from traffic_center.las.scenarios import TEST_BRIN
+from traffic_center.las.server import LasServer
+from traffic_center.server.tls import server_ssl_context
+
+
+def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    las = subparsers.add_parser("las", help="the reference LAS (test school 00YY)")
+    verbs = las.add_subparsers(dest="verb", required=True, metavar="VERB")
+    serve = verbs.add_parser("serve", help="run a LAS endpoint the Traffic Center can call")
+    serve.add_argument("--cert", type=Path, required=True, help="server certificate (PEM)")
+    serve.add_argument("--key", type=Path, required=True, help="server key (PEM)")
+    serve.add_argument(
+        "--ca", type=Path, required=True, help="the TC's CA: verifies the relay and the TC"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
+    serve.add_argument("--port", type=int, default=0, help="port; 0 picks a free one [0]")
+    serve.add_argument("--path", default=DEFAULT_BASE_PATH, help="endpoint base path [/oso]")
+    serve.add_argument("--sector", default=Sector.PO.value, help="this school's sector [PO]")
+    serve.add_argument("--brin", default=TEST_BRIN, help=f"this school's BRIN [{TEST_BRIN}]")
+    serve.add_argument("--dossiers", type=Path, help="serve DIR/<zoeksleutel>.xml when present")
+    serve.add_argument("--tc-url", help="the TC, to notify when a dossier becomes ready")
+    serve.add_argument("--client-cert", type=Path, help="this school's client certificate")
+    serve.add_argument("--client-key", type=Path, help="this school's client key")
+    serve.add_argument(
+        "--notify-after", type=float, default=1.0, help="seconds until nietgereed is ready [1]"
+    )
+    serve.set_defaults(handler=serve_command)
+
+
+async def serve_command(args: argparse.Namespace) -> int:
+    server = LasServer(config_from(args), on_event=print_event)
+    await server.run(handle_signals=True)
+    return 0
+
+
+def config_from(args: argparse.Namespace) -> LasConfig:
+    """Validate everything before listening, so a mistake is one line on stderr, not a trace."""
+    for flag, path in (("--cert", args.cert), ("--key", args.key), ("--ca", args.ca)):
+        _require_file(flag, path)
+    _check_server_tls(args.cert, args.key, args.ca)
+    _check_can_listen(args.host, args.port)
+    if args.dossiers is not None and not args.dossiers.is_dir():
+        raise InvalidInput(f"--dossiers {args.dossiers} is not a directory")
+    if not math.isfinite(args.notify_after) or args.notify_after < 0:
+        raise InvalidInput("--notify-after must be a number of seconds, at least 0")
+    return LasConfig(
+        cert=args.cert,
+        key=args.key,
+        ca=args.ca,
+        host=args.host,
+        port=args.port,
+        path=args.path.rstrip("/"),
+        sector=parse_sector(args.sector),
+        brin=args.brin,
+        dossiers=args.dossiers,
+        tc_url=args.tc_url,
+        client_tls=_client_tls(args),
+        notify_after=args.notify_after,
+    )
+
+
+def _client_tls(args: argparse.Namespace) -> ClientTLS | None:
+    given = [args.tc_url, args.client_cert, args.client_key]
+    if not any(given):
+        return None
+    if not all(given):
+        raise InvalidInput("--tc-url, --client-cert and --client-key go together")
+    _require_file("--client-cert", args.client_cert)
+    _require_file("--client-key", args.client_key)
+    tls = ClientTLS(cert=args.client_cert, key=args.client_key, ca=args.ca)
+    try:
+        tls.ssl_context()
+    except (ssl.SSLError, OSError) as exc:
+        raise InvalidInput(f"cannot use --client-cert/--client-key: {exc}") from None
+    return tls
+
+
+def _require_file(flag: str, path: Path) -> None:
+    if not path.is_file():
+        raise InvalidInput(f"{flag} {path}: no such file")
+
+
+def _check_server_tls(cert: Path, key: Path, ca: Path) -> None:
+    try:
+        server_ssl_context(certfile=str(cert), keyfile=str(key), client_ca=str(ca))
+    except (ssl.SSLError, OSError) as exc:
+        raise InvalidInput(f"cannot use --cert/--key/--ca: {exc}") from None
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    # uvicorn would log the bind error and exit 3; say it in one line, like any bad flag.
+    if not 0 <= port <= 65535:
+        raise InvalidInput(f"--port {port} is not a TCP port")
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def print_event(event: Event) -> None:
+    print(json.dumps(event, separators=(",", ":"), default=str), flush=True)

@@ -1,0 +1,186 @@
+"""A whole OSO world on loopback: a CA, a Traffic Center and one reference LAS per school.
+
+Everything lives under one directory, made for the occasion: the CA, every certificate and
+key, the SQLite store and each process's log. The demo and the benchmarks build one, use it,
+and stop it; nothing keeps running afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from traffic_center.admin.certificates import CertificateAdmin
+from traffic_center.admin.registry import RegistryAdmin, new_endpoint, new_school
+from traffic_center.cli.context import open_store, utc_now
+from traffic_center.cli.dev import DEV_SCHOOLS, DevSchool
+from traffic_center.demo.processes import ChildProcess, child_env, free_port
+from traffic_center.domain.exchanges import ExchangeRecord
+from traffic_center.las.doel import ClientTLS, DoelClient
+from traffic_center.pki.ca import CA_CERT_FILE, CertificateAuthority
+from traffic_center.settings import Settings
+
+READY_SECONDS = 30.0
+
+# The demo's parties: a primary school (bron) and a secondary school (doel), PO→VO.
+BRON, DOEL = DEV_SCHOOLS
+
+
+@dataclass
+class LasProcess:
+    school: DevSchool
+    directory: Path
+    process: ChildProcess
+    url: str
+
+
+@dataclass
+class Sandbox:
+    root: Path
+    # Extra TC_* settings for the Traffic Center process, e.g. TC_RELAY_MAX_DOSSIER_BYTES.
+    tc_env: dict[str, str] = field(default_factory=dict)
+    notify_after_seconds: float = 1.0
+    las: dict[str, LasProcess] = field(default_factory=dict)
+    tc: ChildProcess | None = None
+    settings: Settings | None = None
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def ca_pem(self) -> Path:
+        return self.root / "tc" / "ca" / CA_CERT_FILE
+
+    @property
+    def tc_url(self) -> str:
+        assert self.settings is not None
+        return f"https://127.0.0.1:{self.settings.port}"
+
+    @property
+    def ops_url(self) -> str:
+        assert self.settings is not None
+        return f"http://127.0.0.1:{self.settings.ops_port}"
+
+    async def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = Settings(home=self.root / "tc", port=free_port(), ops_port=free_port())
+        await self._issue_certificates()
+        for school in (BRON, DOEL):
+            self.las[school.key] = await asyncio.to_thread(self._start_las, school)
+        await self._register_schools()
+        self.tc = ChildProcess(
+            "traffic-center",
+            ["--home", str(self.settings.home), "serve"],
+            log_dir=self.log_dir,
+            env=child_env(
+                **{
+                    "TC_PORT": str(self.settings.port),
+                    "TC_OPS_PORT": str(self.settings.ops_port),
+                    "TC_LOG_LEVEL": "warning",
+                    **self.tc_env,
+                }
+            ),
+        )
+        await self._wait_until_ready()
+
+    async def stop(self) -> dict[str, int]:
+        """Stop every process (SIGTERM, then SIGKILL); their exit codes by name."""
+        codes: dict[str, int] = {}
+        # The TC first: it closes its pooled connections to the LAS processes, which then
+        # have nothing left to wait for.
+        if self.tc is not None:
+            codes[self.tc.name] = await asyncio.to_thread(self.tc.stop)
+        children = [las.process for las in self.las.values()]
+        stopped = await asyncio.gather(*(asyncio.to_thread(c.stop) for c in children))
+        codes.update({child.name: code for child, code in zip(children, stopped, strict=True)})
+        return codes
+
+    async def exchange_records(self, sessie_id: str) -> Sequence[ExchangeRecord]:
+        """What the Traffic Center recorded about a session's exchanges (metadata only)."""
+        assert self.settings is not None
+        async with open_store(self.settings) as store:
+            return await store.exchanges.for_session(sessie_id)
+
+    def doel_client(self, school: DevSchool = DOEL) -> DoelClient:
+        directory = self.root / f"las-{school.key}"
+        tls = ClientTLS(directory / "client.pem", directory / "client.key", self.ca_pem)
+        return DoelClient(self.tc_url, tls=tls)
+
+    # --- building ------------------------------------------------------------------------------
+
+    async def _issue_certificates(self) -> None:
+        assert self.settings is not None
+        home = self.settings.home
+        ca = CertificateAuthority.create(self.settings.ca_dir, name="OSO Traffic Center demo CA")
+        async with open_store(self.settings) as store:
+            admin = CertificateAdmin(ca, store, clock=utc_now)
+            await admin.issue_server(hosts=["127.0.0.1", "localhost"], out=home / "server")
+            await admin.issue_relay(out=home / "relay")
+            for school in (BRON, DOEL):
+                directory = self.root / f"las-{school.key}"
+                await admin.issue_server(hosts=["127.0.0.1"], out=directory / "server")
+                await admin.issue_client(
+                    routeringskenmerk=school.routeringskenmerk,
+                    brin=school.brin,
+                    name=school.name,
+                    out=directory / "client",
+                )
+
+    def _start_las(self, school: DevSchool) -> LasProcess:
+        directory = self.root / f"las-{school.key}"
+        process = ChildProcess(
+            f"las-{school.key}",
+            [
+                *("las", "serve", "--port", "0", "--ca", str(self.ca_pem)),
+                *("--cert", str(directory / "server.pem"), "--key", str(directory / "server.key")),
+                *("--sector", school.sector, "--brin", school.brin),
+                *("--tc-url", self.tc_url, "--notify-after", str(self.notify_after_seconds)),
+                *("--client-cert", str(directory / "client.pem")),
+                *("--client-key", str(directory / "client.key")),
+            ],
+            log_dir=self.log_dir,
+            env=child_env(),
+        )
+        listening = process.wait_for_event(
+            lambda event: event.get("event") == "listening", timeout=READY_SECONDS
+        )
+        return LasProcess(school, directory, process, str(listening["url"]))
+
+    async def _register_schools(self) -> None:
+        assert self.settings is not None
+        async with open_store(self.settings) as store:
+            registry = RegistryAdmin(store, clock=utc_now)
+            for las in self.las.values():
+                school = las.school
+                await registry.add_school(
+                    new_school(brin=school.brin, name=school.name, sector=school.sector)
+                )
+                await registry.add_endpoint(
+                    new_endpoint(
+                        routeringskenmerk=school.routeringskenmerk, brin=school.brin, url=las.url
+                    )
+                )
+
+    async def _wait_until_ready(self) -> None:
+        assert self.tc is not None
+        deadline = time.monotonic() + READY_SECONDS
+        async with httpx.AsyncClient(base_url=self.ops_url, trust_env=False) as client:
+            while True:
+                if self.tc.process.poll() is not None:
+                    raise RuntimeError(f"the Traffic Center exited; {self.tc.tail()}")
+                try:
+                    if (await client.get("/readyz", timeout=2)).status_code == httpx.codes.OK:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the Traffic Center was not ready in time; {self.tc.tail()}"
+                    )
+                await asyncio.sleep(0.1)

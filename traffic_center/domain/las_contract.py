@@ -1,0 +1,23 @@
+"""What the Traffic Center sends to a school's LAS endpoint, and what it expects back.
+
+Both the relay (the TC's side) and the reference LAS (the school's side) use these names, so
+the two can never disagree about a header or a path.
+"""
+
+from __future__ import annotations
+
+# Paths appended to an endpoint's registered URL: https://las.example/oso → …/oso/dossier.
+DOSSIER_PATH = "/dossier"
+NOTIFICATION_PATH = "/notification"
+
+# Request headers the TC sets on every call to a LAS.
+SESSION_HEADER = "X-OSO-Sessie-Id"
+TRANSACTION_HEADER = "X-OSO-Transactie-Id"
+TRACEPARENT_HEADER = "traceparent"
+
+# Response header by which the bron attests the parents' release (domain rule 8); its value
+# is a ``traffic_center.domain.rules.ParentRelease``: "inzage" or "toestemming".
+RELEASE_HEADER = "X-OSO-Vrijgave"
+
+DOSSIER_MEDIA_TYPE = "application/xml"
+DOSSIER_NAMESPACE = "http://www.edustandaard.nl/oso_gegevensset/2019/dossier"

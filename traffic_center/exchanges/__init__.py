@@ -1,0 +1,1 @@
+"""The relayed exchanges: documentRequest (the dossier) and the notification, end to end."""

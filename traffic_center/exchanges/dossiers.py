@@ -1,0 +1,304 @@
+"""documentRequest through the Traffic Center: check, forward, stream back, record.
+
+The dossier is opaque bytes to us. It flows from the bron's socket to the doel's socket in
+the chunks it arrives in; nothing holds it whole and nothing writes it anywhere. Its size and
+SHA-256 are computed on the way and recorded with the exchange.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from traffic_center.broker.caller import Caller
+from traffic_center.broker.service import Broker
+from traffic_center.domain.errors import (
+    AanleverpuntNietActief,
+    DossierTooLarge,
+    GeenInzage,
+    GeenToestemming,
+    OnbekendAanleverpunt,
+    RelayNotConfigured,
+    SessieAfwijkend,
+    TrafficCenterError,
+    TransferAborted,
+    UpstreamInvalidAnswer,
+    WrongRole,
+    bron_answer_classes,
+)
+from traffic_center.domain.exchanges import DOEL_DISCONNECTED, ExchangeType
+from traffic_center.domain.identifiers import (
+    Overdrachtsoort,
+    parse_routeringskenmerk,
+    parse_zoeksleutel,
+    refuse_clear_pupil_numbers,
+)
+from traffic_center.domain.las_contract import DOSSIER_PATH, RELEASE_HEADER, TRANSACTION_HEADER
+from traffic_center.domain.models import Endpoint, School, Session
+from traffic_center.domain.results import ResultCode
+from traffic_center.domain.rules import ParentRelease, required_release
+from traffic_center.domain.sessions import ensure_open
+from traffic_center.exchanges.progress import ExchangeInProgress
+from traffic_center.exchanges.recorder import ExchangeRecorder
+from traffic_center.relay.headers import forwardable_answer_headers
+from traffic_center.relay.metering import MeteredStream
+from traffic_center.relay.upstream import UpstreamClient
+from traffic_center.store.store import Store
+
+_DOSSIER_TYPES = ("application/xml", "text/xml")
+_PROBLEM_TYPES = ("application/problem+json", "application/json")
+
+
+@dataclass(frozen=True, slots=True)
+class DossierRequest:
+    """documentRequest as the doel sends it."""
+
+    routeringskenmerk: str
+    zoeksleutel: str
+    aanvraagdatum: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
+class Authorised:
+    session: Session
+    endpoint: Endpoint
+    bron_school: School
+
+
+@dataclass(frozen=True, slots=True)
+class RelayedDossier:
+    """A dossier on its way: the headers for the doel, and the body as it arrives.
+
+    ``finish`` is idempotent and safe whether or not the body was ever iterated. The response
+    awaits it once the doel has the last byte (or is gone), however it ended: it gives back
+    the upstream connection and the slot and records the exchange, off the doel's clock.
+    """
+
+    headers: dict[str, str]
+    body: AsyncIterator[bytes]
+    finish: Callable[[], Awaitable[None]]
+
+
+class DossierRelay:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        broker: Broker,
+        upstream: UpstreamClient | None,
+        recorder: ExchangeRecorder,
+        require_release: bool,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._store = store
+        self._broker = broker
+        self._upstream = upstream
+        self._recorder = recorder
+        self._require_release = require_release
+        self._clock = clock
+
+    async def start(
+        self, caller: Caller, sessie_id: str, request: DossierRequest, *, traceparent: str | None
+    ) -> RelayedDossier:
+        """Everything up to the bron's answer headers; refusals raise before a byte is sent."""
+        exchange = ExchangeInProgress(
+            ExchangeType.DOSSIER, caller_serial=caller.identity.serial, request_in=self._clock()
+        )
+        try:
+            upstream = self._configured_upstream()
+            authorised = await self._authorise(caller, sessie_id, request, exchange)
+            upstream.acquire_slot()
+        except TrafficCenterError as refused:
+            await self._record(exchange, refused.code)
+            raise
+        try:
+            response = await self._forward(upstream, authorised, request, exchange, traceparent)
+        except TrafficCenterError as refused:
+            upstream.release_slot()
+            await self._record(exchange, refused.code)
+            raise
+        except BaseException:
+            upstream.release_slot()
+            await self._record(exchange, DOEL_DISCONNECTED)
+            raise
+        return self._stream(upstream, response, exchange)
+
+    # --- before the bron is called ------------------------------------------------------------
+
+    def _configured_upstream(self) -> UpstreamClient:
+        if self._upstream is None:
+            raise RelayNotConfigured()
+        return self._upstream
+
+    async def _authorise(
+        self,
+        caller: Caller,
+        sessie_id: str,
+        request: DossierRequest,
+        exchange: ExchangeInProgress,
+    ) -> Authorised:
+        """The relay is its own session check: doel, open session, bron endpoint, zoeksleutel."""
+        refuse_clear_pupil_numbers(
+            [("routeringskenmerk", request.routeringskenmerk), ("zoeksleutel", request.zoeksleutel)]
+        )
+        routeringskenmerk = parse_routeringskenmerk(request.routeringskenmerk)
+        zoeksleutel = parse_zoeksleutel(request.zoeksleutel)
+        session = await self._broker.session_for(caller, sessie_id)
+        exchange.concerns(session, bron_routeringskenmerk=routeringskenmerk)
+        if session.doel_routeringskenmerk != caller.routeringskenmerk:
+            raise WrongRole("only the doel of the session asks for its dossier")
+        ensure_open(session, self._clock())
+        expected = self._broker.keyed_hash("zoeksleutel", zoeksleutel)
+        if not hmac.compare_digest(expected, session.search_key_hmac):
+            raise SessieAfwijkend("the zoeksleutel is not the session's")
+        found = await self._store.registry.endpoint_with_school(routeringskenmerk)
+        if (
+            found is None
+            or found[0].brin != session.bron_brin
+            or (session.bron_routeringskenmerk not in (None, routeringskenmerk))
+        ):
+            raise OnbekendAanleverpunt(f"{routeringskenmerk} is not an endpoint of the bron")
+        endpoint, bron_school = found
+        if not (endpoint.active and bron_school.active):
+            raise AanleverpuntNietActief(f"{routeringskenmerk} is not active")
+        return Authorised(session, endpoint, bron_school)
+
+    # --- the call to the bron -----------------------------------------------------------------
+
+    async def _forward(
+        self,
+        upstream: UpstreamClient,
+        authorised: Authorised,
+        request: DossierRequest,
+        exchange: ExchangeInProgress,
+        traceparent: str | None,
+    ) -> httpx.Response:
+        session = authorised.session
+        body = {
+            "sessie_id": session.sessie_id,
+            "zoeksleutel": request.zoeksleutel,
+            "overdrachtsoort": session.overdrachtsoort.value,
+            "aanvraagdatum": request.aanvraagdatum.isoformat() if request.aanvraagdatum else None,
+            "doel_brin": session.doel_brin,
+            "doel_routeringskenmerk": session.doel_routeringskenmerk,
+            "doel_sector": session.doel_sector.value,
+        }
+        headers = {
+            **exchange.upstream_headers(traceparent),
+            "Accept": "application/xml, application/problem+json",
+        }
+        exchange.forwarded_at = self._clock()
+        response = await upstream.open(
+            authorised.endpoint.url.rstrip("/") + DOSSIER_PATH, body, headers
+        )
+        exchange.response_in = self._clock()
+        exchange.upstream_status = response.status_code
+        try:
+            await self._accept_answer(upstream, response, authorised)
+        except BaseException:
+            await upstream.release(response)
+            raise
+        return response
+
+    async def _accept_answer(
+        self, upstream: UpstreamClient, response: httpx.Response, authorised: Authorised
+    ) -> None:
+        """Raise unless the answer is a dossier we may stream to the doel."""
+        if response.status_code != httpx.codes.OK:
+            raise await self._refusal_from(upstream, response)
+        if _media_type(response) not in _DOSSIER_TYPES:
+            raise UpstreamInvalidAnswer(f"a dossier must be XML, not {_media_type(response)!r}")
+        declared = response.headers.get("content-length")
+        limit = upstream.limits.max_dossier_bytes
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise DossierTooLarge(f"the bron announces {declared} bytes; the limit is {limit}")
+        self._parent_gate(response, authorised)
+
+    async def _refusal_from(
+        self, upstream: UpstreamClient, response: httpx.Response
+    ) -> TrafficCenterError:
+        """A bron's result code passes through as that code; anything else is a bad answer."""
+        answer = await upstream.read_answer(response)
+        code = None
+        if _media_type(response) in _PROBLEM_TYPES:
+            try:
+                parsed = json.loads(answer)
+                code = parsed.get("code") if isinstance(parsed, dict) else None
+            except ValueError:
+                code = None
+        known = bron_answer_classes().get(code) if isinstance(code, str) else None
+        if known is not None:
+            # Our own title and detail: the bron's text might carry a pupil's data.
+            return known("answered by the bron's LAS")
+        return UpstreamInvalidAnswer(f"the bron answered HTTP {response.status_code}")
+
+    def _parent_gate(self, response: httpx.Response, authorised: Authorised) -> None:
+        """Rule 8: with the setting on, no overstapdossier leaves without the parents' release."""
+        session = authorised.session
+        if not self._require_release or session.overdrachtsoort is not (
+            Overdrachtsoort.OVERSTAPDOSSIER
+        ):
+            return
+        needed = required_release(authorised.bron_school.sector, session.doel_sector)
+        if needed is None:
+            return
+        attested = response.headers.get(RELEASE_HEADER, "").strip().lower()
+        # Consent (toestemming) includes having seen the dossier (inzage).
+        satisfied = {
+            ParentRelease.INZAGE: {ParentRelease.INZAGE.value, ParentRelease.TOESTEMMING.value},
+            ParentRelease.TOESTEMMING: {ParentRelease.TOESTEMMING.value},
+        }[needed]
+        if attested not in satisfied:
+            refusal = GeenToestemming if needed is ParentRelease.TOESTEMMING else GeenInzage
+            raise refusal(f"the bron did not attest {needed.value} ({RELEASE_HEADER})")
+
+    # --- streaming back -----------------------------------------------------------------------
+
+    def _stream(
+        self, upstream: UpstreamClient, response: httpx.Response, exchange: ExchangeInProgress
+    ) -> RelayedDossier:
+        metered = MeteredStream(response.aiter_raw(), limit=upstream.limits.max_dossier_bytes)
+        outcome = {"result": DOEL_DISCONNECTED}
+        finished = False
+
+        async def finish() -> None:
+            nonlocal finished
+            if finished:
+                return
+            finished = True
+            await upstream.release(response)
+            upstream.release_slot()
+            exchange.size_bytes, exchange.sha256 = metered.size, metered.sha256
+            await self._record(exchange, outcome["result"])
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in metered:
+                    yield chunk
+                outcome["result"] = ResultCode.OVERDRACHT_GESLAAGD.value
+            except DossierTooLarge as too_large:
+                outcome["result"] = too_large.code
+                raise TransferAborted(too_large.detail) from too_large
+            except httpx.TransportError as broken:
+                # The bron hung up or stalled mid-stream: the doel must see a broken transfer.
+                outcome["result"] = ResultCode.OVERDRACHT_MISLUKT.value
+                raise TransferAborted(
+                    f"the bron's stream broke off: {type(broken).__name__}"
+                ) from (broken)
+
+        headers = forwardable_answer_headers(response.headers)
+        headers[TRANSACTION_HEADER] = exchange.transaction_id
+        return RelayedDossier(headers, body(), finish)
+
+    async def _record(self, exchange: ExchangeInProgress, result: str) -> None:
+        await self._recorder.record(exchange.outcome(result, response_out=self._clock()))
+
+
+def _media_type(response: httpx.Response) -> str:
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower()

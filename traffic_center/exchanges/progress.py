@@ -1,0 +1,70 @@
+"""What is known about an exchange while it runs; becomes its record when the outcome is known."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+
+from traffic_center.domain.exchanges import ExchangeRecord, ExchangeType
+from traffic_center.domain.las_contract import (
+    SESSION_HEADER,
+    TRACEPARENT_HEADER,
+    TRANSACTION_HEADER,
+)
+from traffic_center.domain.models import Session
+from traffic_center.relay.trace import child_traceparent
+
+
+@dataclass(slots=True)
+class ExchangeInProgress:
+    type: ExchangeType
+    caller_serial: str
+    request_in: dt.datetime
+    transaction_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    sessie_id: str | None = None
+    doel_brin: str | None = None
+    doel_routeringskenmerk: str | None = None
+    bron_brin: str | None = None
+    bron_routeringskenmerk: str | None = None
+    forwarded_at: dt.datetime | None = None
+    response_in: dt.datetime | None = None
+    upstream_status: int | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+
+    def concerns(self, session: Session, *, bron_routeringskenmerk: str | None) -> None:
+        """The parties, once the session is known to be the caller's."""
+        self.sessie_id = session.sessie_id
+        self.doel_brin = session.doel_brin
+        self.doel_routeringskenmerk = session.doel_routeringskenmerk
+        self.bron_brin = session.bron_brin
+        self.bron_routeringskenmerk = bron_routeringskenmerk
+
+    def upstream_headers(self, incoming_traceparent: str | None) -> dict[str, str]:
+        assert self.sessie_id is not None
+        return {
+            SESSION_HEADER: self.sessie_id,
+            TRANSACTION_HEADER: self.transaction_id,
+            TRACEPARENT_HEADER: child_traceparent(incoming_traceparent),
+        }
+
+    def outcome(self, result: str, *, response_out: dt.datetime) -> ExchangeRecord:
+        return ExchangeRecord(
+            type=self.type,
+            transaction_id=self.transaction_id,
+            sessie_id=self.sessie_id,
+            doel_brin=self.doel_brin,
+            doel_routeringskenmerk=self.doel_routeringskenmerk,
+            bron_brin=self.bron_brin,
+            bron_routeringskenmerk=self.bron_routeringskenmerk,
+            result=result,
+            caller_serial=self.caller_serial,
+            request_in=self.request_in,
+            upstream_status=self.upstream_status,
+            forwarded_at=self.forwarded_at,
+            response_in=self.response_in,
+            response_out=response_out,
+            size_bytes=self.size_bytes,
+            sha256=self.sha256,
+        )

@@ -1,0 +1,329 @@
+"""The bron side of the reference LAS: the two routes the Traffic Center calls.
+
+``POST {path}/dossier`` answers a relayed documentRequest with a streamed XML dossier or a
+problem+json result code; ``POST {path}/notification`` takes a relayed notificatieRequest.
+Only the TC's relay certificate may call either. Which answer a dossier request gets is up to
+the zoeksleutel (see :mod:`traffic_center.las.scenarios`) or a file in the dossiers directory.
+
+The state it keeps lives in :mod:`traffic_center.las.state`, request parsing and problems in
+:mod:`traffic_center.las.messages`, the response bodies in :mod:`traffic_center.las.streams`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from pathlib import Path
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from traffic_center.domain.errors import InvalidInput
+from traffic_center.domain.las_contract import (
+    DOSSIER_PATH,
+    NOTIFICATION_PATH,
+    RELEASE_HEADER,
+    TRANSACTION_HEADER,
+)
+from traffic_center.domain.results import ResultCode
+from traffic_center.domain.rules import required_release
+from traffic_center.las.config import LasConfig
+from traffic_center.las.dossier import (
+    DossierTemplate,
+    generated_dossier,
+    measured_dossier,
+    realistic_dossier,
+)
+from traffic_center.las.messages import (
+    CALLER_REFUSED,
+    INVALID_INPUT,
+    DossierRequest,
+    is_relay_caller,
+    parse_dossier_request,
+    parse_notification_request,
+    problem,
+    read_json_body,
+    refusal_problem,
+)
+from traffic_center.las.notifier import TcNotifier
+from traffic_center.las.scenarios import (
+    NOT_READY,
+    REFUSALS,
+    Refusal,
+    Scenario,
+    ScenarioKind,
+    scenario_for,
+)
+from traffic_center.las.state import (
+    DossierCounters,
+    NotificationInbox,
+    PendingDossier,
+    ReadinessBook,
+    ReceivedNotification,
+)
+from traffic_center.las.streams import (
+    DossierStream,
+    broken_off,
+    chunks_of,
+    file_chunks,
+    until_disconnected,
+)
+
+# trickle: slow enough that a client can hang up mid-stream, fast enough for a test.
+TRICKLE_CHUNK_BYTES = 1024
+TRICKLE_INTERVAL_SECONDS = 0.05
+
+Event = dict[str, object]
+EventSink = Callable[[Event], None]
+
+
+# --- the application -------------------------------------------------------------------------
+
+
+class ReferenceLas:
+    """The bron endpoint's state and its ASGI app (``.app``). Build one per server."""
+
+    def __init__(
+        self,
+        config: LasConfig,
+        *,
+        on_event: EventSink | None = None,
+        tc_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.counters = DossierCounters()
+        self.notifications = NotificationInbox()
+        self._emit: EventSink = on_event or (lambda event: None)
+        self._readiness = ReadinessBook()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._notifier = self._build_notifier(tc_transport)
+        self.app = Starlette(
+            routes=[
+                Route(config.path + DOSSIER_PATH, self._dossier, methods=["POST"]),
+                Route(config.path + NOTIFICATION_PATH, self._notification, methods=["POST"]),
+            ],
+            exception_handlers={HTTPException: _http_problem},
+            lifespan=self._lifespan,
+        )
+
+    def _build_notifier(self, transport: httpx.AsyncBaseTransport | None) -> TcNotifier | None:
+        # Without a TC to tell, a nietgereed dossier just becomes ready.
+        if self.config.tc_url is None or (self.config.client_tls is None and transport is None):
+            return None
+        return TcNotifier(self.config.tc_url, tls=self.config.client_tls, transport=transport)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._notifier is not None:
+                await self._notifier.aclose()
+
+    # --- routes -------------------------------------------------------------------------------
+
+    async def _dossier(self, request: Request) -> Response:
+        if not is_relay_caller(request):
+            return self._refuse(403, CALLER_REFUSED, "Only the Traffic Center relay may call")
+        try:
+            ask = parse_dossier_request(await read_json_body(request), request.headers)
+        except InvalidInput as exc:
+            return self._refuse(422, INVALID_INPUT, "The request is not valid", exc.detail)
+        self.counters.start()
+        try:
+            return await self._answer(ask, request)
+        except BaseException:
+            # No response to report the end: count it here (a stream reports its own end).
+            self.counters.finish(completed=False)
+            raise
+
+    async def _notification(self, request: Request) -> Response:
+        if not is_relay_caller(request):
+            return self._refuse(403, CALLER_REFUSED, "Only the Traffic Center relay may call")
+        try:
+            note = parse_notification_request(await read_json_body(request), request.headers)
+        except InvalidInput as exc:
+            return self._refuse(422, INVALID_INPUT, "The request is not valid", exc.detail)
+        received = ReceivedNotification(
+            sessie_id=note.sessie_id,
+            bron_brin=note.bron_brin,
+            bron_routeringskenmerk=note.bron_routeringskenmerk,
+            transactie_id=request.headers.get(TRANSACTION_HEADER),
+            received_at=dt.datetime.now(dt.UTC),
+        )
+        self.notifications.record(received)
+        self._emit(
+            {
+                "event": "notification",
+                "sessie_id": note.sessie_id,
+                "bron_brin": note.bron_brin,
+                "bron_routeringskenmerk": note.bron_routeringskenmerk,
+            }
+        )
+        return JSONResponse({"resultaat": ResultCode.NOTIFICATIE_ONTVANGEN.value})
+
+    def _refuse(self, status: int, code: str, title: str, detail: str | None = None) -> Response:
+        self._emit({"event": "refused", "status": status, "resultaat": code})
+        return problem(status, code, title, detail)
+
+    # --- answering a dossier request ----------------------------------------------------------
+
+    async def _answer(self, ask: DossierRequest, request: Request) -> Response:
+        file = self._dossier_file(ask.zoeksleutel)
+        if file is not None:
+            size = file.stat().st_size
+            return self._stream(ask, "bestand", file_chunks(file), length=size)
+        scenario = scenario_for(ask.zoeksleutel)
+        if scenario.kind is ScenarioKind.HANGT:
+            return await self._hang(ask, request)
+        if scenario.kind is ScenarioKind.NIET_GEREED and not self._ready(ask):
+            return self._refused(ask, scenario, NOT_READY, headers=self._retry_after())
+        if scenario.kind in REFUSALS:
+            return self._refused(ask, scenario, REFUSALS[scenario.kind])
+        return self._serve(ask, scenario)
+
+    def _serve(self, ask: DossierRequest, scenario: Scenario) -> Response:
+        name, kind = scenario.kind.value, scenario.kind
+        if kind in (ScenarioKind.GEREED, ScenarioKind.NIET_GEREED, ScenarioKind.ZONDER_VRIJGAVE):
+            return self._realistic(ask, scenario, DossierTemplate.STANDARD)
+        if kind is ScenarioKind.BIJLAGEN:
+            return self._realistic(ask, scenario, DossierTemplate.ATTACHMENTS)
+        assert scenario.size is not None  # every other scenario is a sized one
+        generated = generated_dossier(scenario.size, scenario.marker)
+        if kind is ScenarioKind.AFBREKEN:
+            return self._stream(ask, name, broken_off(generated), length=generated.size)
+        if kind is ScenarioKind.TRICKLE:
+            slow = chunks_of(
+                generated.chunks(TRICKLE_CHUNK_BYTES), interval=TRICKLE_INTERVAL_SECONDS
+            )
+            return self._stream(ask, name, slow, length=generated.size)
+        # liegt: the same bytes, but chunked, so only counting tells the TC how big it is.
+        length = None if kind is ScenarioKind.LIEGT else generated.size
+        return self._stream(ask, name, chunks_of(generated.chunks()), length=length)
+
+    def _realistic(
+        self, ask: DossierRequest, scenario: Scenario, template: DossierTemplate
+    ) -> Response:
+        brin, soort = self.config.brin, ask.overdrachtsoort.value
+        measured = measured_dossier(template, brin=brin, overdrachtsoort=soort)
+        body = chunks_of(realistic_dossier(template, brin=brin, overdrachtsoort=soort))
+        attest = scenario.kind is not ScenarioKind.ZONDER_VRIJGAVE
+        return self._stream(
+            ask, scenario.kind.value, body, length=measured.size, attest_release=attest
+        )
+
+    def _stream(
+        self,
+        ask: DossierRequest,
+        scenario: str,
+        body: AsyncGenerator[bytes, None],
+        *,
+        length: int | None,
+        attest_release: bool = True,
+    ) -> Response:
+        headers: dict[str, str] = {}
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        release = required_release(self.config.sector, ask.doel_sector)
+        if attest_release and release is not None:
+            headers[RELEASE_HEADER] = release.value
+
+        def ended(completed: bool, sent: int) -> None:
+            self.counters.finish(completed=completed)
+            result = ResultCode.OVERDRACHT_GESLAAGD if completed else ResultCode.OVERDRACHT_MISLUKT
+            self._emit_dossier(ask, scenario, 200, result, sent, completed)
+
+        return DossierStream(body, headers=headers, on_end=ended)
+
+    def _refused(
+        self,
+        ask: DossierRequest,
+        scenario: Scenario,
+        refusal: Refusal,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        self.counters.finish(completed=True)
+        self._emit_dossier(ask, scenario.kind.value, refusal.status, refusal.code, 0, True)
+        return refusal_problem(refusal, headers=headers)
+
+    async def _hang(self, ask: DossierRequest, request: Request) -> Response:
+        # Cancelled instead (the server stops)? Then _dossier counts the abort.
+        await until_disconnected(request)
+        self.counters.finish(completed=False)
+        self._emit_dossier(ask, ScenarioKind.HANGT.value, None, None, 0, False)
+        return Response(status_code=204)  # nobody is left to read it
+
+    def _emit_dossier(
+        self,
+        ask: DossierRequest,
+        scenario: str,
+        status: int | None,  # None: nothing was answered
+        resultaat: str | None,
+        sent: int,
+        completed: bool,
+    ) -> None:
+        # Metadata only: never the zoeksleutel, never a byte of the dossier.
+        self._emit(
+            {
+                "event": "dossier",
+                "sessie_id": ask.sessie_id,
+                "transactie_id": ask.transactie_id,
+                "scenario": scenario,
+                "status": status,
+                "resultaat": None if resultaat is None else str(resultaat),
+                "bytes": sent,
+                "outcome": "completed" if completed else "aborted",
+            }
+        )
+
+    def _dossier_file(self, zoeksleutel: str) -> Path | None:
+        if self.config.dossiers is None:
+            return None
+        directory = self.config.dossiers.resolve()
+        candidate = (directory / f"{zoeksleutel}.xml").resolve()
+        # A zoeksleutel may hold "/": only a file directly in the directory counts.
+        if candidate.parent != directory or not candidate.is_file():
+            return None
+        return candidate
+
+    # --- nietgereed ---------------------------------------------------------------------------
+
+    def _ready(self, ask: DossierRequest) -> bool:
+        pending = self._readiness.get(ask.zoeksleutel)
+        if pending is None:
+            pending = PendingDossier(ask.sessie_id, ask.doel_routeringskenmerk)
+            self._readiness.add(ask.zoeksleutel, pending)
+            task = asyncio.create_task(self._become_ready(pending))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return pending.ready
+
+    async def _become_ready(self, pending: PendingDossier) -> None:
+        await asyncio.sleep(self.config.notify_after)
+        pending.ready = True
+        if self._notifier is None:
+            return
+        # OSO: only the doel endpoint that asked may be notified, for the session it asked in.
+        status = await self._notifier.notify(pending.sessie_id, pending.doel_routeringskenmerk)
+        self._emit({"event": "notified", "sessie_id": pending.sessie_id, "status": status})
+
+    def _retry_after(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.config.notify_after)))}
+
+
+async def _http_problem(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods get problem+json too, like every other answer."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    code = {404: "NietGevonden", 405: "MethodeNietToegestaan"}.get(status, "Fout")
+    return problem(status, code, f"HTTP {status}")

@@ -1,0 +1,51 @@
+"""How one reference LAS endpoint is configured: :class:`LasConfig`, checked as it is built."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from traffic_center.domain.errors import InvalidInput
+from traffic_center.domain.identifiers import Sector, parse_brin, parse_sector, parse_url
+from traffic_center.las.doel import ClientTLS
+from traffic_center.las.scenarios import TEST_BRIN
+
+DEFAULT_BASE_PATH = "/oso"
+
+_BASE_PATH = re.compile(r"(?:/[A-Za-z0-9._~-]+)*")
+
+
+@dataclass(frozen=True, slots=True)
+class LasConfig:
+    """One reference LAS endpoint. ``ca`` verifies the TC's relay certificate (and, for the
+    notifications this LAS sends, the TC's server certificate)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port; LasServer.port says which
+    path: str = DEFAULT_BASE_PATH
+    sector: Sector = Sector.PO
+    brin: str = TEST_BRIN
+    dossiers: Path | None = None  # <dir>/<zoeksleutel>.xml is served when it exists
+    tc_url: str | None = None  # where to send meldenNotificatieRequest (nietgereed)
+    client_tls: ClientTLS | None = None  # this school's own client certificate, for tc_url
+    notify_after: float = 1.0
+    # Hanging requests (scenario hangt) would otherwise hold a stopping server for long.
+    shutdown_grace_seconds: int = 3
+
+    def __post_init__(self) -> None:
+        if not _BASE_PATH.fullmatch(self.path):
+            raise InvalidInput(f"path {self.path!r} must look like /oso: no trailing slash")
+        if not 0 <= self.port <= 65535:
+            raise InvalidInput(f"port {self.port} is not a TCP port")
+        if not (self.notify_after >= 0 and math.isfinite(self.notify_after)):
+            raise InvalidInput("notify_after must be a number of seconds, at least 0")
+        parse_brin(self.brin)
+        # Accept "VO" as well as Sector.VO, but never a sector that does not exist.
+        object.__setattr__(self, "sector", parse_sector(str(self.sector)))
+        if self.tc_url is not None:
+            parse_url(self.tc_url)

@@ -1,0 +1,398 @@
+"""The doel side of the reference LAS: asking the Traffic Center for a dossier and streaming it.
+
+Errors raised by :class:`DoelClient` (a broken dossier stream is an outcome, not an error: it
+comes back as a :class:`FetchResult` with ``complete=False``)::
+
+    DoelError
+    ├── TrafficCenterRefused      the TC answered a broker message with a problem (status, code)
+    └── TrafficCenterUnreachable  no answer at all: connection, TLS handshake or timeout
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import httpx
+
+from traffic_center.domain.las_contract import RELEASE_HEADER, TRANSACTION_HEADER
+from traffic_center.domain.results import CLOSING_RESULTS, ResultCode, best_result
+
+# A dossier chunk may take a while when the bron is slow, but a silent peer must not hang a
+# doel forever; connecting should be quick on any network a school uses.
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# Problem bodies are small; a bron or TC sending more than this is not sending a problem.
+_MAX_PROBLEM_BYTES = 64 * 1024
+_GRANTED = "SessieToegekend"  # timeline label for a granted session; not an OSO result code
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTLS:
+    """A school endpoint's client certificate, and the CA bundle that verifies the TC."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(self.cert), str(self.key))
+        return context
+
+
+class ChunkSink(Protocol):
+    """Where dossier chunks go as they arrive: a binary file, a socket, a hasher…"""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+class DoelError(Exception):
+    """Base of the doel client's errors."""
+
+
+class TrafficCenterRefused(DoelError):
+    def __init__(self, status: int, code: str, detail: str | None = None) -> None:
+        self.status, self.code, self.detail = status, code, detail
+        super().__init__(f"{status} {code}: {detail or ''}".rstrip(": "))
+
+
+class TrafficCenterUnreachable(DoelError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BronEndpoint:
+    routeringskenmerk: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class GrantedSession:
+    sessie_id: str
+    bron_endpoints: tuple[BronEndpoint, ...]
+    expires_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """How one documentRequest through the TC ended."""
+
+    status: int  # 0 when no response arrived
+    resultaat: str  # OverdrachtGeslaagd, the problem's code, or OverdrachtMislukt
+    bytes: int
+    sha256: str | None  # of the dossier bytes received; None when no dossier came
+    transactie_id: str | None
+    vrijgave: str | None
+    elapsed_ms: float
+    complete: bool
+    detail: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.resultaat == ResultCode.OVERDRACHT_GESLAAGD
+
+    @property
+    def closing_result(self) -> ResultCode:
+        """The result this fetch contributes to the afmelding; odd codes count as a failure."""
+        return _closing(self.resultaat)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferStep:
+    """One line of the demo's timeline: who did what, with which result."""
+
+    actor: str
+    action: str
+    resultaat: str
+    status: int
+    elapsed_ms: float
+    routeringskenmerk: str | None = None
+    bytes: int = 0
+    sha256: str | None = None
+
+
+@dataclass(slots=True)
+class TransferRecord:
+    sessie_id: str
+    resultaat: ResultCode
+    steps: list[TransferStep] = field(default_factory=list)
+    fetch: FetchResult | None = None  # the successful fetch, else the last one
+
+
+class DoelClient:
+    """A doel LAS talking to the Traffic Center with its own client certificate.
+
+    Pass ``tls`` for real mTLS, or ``transport`` (e.g. ``httpx.MockTransport``) in unit tests.
+    """
+
+    def __init__(
+        self,
+        tc_url: str,
+        *,
+        tls: ClientTLS | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    ) -> None:
+        if tls is None and transport is None:
+            raise ValueError("give the client certificate (tls) or a transport")
+        verify: ssl.SSLContext | bool = tls.ssl_context() if tls is not None else True
+        self._client = httpx.AsyncClient(
+            base_url=tc_url.rstrip("/"), verify=verify, transport=transport, timeout=timeout
+        )
+
+    async def __aenter__(self) -> DoelClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # --- the broker messages ------------------------------------------------------------------
+
+    async def open_session(
+        self,
+        bron_brin: str,
+        zoeksleutel: str,
+        overdrachtsoort: str = "overstapdossier",
+        bron_routeringskenmerk: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> GrantedSession:
+        """overdrachtRequest: ``POST /v1/sessions``."""
+        body: dict[str, Any] = {
+            "bron_brin": bron_brin,
+            "overdrachtsoort": overdrachtsoort,
+            "zoeksleutel": zoeksleutel,
+        }
+        if bron_routeringskenmerk is not None:
+            body["bron_routeringskenmerk"] = bron_routeringskenmerk
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        answer = await self._post_json("/v1/sessions", body, headers=headers, expect=201)
+        return GrantedSession(
+            sessie_id=str(answer["sessie_id"]),
+            bron_endpoints=tuple(
+                BronEndpoint(str(e["routeringskenmerk"]), str(e["url"]))
+                for e in answer["bron_endpoints"]
+            ),
+            expires_at=str(answer["expires_at"]),
+        )
+
+    async def close(
+        self, sessie_id: str, resultaat: ResultCode | str, routeringskenmerk: str
+    ) -> dict[str, Any]:
+        """afmeldingRequest: ``POST /v1/sessions/{id}/close``; returns the final state."""
+        body = {"resultaat": str(resultaat), "routeringskenmerk": routeringskenmerk}
+        return await self._post_json(f"/v1/sessions/{sessie_id}/close", body, expect=200)
+
+    async def fetch_dossier(
+        self,
+        sessie_id: str,
+        routeringskenmerk: str,
+        zoeksleutel: str,
+        aanvraagdatum: dt.date | str | None = None,
+        sink: ChunkSink | None = None,
+    ) -> FetchResult:
+        """documentRequest through the TC, streamed: size and SHA-256 are computed on the fly."""
+        if isinstance(aanvraagdatum, dt.date):
+            aanvraagdatum = aanvraagdatum.isoformat()
+        body = {
+            "routeringskenmerk": routeringskenmerk,
+            "zoeksleutel": zoeksleutel,
+            "aanvraagdatum": aanvraagdatum,
+        }
+        started = time.perf_counter()
+        try:
+            async with self._client.stream(
+                "POST", f"/v1/sessions/{sessie_id}/dossier", json=body
+            ) as response:
+                return await _read_answer(response, sink, started)
+        except httpx.TransportError as exc:
+            # No response at all (refused, handshake, timeout before the headers).
+            return FetchResult(
+                status=0,
+                resultaat=ResultCode.OVERDRACHT_MISLUKT,
+                bytes=0,
+                sha256=None,
+                transactie_id=None,
+                vrijgave=None,
+                elapsed_ms=_ms_since(started),
+                complete=False,
+                detail=type(exc).__name__,
+            )
+
+    # --- the whole exchange -------------------------------------------------------------------
+
+    async def transfer(
+        self,
+        bron_brin: str,
+        zoeksleutel: str,
+        *,
+        overdrachtsoort: str = "overstapdossier",
+        bron_routeringskenmerk: str | None = None,
+        aanvraagdatum: dt.date | str | None = None,
+    ) -> TransferRecord:
+        """Open a session, ask each bron endpoint until one delivers, close with the best result.
+
+        Refusals of the broker messages (open, close) raise :class:`TrafficCenterRefused`.
+        """
+        started = time.perf_counter()
+        session = await self.open_session(
+            bron_brin, zoeksleutel, overdrachtsoort, bron_routeringskenmerk
+        )
+        record = TransferRecord(session.sessie_id, ResultCode.OVERDRACHT_MISLUKT)
+        record.steps.append(
+            TransferStep("doel → TC", "overdrachtRequest", _GRANTED, 201, _ms_since(started))
+        )
+        attempts: list[tuple[BronEndpoint, FetchResult]] = []
+        for endpoint in session.bron_endpoints:
+            fetched = await self.fetch_dossier(
+                session.sessie_id, endpoint.routeringskenmerk, zoeksleutel, aanvraagdatum
+            )
+            attempts.append((endpoint, fetched))
+            record.fetch = fetched
+            record.steps.append(_fetch_step(endpoint, fetched))
+            if fetched.succeeded:
+                break
+        if attempts:  # the TC never grants a session without an endpoint to ask
+            await self._close_transfer(record, attempts)
+        return record
+
+    async def _close_transfer(
+        self, record: TransferRecord, attempts: list[tuple[BronEndpoint, FetchResult]]
+    ) -> None:
+        record.resultaat = best_result(fetched.closing_result for _, fetched in attempts)
+        # The afmelding names the endpoint that gave the best result.
+        best_endpoint = next(e for e, f in attempts if f.closing_result is record.resultaat)
+        started = time.perf_counter()
+        await self.close(record.sessie_id, record.resultaat, best_endpoint.routeringskenmerk)
+        record.steps.append(
+            TransferStep("doel → TC", "afmeldingRequest", record.resultaat, 200, _ms_since(started))
+        )
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    async def _post_json(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        expect: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            response = await self._client.post(path, json=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise TrafficCenterUnreachable(f"{path}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code != expect:
+            code, detail = _problem_of(response.content)
+            raise TrafficCenterRefused(response.status_code, code, detail)
+        answer = response.json()
+        if not isinstance(answer, dict):
+            raise TrafficCenterRefused(response.status_code, "OngeldigAntwoord", "not an object")
+        return answer
+
+
+async def _read_answer(
+    response: httpx.Response, sink: ChunkSink | None, started: float
+) -> FetchResult:
+    transactie_id = response.headers.get(TRANSACTION_HEADER)
+    vrijgave = response.headers.get(RELEASE_HEADER)
+    if response.status_code != 200:
+        code, detail = _problem_of(await _read_limited(response))
+        return FetchResult(
+            status=response.status_code,
+            resultaat=code,
+            bytes=0,
+            sha256=None,
+            transactie_id=transactie_id,
+            vrijgave=vrijgave,
+            elapsed_ms=_ms_since(started),
+            complete=True,
+            detail=detail,
+        )
+    digest, size, complete, detail = hashlib.sha256(), 0, True, None
+    try:
+        async for chunk in response.aiter_bytes():
+            digest.update(chunk)
+            size += len(chunk)
+            if sink is not None:
+                sink.write(chunk)
+    except httpx.TransportError as exc:
+        # The stream broke: what arrived is not the dossier, whatever its size.
+        complete, detail = False, type(exc).__name__
+    return FetchResult(
+        status=200,
+        resultaat=ResultCode.OVERDRACHT_GESLAAGD if complete else ResultCode.OVERDRACHT_MISLUKT,
+        bytes=size,
+        sha256=digest.hexdigest(),
+        transactie_id=transactie_id,
+        vrijgave=vrijgave,
+        elapsed_ms=_ms_since(started),
+        complete=complete,
+        detail=detail,
+    )
+
+
+async def _read_limited(response: httpx.Response) -> bytes:
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > _MAX_PROBLEM_BYTES:
+                break
+    except httpx.TransportError:
+        pass  # a refusal whose body broke off is still a refusal; its code may be lost
+    return bytes(body)
+
+
+def _problem_of(body: bytes) -> tuple[str, str | None]:
+    """The problem+json ``code`` and ``detail``; OverdrachtMislukt when there is no problem."""
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        return ResultCode.OVERDRACHT_MISLUKT, None
+    if not isinstance(problem, dict) or not isinstance(problem.get("code"), str):
+        return ResultCode.OVERDRACHT_MISLUKT, None
+    detail = problem.get("detail")
+    return problem["code"], detail if isinstance(detail, str) else None
+
+
+def _fetch_step(endpoint: BronEndpoint, fetched: FetchResult) -> TransferStep:
+    return TransferStep(
+        actor="doel → TC → bron",
+        action="documentRequest",
+        resultaat=fetched.resultaat,
+        status=fetched.status,
+        elapsed_ms=fetched.elapsed_ms,
+        routeringskenmerk=endpoint.routeringskenmerk,
+        bytes=fetched.bytes,
+        sha256=fetched.sha256,
+    )
+
+
+def _closing(resultaat: str) -> ResultCode:
+    try:
+        code = ResultCode(resultaat)
+    except ValueError:
+        return ResultCode.OVERDRACHT_MISLUKT
+    return code if code in CLOSING_RESULTS else ResultCode.OVERDRACHT_MISLUKT
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

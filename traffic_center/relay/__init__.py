@@ -1,0 +1,1 @@
+"""The streaming client to LAS endpoints: mTLS, timeouts, limits and header hygiene."""

@@ -1,0 +1,54 @@
+"""Header hygiene: what the relay sends upstream, and which answer headers reach the doel."""
+
+from __future__ import annotations
+
+import httpx
+
+from traffic_center.domain.las_contract import RELEASE_HEADER
+
+# RFC 9110 §7.6.1 and the classic list: meaningful for one connection only, never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# End-to-end headers of a dossier answer the doel needs; everything else stays behind, so a
+# LAS cannot set cookies, caching or security headers in the Traffic Center's name.
+FORWARDED_ANSWER_HEADERS = frozenset(
+    {"content-type", "content-length", "content-encoding", "last-modified", RELEASE_HEADER.lower()}
+)
+
+
+def forwardable_answer_headers(headers: httpx.Headers) -> dict[str, str]:
+    """The bron's answer headers the doel gets: allowed, not hop-by-hop, not named by Connection."""
+    named_by_connection = {
+        token.strip().lower() for token in headers.get("connection", "").split(",") if token.strip()
+    }
+    return {
+        name: value
+        for name, value in headers.items()
+        if name in FORWARDED_ANSWER_HEADERS
+        and name not in HOP_BY_HOP
+        and name not in named_by_connection
+    }
+
+
+def clear_default_headers(client: httpx.AsyncClient, user_agent: str) -> None:
+    """httpx adds Accept, Accept-Encoding, Connection and User-Agent; we send only our own.
+
+    ``Accept-Encoding: identity`` because the relay passes bytes through as they come and the
+    SHA-256 is of those bytes; no ``Expect`` is ever sent (httpx never adds one).
+    """
+    for name in list(client.headers):
+        del client.headers[name]
+    client.headers["User-Agent"] = user_agent
+    client.headers["Accept-Encoding"] = "identity"

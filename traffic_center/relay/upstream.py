@@ -1,0 +1,119 @@
+"""The mTLS client the Traffic Center uses to call LAS endpoints."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from traffic_center.domain.errors import (
+    RelayBusy,
+    UpstreamInvalidAnswer,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from traffic_center.relay.headers import clear_default_headers
+from traffic_center.relay.limits import MAX_ANSWER_BYTES, RelayLimits
+
+
+def upstream_ssl_context(*, cert: Path, key: Path, trust: Path) -> ssl.SSLContext:
+    """Our relay certificate as client, the LAS's server certificate checked against ``trust``."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(trust))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+class UpstreamClient:
+    """One pooled httpx client per node, with an in-flight limit and error translation."""
+
+    def __init__(
+        self,
+        limits: RelayLimits,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        user_agent: str = "oso-traffic-center",
+    ) -> None:
+        self.limits = limits
+        self._client = httpx.AsyncClient(
+            verify=ssl_context if ssl_context is not None else True,
+            transport=transport,
+            timeout=httpx.Timeout(
+                connect=limits.connect_timeout_seconds,
+                read=limits.read_timeout_seconds,
+                write=limits.read_timeout_seconds,
+                pool=limits.connect_timeout_seconds,
+            ),
+            limits=httpx.Limits(max_connections=limits.max_in_flight, max_keepalive_connections=20),
+            follow_redirects=False,  # a LAS answers; it does not send us elsewhere
+            trust_env=False,  # no proxy or netrc from the environment
+        )
+        clear_default_headers(self._client, user_agent)
+        self.in_flight = 0
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def acquire_slot(self) -> None:
+        """Take one of the node's relay slots; refuse at once rather than queue when full.
+
+        Not a context manager: a streamed dossier holds its slot until its last byte, long
+        after the route function returned.
+        """
+        if self.in_flight >= self.limits.max_in_flight:
+            raise RelayBusy(f"{self.in_flight} relays in flight, the limit of this node")
+        self.in_flight += 1
+
+    def release_slot(self) -> None:
+        self.in_flight -= 1
+
+    async def open(
+        self, url: str, body: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> httpx.Response:
+        """POST and return as soon as the answer's headers are in; the body is not read yet."""
+        request = self._client.build_request(
+            "POST",
+            url,
+            content=json.dumps(body).encode(),
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        try:
+            return await self._client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"{_where(url)}: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            # Connection refused, DNS, TLS handshake failures, a peer that hung up.
+            raise UpstreamUnreachable(f"{_where(url)}: {type(exc).__name__}") from exc
+
+    @staticmethod
+    async def read_answer(response: httpx.Response) -> bytes:
+        """A small non-dossier answer, read to at most MAX_ANSWER_BYTES."""
+        received = bytearray()
+        try:
+            async for chunk in response.aiter_raw():
+                received += chunk
+                if len(received) > MAX_ANSWER_BYTES:
+                    raise UpstreamInvalidAnswer("the LAS's answer is too long")
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout("the LAS stopped answering") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamUnreachable(f"the LAS's answer broke off: {type(exc).__name__}") from exc
+        return bytes(received)
+
+    @staticmethod
+    async def release(response: httpx.Response) -> None:
+        """Close the answer and give its connection back, even while being cancelled."""
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+
+
+def _where(url: str) -> str:
+    """The endpoint's origin for messages: never a query string."""
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port or 443}"
