@@ -12,11 +12,18 @@ import pytest
 
 from tests.support.postgres import POSTGRES_URL_ENV, PostgresServer, throwaway_postgres
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
+from traffic_center.observability.logging import configure_logging
 
 BACKENDS = ["sqlite", "postgresql"]
 _database_numbers = itertools.count(1)
 
 DatabaseFactory = Callable[[str], Awaitable[str]]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def structured_logging() -> None:
+    """As `serve` sets it up: structlog through the standard library, JSON lines."""
+    configure_logging("info", json_lines=True)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from tests.support.las import LasParty, LasWorld, letters, scenario_key
 from tests.support.processes import free_port
 from tests.support.server import TrafficCenterUnderTest
 from tests.support.world import Party
-from traffic_center.domain.exchanges import DOEL_DISCONNECTED, ExchangeRecord
+from traffic_center.domain.audit import DOEL_DISCONNECTED, AuditRecord, AuditType
 from traffic_center.las.dossier import generated_digest
 
 MB = 1024 * 1024
@@ -121,21 +121,28 @@ async def transfer(doel: LasParty, bron: LasParty, zoeksleutel: str) -> tuple[st
     return sessie_id, await fetch(doel.party, sessie_id, bron.routeringskenmerk, zoeksleutel)
 
 
-async def record_of(tc: TrafficCenterUnderTest, fetched: Fetched) -> ExchangeRecord:
+async def record_of(tc: TrafficCenterUnderTest, fetched: Fetched) -> AuditRecord:
     transaction_id = fetched.headers.get("x-oso-transactie-id")
     assert transaction_id
-    record = await tc.store.exchanges.by_transaction(transaction_id)
+    record = await tc.store.audit.by_transaction(transaction_id)
     assert record is not None
     return record
 
 
-async def eventually_recorded(tc: TrafficCenterUnderTest, sessie_id: str) -> list[ExchangeRecord]:
+async def relay_records(
+    tc: TrafficCenterUnderTest, sessie_id: str, kind: AuditType = AuditType.DOSSIER
+) -> list[AuditRecord]:
+    """The session's relay records (not its overdrachtRequest and afmelding)."""
+    return [r for r in await tc.store.audit.for_session(sessie_id) if r.type is kind]
+
+
+async def eventually_recorded(tc: TrafficCenterUnderTest, sessie_id: str) -> list[AuditRecord]:
     """The stream's record lands just after its last byte; wait for it briefly."""
     deadline = time.monotonic() + 5
-    while not (records := await tc.store.exchanges.for_session(sessie_id)):
+    while not (records := await relay_records(tc, sessie_id)):
         assert time.monotonic() < deadline, "no exchange record"
         await asyncio.sleep(0.02)
-    return list(records)
+    return records
 
 
 # --- the dossier arrives as the bron sent it ---------------------------------------------------
@@ -206,7 +213,7 @@ async def test_the_bron_s_result_code_reaches_the_doel(
 ) -> None:
     sessie_id, fetched = await transfer(doel, bron, scenario_key(scenario))
     assert fetched.outcome == (status, code)
-    [record] = await tc.store.exchanges.for_session(sessie_id)
+    [record] = await relay_records(tc, sessie_id)
     assert (record.result, record.upstream_status, record.size_bytes) == (code, status, None)
 
 
@@ -366,7 +373,7 @@ async def test_a_bron_that_is_down_is_502(
         502,
         "AanleverpuntOnbereikbaar",
     )
-    [record] = await tc.store.exchanges.for_session(sessie_id)
+    [record] = await relay_records(tc, sessie_id)
     assert (record.result, record.upstream_status) == ("AanleverpuntOnbereikbaar", None)
 
 
@@ -457,7 +464,7 @@ async def test_a_dossier_announced_over_the_limit_is_413(
 ) -> None:
     sessie_id, fetched = await transfer(doel, bron, scenario_key("grootte", LIMIT + 1))
     assert fetched.outcome == (413, "DossierTeGroot")
-    [record] = await tc.store.exchanges.for_session(sessie_id)
+    [record] = await relay_records(tc, sessie_id)
     assert record.result == "DossierTeGroot"
 
 
@@ -509,8 +516,8 @@ async def test_the_bron_notifies_the_doel_that_asked(
         bron.routeringskenmerk,
     )
     assert received.transactie_id == response.json()["transactie_id"]
-    [record] = await tc.store.exchanges.for_session(sessie_id)
-    assert (record.type.value, record.result) == ("notificatie", "NotificatieOntvangen")
+    [record] = await relay_records(tc, sessie_id, AuditType.NOTIFICATION)
+    assert record.result == "NotificatieOntvangen"
 
 
 async def test_notifications_without_a_prior_request_are_refused(
@@ -592,13 +599,17 @@ async def test_no_payload_is_kept_in_the_database_the_logs_or_temporary_files(
     assert notified.status_code == 200
     await eventually_recorded(tc, sessie_id)
 
-    assert len(await tc.store.exchanges.for_session(sessie_id)) == 2
+    assert {r.type for r in await tc.store.audit.for_session(sessie_id)} == {
+        AuditType.SESSION,
+        AuditType.DOSSIER,
+        AuditType.NOTIFICATION,
+    }
     dump = await dump_database(tc)
-    assert "exchanges" in dump
+    assert "audit_records" in dump
     assert marker not in dump
     assert key not in dump  # nor the zoeksleutel
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
-    assert "exchange type=dossier" in logged  # the log was captured, and holds metadata only
+    assert "documentRequest" in logged  # the exchange line was captured (metadata only)
     assert marker not in logged
     assert key not in logged
     out, err = capfd.readouterr()

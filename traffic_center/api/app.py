@@ -17,12 +17,13 @@ from traffic_center.api import problems
 from traffic_center.api.middleware import MetricsMiddleware
 from traffic_center.api.routes import exchanges, identity, las_contract, sessions
 from traffic_center.api.services import Services
+from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.authenticator import Authenticator
 from traffic_center.broker.service import Broker, BrokerLimits
 from traffic_center.domain.errors import TrafficCenterError, TransferAborted
 from traffic_center.exchanges.dossiers import DossierRelay
 from traffic_center.exchanges.notifications import NotificationRelay
-from traffic_center.exchanges.recorder import ExchangeRecorder
+from traffic_center.observability.context import RequestIdMiddleware
 from traffic_center.observability.expected_aborts import quiet_expected_aborts
 from traffic_center.observability.metrics import Metrics
 from traffic_center.relay.limits import RelayLimits
@@ -81,6 +82,7 @@ def create_app(
     install_error_handlers(app)
     quiet_expected_aborts(TransferAborted)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 
@@ -101,20 +103,39 @@ def build_services(
         clock=clock,
     )
     upstream = build_upstream(settings)
-    recorder = ExchangeRecorder(store, metrics)
+    store.database.observe = lambda kind, seconds: metrics.store_latency.labels(kind).observe(
+        seconds
+    )
+    audit = AuditTrail(
+        store,
+        secret=settings.server_secret(),
+        metrics=metrics,
+        clock=clock,
+        status_for=problems.status_for,
+    )
     dossiers = DossierRelay(
         store=store,
         broker=broker,
         upstream=upstream,
-        recorder=recorder,
+        audit=audit,
+        metrics=metrics,
         require_release=settings.require_parent_release,
         clock=clock,
     )
     notifications = NotificationRelay(
-        store=store, broker=broker, upstream=upstream, recorder=recorder, clock=clock
+        store=store, broker=broker, upstream=upstream, audit=audit, metrics=metrics, clock=clock
     )
     return Services(
-        settings, store, authenticator, broker, metrics, clock, upstream, dossiers, notifications
+        settings,
+        store,
+        authenticator,
+        broker,
+        metrics,
+        clock,
+        upstream,
+        dossiers,
+        notifications,
+        audit,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 
+from traffic_center.api.audited import record_refused_caller
 from traffic_center.api.services import Services
 from traffic_center.broker.caller import Caller, CertificateIdentity
 from traffic_center.domain.errors import CallerRefused
@@ -38,10 +39,12 @@ async def _authenticated(
     request: Request, check: Callable[[Services, str | None], Awaitable[T]]
 ) -> T:
     svc = services(request)
+    pem = peer_certificate_pem(request)
     try:
-        return await check(svc, peer_certificate_pem(request))
+        return await check(svc, pem)
     except CallerRefused as refused:
         svc.metrics.refused_callers.labels(reason=refused.code).inc()
+        await record_refused_caller(svc, refused, pem)
         raise
 
 

@@ -65,6 +65,7 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.GeenToestemming: 403,
     e.RateLimited: 429,
     e.StoreUnavailable: 503,
+    e.AuditUnavailable: 503,
     e.RelayError: 502,
     e.RelayNotConfigured: 503,
     e.RelayBusy: 503,

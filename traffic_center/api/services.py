@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.authenticator import Authenticator
 from traffic_center.broker.service import Broker
 from traffic_center.exchanges.dossiers import DossierRelay
@@ -27,6 +28,7 @@ class Services:
     upstream: UpstreamClient | None
     dossiers: DossierRelay
     notifications: NotificationRelay
+    audit: AuditTrail
 
     async def aclose(self) -> None:
         if self.upstream is not None:

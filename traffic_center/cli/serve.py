@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 from pathlib import Path
 
 from traffic_center.cli.context import open_store, say, settings_from
 from traffic_center.cli.dev import bootstrap_dev, curl_line
 from traffic_center.domain.errors import CaMissing
+from traffic_center.observability.logging import configure_logging
 from traffic_center.server.runner import TrafficCenterServer
 from traffic_center.server.workers import run_workers
 from traffic_center.settings import Settings
@@ -60,9 +60,7 @@ def serve_command(args: argparse.Namespace) -> int:
         upstream_ca=args.upstream_ca,
         dev=args.dev,
     )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
     asyncio.run(_prepare(settings))
     say(f"vendor API (mTLS) on https://{settings.host}:{settings.port}")
     say(f"ops (/metrics /healthz /readyz) on http://{settings.ops_host}:{settings.ops_port}")

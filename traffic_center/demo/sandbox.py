@@ -20,7 +20,7 @@ from traffic_center.admin.registry import RegistryAdmin, new_endpoint, new_schoo
 from traffic_center.cli.context import open_store, utc_now
 from traffic_center.cli.dev import DEV_SCHOOLS, DevSchool
 from traffic_center.demo.processes import ChildProcess, child_env, free_port
-from traffic_center.domain.exchanges import ExchangeRecord
+from traffic_center.domain.audit import AuditRecord
 from traffic_center.las.doel import ClientTLS, DoelClient
 from traffic_center.pki.ca import CA_CERT_FILE, CertificateAuthority
 from traffic_center.settings import Settings
@@ -101,11 +101,11 @@ class Sandbox:
         codes.update({child.name: code for child, code in zip(children, stopped, strict=True)})
         return codes
 
-    async def exchange_records(self, sessie_id: str) -> Sequence[ExchangeRecord]:
+    async def exchange_records(self, sessie_id: str) -> Sequence[AuditRecord]:
         """What the Traffic Center recorded about a session's exchanges (metadata only)."""
         assert self.settings is not None
         async with open_store(self.settings) as store:
-            return await store.exchanges.for_session(sessie_id)
+            return await store.audit.for_session(sessie_id)
 
     def doel_client(self, school: DevSchool = DOEL) -> DoelClient:
         directory = self.root / f"las-{school.key}"

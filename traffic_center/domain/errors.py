@@ -31,6 +31,7 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     │       └── GeenInzage, GeenToestemming   (also the TC's parent gate, rule 8)
     ├── RateLimited                       (429)
     ├── StoreUnavailable                  (503)
+    │   └── AuditUnavailable              the audit log cannot be written: refused (503)
     ├── RelayError                        the relay to a LAS endpoint failed
     │   ├── RelayNotConfigured, RelayBusy (503), UpstreamUnreachable (502)
     │   ├── UpstreamTimeout (504), UpstreamInvalidAnswer (502), DossierTooLarge (413)
@@ -319,6 +320,13 @@ class RateLimited(TrafficCenterError):
 class StoreUnavailable(TrafficCenterError):
     code = "OpslagNietBeschikbaar"
     title = "The Traffic Center's store is unavailable; nothing was changed"
+
+
+class AuditUnavailable(StoreUnavailable):
+    """Fail closed: an exchange that cannot be recorded does not happen."""
+
+    code = "AuditNietBeschikbaar"
+    title = "The audit log cannot be written; the exchange was refused and nothing was forwarded"
 
 
 # --- the relay to LAS endpoints --------------------------------------------------------------

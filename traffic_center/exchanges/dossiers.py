@@ -15,14 +15,19 @@ from dataclasses import dataclass
 
 import httpx
 
+from traffic_center.audit.entry import AuditEntry
+from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.caller import Caller
 from traffic_center.broker.service import Broker
+from traffic_center.domain.audit import DOEL_DISCONNECTED, AuditType
 from traffic_center.domain.errors import (
     AanleverpuntNietActief,
     DossierTooLarge,
     GeenInzage,
     GeenToestemming,
     OnbekendAanleverpunt,
+    RelayBusy,
+    RelayError,
     RelayNotConfigured,
     SessieAfwijkend,
     TrafficCenterError,
@@ -31,7 +36,6 @@ from traffic_center.domain.errors import (
     WrongRole,
     bron_answer_classes,
 )
-from traffic_center.domain.exchanges import DOEL_DISCONNECTED, ExchangeType
 from traffic_center.domain.identifiers import (
     Overdrachtsoort,
     parse_routeringskenmerk,
@@ -43,8 +47,7 @@ from traffic_center.domain.models import Endpoint, School, Session
 from traffic_center.domain.results import ResultCode
 from traffic_center.domain.rules import ParentRelease, required_release
 from traffic_center.domain.sessions import ensure_open
-from traffic_center.exchanges.progress import ExchangeInProgress
-from traffic_center.exchanges.recorder import ExchangeRecorder
+from traffic_center.observability.metrics import Metrics
 from traffic_center.relay.headers import forwardable_answer_headers
 from traffic_center.relay.metering import MeteredStream
 from traffic_center.relay.upstream import UpstreamClient
@@ -91,14 +94,16 @@ class DossierRelay:
         store: Store,
         broker: Broker,
         upstream: UpstreamClient | None,
-        recorder: ExchangeRecorder,
+        audit: AuditTrail,
+        metrics: Metrics,
         require_release: bool,
         clock: Callable[[], dt.datetime],
     ) -> None:
         self._store = store
         self._broker = broker
         self._upstream = upstream
-        self._recorder = recorder
+        self._audit = audit
+        self._metrics = metrics
         self._require_release = require_release
         self._clock = clock
 
@@ -106,27 +111,39 @@ class DossierRelay:
         self, caller: Caller, sessie_id: str, request: DossierRequest, *, traceparent: str | None
     ) -> RelayedDossier:
         """Everything up to the bron's answer headers; refusals raise before a byte is sent."""
-        exchange = ExchangeInProgress(
-            ExchangeType.DOSSIER, caller_serial=caller.identity.serial, request_in=self._clock()
-        )
+        exchange = self._audit.begin(AuditType.DOSSIER, caller_serial=caller.identity.serial)
         try:
             upstream = self._configured_upstream()
             authorised = await self._authorise(caller, sessie_id, request, exchange)
-            upstream.acquire_slot()
+            await self._audit.ensure_writable()  # fail closed: unrecorded means not forwarded
+            self._take_slot(upstream)
         except TrafficCenterError as refused:
-            await self._record(exchange, refused.code)
+            await self._audit.failed(exchange, refused)
             raise
         try:
             response = await self._forward(upstream, authorised, request, exchange, traceparent)
         except TrafficCenterError as refused:
-            upstream.release_slot()
-            await self._record(exchange, refused.code)
+            self._give_slot(upstream)
+            self._count_upstream_error(refused)
+            await self._audit.failed(exchange, refused)
             raise
         except BaseException:
-            upstream.release_slot()
-            await self._record(exchange, DOEL_DISCONNECTED)
+            self._give_slot(upstream)
+            await self._record(exchange, DOEL_DISCONNECTED, http_status=None)
             raise
         return self._stream(upstream, response, exchange)
+
+    def _take_slot(self, upstream: UpstreamClient) -> None:
+        upstream.acquire_slot()
+        self._metrics.relays_in_flight.inc()
+
+    def _give_slot(self, upstream: UpstreamClient) -> None:
+        upstream.release_slot()
+        self._metrics.relays_in_flight.dec()
+
+    def _count_upstream_error(self, error: TrafficCenterError) -> None:
+        if isinstance(error, RelayError) and not isinstance(error, RelayBusy):
+            self._metrics.upstream_errors.labels(type="dossier", code=error.code).inc()
 
     # --- before the bron is called ------------------------------------------------------------
 
@@ -140,7 +157,7 @@ class DossierRelay:
         caller: Caller,
         sessie_id: str,
         request: DossierRequest,
-        exchange: ExchangeInProgress,
+        exchange: AuditEntry,
     ) -> Authorised:
         """The relay is its own session check: doel, open session, bron endpoint, zoeksleutel."""
         refuse_clear_pupil_numbers(
@@ -175,7 +192,7 @@ class DossierRelay:
         upstream: UpstreamClient,
         authorised: Authorised,
         request: DossierRequest,
-        exchange: ExchangeInProgress,
+        exchange: AuditEntry,
         traceparent: str | None,
     ) -> httpx.Response:
         session = authorised.session
@@ -198,6 +215,10 @@ class DossierRelay:
         )
         exchange.response_in = self._clock()
         exchange.upstream_status = response.status_code
+        assert exchange.forwarded_at is not None
+        self._metrics.upstream_duration.labels(type="dossier").observe(
+            (exchange.response_in - exchange.forwarded_at).total_seconds()
+        )
         try:
             await self._accept_answer(upstream, response, authorised)
         except BaseException:
@@ -260,7 +281,7 @@ class DossierRelay:
     # --- streaming back -----------------------------------------------------------------------
 
     def _stream(
-        self, upstream: UpstreamClient, response: httpx.Response, exchange: ExchangeInProgress
+        self, upstream: UpstreamClient, response: httpx.Response, exchange: AuditEntry
     ) -> RelayedDossier:
         metered = MeteredStream(response.aiter_raw(), limit=upstream.limits.max_dossier_bytes)
         outcome = {"result": DOEL_DISCONNECTED}
@@ -272,9 +293,13 @@ class DossierRelay:
                 return
             finished = True
             await upstream.release(response)
-            upstream.release_slot()
+            self._give_slot(upstream)
             exchange.size_bytes, exchange.sha256 = metered.size, metered.sha256
-            await self._record(exchange, outcome["result"])
+            self._metrics.relay_bytes.inc(metered.size)
+            if outcome["result"] != ResultCode.OVERDRACHT_GESLAAGD.value:
+                self._metrics.upstream_errors.labels(type="dossier", code=outcome["result"]).inc()
+            record = await self._record(exchange, outcome["result"], http_status=200)
+            self._metrics.relay_duration.labels(type="dossier").observe(record)
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -295,8 +320,13 @@ class DossierRelay:
         headers[TRANSACTION_HEADER] = exchange.transaction_id
         return RelayedDossier(headers, body(), finish)
 
-    async def _record(self, exchange: ExchangeInProgress, result: str) -> None:
-        await self._recorder.record(exchange.outcome(result, response_out=self._clock()))
+    async def _record(self, exchange: AuditEntry, result: str, *, http_status: int | None) -> float:
+        """Record the outcome; returns the exchange's duration in seconds."""
+        response_out = self._clock()
+        await self._audit.record(
+            exchange.outcome(result, http_status=http_status, response_out=response_out)
+        )
+        return (response_out - exchange.request_in).total_seconds()
 
 
 def _media_type(response: httpx.Response) -> str:

@@ -13,17 +13,21 @@ from dataclasses import dataclass
 
 import httpx
 
+from traffic_center.audit.entry import AuditEntry
+from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.caller import Caller
 from traffic_center.broker.service import Broker
+from traffic_center.domain.audit import AuditType
 from traffic_center.domain.errors import (
     AanleverpuntNietActief,
     NotificationNotRequested,
+    RelayBusy,
+    RelayError,
     RelayNotConfigured,
     SessionNotFound,
     TrafficCenterError,
     UpstreamInvalidAnswer,
 )
-from traffic_center.domain.exchanges import ExchangeType
 from traffic_center.domain.identifiers import (
     parse_routeringskenmerk,
     parse_sessie_id,
@@ -32,8 +36,7 @@ from traffic_center.domain.identifiers import (
 from traffic_center.domain.las_contract import NOTIFICATION_PATH
 from traffic_center.domain.models import Endpoint
 from traffic_center.domain.results import ResultCode
-from traffic_center.exchanges.progress import ExchangeInProgress
-from traffic_center.exchanges.recorder import ExchangeRecorder
+from traffic_center.observability.metrics import Metrics
 from traffic_center.relay.upstream import UpstreamClient
 from traffic_center.store.store import Store
 
@@ -57,42 +60,55 @@ class NotificationRelay:
         store: Store,
         broker: Broker,
         upstream: UpstreamClient | None,
-        recorder: ExchangeRecorder,
+        audit: AuditTrail,
+        metrics: Metrics,
         clock: Callable[[], dt.datetime],
     ) -> None:
         self._store = store
         self._broker = broker
         self._upstream = upstream
-        self._recorder = recorder
+        self._audit = audit
+        self._metrics = metrics
         self._clock = clock
 
     async def deliver(
         self, caller: Caller, request: NotificationRequest, *, traceparent: str | None
     ) -> NotificationDelivered:
-        exchange = ExchangeInProgress(
-            ExchangeType.NOTIFICATION,
-            caller_serial=caller.identity.serial,
-            request_in=self._clock(),
-        )
+        exchange = self._audit.begin(AuditType.NOTIFICATION, caller_serial=caller.identity.serial)
         try:
             if self._upstream is None:
                 raise RelayNotConfigured()
             doel_endpoint = await self._authorise(caller, request, exchange)
-            self._upstream.acquire_slot()
-            try:
-                resultaat = await self._forward(
-                    self._upstream, caller, doel_endpoint, exchange, traceparent
-                )
-            finally:
-                self._upstream.release_slot()
+            await self._audit.ensure_writable()  # fail closed: unrecorded means not forwarded
+            resultaat = await self._relay(
+                self._upstream, caller, doel_endpoint, exchange, traceparent
+            )
         except TrafficCenterError as refused:
-            await self._record(exchange, refused.code)
+            if isinstance(refused, RelayError) and not isinstance(refused, RelayBusy):
+                self._metrics.upstream_errors.labels(type="notificatie", code=refused.code).inc()
+            await self._audit.failed(exchange, refused)
             raise
-        await self._record(exchange, resultaat)
+        await self._audit.succeeded(exchange, resultaat, http_status=200)
         return NotificationDelivered(exchange.transaction_id, resultaat)
 
+    async def _relay(
+        self,
+        upstream: UpstreamClient,
+        caller: Caller,
+        doel_endpoint: Endpoint,
+        exchange: AuditEntry,
+        traceparent: str | None,
+    ) -> str:
+        upstream.acquire_slot()
+        self._metrics.relays_in_flight.inc()
+        try:
+            return await self._forward(upstream, caller, doel_endpoint, exchange, traceparent)
+        finally:
+            upstream.release_slot()
+            self._metrics.relays_in_flight.dec()
+
     async def _authorise(
-        self, caller: Caller, request: NotificationRequest, exchange: ExchangeInProgress
+        self, caller: Caller, request: NotificationRequest, exchange: AuditEntry
     ) -> Endpoint:
         # A sessie_id is a UUID (parsed below); only the free-text field can hide a number.
         refuse_clear_pupil_numbers([("doel_routeringskenmerk", request.doel_routeringskenmerk)])
@@ -112,15 +128,12 @@ class NotificationRelay:
             )
         return found[0]
 
-    async def _record(self, exchange: ExchangeInProgress, result: str) -> None:
-        await self._recorder.record(exchange.outcome(result, response_out=self._clock()))
-
     async def _forward(
         self,
         upstream: UpstreamClient,
         caller: Caller,
         doel_endpoint: Endpoint,
-        exchange: ExchangeInProgress,
+        exchange: AuditEntry,
         traceparent: str | None,
     ) -> str:
         body = {
@@ -136,6 +149,10 @@ class NotificationRelay:
         try:
             exchange.response_in = self._clock()
             exchange.upstream_status = response.status_code
+            assert exchange.forwarded_at is not None
+            self._metrics.upstream_duration.labels(type="notificatie").observe(
+                (exchange.response_in - exchange.forwarded_at).total_seconds()
+            )
             answer = await upstream.read_answer(response)
         finally:
             await upstream.release(response)

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from uvicorn.supervisors import Multiprocess
 
 from traffic_center.api.app import create_app
+from traffic_center.observability.logging import configure_logging
 from traffic_center.server.runner import TrafficCenterServer, vendor_config
 from traffic_center.settings import Settings
 
@@ -21,7 +22,9 @@ APP_FACTORY = "traffic_center.server.workers:app_from_env"
 
 def app_from_env() -> FastAPI:
     """Each worker process builds its own app from the TC_* environment the supervisor set."""
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 def settings_as_env(settings: Settings) -> dict[str, str]:

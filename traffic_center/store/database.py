@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ class Database:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Told how long each transaction took ("read" or "write", seconds); the app sets it
+        # to a metric, so the store itself stays free of Prometheus.
+        self.observe: Callable[[str, float], None] | None = None
         # Same pool, marked: lets SQLite readers run beside a writer instead of queueing.
         self._read_engine = engine.execution_options(**{READ_ONLY: True})
 
@@ -38,6 +42,7 @@ class Database:
         (a WAL reader never waits for a writer); writers begin IMMEDIATE and queue.
         """
         engine = self._read_engine if read_only else self.engine
+        started = time.perf_counter()
         try:
             async with engine.begin() as connection:
                 yield connection
@@ -45,6 +50,9 @@ class Database:
             raise  # a repository turns this into a domain error
         except (TimeoutError, OperationalError, DBAPIError, OSError) as exc:
             raise StoreUnavailable(f"the store did not answer: {type(exc).__name__}") from exc
+        finally:
+            if self.observe is not None:
+                self.observe("read" if read_only else "write", time.perf_counter() - started)
 
     async def ping(self) -> None:
         async with self.transaction(read_only=True) as connection:

@@ -123,28 +123,46 @@ rate_limits = Table(
     Column("hits", Integer, nullable=False),
 )
 
-# One row per exchange (issue 4: the relays; the audit chain builds on it). Metadata only:
-# never a payload, a zoeksleutel or a pupil number.
-exchanges = Table(
-    "exchanges",
+# The audit log (append-only, hash-chained): one row per exchange and per administrative
+# action. Metadata only: never a payload, a zoeksleutel or a pupil number.
+audit_records = Table(
+    "audit_records",
     metadata,
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
-    Column("type", String(16), nullable=False),
+    Column("type", String(32), nullable=False),
     Column("transaction_id", String(36), nullable=False, unique=True),
+    Column("recorded_at", UtcDateTime, nullable=False, index=True),
+    Column("result", String(40), nullable=False),
+    Column("http_status", Integer, nullable=True),
+    Column("request_id", String(36), nullable=True),
+    Column("caller_serial", String(64), nullable=True),
+    Column("subject", String(64), nullable=True),
     Column("sessie_id", String(36), nullable=True, index=True),
     Column("doel_brin", String(4), nullable=True),
     Column("doel_routeringskenmerk", String(20), nullable=True, index=True),
     Column("bron_brin", String(4), nullable=True),
     Column("bron_routeringskenmerk", String(20), nullable=True, index=True),
-    Column("result", String(40), nullable=False),
     Column("upstream_status", Integer, nullable=True),
-    Column("caller_serial", String(64), nullable=False),
-    Column("request_in", UtcDateTime, nullable=False),
+    Column("request_in", UtcDateTime, nullable=True),
     Column("forwarded_at", UtcDateTime, nullable=True),
     Column("response_in", UtcDateTime, nullable=True),
     Column("response_out", UtcDateTime, nullable=True),
     Column("size_bytes", BigInteger, nullable=True),
     Column("sha256", String(64), nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# The chain's head: one row, locked by every append, so concurrent writers (workers, nodes)
+# take turns and the chain can neither fork nor gap; also what lets `audit verify` notice
+# that the newest records were deleted.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("last_id", BigInteger, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    Column("count", BigInteger, nullable=False),
 )

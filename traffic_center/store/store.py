@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from traffic_center.store.audit import AuditRepository
 from traffic_center.store.certificates import CertificateRepository
 from traffic_center.store.database import Database, open_database
-from traffic_center.store.exchanges import ExchangeRepository
 from traffic_center.store.rate_limits import RateLimitRepository
 from traffic_center.store.registry import RegistryRepository
 from traffic_center.store.sessions import SessionRepository
@@ -17,7 +17,7 @@ class Store:
         self.registry = RegistryRepository(database)
         self.sessions = SessionRepository(database)
         self.rate_limits = RateLimitRepository(database)
-        self.exchanges = ExchangeRepository(database)
+        self.audit = AuditRepository(database)
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Store:

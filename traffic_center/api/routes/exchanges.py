@@ -9,7 +9,10 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from traffic_center.api.identity import CallerDep, ServicesDep
-from traffic_center.api.responses import REGISTERED_CALLER_ERRORS, problem_responses
+from traffic_center.api.responses import (
+    EXCHANGE_ERRORS,
+    problem_responses,
+)
 from traffic_center.api.schemas import DossierRequestBody, NotificationBody, NotificationDelivered
 from traffic_center.domain import errors as e
 from traffic_center.domain.las_contract import (
@@ -87,7 +90,7 @@ class RelayResponse(StreamingResponse):
             },
         },
         **problem_responses(
-            *REGISTERED_CALLER_ERRORS,
+            *EXCHANGE_ERRORS,
             e.InvalidSessieId,
             e.InvalidRouteringskenmerk,
             e.InvalidZoeksleutel,
@@ -135,7 +138,7 @@ async def relay_dossier(
     ),
     response_model=NotificationDelivered,
     responses=problem_responses(
-        *REGISTERED_CALLER_ERRORS,
+        *EXCHANGE_ERRORS,
         e.InvalidSessieId,
         e.InvalidRouteringskenmerk,
         e.ClearPupilNumber,

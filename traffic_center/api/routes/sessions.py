@@ -6,8 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
+from traffic_center.api.audited import audited
 from traffic_center.api.identity import CallerDep, ServicesDep
-from traffic_center.api.responses import REGISTERED_CALLER_ERRORS, problem_responses
+from traffic_center.api.responses import (
+    EXCHANGE_ERRORS,
+    REGISTERED_CALLER_ERRORS,
+    problem_responses,
+)
 from traffic_center.api.schemas import (
     BronEndpoint,
     EndpointList,
@@ -21,6 +26,7 @@ from traffic_center.api.schemas import (
 )
 from traffic_center.broker.service import CheckRequest, SessionRequest
 from traffic_center.domain import errors as e
+from traffic_center.domain.audit import SESSION_GRANTED, AuditType
 from traffic_center.domain.results import ResultCode
 
 router = APIRouter(tags=["sessions"])
@@ -67,7 +73,7 @@ async def list_endpoints(
     summary="overdrachtRequest: open a session for one dossier (doel)",
     response_model=SessionGranted,
     responses=problem_responses(
-        *REGISTERED_CALLER_ERRORS,
+        *EXCHANGE_ERRORS,
         e.InvalidBrin,
         e.InvalidRouteringskenmerk,
         e.InvalidOverdrachtsoort,
@@ -93,9 +99,12 @@ async def open_session(
         Header(max_length=200, description="retrying with the same key returns the same session"),
     ] = None,
 ) -> SessionGranted:
-    granted = await svc.broker.grant(
-        caller, SessionRequest(**body.model_dump()), idempotency_key=idempotency_key
-    )
+    async with audited(svc, AuditType.SESSION, caller, role="doel") as entry:
+        granted = await svc.broker.grant(
+            caller, SessionRequest(**body.model_dump()), idempotency_key=idempotency_key
+        )
+        entry.concerns(granted.session)
+        entry.result, entry.http_status = SESSION_GRANTED, 201
     if granted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return SessionGranted(
@@ -113,7 +122,7 @@ async def open_session(
     summary="sessiecontroleRequest: check a dossier request against its session (bron)",
     response_model=SessionValid,
     responses=problem_responses(
-        *REGISTERED_CALLER_ERRORS,
+        *EXCHANGE_ERRORS,
         *_ID_ERRORS,
         e.InvalidBrin,
         e.InvalidRouteringskenmerk,
@@ -127,7 +136,10 @@ async def open_session(
 async def check_session(
     sessie_id: str, body: SessionCheckBody, caller: CallerDep, svc: ServicesDep
 ) -> SessionValid:
-    session = await svc.broker.check(caller, sessie_id, CheckRequest(**body.model_dump()))
+    async with audited(svc, AuditType.CHECK, caller, role="bron") as entry:
+        session = await svc.broker.check(caller, sessie_id, CheckRequest(**body.model_dump()))
+        entry.concerns(session, bron_routeringskenmerk=caller.routeringskenmerk)
+        entry.result, entry.http_status = ResultCode.SESSIE_VALIDE.value, 200
     return SessionValid(
         resultaat=ResultCode.SESSIE_VALIDE.value,
         doel_sector=session.doel_sector.value,
@@ -140,7 +152,7 @@ async def check_session(
     summary="afmeldingRequest: close the session with the best result (doel)",
     response_model=SessionClosed,
     responses=problem_responses(
-        *REGISTERED_CALLER_ERRORS,
+        *EXCHANGE_ERRORS,
         *_ID_ERRORS,
         e.InvalidResultCode,
         e.InvalidRouteringskenmerk,
@@ -152,9 +164,13 @@ async def check_session(
 async def close_session(
     sessie_id: str, body: SessionCloseBody, caller: CallerDep, svc: ServicesDep
 ) -> SessionClosed:
-    closed = await svc.broker.close(
-        caller, sessie_id, resultaat=body.resultaat, routeringskenmerk=body.routeringskenmerk
-    )
+    async with audited(svc, AuditType.CLOSE, caller, role="doel") as entry:
+        closed = await svc.broker.close(
+            caller, sessie_id, resultaat=body.resultaat, routeringskenmerk=body.routeringskenmerk
+        )
+        entry.concerns(closed, bron_routeringskenmerk=closed.result_routeringskenmerk)
+        assert closed.result is not None
+        entry.result, entry.http_status = closed.result.value, 200
     assert closed.result is not None
     assert closed.closed_at is not None
     return SessionClosed(

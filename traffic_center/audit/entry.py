@@ -1,4 +1,4 @@
-"""What is known about an exchange while it runs; becomes its record when the outcome is known."""
+"""What is known about an exchange while it runs; becomes its audit record at the end."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
-from traffic_center.domain.exchanges import ExchangeRecord, ExchangeType
+from traffic_center.domain.audit import AuditRecord, AuditType
 from traffic_center.domain.las_contract import (
     SESSION_HEADER,
     TRACEPARENT_HEADER,
@@ -17,11 +17,13 @@ from traffic_center.relay.trace import child_traceparent
 
 
 @dataclass(slots=True)
-class ExchangeInProgress:
-    type: ExchangeType
-    caller_serial: str
+class AuditEntry:
+    type: AuditType
+    caller_serial: str | None
     request_in: dt.datetime
+    request_id: str | None = None
     transaction_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    subject: str | None = None
     sessie_id: str | None = None
     doel_brin: str | None = None
     doel_routeringskenmerk: str | None = None
@@ -32,14 +34,17 @@ class ExchangeInProgress:
     upstream_status: int | None = None
     size_bytes: int | None = None
     sha256: str | None = None
+    # Set by a broker route on success: the result to record and the status it answers.
+    result: str | None = None
+    http_status: int | None = None
 
-    def concerns(self, session: Session, *, bron_routeringskenmerk: str | None) -> None:
+    def concerns(self, session: Session, *, bron_routeringskenmerk: str | None = None) -> None:
         """The parties, once the session is known to be the caller's."""
         self.sessie_id = session.sessie_id
         self.doel_brin = session.doel_brin
         self.doel_routeringskenmerk = session.doel_routeringskenmerk
         self.bron_brin = session.bron_brin
-        self.bron_routeringskenmerk = bron_routeringskenmerk
+        self.bron_routeringskenmerk = bron_routeringskenmerk or session.bron_routeringskenmerk
 
     def upstream_headers(self, incoming_traceparent: str | None) -> dict[str, str]:
         assert self.sessie_id is not None
@@ -49,19 +54,25 @@ class ExchangeInProgress:
             TRACEPARENT_HEADER: child_traceparent(incoming_traceparent),
         }
 
-    def outcome(self, result: str, *, response_out: dt.datetime) -> ExchangeRecord:
-        return ExchangeRecord(
+    def outcome(
+        self, result: str, *, http_status: int | None, response_out: dt.datetime
+    ) -> AuditRecord:
+        return AuditRecord(
             type=self.type,
             transaction_id=self.transaction_id,
+            recorded_at=response_out,
+            result=result,
+            http_status=http_status,
+            request_id=self.request_id,
+            caller_serial=self.caller_serial,
+            subject=self.subject,
             sessie_id=self.sessie_id,
             doel_brin=self.doel_brin,
             doel_routeringskenmerk=self.doel_routeringskenmerk,
             bron_brin=self.bron_brin,
             bron_routeringskenmerk=self.bron_routeringskenmerk,
-            result=result,
-            caller_serial=self.caller_serial,
-            request_in=self.request_in,
             upstream_status=self.upstream_status,
+            request_in=self.request_in,
             forwarded_at=self.forwarded_at,
             response_in=self.response_in,
             response_out=response_out,

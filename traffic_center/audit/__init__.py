@@ -1,0 +1,1 @@
+"""The audit trail: every exchange and administrative action, hash-chained, fail-closed."""
