@@ -157,5 +157,10 @@ async def test_refusals_are_counted_by_reason_on_the_ops_listener(
     assert 'traffic_center_refused_callers_total{reason="CertificaatOnbekend"}' in metrics
     assert 'route="/v1/whoami"' in metrics
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"store": True, "ca": True, "draining": True}
+    assert ready.json()["checks"] == {
+        "store": True,
+        "audit_writable": True,
+        "ca": True,
+        "not_draining": True,
+    }
     assert alive.status_code == 200

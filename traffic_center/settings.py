@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     rate_limit_endpoints_per_minute: int = Field(default=30, ge=1)
     run_migrations: bool = Field(default=True, description="apply migrations on start-up")
 
+    drain_seconds: int = Field(
+        default=30, ge=0, le=3600, description="on SIGTERM, how long relays in flight may take"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("home")

@@ -49,69 +49,73 @@ def _run_as(user: str | None, command: list[str]) -> list[str]:
     return ["runuser", "-u", user, "--", *command] if user else command
 
 
-@contextlib.contextmanager
-def throwaway_postgres() -> Iterator[PostgresServer]:
-    bindir = find_bindir()
-    as_user = "postgres" if os.geteuid() == 0 else None
-    workdir = Path(tempfile.mkdtemp(prefix="tc-postgres-"))
-    data, sockets = workdir / "data", workdir / "sock"
-    sockets.mkdir()
-    if as_user:
-        entry = pwd.getpwnam(as_user)
-        for path in (workdir, sockets):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-    port = free_port()
-    subprocess.run(
-        _run_as(
-            as_user,
+class ThrowawayPostgres:
+    """A PostgreSQL cluster in a temporary directory, on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.bindir = find_bindir()
+        self.as_user = "postgres" if os.geteuid() == 0 else None
+        self.workdir = Path(tempfile.mkdtemp(prefix="tc-postgres-"))
+        self.data, self.sockets = self.workdir / "data", self.workdir / "sock"
+        self.port = free_port()
+
+    @property
+    def server(self) -> PostgresServer:
+        return PostgresServer("127.0.0.1", self.port, "tc")
+
+    def init(self) -> None:
+        self.sockets.mkdir()
+        if self.as_user:
+            entry = pwd.getpwnam(self.as_user)
+            for path in (self.workdir, self.sockets):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        initdb = [str(self.bindir / "initdb"), "-D", str(self.data), "-U", "tc", "-A", "trust"]
+        self._run([*initdb, "-E", "UTF8", "--no-sync"])
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        )
+        log = str(self.workdir / "log")
+        self._run(
             [
-                str(bindir / "initdb"),
+                str(self.bindir / "pg_ctl"),
                 "-D",
-                str(data),
-                "-U",
-                "tc",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-        ),
-        check=True,
-        capture_output=True,
-    )
-    options = (
-        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-    )
-    subprocess.run(
-        _run_as(
-            as_user,
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
+                str(self.data),
                 "-l",
-                str(workdir / "log"),
+                log,
                 "-o",
                 options,
                 "-w",
                 "start",
-            ],
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        _wait_ready(port)
-        yield PostgresServer("127.0.0.1", port, "tc")
-    finally:
-        subprocess.run(
-            _run_as(as_user, [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
+            ]
+        )
+        _wait_ready(self.port)
+
+    def stop(self, mode: str = "immediate") -> None:
+        self._run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"],
             check=False,
         )
-        shutil.rmtree(workdir, ignore_errors=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _run(self, command: list[str], *, check: bool = True) -> None:
+        subprocess.run(_run_as(self.as_user, command), check=check, capture_output=True)
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[PostgresServer]:
+    cluster = ThrowawayPostgres()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster.server
+    finally:
+        cluster.stop()
+        cluster.remove()
 
 
 def _wait_ready(port: int, timeout: float = 30) -> None:

@@ -104,7 +104,7 @@ async def start_traffic_center(
     clock = AdjustableClock()
     ca = CertificateAuthority.create(settings.ca_dir)
     store = await Store.open(settings.effective_database_url)
-    certificates = CertificateAdmin(ca, store, clock=clock)
+    certificates = CertificateAdmin(ca, store, secret=settings.server_secret(), clock=clock)
     await certificates.issue_server(hosts=["127.0.0.1", "localhost"], out=home / "server")
     await certificates.issue_relay(out=home / "relay")
     registry = CollectorRegistry()
@@ -114,7 +114,7 @@ async def start_traffic_center(
     base_url = f"https://127.0.0.1:{server.bound_port(server.vendor)}"
     world = World(
         certificates=certificates,
-        registry=RegistryAdmin(store, clock=clock),
+        registry=RegistryAdmin(store, secret=settings.server_secret(), clock=clock),
         base_url=base_url,
         ca_pem=settings.ca_dir / "ca.pem",
         directory=home / "parties",

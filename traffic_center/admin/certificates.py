@@ -9,6 +9,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from traffic_center.audit.admin import AdminAudit
+from traffic_center.domain.audit import AuditType
 from traffic_center.domain.errors import InvalidValidity
 from traffic_center.domain.models import CertificateRecord, CertificateStatus
 from traffic_center.pki.ca import (
@@ -31,17 +33,30 @@ class ListedCertificate:
 
 class CertificateAdmin:
     def __init__(
-        self, ca: CertificateAuthority, store: Store, *, clock: Callable[[], dt.datetime]
+        self,
+        ca: CertificateAuthority,
+        store: Store,
+        *,
+        secret: bytes,
+        clock: Callable[[], dt.datetime],
     ) -> None:
         self.ca = ca
         self.store = store
         self.clock = clock
+        self.audit = AdminAudit(store, secret=secret, clock=clock)
 
     async def record(self, issued: IssuedCertificate, out: Path | None) -> list[Path]:
         """Refuse to overwrite, then inventory, then files: nothing half-written on bad input."""
         if out is not None:
             refuse_overwrite(issued, out)
-        await self.store.certificates.add(record_of(issued.certificate), issued_at=self.clock())
+        record = record_of(issued.certificate)
+        await self.store.certificates.add(record, issued_at=self.clock())
+        await self.audit.record(
+            AuditType.CERTIFICATE_ISSUED,
+            record.serial,
+            routeringskenmerk=record.routeringskenmerk,
+            result=record.role.value,
+        )
         return write_issued(issued, out) if out is not None else []
 
     async def issue_client(
@@ -86,9 +101,16 @@ class CertificateAdmin:
             raise InvalidValidity(
                 f"unknown reason {reason!r}; use one of {', '.join(REVOCATION_REASONS)}"
             )
-        return await self.store.certificates.revoke(
+        revoked = await self.store.certificates.revoke(
             normalise_serial(serial), reason=reason, at=self.clock()
         )
+        await self.audit.record(
+            AuditType.CERTIFICATE_REVOKED,
+            revoked.serial,
+            routeringskenmerk=revoked.routeringskenmerk,
+            result=reason,
+        )
+        return revoked
 
     async def list(self) -> list[ListedCertificate]:
         now = self.clock()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 
+from traffic_center.audit.admin import AdminAudit
+from traffic_center.domain.audit import AuditType
 from traffic_center.domain.errors import InvalidInput
 from traffic_center.domain.identifiers import (
     parse_brin,
@@ -43,27 +45,52 @@ def new_endpoint(*, routeringskenmerk: str, brin: str, url: str, kind: str = "OV
     )
 
 
+# Results of registry changes in the audit log.
+ADDED = "Toegevoegd"
+DEACTIVATED = "Gedeactiveerd"
+
+
 class RegistryAdmin:
-    def __init__(self, store: Store, *, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(self, store: Store, *, secret: bytes, clock: Callable[[], dt.datetime]) -> None:
         self.store = store
         self.clock = clock
+        self.audit = AdminAudit(store, secret=secret, clock=clock)
 
     async def add_school(self, school: School) -> School:
         """Register a school built (and so validated) by :func:`new_school`."""
-        return await self.store.registry.add_school(school, at=self.clock())
+        added = await self.store.registry.add_school(school, at=self.clock())
+        await self.audit.record(AuditType.SCHOOL_CHANGED, added.brin, brin=added.brin, result=ADDED)
+        return added
 
     async def add_endpoint(self, endpoint: Endpoint) -> Endpoint:
         """Register an endpoint built (and so validated) by :func:`new_endpoint`."""
-        return await self.store.registry.add_endpoint(endpoint, at=self.clock())
+        added = await self.store.registry.add_endpoint(endpoint, at=self.clock())
+        await self._endpoint_changed(added, ADDED)
+        return added
 
     async def deactivate_school(self, brin: str) -> School:
-        return await self.store.registry.set_school_active(
+        school = await self.store.registry.set_school_active(
             parse_brin(brin), active=False, at=self.clock()
         )
+        await self.audit.record(
+            AuditType.SCHOOL_CHANGED, school.brin, brin=school.brin, result=DEACTIVATED
+        )
+        return school
 
     async def deactivate_endpoint(self, routeringskenmerk: str) -> Endpoint:
-        return await self.store.registry.set_endpoint_active(
+        endpoint = await self.store.registry.set_endpoint_active(
             parse_routeringskenmerk(routeringskenmerk), active=False, at=self.clock()
+        )
+        await self._endpoint_changed(endpoint, DEACTIVATED)
+        return endpoint
+
+    async def _endpoint_changed(self, endpoint: Endpoint, result: str) -> None:
+        await self.audit.record(
+            AuditType.ENDPOINT_CHANGED,
+            endpoint.routeringskenmerk,
+            brin=endpoint.brin,
+            routeringskenmerk=endpoint.routeringskenmerk,
+            result=result,
         )
 
     async def schools(self) -> Sequence[School]:

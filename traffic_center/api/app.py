@@ -15,7 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from traffic_center import __version__
 from traffic_center.api import problems
 from traffic_center.api.middleware import MetricsMiddleware
-from traffic_center.api.routes import exchanges, identity, las_contract, sessions
+from traffic_center.api.ops import Lifecycle
+from traffic_center.api.routes import audit, exchanges, identity, las_contract, sessions
 from traffic_center.api.services import Services
 from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.authenticator import Authenticator
@@ -51,6 +52,7 @@ def create_app(
     *,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
+    lifecycle: Lifecycle | None = None,
 ) -> FastAPI:
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
 
@@ -59,6 +61,9 @@ def create_app(
         store = await Store.open(settings.effective_database_url, migrate=settings.run_migrations)
         try:
             app.state.services = build_services(settings, store, metrics, clock)
+            if lifecycle is not None:
+                audit = app.state.services.audit
+                lifecycle.audit_pending = lambda: audit.pending
             try:
                 yield
             finally:
@@ -78,6 +83,7 @@ def create_app(
     app.include_router(identity.router)
     app.include_router(sessions.router)
     app.include_router(exchanges.router)
+    app.include_router(audit.router)
     app.webhooks.include_router(las_contract.webhooks)
     install_error_handlers(app)
     quiet_expected_aborts(TransferAborted)

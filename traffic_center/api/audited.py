@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
@@ -12,13 +13,19 @@ from traffic_center.api.services import Services
 from traffic_center.audit.entry import AuditEntry
 from traffic_center.broker.caller import Caller
 from traffic_center.domain.audit import AuditType
-from traffic_center.domain.errors import CallerRefused, TrafficCenterError
+from traffic_center.domain.errors import CallerRefused, InvalidInput, TrafficCenterError
+from traffic_center.domain.identifiers import parse_sessie_id
 from traffic_center.pki.inspect import serial_hex
 
 
 @asynccontextmanager
 async def audited(
-    svc: Services, type: AuditType, caller: Caller, *, role: Literal["doel", "bron"]
+    svc: Services,
+    type: AuditType,
+    caller: Caller,
+    *,
+    role: Literal["doel", "bron"],
+    sessie_id: str | None = None,
 ) -> AsyncIterator[AuditEntry]:
     """Fail closed before the body runs; record its result (``entry.result``) or its error.
 
@@ -30,6 +37,9 @@ async def audited(
         entry.doel_brin, entry.doel_routeringskenmerk = caller.brin, caller.routeringskenmerk
     else:
         entry.bron_brin, entry.bron_routeringskenmerk = caller.brin, caller.routeringskenmerk
+    # The session asked about, even when refused; only a well-formed id is kept.
+    with contextlib.suppress(InvalidInput):
+        entry.sessie_id = parse_sessie_id(sessie_id) if sessie_id is not None else None
     try:
         await svc.audit.ensure_writable()
         yield entry

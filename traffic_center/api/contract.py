@@ -32,6 +32,7 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (
     schemas.LasDossierRequest,
     schemas.LasNotification,
     schemas.LasNotificationAnswer,
+    schemas.AuditPage,
     schemas.Problem,
 )
 

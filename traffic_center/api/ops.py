@@ -21,9 +21,14 @@ from traffic_center.store.store import Store
 
 @dataclass(slots=True)
 class Lifecycle:
-    """Shared between the server runner and the ops app: draining makes /readyz say 503."""
+    """Shared by the server runner, the vendor app and the ops app of one process.
+
+    ``draining`` makes /readyz say 503 at once on SIGTERM; ``audit_pending`` (set by the
+    vendor app) counts audit records still waiting for the store.
+    """
 
     draining: bool = False
+    audit_pending: Callable[[], int] = lambda: 0
 
 
 def create_ops_app(
@@ -58,8 +63,9 @@ def create_ops_app(
     async def readyz() -> JSONResponse:
         checks = {
             "store": await _store_ok(app.state.store),
+            "audit_writable": await _audit_writable(app.state.store, lifecycle),
             "ca": _ca_ok(settings),
-            "draining": not lifecycle.draining,
+            "not_draining": not lifecycle.draining,
         }
         ready = all(checks.values())
         return JSONResponse(
@@ -94,6 +100,15 @@ async def _store_ok(store: Store) -> bool:
     except TrafficCenterError:
         return False
     return True
+
+
+async def _audit_writable(store: Store, lifecycle: Lifecycle) -> bool:
+    """A real write, as every exchange does first; and no records waiting from earlier."""
+    try:
+        await store.audit.probe_write()
+    except TrafficCenterError:
+        return False
+    return lifecycle.audit_pending() == 0
 
 
 async def _soonest_expiry(store: Store, now: dt.datetime) -> dt.datetime | None:

@@ -31,6 +31,8 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.SearchKeyAmbiguous: 422,
     e.ClearPupilNumber: 422,
     e.IdempotencyKeyReused: 422,
+    e.InvalidCursor: 422,
+    e.InvalidPeriod: 422,
     e.CallerRefused: 403,
     e.CertificateMissing: 401,
     e.CertificateUnknown: 403,

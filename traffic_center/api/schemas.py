@@ -157,3 +157,38 @@ class LasNotification(BaseModel):
 
 class LasNotificationAnswer(BaseModel):
     resultaat: str = Field(json_schema_extra={"enum": ["NotificatieOntvangen"]})
+
+
+class AuditRecordOut(BaseModel):
+    """One audit record: metadata of an exchange or administrative action, and its chain link."""
+
+    id: int
+    type: str
+    transaction_id: str
+    recorded_at: dt.datetime
+    result: str
+    http_status: int | None
+    request_id: str | None
+    caller_serial: str | None
+    subject: str | None
+    sessie_id: str | None
+    doel_brin: str | None
+    doel_routeringskenmerk: str | None
+    bron_brin: str | None
+    bron_routeringskenmerk: str | None
+    upstream_status: int | None
+    request_in: dt.datetime | None
+    forwarded_at: dt.datetime | None
+    response_in: dt.datetime | None
+    response_out: dt.datetime | None
+    size_bytes: int | None
+    sha256: str | None
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    records: list[AuditRecordOut]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null at the end"
+    )

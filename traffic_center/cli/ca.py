@@ -155,7 +155,7 @@ async def _certificate_admin(
     settings: Settings, ca: CertificateAuthority
 ) -> AsyncIterator[CertificateAdmin]:
     async with open_store(settings) as store:
-        yield CertificateAdmin(ca, store, clock=utc_now)
+        yield CertificateAdmin(ca, store, secret=settings.server_secret(), clock=utc_now)
 
 
 async def _record(

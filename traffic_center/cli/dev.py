@@ -38,7 +38,7 @@ async def bootstrap_dev(settings: Settings) -> list[Path]:
     dev_dir = settings.home / "dev"
     written: list[Path] = []
     async with open_store(settings) as store:
-        admin = CertificateAdmin(ca, store, clock=utc_now)
+        admin = CertificateAdmin(ca, store, secret=settings.server_secret(), clock=utc_now)
         if not settings.server_cert_path.exists():
             prefix = settings.server_cert_path.with_suffix("")
             await admin.issue_server(hosts=["127.0.0.1", "localhost", "::1"], out=prefix)
@@ -47,7 +47,7 @@ async def bootstrap_dev(settings: Settings) -> list[Path]:
             prefix = settings.upstream_cert_path.with_suffix("")
             await admin.issue_relay(out=prefix)
             written.append(settings.upstream_cert_path)
-        registry = RegistryAdmin(store, clock=utc_now)
+        registry = RegistryAdmin(store, secret=settings.server_secret(), clock=utc_now)
         for school in DEV_SCHOOLS:
             prefix = dev_dir / school.key
             if not prefix.with_suffix(".pem").exists():

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from traffic_center import __version__
-from traffic_center.cli import ca, demo, las, registry, serve
+from traffic_center.cli import audit, ca, demo, las, registry, serve
 from traffic_center.domain.errors import StoreUnavailable, TrafficCenterError
 from traffic_center.settings import describe_validation_error
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parsers(commands)
     las.add_parsers(commands)
     demo.add_parser(commands)
+    audit.add_parsers(commands)
     return parser
 
 

@@ -113,5 +113,6 @@ async def deactivate_endpoint(args: argparse.Namespace) -> int:
 
 @asynccontextmanager
 async def _registry_admin(args: argparse.Namespace) -> AsyncIterator[RegistryAdmin]:
-    async with open_store(settings_from(args)) as store:
-        yield RegistryAdmin(store, clock=utc_now)
+    settings = settings_from(args)
+    async with open_store(settings) as store:
+        yield RegistryAdmin(store, secret=settings.server_secret(), clock=utc_now)

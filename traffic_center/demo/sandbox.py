@@ -119,7 +119,7 @@ class Sandbox:
         home = self.settings.home
         ca = CertificateAuthority.create(self.settings.ca_dir, name="OSO Traffic Center demo CA")
         async with open_store(self.settings) as store:
-            admin = CertificateAdmin(ca, store, clock=utc_now)
+            admin = CertificateAdmin(ca, store, secret=self.settings.server_secret(), clock=utc_now)
             await admin.issue_server(hosts=["127.0.0.1", "localhost"], out=home / "server")
             await admin.issue_relay(out=home / "relay")
             for school in (BRON, DOEL):
@@ -155,7 +155,7 @@ class Sandbox:
     async def _register_schools(self) -> None:
         assert self.settings is not None
         async with open_store(self.settings) as store:
-            registry = RegistryAdmin(store, clock=utc_now)
+            registry = RegistryAdmin(store, secret=self.settings.server_secret(), clock=utc_now)
             for las in self.las.values():
                 school = las.school
                 await registry.add_school(

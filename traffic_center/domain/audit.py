@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -99,31 +98,37 @@ class ChainBreak:
     reason: str
 
 
-def first_break(
-    chained: Iterable[ChainedRecord],
-    secret: bytes,
-    *,
-    head_id: int,
-    head_hash: str,
-    start_hash: str = GENESIS_HASH,
-) -> tuple[int, ChainBreak | None]:
-    """Walk the chain: how many records were checked, and the first break if any."""
-    expected_prev, last_id, count = start_hash, 0, 0
-    for item in chained:
-        count += 1
-        if item.prev_hash != expected_prev:
-            return count, ChainBreak(
+class ChainVerifier:
+    """Checks records fed in chain order; made for a walk over a log too big to hold."""
+
+    def __init__(self, secret: bytes, *, start_hash: str = GENESIS_HASH) -> None:
+        self._secret = secret
+        self._expected_prev = start_hash
+        self._last_id = 0
+        self.count = 0
+
+    def feed(self, item: ChainedRecord) -> ChainBreak | None:
+        self.count += 1
+        if item.prev_hash != self._expected_prev:
+            return ChainBreak(
                 item.id,
                 item.record.transaction_id,
                 "does not follow the record before it (one was deleted, inserted or moved)",
             )
-        if chain_hash(secret, item.prev_hash, item.record) != item.hash:
-            return count, ChainBreak(
+        if chain_hash(self._secret, item.prev_hash, item.record) != item.hash:
+            return ChainBreak(
                 item.id, item.record.transaction_id, "its content does not match its hash (edited)"
             )
-        expected_prev, last_id = item.hash, item.id
-    if (last_id, expected_prev) != (head_id, head_hash):
-        return count, ChainBreak(
-            None, None, f"the chain ends at record {last_id}, but its head is record {head_id}"
-        )
-    return count, None
+        self._expected_prev, self._last_id = item.hash, item.id
+        return None
+
+    def finish(self, *, head_id: int, head_hash: str) -> ChainBreak | None:
+        """After the last record: the chain must end where its head says it does."""
+        if (self._last_id, self._expected_prev) != (head_id, head_hash):
+            return ChainBreak(
+                None,
+                None,
+                f"the chain ends at record {self._last_id}, but its head names record {head_id} "
+                "(the newest records were deleted)",
+            )
+        return None

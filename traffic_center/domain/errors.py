@@ -124,6 +124,16 @@ class ClearPupilNumber(InvalidInput):
     title = "A field holds what looks like a clear BSN or onderwijsnummer; send a zoeksleutel"
 
 
+class InvalidCursor(InvalidInput):
+    code = "OngeldigeCursor"
+    title = "The cursor is not one this Traffic Center handed out"
+
+
+class InvalidPeriod(InvalidInput):
+    code = "OngeldigePeriode"
+    title = "since and until must be ISO 8601 moments, since before until"
+
+
 class IdempotencyKeyReused(InvalidInput):
     code = "IdempotencyKeyHergebruikt"
     title = "This Idempotency-Key was used before for a different request"

@@ -17,8 +17,6 @@ from traffic_center.api.ops import Lifecycle, create_ops_app
 from traffic_center.server.tls import TLSScopeH11Protocol, ssl_context_from_config
 from traffic_center.settings import Settings
 
-GRACEFUL_SHUTDOWN_SECONDS = 30
-
 
 class _QuietServer(uvicorn.Server):
     """A uvicorn server that leaves signal handling to its owner (two servers, one loop)."""
@@ -43,7 +41,7 @@ def vendor_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
         log_config=None,
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_graceful_shutdown=settings.drain_seconds,
         **extra,
     )
 
@@ -76,7 +74,7 @@ class TrafficCenterServer:
         registry = registry if registry is not None else CollectorRegistry()
         self.servers: list[uvicorn.Server] = []
         if serve_vendor_api:
-            app = create_app(settings, registry=registry, clock=clock)
+            app = create_app(settings, registry=registry, clock=clock, lifecycle=self.lifecycle)
             self.vendor = _QuietServer(vendor_config(settings, app))
             self.servers.append(self.vendor)
         ops_app = create_ops_app(settings, registry=registry, lifecycle=self.lifecycle, clock=clock)
@@ -88,13 +86,21 @@ class TrafficCenterServer:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self.request_exit)
-        await asyncio.gather(*(server.serve() for server in self.servers))
+        await asyncio.gather(*(self._serve(server) for server in self.servers))
+
+    async def _serve(self, server: uvicorn.Server) -> None:
+        await server.serve()
+        if server is not self.ops:
+            # The vendor listener has drained: now the ops listener may go too.
+            self.ops.should_exit = True
 
     def request_exit(self) -> None:
-        """Drain: /readyz turns 503 at once; uvicorn stops accepting and lets requests finish."""
+        """Drain: /readyz says 503 at once; the vendor listener stops accepting, lets requests
+        in flight finish (up to the grace period), and only then the ops listener stops."""
         self.lifecycle.draining = True
         for server in self.servers:
-            server.should_exit = True
+            if server is not self.ops or len(self.servers) == 1:
+                server.should_exit = True
 
     @property
     def started(self) -> bool:

@@ -136,7 +136,7 @@ async def open_session(
 async def check_session(
     sessie_id: str, body: SessionCheckBody, caller: CallerDep, svc: ServicesDep
 ) -> SessionValid:
-    async with audited(svc, AuditType.CHECK, caller, role="bron") as entry:
+    async with audited(svc, AuditType.CHECK, caller, role="bron", sessie_id=sessie_id) as entry:
         session = await svc.broker.check(caller, sessie_id, CheckRequest(**body.model_dump()))
         entry.concerns(session, bron_routeringskenmerk=caller.routeringskenmerk)
         entry.result, entry.http_status = ResultCode.SESSIE_VALIDE.value, 200
@@ -164,7 +164,7 @@ async def check_session(
 async def close_session(
     sessie_id: str, body: SessionCloseBody, caller: CallerDep, svc: ServicesDep
 ) -> SessionClosed:
-    async with audited(svc, AuditType.CLOSE, caller, role="doel") as entry:
+    async with audited(svc, AuditType.CLOSE, caller, role="doel", sessie_id=sessie_id) as entry:
         closed = await svc.broker.close(
             caller, sessie_id, resultaat=body.resultaat, routeringskenmerk=body.routeringskenmerk
         )

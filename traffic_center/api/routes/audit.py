@@ -1,0 +1,92 @@
+"""GET /v1/audit: a party reads the audit records of its own endpoint, page by page."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from traffic_center.api.identity import CallerDep, ServicesDep
+from traffic_center.api.responses import REGISTERED_CALLER_ERRORS, problem_responses
+from traffic_center.api.schemas import AuditPage, AuditRecordOut
+from traffic_center.domain import errors as e
+from traffic_center.domain.audit import ChainedRecord
+
+router = APIRouter(tags=["audit"])
+
+MAX_PAGE = 500
+
+
+@router.get(
+    "/v1/audit",
+    summary="Audit records where your endpoint is doel or bron, oldest first",
+    description=(
+        "Metadata only: type, parties, session and transaction ids, result, statuses, sizes, "
+        "SHA-256 and timestamps, with each record's place in the hash chain. Page with "
+        "`cursor` (from `next_cursor`); `since` is inclusive, `until` exclusive."
+    ),
+    response_model=AuditPage,
+    responses=problem_responses(*REGISTERED_CALLER_ERRORS, e.InvalidCursor, e.InvalidPeriod),
+)
+async def read_audit(
+    caller: CallerDep,
+    svc: ServicesDep,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> AuditPage:
+    since, until = _period(since, until)
+    found = await svc.store.audit.for_party(
+        caller.routeringskenmerk,
+        since=since,
+        until=until,
+        after_id=decode_cursor(cursor) if cursor else 0,
+        limit=limit + 1,  # one more tells whether there is a next page
+    )
+    page = list(found[:limit])
+    more = len(found) > limit
+    return AuditPage(
+        records=[_out(item) for item in page],
+        next_cursor=encode_cursor(page[-1].id) if more and page else None,
+    )
+
+
+def encode_cursor(record_id: int) -> str:
+    return base64.urlsafe_b64encode(f"audit:{record_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "audit" or not number.isdigit():
+            raise ValueError(cursor)
+        return int(number)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise e.InvalidCursor() from None
+
+
+def _period(
+    since: dt.datetime | None, until: dt.datetime | None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    since, until = _aware(since), _aware(until)
+    if since is not None and until is not None and since >= until:
+        raise e.InvalidPeriod("since must be before until")
+    return since, until
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=dt.UTC)
+
+
+def _out(item: ChainedRecord) -> AuditRecordOut:
+    values = dataclasses.asdict(item.record)
+    values["type"] = item.record.type.value
+    return AuditRecordOut(id=item.id, prev_hash=item.prev_hash, hash=item.hash, **values)

@@ -1,0 +1,47 @@
+"""Administrative actions on the record: certificates issued and revoked, registry changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+
+from traffic_center.domain.audit import DONE, AuditRecord, AuditType
+from traffic_center.store.store import Store
+
+
+class AdminAudit:
+    """Appends one chained record per action, after the action succeeded.
+
+    Raises StoreUnavailable when the record cannot be written, so the admin sees the failure
+    (the CLI exits 1) instead of a change that left no trace.
+    """
+
+    def __init__(self, store: Store, *, secret: bytes, clock: Callable[[], dt.datetime]) -> None:
+        self._store = store
+        self._secret = secret
+        self._clock = clock
+
+    async def record(
+        self,
+        type: AuditType,
+        subject: str,
+        *,
+        brin: str | None = None,
+        routeringskenmerk: str | None = None,
+        result: str = DONE,
+    ) -> None:
+        now = self._clock()
+        record = AuditRecord(
+            type=type,
+            transaction_id=str(uuid.uuid4()),
+            recorded_at=now,
+            result=result,
+            subject=subject,
+            # Filed under the party it concerns, so that party sees it in GET /v1/audit.
+            doel_brin=brin,
+            doel_routeringskenmerk=routeringskenmerk,
+            request_in=now,
+            response_out=now,
+        )
+        await self._store.audit.append(record, secret=self._secret)

@@ -1,0 +1,103 @@
+"""`traffic-center audit verify` and `traffic-center audit export`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from traffic_center.audit.verify import verify_chain
+from traffic_center.cli.context import open_store, say, settings_from
+from traffic_center.domain.audit import ChainedRecord
+from traffic_center.domain.errors import InvalidInput
+
+EXIT_BROKEN = 1
+
+
+def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = subparsers.add_parser("audit", help="the hash-chained audit log")
+    verbs = audit.add_subparsers(dest="verb", required=True, metavar="VERB")
+    verify = verbs.add_parser("verify", help="walk the chain: OK, or the first broken record")
+    verify.set_defaults(handler=verify_command)
+    export = verbs.add_parser("export", help="write records as JSON lines")
+    export.add_argument("--since", help="from this moment (ISO 8601, e.g. 2026-11-01T00:00Z)")
+    export.add_argument("--until", help="up to, not including, this moment (ISO 8601)")
+    export.add_argument("--out", type=Path, help="file to write [standard output]")
+    export.set_defaults(handler=export_command)
+
+
+async def verify_command(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    async with open_store(settings) as store:
+        verdict = await verify_chain(
+            store, settings.server_secret(), progress=lambda n: say(f"… {n:,} records checked")
+        )
+    if verdict.broken is None:
+        print(f"OK {verdict.checked} records")
+        return 0
+    where = (
+        f"record {verdict.broken.record_id} (transaction {verdict.broken.transaction_id})"
+        if verdict.broken.record_id is not None
+        else "the end of the chain"
+    )
+    print(f"BROKEN at {where}: {verdict.broken.reason}")
+    return EXIT_BROKEN
+
+
+async def export_command(args: argparse.Namespace) -> int:
+    since, until = _moment("--since", args.since), _moment("--until", args.until)
+    settings = settings_from(args)
+    async with open_store(settings) as store:
+        records = store.audit.walk(since=since, until=until)
+        if args.out is None:
+            written = await _export(records, sys.stdout)
+        else:
+            written = await _export_to_file(records, args.out)
+    say(f"exported {written} records")
+    return 0
+
+
+async def _export(records: Any, out: TextIO) -> int:
+    written = 0
+    async for item in records:
+        out.write(json.dumps(export_line(item), sort_keys=True) + "\n")
+        written += 1
+    return written
+
+
+async def _export_to_file(records: Any, path: Path) -> int:
+    """All or nothing: written beside the target, renamed into place only when complete."""
+    if path.exists():  # noqa: ASYNC240 - a CLI: nothing else runs on this loop
+        raise InvalidInput(f"--out {path} exists; refusing to overwrite an export")
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("x", encoding="utf-8") as out:
+            written = await _export(records, out)
+        partial.rename(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def export_line(item: ChainedRecord) -> dict[str, Any]:
+    """One record with its chain fields, as JSON-ready values."""
+    values: dict[str, Any] = {"id": item.id, "prev_hash": item.prev_hash, "hash": item.hash}
+    for field in dataclasses.fields(item.record):
+        value = getattr(item.record, field.name)
+        values[field.name] = value.isoformat() if isinstance(value, dt.datetime) else value
+    return values
+
+
+def _moment(flag: str, value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{flag} {value!r} is not an ISO 8601 moment") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
