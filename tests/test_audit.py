@@ -9,30 +9,16 @@ import sys
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import text
 
 from tests.conftest import BACKENDS, DatabaseFactory
+from tests.support.messages import check_body, open_session
 from tests.support.processes import clean_env
 from tests.support.server import TrafficCenterUnderTest
-from tests.support.world import Party
 from traffic_center.audit.verify import verify_chain
 from traffic_center.domain.audit import AuditRecord, AuditType
 from traffic_center.store.store import Store
-
-ZOEKSLEUTEL = "zk-audit-0123456789abcdef"
-
-
-async def open_session(doel: Party, bron: Party) -> httpx.Response:
-    return await doel.client().post(
-        "/v1/sessions",
-        json={
-            "bron_brin": bron.brin,
-            "overdrachtsoort": "overstapdossier",
-            "zoeksleutel": ZOEKSLEUTEL,
-        },
-    )
 
 
 async def test_every_broker_exchange_and_admin_action_is_recorded_and_chained(
@@ -44,12 +30,7 @@ async def test_every_broker_exchange_and_admin_action_is_recorded_and_chained(
     sessie_id = granted.json()["sessie_id"]
     check = await bron.client().post(
         f"/v1/sessions/{sessie_id}/check",
-        json={
-            "doel_brin": doel.brin,
-            "doel_routeringskenmerk": doel.routeringskenmerk,
-            "overdrachtsoort": "overstapdossier",
-            "zoeksleutel": ZOEKSLEUTEL,
-        },
+        json=check_body(doel),
     )
     assert check.status_code == 200
     closed = await doel.client().post(
@@ -120,12 +101,7 @@ async def test_a_party_reads_only_its_own_records_page_by_page(
     assert (await open_session(other, bron)).status_code == 201
     checked = await bron.client().post(
         f"/v1/sessions/{sessie_ids[0]}/check",
-        json={
-            "doel_brin": doel.brin,
-            "doel_routeringskenmerk": doel.routeringskenmerk,
-            "overdrachtsoort": "overstapdossier",
-            "zoeksleutel": ZOEKSLEUTEL,
-        },
+        json=check_body(doel),
     )
     assert checked.status_code == 200
 

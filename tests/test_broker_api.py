@@ -5,43 +5,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from typing import Any
 
 import httpx
 from sqlalchemy import select
 
 from tests.support.dumps import dump_database
+from tests.support.messages import ZOEKSLEUTEL, check_body, open_session, session_body
 from tests.support.server import TrafficCenterUnderTest
-from tests.support.world import Party
 from traffic_center.store.schema import sessions
 
-ZOEKSLEUTEL = "3f9a1c2b7d4e5f60718293a4b5c6d7e8"
 OTHER_ZOEKSLEUTEL = "aaaabbbbccccddddeeeeffff00001111"
-
-
-def session_body(bron: Party, **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "bron_brin": bron.brin,
-        "overdrachtsoort": "overstapdossier",
-        "zoeksleutel": ZOEKSLEUTEL,
-    }
-    body.update(changes)
-    return {k: v for k, v in body.items() if v is not None}
-
-
-def check_body(doel: Party, **changes: Any) -> dict[str, Any]:
-    body = {
-        "doel_brin": doel.brin,
-        "doel_routeringskenmerk": doel.routeringskenmerk,
-        "overdrachtsoort": "overstapdossier",
-        "zoeksleutel": ZOEKSLEUTEL,
-    }
-    body.update(changes)
-    return body
-
-
-async def open_session(doel: Party, bron: Party, **changes: Any) -> httpx.Response:
-    return await doel.client().post("/v1/sessions", json=session_body(bron, **changes))
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.dumps import dump_database
 from tests.support.las import LasParty, LasWorld, letters, scenario_key
+from tests.support.messages import open_session as request_session
 from tests.support.processes import free_port
 from tests.support.server import TrafficCenterUnderTest
 from tests.support.world import Party
@@ -73,14 +74,7 @@ async def doel(las: LasWorld) -> LasParty:
 
 
 async def open_session(doel: Party, bron: Party, zoeksleutel: str) -> str:
-    response = await doel.client().post(
-        "/v1/sessions",
-        json={
-            "bron_brin": bron.brin,
-            "overdrachtsoort": "overstapdossier",
-            "zoeksleutel": zoeksleutel,
-        },
-    )
+    response = await request_session(doel, bron, zoeksleutel=zoeksleutel)
     assert response.status_code == 201, response.text
     return str(response.json()["sessie_id"])
 

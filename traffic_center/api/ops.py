@@ -44,6 +44,11 @@ def create_ops_app(
         "Seconds until the soonest expiry among valid issued certificates.",
         registry=own,
     )
+    ready_gauge = Gauge(
+        "traffic_center_ready",
+        "1 when this node is ready (store, audit log writable, CA, not draining), else 0.",
+        registry=own,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,14 +64,17 @@ def create_ops_app(
     async def healthz() -> dict[str, str]:
         return {"status": "alive"}
 
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        checks = {
+    async def readiness() -> dict[str, bool]:
+        return {
             "store": await _store_ok(app.state.store),
-            "audit_writable": await _audit_writable(app.state.store, lifecycle),
+            "audit_writable": await _audit_writable(app.state.store, lifecycle, clock()),
             "ca": _ca_ok(settings),
             "not_draining": not lifecycle.draining,
         }
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        checks = await readiness()
         ready = all(checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": checks},
@@ -78,6 +86,7 @@ def create_ops_app(
         soonest = await _soonest_expiry(app.state.store, clock())
         if soonest is not None:
             expiry.set((soonest - clock()).total_seconds())
+        ready_gauge.set(1 if all((await readiness()).values()) else 0)
         body = generate_latest(_worker_registry(registry)) + generate_latest(own)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -102,10 +111,10 @@ async def _store_ok(store: Store) -> bool:
     return True
 
 
-async def _audit_writable(store: Store, lifecycle: Lifecycle) -> bool:
+async def _audit_writable(store: Store, lifecycle: Lifecycle, now: dt.datetime) -> bool:
     """A real write, as every exchange does first; and no records waiting from earlier."""
     try:
-        await store.audit.probe_write()
+        await store.audit.probe_write(now)
     except TrafficCenterError:
         return False
     return lifecycle.audit_pending() == 0

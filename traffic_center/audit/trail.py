@@ -63,7 +63,7 @@ class AuditTrail:
             await self._flush()
             if self._pending:
                 raise StoreUnavailable("earlier audit records are still waiting")
-            await self._store.audit.probe_write()
+            await self._store.audit.probe_write(self._clock())
         except StoreUnavailable as exc:
             self._metrics.audit_write_failures.inc()
             raise AuditUnavailable(exc.detail) from exc

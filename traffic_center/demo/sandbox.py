@@ -107,10 +107,13 @@ class Sandbox:
         async with open_store(self.settings) as store:
             return await store.audit.for_session(sessie_id)
 
-    def doel_client(self, school: DevSchool = DOEL) -> DoelClient:
+    def doel_tls(self, school: DevSchool = DOEL) -> ClientTLS:
+        """A school's client certificate, as its LAS presents it to the Traffic Center."""
         directory = self.root / f"las-{school.key}"
-        tls = ClientTLS(directory / "client.pem", directory / "client.key", self.ca_pem)
-        return DoelClient(self.tc_url, tls=tls)
+        return ClientTLS(directory / "client.pem", directory / "client.key", self.ca_pem)
+
+    def doel_client(self, school: DevSchool = DOEL) -> DoelClient:
+        return DoelClient(self.tc_url, tls=self.doel_tls(school))
 
     # --- building ------------------------------------------------------------------------------
 

@@ -296,7 +296,7 @@ class DossierRelay:
             self._give_slot(upstream)
             exchange.size_bytes, exchange.sha256 = metered.size, metered.sha256
             self._metrics.relay_bytes.inc(metered.size)
-            if outcome["result"] != ResultCode.OVERDRACHT_GESLAAGD.value:
+            if outcome["result"] not in (ResultCode.OVERDRACHT_GESLAAGD.value, DOEL_DISCONNECTED):
                 self._metrics.upstream_errors.labels(type="dossier", code=outcome["result"]).inc()
             record = await self._record(exchange, outcome["result"], http_status=200)
             self._metrics.relay_duration.labels(type="dossier").observe(record)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import tempfile
 import threading
 
 from fastapi import FastAPI
 from pydantic import SecretStr
+from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
 
 from traffic_center.api.app import create_app
+from traffic_center.api.ops import Lifecycle
 from traffic_center.observability.logging import configure_logging
 from traffic_center.server.runner import TrafficCenterServer, vendor_config
 from traffic_center.settings import Settings
@@ -41,6 +44,28 @@ def settings_as_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+class _DrainingSupervisor(Multiprocess):
+    """uvicorn's supervisor, turning the ops listener's /readyz to 503 as the drain begins.
+
+    The workers then drain on their own (uvicorn sends them SIGTERM; each finishes its
+    requests in flight within TC_DRAIN_SECONDS).
+    """
+
+    def __init__(
+        self, config: Config, *, sockets: list[socket.socket], lifecycle: Lifecycle
+    ) -> None:
+        super().__init__(config, sockets=sockets)
+        self._lifecycle = lifecycle
+
+    def handle_term(self) -> None:
+        self._lifecycle.draining = True
+        super().handle_term()
+
+    def handle_int(self) -> None:
+        self._lifecycle.draining = True
+        super().handle_int()
+
+
 def run_workers(settings: Settings) -> None:
     """The supervisor binds the socket, forks N workers, and serves /metrics for all of them."""
     settings.server_secret()  # create it once, before the workers race for it
@@ -49,12 +74,15 @@ def run_workers(settings: Settings) -> None:
     os.environ.update(settings_as_env(settings))
     os.environ["TC_RUN_MIGRATIONS"] = "false"  # the supervisor migrated already
     config = vendor_config(settings, APP_FACTORY, factory=True, workers=settings.workers)
+    # Listening before /readyz can say ready: connections queue until a worker accepts them
+    # (uvicorn only binds here; its workers would start listening a second later).
+    listener = config.bind_socket()
+    listener.listen(config.backlog)
     ops = TrafficCenterServer(settings, serve_vendor_api=False)
     ops_thread = threading.Thread(target=lambda: asyncio.run(ops.run()), daemon=True)
     ops_thread.start()
     try:
-        socket = config.bind_socket()
-        Multiprocess(config, sockets=[socket]).run()
+        _DrainingSupervisor(config, sockets=[listener], lifecycle=ops.lifecycle).run()
     finally:
         ops.request_exit()
         ops_thread.join(timeout=10)

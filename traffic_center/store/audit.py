@@ -51,12 +51,10 @@ class AuditRepository:
             )
         return ChainedRecord(record_id, record, head.last_hash, record_hash)
 
-    async def probe_write(self) -> None:
+    async def probe_write(self, now: dt.datetime) -> None:
         """Prove the log can be written right now (fail closed), without adding a record."""
         async with self._db.transaction() as conn:
-            await conn.execute(
-                update(audit_head).where(audit_head.c.id == 1).values(count=audit_head.c.count)
-            )
+            await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(probed_at=now))
 
     async def head(self) -> ChainHead:
         async with self._db.transaction(read_only=True) as conn:

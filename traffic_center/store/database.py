@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -43,14 +44,23 @@ class Database:
         """
         engine = self._read_engine if read_only else self.engine
         started = time.perf_counter()
+        connection: AsyncConnection | None = None
         try:
-            async with engine.begin() as connection:
+            connection = await engine.connect()
+            async with connection.begin():
                 yield connection
         except IntegrityError:
             raise  # a repository turns this into a domain error
         except (TimeoutError, OperationalError, DBAPIError, OSError) as exc:
+            # A connection that failed (a disk I/O error, a server that went away) may stay
+            # broken; drop it, so the next transaction gets a fresh one: recovery by itself.
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await connection.invalidate()
             raise StoreUnavailable(f"the store did not answer: {type(exc).__name__}") from exc
         finally:
+            if connection is not None:
+                await connection.close()
             if self.observe is not None:
                 self.observe("read" if read_only else "write", time.perf_counter() - started)
 

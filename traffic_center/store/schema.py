@@ -165,4 +165,7 @@ audit_head = Table(
     Column("last_id", BigInteger, nullable=False),
     Column("last_hash", String(64), nullable=False),
     Column("count", BigInteger, nullable=False),
+    # Touched by every fail-closed probe: a write that really changes a page, so the probe
+    # fails exactly when a record could not be written (SQLite skips no-op updates).
+    Column("probed_at", UtcDateTime, nullable=True),
 )

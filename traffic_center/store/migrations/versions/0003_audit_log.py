@@ -68,6 +68,7 @@ def upgrade() -> None:
         sa.Column("last_id", sa.BigInteger(), nullable=False),
         sa.Column("last_hash", sa.String(length=64), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.Column("probed_at", UtcDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_head")),
     )
     op.bulk_insert(head, [{"id": 1, "last_id": 0, "last_hash": GENESIS_HASH, "count": 0}])

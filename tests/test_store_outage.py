@@ -1,0 +1,161 @@
+"""Fail closed: with the store unable to write, exchanges are refused and nothing reaches a LAS;
+when it is back, the node recovers by itself, and the refusals are on the record."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.las import LasParty, LasWorld, scenario_key
+from tests.support.messages import open_session
+from tests.support.postgres import ThrowawayPostgres
+from tests.support.server import TrafficCenterUnderTest, start_traffic_center
+from traffic_center.audit.verify import verify_chain
+
+
+@dataclass
+class Scene:
+    tc: TrafficCenterUnderTest
+    bron: LasParty
+    doel: LasParty
+    sessie_id: str
+    zoeksleutel: str
+
+
+async def build_scene(tc: TrafficCenterUnderTest) -> tuple[LasWorld, Scene]:
+    las = LasWorld(tc)
+    bron, doel = await las.school("PO"), await las.school("VO")
+    key = scenario_key("grootte", 10_000)
+    opened = await open_session(doel.party, bron.party, zoeksleutel=key)
+    assert opened.status_code == 201
+    return las, Scene(tc, bron, doel, opened.json()["sessie_id"], key)
+
+
+async def exchanges(scene: Scene) -> list[httpx.Response]:
+    """One of each relayed and brokered exchange, on fresh connections."""
+    doel, bron = scene.doel.party, scene.bron.party
+    return [
+        await doel.new_client().post(
+            f"/v1/sessions/{scene.sessie_id}/dossier",
+            json={"routeringskenmerk": bron.routeringskenmerk, "zoeksleutel": scene.zoeksleutel},
+        ),
+        await bron.new_client().post(
+            "/v1/notifications",
+            json={"sessie_id": scene.sessie_id, "doel_routeringskenmerk": doel.routeringskenmerk},
+        ),
+        await open_session(doel, bron, zoeksleutel=scenario_key("gereed")),
+    ]
+
+
+async def ready(tc: TrafficCenterUnderTest) -> int:
+    async with httpx.AsyncClient(base_url=tc.ops_url) as ops:
+        return (await ops.get("/readyz")).status_code
+
+
+async def outage_then_recovery(
+    scene: Scene,
+    make_unavailable: Callable[[], Awaitable[None]],
+    restore: Callable[[], Awaitable[None]],
+) -> None:
+    before = await exchanges(scene)
+    assert [r.status_code for r in before] == [200, 200, 201]
+    started = scene.bron.server.counters.snapshot().started
+    received = len(scene.doel.server.notifications.received)
+
+    await make_unavailable()
+    during = await exchanges(scene)
+    assert [r.status_code for r in during] == [503, 503, 503]
+    assert all(r.headers["content-type"] == "application/problem+json" for r in during)
+    assert {r.json()["code"] for r in during} <= {"AuditNietBeschikbaar", "OpslagNietBeschikbaar"}
+    assert scene.bron.server.counters.snapshot().started == started  # nothing reached a LAS
+    assert len(scene.doel.server.notifications.received) == received
+    assert await ready(scene.tc) == 503
+
+    await restore()
+    after = await exchanges(scene)  # the same process: no restart
+    assert [r.status_code for r in after] == [200, 200, 201]
+    assert scene.bron.server.counters.snapshot().started == started + 1
+    assert await ready(scene.tc) == 200
+    verdict = await verify_chain(scene.tc.store, scene.tc.settings.server_secret())
+    assert verdict.broken is None
+
+
+# --- SQLite: the database file cannot be written ---------------------------------------------
+
+
+def chattr(flag: str, paths: list[Path]) -> None:
+    """Even root cannot write an immutable file (chattr +i)."""
+    tool = shutil.which("chattr")
+    assert tool, "chattr (e2fsprogs) is needed to make the SQLite file unwritable as root"
+    for path in paths:
+        subprocess.run([tool, flag, str(path)], check=flag == "+i")
+
+
+async def test_sqlite_unwritable_refuses_every_exchange_and_recovers(tmp_path: Path) -> None:
+    database = tmp_path / "tc.db"
+    # -shm stays writable: it is shared memory, which readers (who still may read) need.
+    files = [database, Path(f"{database}-wal")]
+    tc = await start_traffic_center(tmp_path / "home", f"sqlite+aiosqlite:///{database}")
+    las, scene = await build_scene(tc)
+
+    async def unwritable() -> None:
+        chattr("+i", files)
+
+    async def writable() -> None:
+        chattr("-i", files)
+
+    try:
+        await outage_then_recovery(scene, unwritable, writable)
+        # The refusals waited in the node's outbox and are on the chain now.
+        refused = [
+            item.record
+            async for item in tc.store.audit.walk()
+            if item.record.result == "AuditNietBeschikbaar"
+        ]
+        assert len(refused) == 3
+        assert all(r.http_status == 503 for r in refused)
+    finally:
+        chattr("-i", files)
+        await las.stop()
+        await tc.stop()
+
+
+# --- PostgreSQL: the server is stopped, then started again ------------------------------------
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[ThrowawayPostgres]:
+    """A server of this test's own, since it will be stopped."""
+    cluster = ThrowawayPostgres()
+    cluster.init()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+    cluster.remove()
+
+
+async def test_postgresql_stopped_refuses_every_exchange_and_recovers(
+    tmp_path: Path, own_postgres: ThrowawayPostgres
+) -> None:
+    url = own_postgres.server.url("postgres")
+    tc = await start_traffic_center(tmp_path / "home", url)
+    las, scene = await build_scene(tc)
+
+    async def stop() -> None:
+        await asyncio.to_thread(own_postgres.stop, "fast")
+
+    async def start() -> None:
+        await asyncio.to_thread(own_postgres.start)
+
+    try:
+        await outage_then_recovery(scene, stop, start)
+    finally:
+        await las.stop()
+        await tc.stop()
