@@ -114,3 +114,13 @@ def test_session_state_machine() -> None:
     assert closed.state is SessionState.CLOSED
     with pytest.raises(e.SessieReedsAfgemeld):
         close(closed, result=ResultCode.GEEN_INZAGE, routeringskenmerk="2" * 20, now=now)
+
+
+def test_consent_covers_inspection_but_not_the_other_way_round() -> None:
+    from traffic_center.domain.rules import release_satisfies
+
+    assert release_satisfies(ParentRelease.INZAGE, "inzage")
+    assert release_satisfies(ParentRelease.INZAGE, " Toestemming ")
+    assert release_satisfies(ParentRelease.TOESTEMMING, "toestemming")
+    assert not release_satisfies(ParentRelease.TOESTEMMING, "inzage")
+    assert not release_satisfies(ParentRelease.INZAGE, "")

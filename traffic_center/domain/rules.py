@@ -64,6 +64,17 @@ def required_release(bron: Sector, doel: Sector) -> ParentRelease | None:
     return ParentRelease.INZAGE
 
 
+def release_satisfies(needed: ParentRelease, attested: str) -> bool:
+    """Whether the release a bron attests covers what the transfer needs.
+
+    Consent (toestemming) includes having seen the dossier (inzage).
+    """
+    value = attested.strip().lower()
+    if needed is ParentRelease.INZAGE:
+        return value in (ParentRelease.INZAGE.value, ParentRelease.TOESTEMMING.value)
+    return value == ParentRelease.TOESTEMMING.value
+
+
 @dataclass(frozen=True, slots=True)
 class GrantRequest:
     doel_school: School

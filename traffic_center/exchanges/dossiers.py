@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -23,8 +22,6 @@ from traffic_center.domain.audit import DOEL_DISCONNECTED, AuditType
 from traffic_center.domain.errors import (
     AanleverpuntNietActief,
     DossierTooLarge,
-    GeenInzage,
-    GeenToestemming,
     OnbekendAanleverpunt,
     RelayBusy,
     RelayError,
@@ -32,9 +29,7 @@ from traffic_center.domain.errors import (
     SessieAfwijkend,
     TrafficCenterError,
     TransferAborted,
-    UpstreamInvalidAnswer,
     WrongRole,
-    bron_answer_classes,
 )
 from traffic_center.domain.identifiers import (
     Overdrachtsoort,
@@ -42,19 +37,17 @@ from traffic_center.domain.identifiers import (
     parse_zoeksleutel,
     refuse_clear_pupil_numbers,
 )
-from traffic_center.domain.las_contract import DOSSIER_PATH, RELEASE_HEADER, TRANSACTION_HEADER
+from traffic_center.domain.las_contract import DOSSIER_PATH, TRANSACTION_HEADER
 from traffic_center.domain.models import Endpoint, School, Session
 from traffic_center.domain.results import ResultCode
-from traffic_center.domain.rules import ParentRelease, required_release
+from traffic_center.domain.rules import required_release
 from traffic_center.domain.sessions import ensure_open
+from traffic_center.exchanges.bron_answers import accept_dossier_answer
 from traffic_center.observability.metrics import Metrics
 from traffic_center.relay.headers import forwardable_answer_headers
 from traffic_center.relay.metering import MeteredStream
 from traffic_center.relay.upstream import UpstreamClient
 from traffic_center.store.store import Store
-
-_DOSSIER_TYPES = ("application/xml", "text/xml")
-_PROBLEM_TYPES = ("application/problem+json", "application/json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,53 +223,13 @@ class DossierRelay:
         self, upstream: UpstreamClient, response: httpx.Response, authorised: Authorised
     ) -> None:
         """Raise unless the answer is a dossier we may stream to the doel."""
-        if response.status_code != httpx.codes.OK:
-            raise await self._refusal_from(upstream, response)
-        if _media_type(response) not in _DOSSIER_TYPES:
-            raise UpstreamInvalidAnswer(f"a dossier must be XML, not {_media_type(response)!r}")
-        declared = response.headers.get("content-length")
-        limit = upstream.limits.max_dossier_bytes
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise DossierTooLarge(f"the bron announces {declared} bytes; the limit is {limit}")
-        self._parent_gate(response, authorised)
-
-    async def _refusal_from(
-        self, upstream: UpstreamClient, response: httpx.Response
-    ) -> TrafficCenterError:
-        """A bron's result code passes through as that code; anything else is a bad answer."""
-        answer = await upstream.read_answer(response)
-        code = None
-        if _media_type(response) in _PROBLEM_TYPES:
-            try:
-                parsed = json.loads(answer)
-                code = parsed.get("code") if isinstance(parsed, dict) else None
-            except ValueError:
-                code = None
-        known = bron_answer_classes().get(code) if isinstance(code, str) else None
-        if known is not None:
-            # Our own title and detail: the bron's text might carry a pupil's data.
-            return known("answered by the bron's LAS")
-        return UpstreamInvalidAnswer(f"the bron answered HTTP {response.status_code}")
-
-    def _parent_gate(self, response: httpx.Response, authorised: Authorised) -> None:
-        """Rule 8: with the setting on, no overstapdossier leaves without the parents' release."""
         session = authorised.session
-        if not self._require_release or session.overdrachtsoort is not (
-            Overdrachtsoort.OVERSTAPDOSSIER
-        ):
-            return
-        needed = required_release(authorised.bron_school.sector, session.doel_sector)
-        if needed is None:
-            return
-        attested = response.headers.get(RELEASE_HEADER, "").strip().lower()
-        # Consent (toestemming) includes having seen the dossier (inzage).
-        satisfied = {
-            ParentRelease.INZAGE: {ParentRelease.INZAGE.value, ParentRelease.TOESTEMMING.value},
-            ParentRelease.TOESTEMMING: {ParentRelease.TOESTEMMING.value},
-        }[needed]
-        if attested not in satisfied:
-            refusal = GeenToestemming if needed is ParentRelease.TOESTEMMING else GeenInzage
-            raise refusal(f"the bron did not attest {needed.value} ({RELEASE_HEADER})")
+        needed = (
+            required_release(authorised.bron_school.sector, session.doel_sector)
+            if self._require_release and session.overdrachtsoort is Overdrachtsoort.OVERSTAPDOSSIER
+            else None
+        )
+        await accept_dossier_answer(upstream, response, release_needed=needed)
 
     # --- streaming back -----------------------------------------------------------------------
 
@@ -327,8 +280,3 @@ class DossierRelay:
             exchange.outcome(result, http_status=http_status, response_out=response_out)
         )
         return (response_out - exchange.request_in).total_seconds()
-
-
-def _media_type(response: httpx.Response) -> str:
-    content_type: str = response.headers.get("content-type", "")
-    return content_type.split(";")[0].strip().lower()
