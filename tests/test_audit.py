@@ -10,14 +10,18 @@ import uuid
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 
 from tests.conftest import BACKENDS, DatabaseFactory
-from tests.support.messages import check_body, open_session
+from tests.support.messages import check_body, open_session, session_body
 from tests.support.processes import clean_env
 from tests.support.server import TrafficCenterUnderTest
+from traffic_center.api.problems import status_for
+from traffic_center.audit.trail import AuditTrail
 from traffic_center.audit.verify import verify_chain
 from traffic_center.domain.audit import AuditRecord, AuditType
+from traffic_center.observability.metrics import Metrics
 from traffic_center.store.store import Store
 
 
@@ -241,3 +245,45 @@ async def test_export_writes_json_lines_for_a_period(
     assert "exists" in again.stderr
     bad = run_cli(url, tmp_path, "export", "--since", "yesterday")
     assert (bad.returncode, bad.stdout) == (2, "")
+
+
+async def test_only_a_uuid_is_taken_as_request_id(tc: TrafficCenterUnderTest) -> None:
+    doel, bron = await tc.world.schools("VO", "PO")
+    given = str(uuid.uuid4())
+    kept = await doel.client().post(
+        "/v1/sessions", json=session_body(bron), headers={"X-Request-Id": given}
+    )
+    assert kept.headers["x-request-id"] == given
+    # Free text could be anything, a BSN included: it never reaches a log line or a record.
+    replaced = await doel.client().post(
+        "/v1/sessions", json=session_body(bron), headers={"X-Request-Id": "123456782"}
+    )
+    assert replaced.headers["x-request-id"] != "123456782"
+    assert uuid.UUID(replaced.headers["x-request-id"])
+    record = await tc.store.audit.for_session(replaced.json()["sessie_id"])
+    assert record[0].request_id == replaced.headers["x-request-id"]
+
+
+async def test_a_record_the_store_rejects_is_set_aside_and_the_chain_goes_on(
+    tc: TrafficCenterUnderTest,
+) -> None:
+    """A record PostgreSQL refuses for its content must not block every later exchange."""
+    trail = AuditTrail(
+        tc.store,
+        secret=tc.settings.server_secret(),
+        metrics=Metrics(CollectorRegistry()),
+        clock=tc.clock,
+        status_for=status_for,
+    )
+    unfit = AuditRecord(
+        type=AuditType.SESSION,
+        transaction_id=str(uuid.uuid4()),
+        recorded_at=tc.clock(),
+        result="SessieToegekend",
+        request_id="x" * 40,  # longer than the column (enforced by PostgreSQL only)
+    )
+    await trail.record(unfit)
+    assert trail.pending == 0
+    await trail.ensure_writable()  # not wedged
+    verdict = await verify_chain(tc.store, tc.settings.server_secret())
+    assert verdict.broken is None

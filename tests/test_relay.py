@@ -261,6 +261,9 @@ async def test_only_the_doel_with_the_right_zoeksleutel_on_an_open_session_is_re
         422,
         "OnbekendAanleverpunt",
     )
+    # Naming another school's endpoint does not show it this transfer (design rule 4).
+    seen_by_other = (await other_bron.client().get("/v1/audit", params={"limit": 500})).json()
+    assert all(r["sessie_id"] != sessie_id for r in seen_by_other["records"])
     assert await code(doel.party, bron.routeringskenmerk, "123456782") == (422, "PgnNietToegestaan")
     # Nothing of that reached the bron.
     assert bron.server.counters.snapshot().started == started

@@ -50,6 +50,7 @@ class CertificateAdmin:
         if out is not None:
             refuse_overwrite(issued, out)
         record = record_of(issued.certificate)
+        await self.audit.ensure_writable()
         await self.store.certificates.add(record, issued_at=self.clock())
         await self.audit.record(
             AuditType.CERTIFICATE_ISSUED,
@@ -101,6 +102,7 @@ class CertificateAdmin:
             raise InvalidValidity(
                 f"unknown reason {reason!r}; use one of {', '.join(REVOCATION_REASONS)}"
             )
+        await self.audit.ensure_writable()
         revoked = await self.store.certificates.revoke(
             normalise_serial(serial), reason=reason, at=self.clock()
         )

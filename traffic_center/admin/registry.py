@@ -58,17 +58,20 @@ class RegistryAdmin:
 
     async def add_school(self, school: School) -> School:
         """Register a school built (and so validated) by :func:`new_school`."""
+        await self.audit.ensure_writable()
         added = await self.store.registry.add_school(school, at=self.clock())
         await self.audit.record(AuditType.SCHOOL_CHANGED, added.brin, brin=added.brin, result=ADDED)
         return added
 
     async def add_endpoint(self, endpoint: Endpoint) -> Endpoint:
         """Register an endpoint built (and so validated) by :func:`new_endpoint`."""
+        await self.audit.ensure_writable()
         added = await self.store.registry.add_endpoint(endpoint, at=self.clock())
         await self._endpoint_changed(added, ADDED)
         return added
 
     async def deactivate_school(self, brin: str) -> School:
+        await self.audit.ensure_writable()
         school = await self.store.registry.set_school_active(
             parse_brin(brin), active=False, at=self.clock()
         )
@@ -78,6 +81,7 @@ class RegistryAdmin:
         return school
 
     async def deactivate_endpoint(self, routeringskenmerk: str) -> Endpoint:
+        await self.audit.ensure_writable()
         endpoint = await self.store.registry.set_endpoint_active(
             parse_routeringskenmerk(routeringskenmerk), active=False, at=self.clock()
         )

@@ -31,5 +31,6 @@ class Services:
     audit: AuditTrail
 
     async def aclose(self) -> None:
+        await self.audit.close()
         if self.upstream is not None:
             await self.upstream.aclose()

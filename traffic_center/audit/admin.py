@@ -7,20 +7,29 @@ import uuid
 from collections.abc import Callable
 
 from traffic_center.domain.audit import DONE, AuditRecord, AuditType
+from traffic_center.domain.errors import AuditUnavailable, StoreUnavailable
 from traffic_center.store.store import Store
 
 
 class AdminAudit:
     """Appends one chained record per action, after the action succeeded.
 
-    Raises StoreUnavailable when the record cannot be written, so the admin sees the failure
-    (the CLI exits 1) instead of a change that left no trace.
+    Callers prove the log writable first (``ensure_writable``), so a change is refused rather
+    than left without a trace; if the append still fails, StoreUnavailable reaches the admin
+    (the CLI exits 1).
     """
 
     def __init__(self, store: Store, *, secret: bytes, clock: Callable[[], dt.datetime]) -> None:
         self._store = store
         self._secret = secret
         self._clock = clock
+
+    async def ensure_writable(self) -> None:
+        """Fail closed: no change without a record; prove the log writable before changing."""
+        try:
+            await self._store.audit.probe_write(self._clock())
+        except StoreUnavailable as exc:
+            raise AuditUnavailable(exc.detail) from exc
 
     async def record(
         self,

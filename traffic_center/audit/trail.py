@@ -11,6 +11,7 @@ store answers again; until then the node reports itself not ready.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 
@@ -94,11 +95,34 @@ class AuditTrail:
                 log.error("audit_write_failed", pending=len(self._pending))
 
     async def _flush(self) -> None:
-        """Append waiting records in order; StoreUnavailable leaves the rest waiting."""
+        """Append waiting records in order; StoreUnavailable leaves the rest waiting.
+
+        A record the store refuses for what it holds (not for being away) would block the
+        chain for ever if retried: it is logged loudly and set aside instead.
+        """
         async with self._lock:
             while self._pending:
-                await self._store.audit.append(self._pending[0], secret=self._secret)
+                record = self._pending[0]
+                try:
+                    await self._store.audit.append(record, secret=self._secret)
+                except StoreUnavailable:
+                    raise
+                except Exception as exc:
+                    self._metrics.audit_write_failures.inc()
+                    log.error(
+                        "audit_record_refused_by_store",
+                        transaction_id=record.transaction_id,
+                        type=record.type.value,
+                        error=type(exc).__name__,
+                    )
                 self._pending.popleft()
+
+    async def close(self) -> None:
+        """At shutdown: one last try; what still cannot be written is named in the log."""
+        with contextlib.suppress(StoreUnavailable):
+            await self._flush()
+        for record in self._pending:
+            log.error("audit_record_lost_at_shutdown", transaction_id=record.transaction_id)
 
 
 def _log_line(record: AuditRecord) -> None:

@@ -38,6 +38,7 @@ class AuditType(StrEnum):
 DOEL_DISCONNECTED = "AfgebrokenDoorDoel"  # the doel hung up during the stream
 DONE = "Uitgevoerd"  # an administrative action that was carried out
 SESSION_GRANTED = "SessieToegekend"  # overdrachtRequest answered with a session
+INTERNAL_ERROR = "InterneFout"  # an unexpected error: answered 500
 
 
 @dataclass(frozen=True, slots=True)

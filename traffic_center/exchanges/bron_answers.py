@@ -31,6 +31,10 @@ async def accept_dossier_answer(
     if media_type(response) not in _DOSSIER_TYPES:
         raise UpstreamInvalidAnswer(f"a dossier must be XML, not {media_type(response)!r}")
     declared = response.headers.get("content-length")
+    if declared is None and "chunked" not in response.headers.get("transfer-encoding", "").lower():
+        # Ended by closing the connection: a bron crashing halfway would look like a whole
+        # dossier. Only a declared length or chunked framing tells a cut-off stream apart.
+        raise UpstreamInvalidAnswer("a dossier needs Content-Length or chunked encoding")
     limit = upstream.limits.max_dossier_bytes
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise DossierTooLarge(f"the bron announces {declared} bytes; the limit is {limit}")
@@ -50,7 +54,7 @@ async def refusal_from(upstream: UpstreamClient, response: httpx.Response) -> Tr
         try:
             parsed = json.loads(answer)
             code = parsed.get("code") if isinstance(parsed, dict) else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or absurdly nested
             code = None
     known = bron_answer_classes().get(code) if isinstance(code, str) else None
     if known is not None:

@@ -18,7 +18,7 @@ from traffic_center.audit.entry import AuditEntry
 from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.caller import Caller
 from traffic_center.broker.service import Broker
-from traffic_center.domain.audit import DOEL_DISCONNECTED, AuditType
+from traffic_center.domain.audit import DOEL_DISCONNECTED, INTERNAL_ERROR, AuditType
 from traffic_center.domain.errors import (
     AanleverpuntNietActief,
     DossierTooLarge,
@@ -120,7 +120,11 @@ class DossierRelay:
             self._count_upstream_error(refused)
             await self._audit.failed(exchange, refused)
             raise
-        except BaseException:
+        except Exception:
+            self._give_slot(upstream)
+            await self._record(exchange, INTERNAL_ERROR, http_status=500)
+            raise
+        except BaseException:  # cancelled: the doel hung up before the bron answered
             self._give_slot(upstream)
             await self._record(exchange, DOEL_DISCONNECTED, http_status=None)
             raise
@@ -159,7 +163,9 @@ class DossierRelay:
         routeringskenmerk = parse_routeringskenmerk(request.routeringskenmerk)
         zoeksleutel = parse_zoeksleutel(request.zoeksleutel)
         session = await self._broker.session_for(caller, sessie_id)
-        exchange.concerns(session, bron_routeringskenmerk=routeringskenmerk)
+        # The bron endpoint the doel named is recorded only once it is known to be the bron's:
+        # else any school could be named, and would then read this transfer in GET /v1/audit.
+        exchange.concerns(session)
         if session.doel_routeringskenmerk != caller.routeringskenmerk:
             raise WrongRole("only the doel of the session asks for its dossier")
         ensure_open(session, self._clock())
@@ -174,6 +180,7 @@ class DossierRelay:
         ):
             raise OnbekendAanleverpunt(f"{routeringskenmerk} is not an endpoint of the bron")
         endpoint, bron_school = found
+        exchange.bron_routeringskenmerk = endpoint.routeringskenmerk
         if not (endpoint.active and bron_school.active):
             raise AanleverpuntNietActief(f"{routeringskenmerk} is not active")
         return Authorised(session, endpoint, bron_school)
@@ -261,13 +268,15 @@ class DossierRelay:
                 outcome["result"] = ResultCode.OVERDRACHT_GESLAAGD.value
             except DossierTooLarge as too_large:
                 outcome["result"] = too_large.code
-                raise TransferAborted(too_large.detail) from too_large
+                raise TransferAborted(too_large.detail) from None
             except httpx.TransportError as broken:
                 # The bron hung up or stalled mid-stream: the doel must see a broken transfer.
+                # "from None": httpx's message may quote the bytes it choked on (a dossier's),
+                # and a chained traceback would put them in the log.
                 outcome["result"] = ResultCode.OVERDRACHT_MISLUKT.value
                 raise TransferAborted(
                     f"the bron's stream broke off: {type(broken).__name__}"
-                ) from (broken)
+                ) from None
 
         headers = forwardable_answer_headers(response.headers)
         headers[TRANSACTION_HEADER] = exchange.transaction_id

@@ -17,7 +17,7 @@ from traffic_center.audit.entry import AuditEntry
 from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.caller import Caller
 from traffic_center.broker.service import Broker
-from traffic_center.domain.audit import AuditType
+from traffic_center.domain.audit import INTERNAL_ERROR, AuditType
 from traffic_center.domain.errors import (
     AanleverpuntNietActief,
     NotificationNotRequested,
@@ -87,6 +87,9 @@ class NotificationRelay:
             if isinstance(refused, RelayError) and not isinstance(refused, RelayBusy):
                 self._metrics.upstream_errors.labels(type="notificatie", code=refused.code).inc()
             await self._audit.failed(exchange, refused)
+            raise
+        except Exception:
+            await self._audit.succeeded(exchange, INTERNAL_ERROR, http_status=500)
             raise
         await self._audit.succeeded(exchange, resultaat, http_status=200)
         return NotificationDelivered(exchange.transaction_id, resultaat)
@@ -165,7 +168,7 @@ def _received(response: httpx.Response, answer: bytes) -> str:
     if response.status_code == httpx.codes.OK:
         try:
             parsed = json.loads(answer)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or absurdly nested
             parsed = None
         if isinstance(parsed, dict) and parsed.get("resultaat") == expected:
             return expected

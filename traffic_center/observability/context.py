@@ -9,8 +9,11 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-Id"
-# A caller's own id is kept when it is harmless (it ends up in logs and the audit record).
-_ACCEPTABLE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# A caller's own id is kept only when it is a UUID: it ends up in logs and the audit record,
+# so free text (a BSN, say) must not get in, and it must fit the record's 36 characters.
+_ACCEPTABLE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 
 
 def current_request_id() -> str | None:
@@ -29,7 +32,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = _header(scope, REQUEST_ID_HEADER.lower())
-        request_id = given if given and _ACCEPTABLE.match(given) else str(uuid.uuid4())
+        request_id = given.lower() if given and _ACCEPTABLE.match(given) else str(uuid.uuid4())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -20,7 +20,15 @@ class ExpectedAbortFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not isinstance(error, self.expected)
+        # The framework may wrap our exception (Starlette: "response already started"), so
+        # look along the whole chain.
+        seen: set[int] = set()
+        while error is not None and id(error) not in seen:
+            if isinstance(error, self.expected):
+                return False
+            seen.add(id(error))
+            error = error.__cause__ or error.__context__
+        return True
 
 
 def quiet_expected_aborts(*expected: type[BaseException]) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from traffic_center.domain.audit import AuditRecord, AuditType, ChainedRecord, chain_hash
 from traffic_center.store.database import Database
@@ -29,8 +30,18 @@ class AuditRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def append(self, record: AuditRecord, *, secret: bytes) -> ChainedRecord:
-        """Add the record at the end of the chain; one writer at a time holds the head."""
+    async def append(self, record: AuditRecord, *, secret: bytes) -> None:
+        """Add the record at the end of the chain; one writer at a time holds the head.
+
+        Idempotent: a retry after a commit whose answer was lost finds the record in place.
+        """
+        try:
+            await self._append(record, secret)
+        except IntegrityError:
+            if await self.by_transaction(record.transaction_id) is None:
+                raise
+
+    async def _append(self, record: AuditRecord, secret: bytes) -> None:
         async with self._db.transaction() as conn:
             # FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction already excludes
             # every other writer.
@@ -49,7 +60,6 @@ class AuditRepository:
                 .where(audit_head.c.id == 1)
                 .values(last_id=record_id, last_hash=record_hash, count=audit_head.c.count + 1)
             )
-        return ChainedRecord(record_id, record, head.last_hash, record_hash)
 
     async def probe_write(self, now: dt.datetime) -> None:
         """Prove the log can be written right now (fail closed), without adding a record."""
@@ -63,12 +73,18 @@ class AuditRepository:
         return ChainHead(int(values["last_id"]), str(values["last_hash"]), int(values["count"]))
 
     async def walk(
-        self, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        up_to_id: int | None = None,
     ) -> AsyncIterator[ChainedRecord]:
         """Every record in chain order, read in batches (the log may be large)."""
         after = 0
         while True:
             query = select(audit_records).where(audit_records.c.id > after)
+            if up_to_id is not None:
+                query = query.where(audit_records.c.id <= up_to_id)
             if since is not None:
                 query = query.where(audit_records.c.recorded_at >= since)
             if until is not None:

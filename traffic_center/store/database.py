@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from traffic_center.domain.errors import StoreUnavailable
@@ -49,14 +50,15 @@ class Database:
             connection = await engine.connect()
             async with connection.begin():
                 yield connection
-        except IntegrityError:
-            raise  # a repository turns this into a domain error
-        except (TimeoutError, OperationalError, DBAPIError, OSError) as exc:
-            # A connection that failed (a disk I/O error, a server that went away) may stay
-            # broken; drop it, so the next transaction gets a fresh one: recovery by itself.
-            if connection is not None:
-                with contextlib.suppress(Exception):
-                    await connection.invalidate()
+        except (IntegrityError, DataError):
+            raise  # about the data, not the store: a repository decides what it means
+        except DBAPIError as exc:
+            if _about_the_data(exc):
+                raise
+            await _drop(connection)
+            raise StoreUnavailable(f"the store did not answer: {type(exc).__name__}") from exc
+        except (TimeoutError, PoolTimeout, OSError) as exc:
+            await _drop(connection)
             raise StoreUnavailable(f"the store did not answer: {type(exc).__name__}") from exc
         finally:
             if connection is not None:
@@ -76,6 +78,23 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def _drop(connection: AsyncConnection | None) -> None:
+    """A connection that failed (a disk I/O error, a server that went away) may stay broken;
+    drop it, so the next transaction gets a fresh one: recovery by itself."""
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            await connection.invalidate()
+
+
+def _about_the_data(exc: DBAPIError) -> bool:
+    """SQLSTATE class 22 (data exception) or 23 (integrity): the request, not the store.
+
+    asyncpg's errors reach us as the generic DBAPIError, with the code on ``orig``.
+    """
+    code = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    return code.startswith(("22", "23"))
 
 
 def open_database(url: str, *, echo: bool = False) -> Database:

@@ -64,7 +64,7 @@ def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, number = text.partition(":")
-        if prefix != "audit" or not number.isdigit():
+        if prefix != "audit" or not number.isdigit() or len(number) > 18:  # fits a BIGINT
             raise ValueError(cursor)
         return int(number)
     except (ValueError, UnicodeDecodeError, binascii.Error):
