@@ -22,6 +22,7 @@ from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.authenticator import Authenticator
 from traffic_center.broker.service import Broker, BrokerLimits
 from traffic_center.domain.errors import TrafficCenterError, TransferAborted
+from traffic_center.exchanges.base import RelayCollaborators
 from traffic_center.exchanges.dossiers import DossierRelay
 from traffic_center.exchanges.notifications import NotificationRelay
 from traffic_center.observability.context import RequestIdMiddleware
@@ -108,7 +109,7 @@ def build_services(
         ),
         clock=clock,
     )
-    upstream = build_upstream(settings)
+    upstream = build_upstream(settings, metrics)
     store.database.observe = lambda kind, seconds: metrics.store_latency.labels(kind).observe(
         seconds
     )
@@ -119,18 +120,11 @@ def build_services(
         clock=clock,
         status_for=problems.status_for,
     )
-    dossiers = DossierRelay(
-        store=store,
-        broker=broker,
-        upstream=upstream,
-        audit=audit,
-        metrics=metrics,
-        require_release=settings.require_parent_release,
-        clock=clock,
-    )
-    notifications = NotificationRelay(
+    collaborators = RelayCollaborators(
         store=store, broker=broker, upstream=upstream, audit=audit, metrics=metrics, clock=clock
     )
+    dossiers = DossierRelay(collaborators, require_release=settings.require_parent_release)
+    notifications = NotificationRelay(collaborators)
     return Services(
         settings,
         store,
@@ -145,7 +139,7 @@ def build_services(
     )
 
 
-def build_upstream(settings: Settings) -> UpstreamClient | None:
+def build_upstream(settings: Settings, metrics: Metrics) -> UpstreamClient | None:
     """The relay's client, when this node has a relay certificate; else the relay refuses."""
     cert, key = settings.upstream_cert_path, settings.upstream_key_path
     if not (cert.is_file() and key.is_file()):
@@ -159,7 +153,10 @@ def build_upstream(settings: Settings) -> UpstreamClient | None:
     )
     context = upstream_ssl_context(cert=cert, key=key, trust=settings.upstream_trust_path)
     return UpstreamClient(
-        limits, ssl_context=context, user_agent=f"oso-traffic-center/{__version__}"
+        limits,
+        ssl_context=context,
+        user_agent=f"oso-traffic-center/{__version__}",
+        on_in_flight=metrics.relays_in_flight.set,
     )
 
 

@@ -48,7 +48,7 @@ async def audited(
         raise
     assert entry.result is not None
     assert entry.http_status is not None
-    await svc.audit.succeeded(entry, entry.result, http_status=entry.http_status)
+    await svc.audit.finished(entry, entry.result, http_status=entry.http_status)
 
 
 async def record_refused_caller(svc: Services, refused: CallerRefused, pem: str | None) -> None:

@@ -71,6 +71,7 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.RelayError: 502,
     e.RelayNotConfigured: 503,
     e.RelayBusy: 503,
+    e.UpstreamFailure: 502,
     e.UpstreamUnreachable: 502,
     e.UpstreamTimeout: 504,
     e.UpstreamInvalidAnswer: 502,

@@ -69,14 +69,16 @@ class AuditTrail:
             self._metrics.audit_write_failures.inc()
             raise AuditUnavailable(exc.detail) from exc
 
-    async def succeeded(self, entry: AuditEntry, result: str, *, http_status: int) -> None:
-        await self.record(
-            entry.outcome(result, http_status=http_status, response_out=self._clock())
-        )
+    async def finished(
+        self, entry: AuditEntry, result: str, *, http_status: int | None
+    ) -> AuditRecord:
+        """Record the outcome, now; returns the record (its timestamps give the duration)."""
+        record = entry.outcome(result, http_status=http_status, response_out=self._clock())
+        await self.record(record)
+        return record
 
     async def failed(self, entry: AuditEntry, error: TrafficCenterError) -> None:
-        status = self._status_for(type(error))
-        await self.record(entry.outcome(error.code, http_status=status, response_out=self._clock()))
+        await self.finished(entry, error.code, http_status=self._status_for(type(error)))
 
     async def record(self, record: AuditRecord) -> None:
         """Append, or keep for later; never raises: by now the caller has its answer."""

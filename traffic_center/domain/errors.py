@@ -33,9 +33,11 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     ├── StoreUnavailable                  (503)
     │   └── AuditUnavailable              the audit log cannot be written: refused (503)
     ├── RelayError                        the relay to a LAS endpoint failed
-    │   ├── RelayNotConfigured, RelayBusy (503), UpstreamUnreachable (502)
-    │   ├── UpstreamTimeout (504), UpstreamInvalidAnswer (502), DossierTooLarge (413)
-    │   └── TransferAborted               the stream broke after the doel got the headers
+    │   ├── RelayNotConfigured, RelayBusy (503)      this node's side
+    │   └── UpstreamFailure                          the LAS's side
+    │       ├── UpstreamUnreachable (502), UpstreamTimeout (504), UpstreamInvalidAnswer (502)
+    │       ├── DossierTooLarge (413)
+    │       └── TransferAborted           the stream broke after the doel got the headers
     └── AdminError                        certificate-admin mistakes (CLI exit 2)
         ├── CaAlreadyExists, CaMissing, InvalidCsr, InvalidValidity
 """
@@ -357,27 +359,34 @@ class RelayBusy(RelayError):
     title = "Too many relays in flight on this node; retry later"
 
 
-class UpstreamUnreachable(RelayError):
+class UpstreamFailure(RelayError):
+    """What went wrong on the LAS's side of a relay (counted per code for operators)."""
+
+    code = "FoutBijAanleverpunt"
+    title = "The LAS endpoint failed to answer as the OSO contract requires"
+
+
+class UpstreamUnreachable(UpstreamFailure):
     code = "AanleverpuntOnbereikbaar"
     title = "The LAS endpoint could not be reached (connection or TLS failure)"
 
 
-class UpstreamTimeout(RelayError):
+class UpstreamTimeout(UpstreamFailure):
     code = "AanleverpuntTijdslimiet"
     title = "The LAS endpoint did not answer in time"
 
 
-class UpstreamInvalidAnswer(RelayError):
+class UpstreamInvalidAnswer(UpstreamFailure):
     code = "OngeldigAntwoordAanleverpunt"
     title = "The LAS endpoint answered something the OSO contract does not allow"
 
 
-class DossierTooLarge(RelayError):
+class DossierTooLarge(UpstreamFailure):
     code = "DossierTeGroot"
     title = "The dossier is larger than this Traffic Center relays"
 
 
-class TransferAborted(RelayError):
+class TransferAborted(UpstreamFailure):
     code = "OverdrachtAfgebroken"
     title = "The transfer broke off; the doel must not use what it received"
 

@@ -17,15 +17,11 @@ import httpx
 from traffic_center.audit.entry import AuditEntry
 from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.caller import Caller
-from traffic_center.broker.service import Broker
 from traffic_center.domain.audit import DOEL_DISCONNECTED, INTERNAL_ERROR, AuditType
 from traffic_center.domain.errors import (
     AanleverpuntNietActief,
     DossierTooLarge,
     OnbekendAanleverpunt,
-    RelayBusy,
-    RelayError,
-    RelayNotConfigured,
     SessieAfwijkend,
     TrafficCenterError,
     TransferAborted,
@@ -42,12 +38,12 @@ from traffic_center.domain.models import Endpoint, School, Session
 from traffic_center.domain.results import ResultCode
 from traffic_center.domain.rules import required_release
 from traffic_center.domain.sessions import ensure_open
+from traffic_center.exchanges.base import RelayCollaborators, RelayExchange
 from traffic_center.exchanges.bron_answers import accept_dossier_answer
 from traffic_center.observability.metrics import Metrics
 from traffic_center.relay.headers import forwardable_answer_headers
 from traffic_center.relay.metering import MeteredStream
 from traffic_center.relay.upstream import UpstreamClient
-from traffic_center.store.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,74 +76,47 @@ class RelayedDossier:
     finish: Callable[[], Awaitable[None]]
 
 
-class DossierRelay:
-    def __init__(
-        self,
-        *,
-        store: Store,
-        broker: Broker,
-        upstream: UpstreamClient | None,
-        audit: AuditTrail,
-        metrics: Metrics,
-        require_release: bool,
-        clock: Callable[[], dt.datetime],
-    ) -> None:
-        self._store = store
-        self._broker = broker
-        self._upstream = upstream
-        self._audit = audit
-        self._metrics = metrics
+class DossierRelay(RelayExchange):
+    kind = AuditType.DOSSIER
+
+    def __init__(self, collaborators: RelayCollaborators, *, require_release: bool) -> None:
+        super().__init__(collaborators)
         self._require_release = require_release
-        self._clock = clock
 
     async def start(
         self, caller: Caller, sessie_id: str, request: DossierRequest, *, traceparent: str | None
     ) -> RelayedDossier:
         """Everything up to the bron's answer headers; refusals raise before a byte is sent."""
-        exchange = self._audit.begin(AuditType.DOSSIER, caller_serial=caller.identity.serial)
+        exchange = self._audit.begin(self.kind, caller_serial=caller.identity.serial)
         try:
             upstream = self._configured_upstream()
             authorised = await self._authorise(caller, sessie_id, request, exchange)
             await self._audit.ensure_writable()  # fail closed: unrecorded means not forwarded
-            self._take_slot(upstream)
+            upstream.acquire_slot()
         except TrafficCenterError as refused:
             await self._audit.failed(exchange, refused)
             raise
         try:
             response = await self._forward(upstream, authorised, request, exchange, traceparent)
         except TrafficCenterError as refused:
-            self._give_slot(upstream)
-            self._count_upstream_error(refused)
+            upstream.release_slot()
+            self._count_if_upstream_failure(refused)
             await self._audit.failed(exchange, refused)
             raise
         except Exception:
-            self._give_slot(upstream)
-            await self._record(exchange, INTERNAL_ERROR, http_status=500)
+            upstream.release_slot()
+            await self._audit.finished(exchange, INTERNAL_ERROR, http_status=500)
             raise
         except BaseException:  # cancelled: the doel hung up before the bron answered
-            self._give_slot(upstream)
-            await self._record(exchange, DOEL_DISCONNECTED, http_status=None)
+            upstream.release_slot()
+            await self._audit.finished(exchange, DOEL_DISCONNECTED, http_status=None)
             raise
-        return self._stream(upstream, response, exchange)
-
-    def _take_slot(self, upstream: UpstreamClient) -> None:
-        upstream.acquire_slot()
-        self._metrics.relays_in_flight.inc()
-
-    def _give_slot(self, upstream: UpstreamClient) -> None:
-        upstream.release_slot()
-        self._metrics.relays_in_flight.dec()
-
-    def _count_upstream_error(self, error: TrafficCenterError) -> None:
-        if isinstance(error, RelayError) and not isinstance(error, RelayBusy):
-            self._metrics.upstream_errors.labels(type="dossier", code=error.code).inc()
+        streaming = _StreamBack(self._audit, self._metrics, upstream, response, exchange)
+        headers = forwardable_answer_headers(response.headers)
+        headers[TRANSACTION_HEADER] = exchange.transaction_id
+        return RelayedDossier(headers, streaming.body(), streaming.finish)
 
     # --- before the bron is called ------------------------------------------------------------
-
-    def _configured_upstream(self) -> UpstreamClient:
-        if self._upstream is None:
-            raise RelayNotConfigured()
-        return self._upstream
 
     async def _authorise(
         self,
@@ -213,12 +182,7 @@ class DossierRelay:
         response = await upstream.open(
             authorised.endpoint.url.rstrip("/") + DOSSIER_PATH, body, headers
         )
-        exchange.response_in = self._clock()
-        exchange.upstream_status = response.status_code
-        assert exchange.forwarded_at is not None
-        self._metrics.upstream_duration.labels(type="dossier").observe(
-            (exchange.response_in - exchange.forwarded_at).total_seconds()
-        )
+        self._upstream_answered(exchange, response.status_code)
         try:
             await self._accept_answer(upstream, response, authorised)
         except BaseException:
@@ -238,54 +202,57 @@ class DossierRelay:
         )
         await accept_dossier_answer(upstream, response, release_needed=needed)
 
-    # --- streaming back -----------------------------------------------------------------------
 
-    def _stream(
-        self, upstream: UpstreamClient, response: httpx.Response, exchange: AuditEntry
-    ) -> RelayedDossier:
-        metered = MeteredStream(response.aiter_raw(), limit=upstream.limits.max_dossier_bytes)
-        outcome = {"result": DOEL_DISCONNECTED}
-        finished = False
+class _StreamBack:
+    """One dossier on its way from the bron to the doel, and how that ended."""
 
-        async def finish() -> None:
-            nonlocal finished
-            if finished:
-                return
-            finished = True
-            await upstream.release(response)
-            self._give_slot(upstream)
-            exchange.size_bytes, exchange.sha256 = metered.size, metered.sha256
-            self._metrics.relay_bytes.inc(metered.size)
-            if outcome["result"] not in (ResultCode.OVERDRACHT_GESLAAGD.value, DOEL_DISCONNECTED):
-                self._metrics.upstream_errors.labels(type="dossier", code=outcome["result"]).inc()
-            record = await self._record(exchange, outcome["result"], http_status=200)
-            self._metrics.relay_duration.labels(type="dossier").observe(record)
+    def __init__(
+        self,
+        audit: AuditTrail,
+        metrics: Metrics,
+        upstream: UpstreamClient,
+        response: httpx.Response,
+        exchange: AuditEntry,
+    ) -> None:
+        self._audit = audit
+        self._metrics = metrics
+        self._upstream = upstream
+        self._response = response
+        self._exchange = exchange
+        self._metered = MeteredStream(response.aiter_raw(), limit=upstream.limits.max_dossier_bytes)
+        self._result = DOEL_DISCONNECTED  # unless the stream says otherwise
+        self._finished = False
 
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in metered:
-                    yield chunk
-                outcome["result"] = ResultCode.OVERDRACHT_GESLAAGD.value
-            except DossierTooLarge as too_large:
-                outcome["result"] = too_large.code
-                raise TransferAborted(too_large.detail) from None
-            except httpx.TransportError as broken:
-                # The bron hung up or stalled mid-stream: the doel must see a broken transfer.
-                # "from None": httpx's message may quote the bytes it choked on (a dossier's),
-                # and a chained traceback would put them in the log.
-                outcome["result"] = ResultCode.OVERDRACHT_MISLUKT.value
-                raise TransferAborted(
-                    f"the bron's stream broke off: {type(broken).__name__}"
-                ) from None
+    async def body(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._metered:
+                yield chunk
+            self._result = ResultCode.OVERDRACHT_GESLAAGD.value
+        except DossierTooLarge as too_large:
+            self._result = too_large.code
+            raise TransferAborted(too_large.detail) from None
+        except httpx.TransportError as broken:
+            # The bron hung up or stalled mid-stream: the doel must see a broken transfer.
+            # "from None": httpx's message may quote the bytes it choked on (a dossier's),
+            # and a chained traceback would put them in the log.
+            self._result = ResultCode.OVERDRACHT_MISLUKT.value
+            raise TransferAborted(f"the bron's stream broke off: {type(broken).__name__}") from None
 
-        headers = forwardable_answer_headers(response.headers)
-        headers[TRANSACTION_HEADER] = exchange.transaction_id
-        return RelayedDossier(headers, body(), finish)
-
-    async def _record(self, exchange: AuditEntry, result: str, *, http_status: int | None) -> float:
-        """Record the outcome; returns the exchange's duration in seconds."""
-        response_out = self._clock()
-        await self._audit.record(
-            exchange.outcome(result, http_status=http_status, response_out=response_out)
+    async def finish(self) -> None:
+        """Give back the connection and the slot, then record; once, however it ended."""
+        if self._finished:
+            return
+        self._finished = True
+        await self._upstream.release(self._response)
+        self._upstream.release_slot()
+        kind = self._exchange.type.value
+        exchange = self._exchange
+        exchange.size_bytes, exchange.sha256 = self._metered.size, self._metered.sha256
+        self._metrics.relay_bytes.inc(self._metered.size)
+        if self._result not in (ResultCode.OVERDRACHT_GESLAAGD.value, DOEL_DISCONNECTED):
+            self._metrics.upstream_errors.labels(type=kind, code=self._result).inc()
+        record = await self._audit.finished(exchange, self._result, http_status=200)
+        assert record.request_in is not None
+        self._metrics.relay_duration.labels(type=kind).observe(
+            (record.recorded_at - record.request_in).total_seconds()
         )
-        return (response_out - exchange.request_in).total_seconds()

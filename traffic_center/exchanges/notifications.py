@@ -6,24 +6,17 @@ session may since have been closed (typically with DossierNogNietGereed): that i
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 
 from traffic_center.audit.entry import AuditEntry
-from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.caller import Caller
-from traffic_center.broker.service import Broker
 from traffic_center.domain.audit import INTERNAL_ERROR, AuditType
 from traffic_center.domain.errors import (
     AanleverpuntNietActief,
     NotificationNotRequested,
-    RelayBusy,
-    RelayError,
-    RelayNotConfigured,
     SessionNotFound,
     TrafficCenterError,
     UpstreamInvalidAnswer,
@@ -36,9 +29,8 @@ from traffic_center.domain.identifiers import (
 from traffic_center.domain.las_contract import NOTIFICATION_PATH
 from traffic_center.domain.models import Endpoint
 from traffic_center.domain.results import ResultCode
-from traffic_center.observability.metrics import Metrics
+from traffic_center.exchanges.base import RelayExchange
 from traffic_center.relay.upstream import UpstreamClient
-from traffic_center.store.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,62 +45,33 @@ class NotificationDelivered:
     resultaat: str
 
 
-class NotificationRelay:
-    def __init__(
-        self,
-        *,
-        store: Store,
-        broker: Broker,
-        upstream: UpstreamClient | None,
-        audit: AuditTrail,
-        metrics: Metrics,
-        clock: Callable[[], dt.datetime],
-    ) -> None:
-        self._store = store
-        self._broker = broker
-        self._upstream = upstream
-        self._audit = audit
-        self._metrics = metrics
-        self._clock = clock
+class NotificationRelay(RelayExchange):
+    kind = AuditType.NOTIFICATION
 
     async def deliver(
         self, caller: Caller, request: NotificationRequest, *, traceparent: str | None
     ) -> NotificationDelivered:
-        exchange = self._audit.begin(AuditType.NOTIFICATION, caller_serial=caller.identity.serial)
+        exchange = self._audit.begin(self.kind, caller_serial=caller.identity.serial)
         try:
-            if self._upstream is None:
-                raise RelayNotConfigured()
+            upstream = self._configured_upstream()
             doel_endpoint = await self._authorise(caller, request, exchange)
             await self._audit.ensure_writable()  # fail closed: unrecorded means not forwarded
-            resultaat = await self._relay(
-                self._upstream, caller, doel_endpoint, exchange, traceparent
-            )
+            upstream.acquire_slot()
+            try:
+                resultaat = await self._forward(
+                    upstream, caller, doel_endpoint, exchange, traceparent
+                )
+            finally:
+                upstream.release_slot()
         except TrafficCenterError as refused:
-            if isinstance(refused, RelayError) and not isinstance(refused, RelayBusy):
-                self._metrics.upstream_errors.labels(type="notificatie", code=refused.code).inc()
+            self._count_if_upstream_failure(refused)
             await self._audit.failed(exchange, refused)
             raise
         except Exception:
-            await self._audit.succeeded(exchange, INTERNAL_ERROR, http_status=500)
+            await self._audit.finished(exchange, INTERNAL_ERROR, http_status=500)
             raise
-        await self._audit.succeeded(exchange, resultaat, http_status=200)
+        await self._audit.finished(exchange, resultaat, http_status=200)
         return NotificationDelivered(exchange.transaction_id, resultaat)
-
-    async def _relay(
-        self,
-        upstream: UpstreamClient,
-        caller: Caller,
-        doel_endpoint: Endpoint,
-        exchange: AuditEntry,
-        traceparent: str | None,
-    ) -> str:
-        upstream.acquire_slot()
-        self._metrics.relays_in_flight.inc()
-        try:
-            return await self._forward(upstream, caller, doel_endpoint, exchange, traceparent)
-        finally:
-            upstream.release_slot()
-            self._metrics.relays_in_flight.dec()
 
     async def _authorise(
         self, caller: Caller, request: NotificationRequest, exchange: AuditEntry
@@ -150,12 +113,7 @@ class NotificationRelay:
             doel_endpoint.url.rstrip("/") + NOTIFICATION_PATH, body, headers
         )
         try:
-            exchange.response_in = self._clock()
-            exchange.upstream_status = response.status_code
-            assert exchange.forwarded_at is not None
-            self._metrics.upstream_duration.labels(type="notificatie").observe(
-                (exchange.response_in - exchange.forwarded_at).total_seconds()
-            )
+            self._upstream_answered(exchange, response.status_code)
             answer = await upstream.read_answer(response)
         finally:
             await upstream.release(response)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,11 @@ class UpstreamClient:
         ssl_context: ssl.SSLContext | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         user_agent: str = "oso-traffic-center",
+        on_in_flight: Callable[[int], None] = lambda count: None,
     ) -> None:
         self.limits = limits
+        # Told the number of relays in flight whenever it changes (the operators' gauge).
+        self._on_in_flight = on_in_flight
         self._client = httpx.AsyncClient(
             verify=ssl_context if ssl_context is not None else True,
             transport=transport,
@@ -69,9 +72,11 @@ class UpstreamClient:
         if self.in_flight >= self.limits.max_in_flight:
             raise RelayBusy(f"{self.in_flight} relays in flight, the limit of this node")
         self.in_flight += 1
+        self._on_in_flight(self.in_flight)
 
     def release_slot(self) -> None:
         self.in_flight -= 1
+        self._on_in_flight(self.in_flight)
 
     async def open(
         self, url: str, body: Mapping[str, Any], headers: Mapping[str, str]
