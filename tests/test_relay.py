@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.support.dumps import dump_database
-from tests.support.las import LasParty, LasWorld, letters, scenario_key
+from tests.support.las import LasParty, LasWorld, fixed_answer, letters, scenario_key
 from tests.support.messages import open_session as request_session
 from tests.support.processes import free_port
 from tests.support.server import TrafficCenterUnderTest
@@ -284,26 +284,20 @@ async def test_headers_upstream_and_back_are_only_what_the_contract_says(
 ) -> None:
     seen: list[dict[str, str]] = []
 
-    async def bron_app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        seen.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/xml"),
-                    (b"content-length", b"7"),
-                    (b"x-oso-vrijgave", b"inzage"),
-                    (b"set-cookie", b"las=1"),
-                    (b"connection", b"keep-alive, x-private"),
-                    (b"x-private", b"1"),
-                    (b"keep-alive", b"timeout=5"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"<a/>\n\n\n"})
+    bron_app = fixed_answer(
+        200,
+        [
+            ("content-type", "application/xml"),
+            ("content-length", "7"),
+            ("x-oso-vrijgave", "inzage"),
+            ("set-cookie", "las=1"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+        ],
+        b"<a/>\n\n\n",
+        requests_seen=seen,
+    )
 
     bron_party, _ = await las.school_with_app("PO", bron_app)
     key = scenario_key("gereed")
@@ -333,18 +327,11 @@ async def test_headers_upstream_and_back_are_only_what_the_contract_says(
 
 
 async def test_the_bron_s_own_words_never_reach_the_doel(las: LasWorld, doel: LasParty) -> None:
-    async def bron_app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b'{"code": "DossierNietGevonden", "detail": "Jan Jansen, BSN 123456782"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 404,
-                "headers": [(b"content-type", b"application/problem+json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    bron_app = fixed_answer(
+        404,
+        [("content-type", "application/problem+json")],
+        b'{"code": "DossierNietGevonden", "detail": "Jan Jansen, BSN 123456782"}',
+    )
 
     bron_party, _ = await las.school_with_app("PO", bron_app)
     key = scenario_key("gereed")
@@ -571,19 +558,12 @@ async def test_no_payload_is_kept_in_the_database_the_logs_or_temporary_files(
     marker = "CANARY" + letters(24)
     since = time.time()
 
-    async def doel_app(scope: Any, receive: Any, send: Any) -> None:
-        """A doel LAS whose notification receipt carries the marker."""
-        if scope["type"] != "http":
-            return
-        body = json.dumps({"resultaat": "NotificatieOntvangen", "opmerking": marker}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    # A doel LAS whose notification receipt carries the marker.
+    doel_app = fixed_answer(
+        200,
+        [("content-type", "application/json")],
+        json.dumps({"resultaat": "NotificatieOntvangen", "opmerking": marker}).encode(),
+    )
 
     marked_doel, _ = await las.school_with_app("VO", doel_app)
     key = scenario_key("grootte", 300_000, marker=marker)

@@ -5,12 +5,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import string
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
-
-import uvicorn
 
 from tests.support.server import TrafficCenterUnderTest
 from tests.support.world import Party
@@ -19,6 +15,7 @@ from traffic_center.domain.identifiers import Sector
 from traffic_center.las.config import LasConfig
 from traffic_center.las.doel import ClientTLS
 from traffic_center.las.server import LasServer, uvicorn_config
+from traffic_center.server.embedded import QuietServer, ServerThread
 
 
 @dataclass
@@ -37,40 +34,48 @@ class LasParty:
         return self.party.brin
 
 
+def fixed_answer(
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    *,
+    requests_seen: list[dict[str, str]] | None = None,
+) -> Any:
+    """An ASGI app answering every request alike: for answers the reference LAS never gives.
+
+    ``requests_seen`` collects each request's headers (lower-case names).
+    """
+    raw_headers = [(name.encode(), value.encode()) for name, value in headers]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if requests_seen is not None:
+            requests_seen.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
 class AppServer:
     """Any ASGI app behind the same mTLS listener as the reference LAS, in a thread."""
 
     def __init__(self, config: LasConfig, app: Any) -> None:
         self.config = config
-        self._server = uvicorn.Server(uvicorn_config(config, app))
-        self._server.capture_signals = _no_signals  # type: ignore[method-assign]
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._server.serve()), daemon=True
-        )
+        self._server = QuietServer(uvicorn_config(config, app))
+        self._thread = ServerThread(self._server, name="app")
 
     def start(self) -> AppServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the app server did not start")
-            time.sleep(0.01)
+        self._thread.start(timeout=10)
         return self
 
     @property
     def url(self) -> str:
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        return f"https://127.0.0.1:{port}{self.config.path}"
+        return f"https://127.0.0.1:{self._server.bound_port}{self.config.path}"
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=15)
-
-
-def _no_signals() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext()
+        self._thread.stop(timeout=15)
 
 
 @dataclass

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from tests.support.world import World
 from traffic_center.admin.certificates import CertificateAdmin
 from traffic_center.admin.registry import RegistryAdmin
 from traffic_center.pki.ca import CertificateAuthority
+from traffic_center.server.embedded import ServerThread
 from traffic_center.server.runner import TrafficCenterServer
 from traffic_center.settings import Settings
 from traffic_center.store.store import Store
@@ -31,33 +30,6 @@ class AdjustableClock:
         return dt.datetime.now(dt.UTC) + self.offset
 
 
-class ServerThread:
-    def __init__(self, server: TrafficCenterServer) -> None:
-        self.server = server
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self.server.run())
-        except BaseException as exc:  # surfaced by start()
-            self.error = exc
-
-    def start(self, timeout: float = 30) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if self.error is not None or not self.thread.is_alive():
-                raise RuntimeError(f"server failed to start: {self.error!r}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start in time")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.request_exit()
-        self.thread.join(timeout=40)
-
-
 @dataclass
 class TrafficCenterUnderTest:
     settings: Settings
@@ -71,12 +43,17 @@ class TrafficCenterUnderTest:
     metrics_registry: CollectorRegistry
 
     @property
+    def server(self) -> TrafficCenterServer:
+        assert isinstance(self.thread.server, TrafficCenterServer)
+        return self.thread.server
+
+    @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.thread.server.bound_port(self.thread.server.vendor)}"
+        return f"https://127.0.0.1:{self.server.vendor.bound_port}"
 
     @property
     def ops_url(self) -> str:
-        return f"http://127.0.0.1:{self.thread.server.bound_port(self.thread.server.ops)}"
+        return f"http://127.0.0.1:{self.server.ops.bound_port}"
 
     @property
     def ca_pem(self) -> Path:
@@ -111,7 +88,7 @@ async def start_traffic_center(
     server = TrafficCenterServer(settings, registry=registry, clock=clock)
     thread = ServerThread(server)
     await asyncio.to_thread(thread.start)
-    base_url = f"https://127.0.0.1:{server.bound_port(server.vendor)}"
+    base_url = f"https://127.0.0.1:{server.vendor.bound_port}"
     world = World(
         certificates=certificates,
         registry=RegistryAdmin(store, secret=settings.server_secret(), clock=clock),

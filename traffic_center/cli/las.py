@@ -50,7 +50,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 
 async def serve_command(args: argparse.Namespace) -> int:
     server = LasServer(config_from(args), on_event=print_event)
-    await server.run(handle_signals=True)
+    await server.serve(handle_signals=True)
     return 0
 
 

@@ -69,7 +69,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if settings.workers > 1:
         run_workers(settings)
     else:
-        asyncio.run(TrafficCenterServer(settings).run(handle_signals=True))
+        asyncio.run(TrafficCenterServer(settings).serve(handle_signals=True))
     return 0
 
 

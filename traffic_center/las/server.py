@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -20,24 +13,8 @@ from traffic_center.las.config import LasConfig
 from traffic_center.las.state import DossierCounters, NotificationInbox
 from traffic_center.las.streams import DeliberateAbort
 from traffic_center.observability.expected_aborts import quiet_expected_aborts
+from traffic_center.server.embedded import QuietServer, ServerThread, exit_on_signals
 from traffic_center.server.tls import TLSScopeH11Protocol, ssl_context_from_config
-
-
-class _LasUvicorn(uvicorn.Server):
-    """uvicorn, leaving signals to its owner and saying when it listens."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            self._on_started()
 
 
 def uvicorn_config(config: LasConfig, app: Any) -> uvicorn.Config:
@@ -63,7 +40,7 @@ class LasServer:
     """One reference LAS endpoint.
 
     In a test: ``with LasServer(config).start() as las: …`` (a thread with its own loop);
-    as a process: ``await LasServer(config).run(handle_signals=True)``.
+    as a process: ``await LasServer(config).serve(handle_signals=True)``.
     """
 
     def __init__(
@@ -76,9 +53,8 @@ class LasServer:
         self.config = config
         self._emit: EventSink = on_event or (lambda event: None)
         self.las = ReferenceLas(config, on_event=self._emit, tc_transport=tc_transport)
-        self._server = _LasUvicorn(uvicorn_config(config, self.las.app), self._listening)
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._server = QuietServer(uvicorn_config(config, self.las.app), on_started=self._listening)
+        self._thread: ServerThread | None = None
         quiet_expected_aborts(DeliberateAbort)
 
     # --- what callers watch -------------------------------------------------------------------
@@ -97,8 +73,7 @@ class LasServer:
 
     @property
     def port(self) -> int:
-        sockets = [s for server in self._server.servers for s in server.sockets]
-        return int(sockets[0].getsockname()[1])
+        return self._server.bound_port
 
     @property
     def url(self) -> str:
@@ -111,42 +86,28 @@ class LasServer:
 
     # --- in this loop -------------------------------------------------------------------------
 
-    async def run(self, *, handle_signals: bool = False) -> None:
+    async def serve(self, *, handle_signals: bool = False) -> None:
         if handle_signals:
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, self.request_exit)
+            exit_on_signals(self.request_exit)
         await self._server.serve()
 
     def request_exit(self) -> None:
         """Stop accepting; running answers get ``shutdown_grace_seconds`` to finish."""
-        self._server.should_exit = True
+        self._server.request_exit()
 
     # --- in a thread --------------------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> LasServer:
         """Serve from a thread with its own event loop; return once it accepts connections."""
-        self._thread = threading.Thread(target=self._run_in_thread, daemon=True, name="las")
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.started:
-            if self._error is not None or not self._thread.is_alive():
-                raise RuntimeError(f"the LAS did not start: {self._error!r}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the LAS did not start in time")
-            time.sleep(0.01)
+        self._thread = ServerThread(self, name="las")
+        self._thread.start(timeout)
         return self
 
-    def _run_in_thread(self) -> None:
-        try:
-            asyncio.run(self.run())
-        except BaseException as exc:  # uvicorn exits via SystemExit; start() reports it
-            self._error = exc
-
     def stop(self, timeout: float = 15.0) -> None:
-        self.request_exit()
         if self._thread is not None:
-            self._thread.join(timeout=timeout)
+            self._thread.stop(timeout)
+        else:
+            self.request_exit()
 
     def __enter__(self) -> LasServer:
         return self if self._thread is not None else self.start()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -14,16 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from traffic_center.api.app import create_app, utc_now
 from traffic_center.api.ops import Lifecycle, create_ops_app
+from traffic_center.server.embedded import QuietServer, exit_on_signals
 from traffic_center.server.tls import TLSScopeH11Protocol, ssl_context_from_config
 from traffic_center.settings import Settings
-
-
-class _QuietServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to its owner (two servers, one loop)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def vendor_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
@@ -72,27 +63,25 @@ class TrafficCenterServer:
         self.settings = settings
         self.lifecycle = Lifecycle()
         registry = registry if registry is not None else CollectorRegistry()
-        self.servers: list[uvicorn.Server] = []
+        self.servers: list[QuietServer] = []
         if serve_vendor_api:
             app = create_app(settings, registry=registry, clock=clock, lifecycle=self.lifecycle)
-            self.vendor = _QuietServer(vendor_config(settings, app))
+            self.vendor = QuietServer(vendor_config(settings, app))
             self.servers.append(self.vendor)
         ops_app = create_ops_app(settings, registry=registry, lifecycle=self.lifecycle, clock=clock)
-        self.ops = _QuietServer(ops_config(settings, ops_app))
+        self.ops = QuietServer(ops_config(settings, ops_app))
         self.servers.append(self.ops)
 
-    async def run(self, *, handle_signals: bool = False) -> None:
+    async def serve(self, *, handle_signals: bool = False) -> None:
         if handle_signals:
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, self.request_exit)
+            exit_on_signals(self.request_exit)
         await asyncio.gather(*(self._serve(server) for server in self.servers))
 
-    async def _serve(self, server: uvicorn.Server) -> None:
+    async def _serve(self, server: QuietServer) -> None:
         await server.serve()
         if server is not self.ops:
             # The vendor listener has drained: now the ops listener may go too.
-            self.ops.should_exit = True
+            self.ops.request_exit()
 
     def request_exit(self) -> None:
         """Drain: /readyz says 503 at once; the vendor listener stops accepting, lets requests
@@ -100,12 +89,8 @@ class TrafficCenterServer:
         self.lifecycle.draining = True
         for server in self.servers:
             if server is not self.ops or len(self.servers) == 1:
-                server.should_exit = True
+                server.request_exit()
 
     @property
     def started(self) -> bool:
         return all(server.started for server in self.servers)
-
-    def bound_port(self, server: uvicorn.Server) -> int:
-        sockets = [s for srv in server.servers for s in srv.sockets]
-        return int(sockets[0].getsockname()[1])

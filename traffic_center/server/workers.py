@@ -79,7 +79,7 @@ def run_workers(settings: Settings) -> None:
     listener = config.bind_socket()
     listener.listen(config.backlog)
     ops = TrafficCenterServer(settings, serve_vendor_api=False)
-    ops_thread = threading.Thread(target=lambda: asyncio.run(ops.run()), daemon=True)
+    ops_thread = threading.Thread(target=lambda: asyncio.run(ops.serve()), daemon=True)
     ops_thread.start()
     try:
         _DrainingSupervisor(config, sockets=[listener], lifecycle=ops.lifecycle).run()
