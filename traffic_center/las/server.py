@@ -14,25 +14,19 @@ from traffic_center.las.state import DossierCounters, NotificationInbox
 from traffic_center.las.streams import DeliberateAbort
 from traffic_center.observability.expected_aborts import quiet_expected_aborts
 from traffic_center.server.embedded import QuietServer, ServerThread, exit_on_signals
-from traffic_center.server.tls import TLSScopeH11Protocol, ssl_context_from_config
+from traffic_center.server.tls import mtls_config
 
 
 def uvicorn_config(config: LasConfig, app: Any) -> uvicorn.Config:
     """Like the TC's vendor listener: client certificate required, verified against ``ca``."""
-    return uvicorn.Config(
+    return mtls_config(
         app,
         host=config.host,
         port=config.port,
-        http=TLSScopeH11Protocol,
-        ssl_certfile=str(config.cert),
-        ssl_keyfile=str(config.key),
-        ssl_ca_certs=str(config.ca),
-        ssl_context_factory=ssl_context_from_config,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=config.shutdown_grace_seconds,
+        certfile=config.cert,
+        keyfile=config.key,
+        client_ca=config.ca,
+        graceful_seconds=config.shutdown_grace_seconds,
     )
 
 

@@ -13,26 +13,20 @@ from prometheus_client import CollectorRegistry
 from traffic_center.api.app import create_app, utc_now
 from traffic_center.api.ops import Lifecycle, create_ops_app
 from traffic_center.server.embedded import QuietServer, exit_on_signals
-from traffic_center.server.tls import TLSScopeH11Protocol, ssl_context_from_config
+from traffic_center.server.tls import mtls_config
 from traffic_center.settings import Settings
 
 
 def vendor_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
     """The mTLS listener's uvicorn config; ``app`` may be an import string for workers."""
-    return uvicorn.Config(
+    return mtls_config(
         app,
         host=settings.host,
         port=settings.port,
-        http=TLSScopeH11Protocol,
-        ssl_certfile=str(settings.server_cert_path),
-        ssl_keyfile=str(settings.server_key_path),
-        ssl_ca_certs=str(settings.client_ca_path),
-        ssl_context_factory=ssl_context_from_config,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=settings.drain_seconds,
+        certfile=settings.server_cert_path,
+        keyfile=settings.server_key_path,
+        client_ca=settings.client_ca_path,
+        graceful_seconds=settings.drain_seconds,
         **extra,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from uvicorn.config import Config
@@ -49,6 +50,36 @@ def ssl_context_from_config(
         certfile=str(config.ssl_certfile),
         keyfile=str(config.ssl_keyfile),
         client_ca=str(config.ssl_ca_certs),
+    )
+
+
+def mtls_config(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    certfile: Path,
+    keyfile: Path,
+    client_ca: Path,
+    graceful_seconds: int,
+    **extra: Any,
+) -> Config:
+    """uvicorn behind mutual TLS: the peer certificate required and put in the ASGI scope."""
+    return Config(
+        app,
+        host=host,
+        port=port,
+        http=TLSScopeH11Protocol,
+        ssl_certfile=str(certfile),
+        ssl_keyfile=str(keyfile),
+        ssl_ca_certs=str(client_ca),
+        ssl_context_factory=ssl_context_from_config,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=graceful_seconds,
+        **extra,
     )
 
 
