@@ -47,7 +47,58 @@ FORBIDDEN = {
         "traffic_center.broker",
         "traffic_center.settings",
     },
-    "exchanges": {"fastapi", "starlette", "uvicorn", "traffic_center.api"},
+    "exchanges": {
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "sqlalchemy",
+        "traffic_center.api",
+        "traffic_center.cli",
+        "traffic_center.server",
+    },
+    # The audit trail records; it knows nothing of who serves or decides.
+    "audit": {
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "httpx",
+        "traffic_center.api",
+        "traffic_center.broker",
+        "traffic_center.exchanges",
+        "traffic_center.cli",
+    },
+    "observability": {
+        "fastapi",
+        "sqlalchemy",
+        "traffic_center.api",
+        "traffic_center.store",
+        "traffic_center.broker",
+        "traffic_center.exchanges",
+        "traffic_center.cli",
+    },
+    # The library behind the certificate admin's CLI, the demo and the tests: no web server.
+    "admin": {
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "traffic_center.api",
+        "traffic_center.broker",
+        "traffic_center.exchanges",
+        "traffic_center.cli",
+        "traffic_center.server",
+        "traffic_center.demo",
+        "traffic_center.las",
+    },
+    "api": {"traffic_center.cli", "traffic_center.demo", "traffic_center.server"},
+    "server": {"traffic_center.cli", "traffic_center.demo"},
+    # The demo drives processes through the CLI's entry point, never the CLI's modules.
+    "demo": {
+        "traffic_center.cli",
+        "traffic_center.api",
+        "traffic_center.broker",
+        "traffic_center.exchanges",
+        "traffic_center.relay",
+    },
     # The reference LAS talks to the Traffic Center only through its public HTTP API.
     "las": {
         "sqlalchemy",
@@ -59,6 +110,23 @@ FORBIDDEN = {
         "traffic_center.admin",
     },
 }
+
+
+# The entry point: it may import every layer.
+TOP = {"cli"}
+
+
+def test_every_package_has_its_import_rules() -> None:
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert packages - TOP - set(FORBIDDEN) == set(), "add the new package to FORBIDDEN"
+
+
+def test_one_code_one_class_one_status() -> None:
+    """A vendor matches on the code: it must mean one thing and come with one status."""
+    by_code: dict[str, type] = {}
+    for cls in all_error_classes():
+        other = by_code.setdefault(cls.code, cls)
+        assert other is cls, f"{cls.__name__} and {other.__name__} share the code {cls.code}"
 
 
 def test_every_error_class_has_an_http_status_and_a_code() -> None:

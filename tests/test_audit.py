@@ -87,7 +87,7 @@ async def test_every_broker_exchange_and_admin_action_is_recorded_and_chained(
     ]
     assert len(issued) == 1
 
-    verdict = await verify_chain(tc.store, tc.settings.server_secret())
+    verdict = await verify_chain(tc.store, tc.secret)
     assert verdict.broken is None
     assert verdict.checked == (await tc.store.audit.head()).count
 
@@ -156,7 +156,7 @@ async def test_a_party_reads_only_its_own_records_page_by_page(
 
 # --- verify and export: tampering is found and named -----------------------------------------
 
-SECRET = "audit-test-secret"
+SECRET = "9f1c2a7be04d5c3a8e6f7b2d1c0a9e8f7d6c5b4a3928171615141312110f0e0d"  # a test key, 64 hex
 
 
 async def _filled_store(url: str, count: int) -> Store:
@@ -270,7 +270,7 @@ async def test_a_record_the_store_rejects_is_set_aside_and_the_chain_goes_on(
     """A record PostgreSQL refuses for its content must not block every later exchange."""
     trail = AuditTrail(
         tc.store,
-        secret=tc.settings.server_secret(),
+        secret=tc.secret,
         metrics=Metrics(CollectorRegistry()),
         clock=tc.clock,
         status_for=status_for,
@@ -285,5 +285,5 @@ async def test_a_record_the_store_rejects_is_set_aside_and_the_chain_goes_on(
     await trail.record(unfit)
     assert trail.pending == 0
     await trail.ensure_writable()  # not wedged
-    verdict = await verify_chain(tc.store, tc.settings.server_secret())
+    verdict = await verify_chain(tc.store, tc.secret)
     assert verdict.broken is None

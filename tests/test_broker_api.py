@@ -116,16 +116,16 @@ async def test_rule_1_caller_must_be_a_registered_active_endpoint(
 ) -> None:
     bron = await tc.world.school("PO")
     unregistered = await tc.world.school("PO", register_endpoint=False)
-    assert_problem(await open_session(unregistered, bron), 403, "OnbekendAanleverpunt")
+    assert_problem(await open_session(unregistered, bron), 403, "EigenAanleverpuntOnbekend")
 
     doel = await tc.world.school("PO")
     assert (await open_session(doel, bron)).status_code == 201
     await tc.registry.deactivate_endpoint(doel.routeringskenmerk)
-    assert_problem(await open_session(doel, bron), 403, "AanleverpuntNietActief")
+    assert_problem(await open_session(doel, bron), 403, "EigenAanleverpuntNietActief")
 
     other = await tc.world.school("PO")
     await tc.registry.deactivate_school(other.brin)
-    assert_problem(await open_session(other, bron), 403, "AanleverpuntNietActief")
+    assert_problem(await open_session(other, bron), 403, "EigenAanleverpuntNietActief")
 
 
 # --- rule 2: bron known and active ------------------------------------------------------------

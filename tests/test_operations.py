@@ -88,7 +88,9 @@ async def test_1000_exchanges_from_4_clients_on_2_workers_make_one_intact_chain(
     after = audit_verify(workers)
     assert after.returncode == 0, after.stdout + after.stderr
     exchanges = 4 * TRANSFERS_PER_CLIENT * 3
-    assert after.stdout.strip() == f"OK {records_before + exchanges} records"
+    # Each relayed documentRequest has two records: started (before forwarding) and final.
+    relays = 4 * TRANSFERS_PER_CLIENT
+    assert after.stdout.strip() == f"OK {records_before + exchanges + relays} records"
 
     # The supervisor's /metrics adds up both workers.
     async with httpx.AsyncClient(base_url=workers.ops_url) as ops:

@@ -25,7 +25,7 @@ from tests.support.messages import open_session as request_session
 from tests.support.processes import free_port
 from tests.support.server import TrafficCenterUnderTest
 from tests.support.world import Party
-from traffic_center.domain.audit import DOEL_DISCONNECTED, AuditRecord, AuditType
+from traffic_center.domain.audit import DOEL_DISCONNECTED, AuditRecord, AuditType, Phase
 from traffic_center.las.dossier import generated_digest
 
 MB = 1024 * 1024
@@ -126,8 +126,12 @@ async def record_of(tc: TrafficCenterUnderTest, fetched: Fetched) -> AuditRecord
 async def relay_records(
     tc: TrafficCenterUnderTest, sessie_id: str, kind: AuditType = AuditType.DOSSIER
 ) -> list[AuditRecord]:
-    """The session's relay records (not its overdrachtRequest and afmelding)."""
-    return [r for r in await tc.store.audit.for_session(sessie_id) if r.type is kind]
+    """The session's final relay records (not its overdrachtRequest and afmelding)."""
+    return [
+        r
+        for r in await tc.store.audit.for_session(sessie_id)
+        if r.type is kind and r.phase is Phase.FINAL
+    ]
 
 
 async def eventually_recorded(tc: TrafficCenterUnderTest, sessie_id: str) -> list[AuditRecord]:

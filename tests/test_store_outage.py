@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from tests.support.las import LasParty, LasWorld, scenario_key
 from tests.support.messages import open_session
@@ -54,6 +57,17 @@ async def exchanges(scene: Scene) -> list[httpx.Response]:
     ]
 
 
+async def every_answer_logged(logs: list[dict[str, Any]], answers: list[httpx.Response]) -> None:
+    """Each 503 has an error line with its request id, saying whether it is on the record."""
+    deadline = time.monotonic() + 5
+    for answered in (a for a in answers if a.status_code >= 400):
+        request_id = answered.headers["x-request-id"]
+        while not (lines := [x for x in logs if x.get("request_id") == request_id]):
+            assert time.monotonic() < deadline, f"no log line for {answered.request.url}"
+            await asyncio.sleep(0.01)
+        assert any(x["log_level"] == "error" and x["status"] == 503 for x in lines), lines
+
+
 async def ready(tc: TrafficCenterUnderTest) -> int:
     async with httpx.AsyncClient(base_url=tc.ops_url) as ops:
         return (await ops.get("/readyz")).status_code
@@ -70,8 +84,13 @@ async def outage_then_recovery(
     received = len(scene.doel.server.notifications.received)
 
     await make_unavailable()
-    during = await exchanges(scene)
+    with capture_logs() as logs:
+        during = await exchanges(scene)
+        # Not an exchange: it only reads, so it may still answer while writes fail.
+        whoami = await scene.doel.party.new_client().get("/v1/whoami")
+        await every_answer_logged(logs, [*during, whoami])
     assert [r.status_code for r in during] == [503, 503, 503]
+    assert whoami.status_code in (200, 503)
     assert all(r.headers["content-type"] == "application/problem+json" for r in during)
     assert {r.json()["code"] for r in during} <= {"AuditNietBeschikbaar", "OpslagNietBeschikbaar"}
     assert scene.bron.server.counters.snapshot().started == started  # nothing reached a LAS
@@ -80,10 +99,10 @@ async def outage_then_recovery(
 
     await restore()
     after = await exchanges(scene)  # the same process: no restart
-    assert [r.status_code for r in after] == [200, 200, 201]
+    assert [r.status_code for r in after] == [200, 200, 201], after[0].json().get("detail")
     assert scene.bron.server.counters.snapshot().started == started + 1
     assert await ready(scene.tc) == 200
-    verdict = await verify_chain(scene.tc.store, scene.tc.settings.server_secret())
+    verdict = await verify_chain(scene.tc.store, scene.tc.secret)
     assert verdict.broken is None
 
 
@@ -117,7 +136,7 @@ async def test_sqlite_unwritable_refuses_every_exchange_and_recovers(tmp_path: P
         refused = [
             item.record
             async for item in tc.store.audit.walk()
-            if item.record.result == "AuditNietBeschikbaar"
+            if item.record.result in ("AuditNietBeschikbaar", "OpslagNietBeschikbaar")
         ]
         assert len(refused) == 3
         assert all(r.http_status == 503 for r in refused)

@@ -1,16 +1,15 @@
 """Typed settings (env prefix ``TC_``), validated once at start-up; nothing is read at import."""
+# Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from traffic_center.pki.ca import write_private
+from traffic_center.domain.audit import check_strength
 
 SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 DATABASE_FILE = "traffic-center.db"
@@ -38,7 +37,14 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr | None = Field(
         default=None,
-        description="server secret for HMACs; default: TC_HOME/secret.key, created once",
+        description=(
+            "server secret for HMACs and the audit chain: 32+ random bytes as 64+ hex digits or "
+            "43+ base64 characters; default TC_HOME/secret.key, created only for an empty log"
+        ),
+    )
+    previous_secret_keys: str | None = Field(
+        default=None,
+        description="secrets rotated out, comma-separated: `audit verify` checks old records",
     )
 
     upstream_cert: Path | None = Field(
@@ -59,7 +65,7 @@ class Settings(BaseSettings):
 
     session_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     # The design promises a revocation reaches every node within seconds; cap the cache so
-    # no setting can break that promise (issue 2: within 5 s).
+    # no setting can break that promise (docs/rules.md, rule 1: revoked within 5 s).
     revocation_cache_seconds: float = Field(default=2.0, ge=0, le=4)
     rate_limit_sessions_per_minute: int = Field(default=120, ge=1)
     rate_limit_endpoints_per_minute: int = Field(default=30, ge=1)
@@ -67,6 +73,15 @@ class Settings(BaseSettings):
 
     drain_seconds: int = Field(
         default=30, ge=0, le=3600, description="on SIGTERM, how long relays in flight may take"
+    )
+    node_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="how often a node says it is alive (a store write)"
+    )
+    orphan_grace_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="a node silent this long has died: others close its open exchanges",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -83,7 +98,19 @@ class Settings(BaseSettings):
             raise ValueError("set both TC_UPSTREAM_CERT and TC_UPSTREAM_KEY, or neither")
         if self.workers > 1 and ":memory:" in (self.database_url or ""):
             raise ValueError("an in-memory database cannot be shared by several workers")
+        if self.orphan_grace_seconds < 3 * self.node_heartbeat_seconds:
+            raise ValueError(
+                "TC_ORPHAN_GRACE_SECONDS must be at least three heartbeats "
+                "(TC_NODE_HEARTBEAT_SECONDS): a node is not dead after one late beat"
+            )
         return self
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_strength(value.get_secret_value().encode(), origin="TC_SECRET_KEY")
+        return value
 
     # --- derived paths ---------------------------------------------------------------------------
 
@@ -121,16 +148,20 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.home / DATABASE_FILE).resolve()}"
 
-    def server_secret(self) -> bytes:
-        """The HMAC key; created once in TC_HOME when not given, so restarts keep it."""
-        if self.secret_key is not None:
-            return self.secret_key.get_secret_value().encode()
-        path = self.home / SECRET_FILE
-        if not path.exists():
-            # Another worker may create it first; then we read theirs.
-            with contextlib.suppress(FileExistsError):
-                write_private(path, secrets.token_hex(32).encode())
-        return path.read_bytes().strip()
+    @property
+    def secret_file(self) -> Path:
+        return self.home / SECRET_FILE
+
+    def configured_secret(self) -> bytes | None:
+        """TC_SECRET_KEY as given; the file and the chain are consulted by ``audit.keys``."""
+        if self.secret_key is None:
+            return None
+        return self.secret_key.get_secret_value().strip().encode()
+
+    def previous_secrets(self) -> list[bytes]:
+        if not self.previous_secret_keys:
+            return []
+        return [p.strip().encode() for p in self.previous_secret_keys.split(",") if p.strip()]
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prometheus_client import CollectorRegistry
 
 from tests.support.world import World
 from traffic_center.admin.certificates import CertificateAdmin
 from traffic_center.admin.registry import RegistryAdmin
+from traffic_center.admin.sandbox import SandboxBuilder
 from traffic_center.pki.ca import CertificateAuthority
 from traffic_center.server.embedded import ServerThread
 from traffic_center.server.runner import TrafficCenterServer
@@ -56,6 +59,12 @@ class TrafficCenterUnderTest:
         return f"http://127.0.0.1:{self.server.ops.bound_port}"
 
     @property
+    def secret(self) -> bytes:
+        configured = self.settings.configured_secret()
+        assert configured is not None
+        return configured
+
+    @property
     def ca_pem(self) -> Path:
         return self.settings.ca_dir / "ca.pem"
 
@@ -66,14 +75,21 @@ class TrafficCenterUnderTest:
 
 
 async def start_traffic_center(
-    home: Path, database_url: str, **overrides: Any
+    home: Path,
+    database_url: str,
+    *,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    **overrides: Any,
 ) -> TrafficCenterUnderTest:
     defaults: dict[str, Any] = {
         "home": home,
         "database_url": database_url,
         "port": 0,
         "ops_port": 0,
-        "secret_key": "test-secret-" + home.name,
+        "secret_key": secrets.token_hex(32),
+        # Quick heartbeats, so readiness follows the store within a second in tests.
+        "node_heartbeat_seconds": 0.25,
+        "orphan_grace_seconds": 5.0,
         "rate_limit_sessions_per_minute": 100_000,
         "rate_limit_endpoints_per_minute": 100_000,
     }
@@ -81,17 +97,20 @@ async def start_traffic_center(
     clock = AdjustableClock()
     ca = CertificateAuthority.create(settings.ca_dir)
     store = await Store.open(settings.effective_database_url)
-    certificates = CertificateAdmin(ca, store, secret=settings.server_secret(), clock=clock)
-    await certificates.issue_server(hosts=["127.0.0.1", "localhost"], out=home / "server")
-    await certificates.issue_relay(out=home / "relay")
+    secret = settings.configured_secret()
+    assert secret is not None
+    builder = SandboxBuilder(ca, store, secret=secret, clock=clock)
+    await builder.server_certificate(home / "server", hosts=["127.0.0.1", "localhost"])
+    await builder.relay_certificate(home / "relay")
     registry = CollectorRegistry()
-    server = TrafficCenterServer(settings, registry=registry, clock=clock)
+    server = TrafficCenterServer(
+        settings, registry=registry, clock=clock, upstream_transport=upstream_transport
+    )
     thread = ServerThread(server)
     await asyncio.to_thread(thread.start)
     base_url = f"https://127.0.0.1:{server.vendor.bound_port}"
     world = World(
-        certificates=certificates,
-        registry=RegistryAdmin(store, secret=settings.server_secret(), clock=clock),
+        builder=builder,
         base_url=base_url,
         ca_pem=settings.ca_dir / "ca.pem",
         directory=home / "parties",
@@ -100,8 +119,8 @@ async def start_traffic_center(
         settings=settings,
         store=store,
         ca=ca,
-        certificates=certificates,
-        registry=world.registry,
+        certificates=builder.certificates,
+        registry=builder.registry,
         clock=clock,
         thread=thread,
         world=world,

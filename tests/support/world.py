@@ -10,8 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from traffic_center.admin.certificates import CertificateAdmin
-from traffic_center.admin.registry import RegistryAdmin, new_endpoint, new_school
+from traffic_center.admin.sandbox import SandboxBuilder, SandboxSchool
 from traffic_center.pki.inspect import serial_hex
 
 _counter = itertools.count(1)
@@ -71,10 +70,9 @@ class Party:
 
 @dataclass
 class World:
-    """Creates parties on a running Traffic Center through the admin library."""
+    """Creates parties on a running Traffic Center through the admin library's sandbox builder."""
 
-    certificates: CertificateAdmin
-    registry: RegistryAdmin
+    builder: SandboxBuilder
     base_url: str
     ca_pem: Path
     directory: Path
@@ -92,23 +90,18 @@ class World:
     ) -> Party:
         brin = brin or unique_brin()
         routeringskenmerk = unique_routeringskenmerk()
-        if add_school:
-            await self.registry.add_school(
-                new_school(brin=brin, name=f"School {brin}", sector=sector)
-            )
-        if register_endpoint:
-            await self.registry.add_endpoint(
-                new_endpoint(
-                    routeringskenmerk=routeringskenmerk,
-                    brin=brin,
-                    url=url or f"https://las-{brin.lower()}.test/oso",
-                    kind=kind,
-                )
-            )
-        prefix = self.directory / f"party-{routeringskenmerk}"
-        issued = await self.certificates.issue_client(
-            routeringskenmerk=routeringskenmerk, brin=brin, name=f"School {brin}", out=prefix
+        school = SandboxSchool(
+            f"party-{routeringskenmerk}", brin, f"School {brin}", sector, routeringskenmerk, kind
         )
+        await self.builder.register(
+            school,
+            url=url or f"https://las-{brin.lower()}.test/oso",
+            add_school=add_school,
+            add_endpoint=register_endpoint,
+        )
+        prefix = self.directory / school.key
+        issued = await self.builder.client_certificate(school, prefix)
+        assert issued is not None
         party = Party(
             brin=brin,
             routeringskenmerk=routeringskenmerk,

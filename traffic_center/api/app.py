@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
@@ -18,6 +22,8 @@ from traffic_center.api.middleware import MetricsMiddleware
 from traffic_center.api.ops import Lifecycle
 from traffic_center.api.routes import audit, exchanges, identity, las_contract, sessions
 from traffic_center.api.services import Services
+from traffic_center.audit.keys import chain_secret
+from traffic_center.audit.nodes import NodeKeeper
 from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.authenticator import Authenticator
 from traffic_center.broker.service import Broker, BrokerLimits
@@ -25,6 +31,8 @@ from traffic_center.domain.errors import TrafficCenterError, TransferAborted
 from traffic_center.exchanges.base import RelayCollaborators
 from traffic_center.exchanges.dossiers import DossierRelay
 from traffic_center.exchanges.notifications import NotificationRelay
+from traffic_center.exchanges.runner import ExchangeRunner
+from traffic_center.exchanges.service import Exchanges
 from traffic_center.observability.context import RequestIdMiddleware
 from traffic_center.observability.expected_aborts import quiet_expected_aborts
 from traffic_center.observability.metrics import Metrics
@@ -51,26 +59,35 @@ def utc_now() -> dt.datetime:
 def create_app(
     settings: Settings,
     *,
+    store: Store | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
     registry: CollectorRegistry | None = None,
-    clock: Callable[[], dt.datetime] = utc_now,
     lifecycle: Lifecycle | None = None,
 ) -> FastAPI:
+    """The vendor API. Seams for tests: a ``store`` the caller owns (it is not closed here),
+    an httpx ``upstream_transport`` for the relay (e.g. ``httpx.MockTransport``), a ``clock``."""
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    now = clock or utc_now
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = await Store.open(settings.effective_database_url, migrate=settings.run_migrations)
-        try:
-            app.state.services = build_services(settings, store, metrics, clock)
+        async with _opened(store, settings) as opened:
+            secret = await chain_secret(settings.configured_secret(), settings.secret_file, opened)
+            services, keeper = build_services(
+                settings, opened, metrics, now, secret=secret, transport=upstream_transport
+            )
+            app.state.services = services
             if lifecycle is not None:
-                audit = app.state.services.audit
-                lifecycle.audit_pending = lambda: audit.pending
+                lifecycle.audit_writable = lambda: services.audit.writable
+            keeping = asyncio.create_task(keeper.run(), name="node-keeper")
             try:
                 yield
             finally:
-                await app.state.services.aclose()
-        finally:
-            await store.close()
+                keeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeping
+                await services.aclose()
 
     app = FastAPI(
         title="OSO Traffic Center",
@@ -93,15 +110,34 @@ def create_app(
     return app
 
 
+@asynccontextmanager
+async def _opened(given: Store | None, settings: Settings) -> AsyncIterator[Store]:
+    """The caller's store as is, or one of our own, opened and closed here."""
+    if given is not None:
+        yield given
+        return
+    store = await Store.open(settings.effective_database_url, migrate=settings.run_migrations)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 def build_services(
-    settings: Settings, store: Store, metrics: Metrics, clock: Callable[[], dt.datetime]
-) -> Services:
+    settings: Settings,
+    store: Store,
+    metrics: Metrics,
+    clock: Callable[[], dt.datetime],
+    *,
+    secret: bytes,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> tuple[Services, NodeKeeper]:
     authenticator = Authenticator(
         store, cache_seconds=settings.revocation_cache_seconds, clock=clock
     )
     broker = Broker(
         store,
-        secret=settings.server_secret(),
+        secret=secret,
         limits=BrokerLimits(
             session_ttl=dt.timedelta(seconds=settings.session_ttl_seconds),
             sessions_per_minute=settings.rate_limit_sessions_per_minute,
@@ -109,53 +145,67 @@ def build_services(
         ),
         clock=clock,
     )
-    upstream = build_upstream(settings, metrics)
+    upstream = build_upstream(settings, metrics, transport=transport)
     store.database.observe = lambda kind, seconds: metrics.store_latency.labels(kind).observe(
         seconds
     )
-    audit = AuditTrail(
+    node_id = str(uuid.uuid4())
+    trail = AuditTrail(
         store,
-        secret=settings.server_secret(),
+        secret=secret,
         metrics=metrics,
         clock=clock,
         status_for=problems.status_for,
+        node_id=node_id,
     )
-    collaborators = RelayCollaborators(
-        store=store, broker=broker, upstream=upstream, audit=audit, metrics=metrics, clock=clock
+    relays = RelayCollaborators(upstream=upstream, metrics=metrics, clock=clock)
+    exchanges_service = Exchanges(
+        runner=ExchangeRunner(authenticator=authenticator, audit=trail, metrics=metrics),
+        broker=broker,
+        dossiers=DossierRelay(relays, require_release=settings.require_parent_release),
+        notifications=NotificationRelay(relays),
+        store=store,
     )
-    dossiers = DossierRelay(collaborators, require_release=settings.require_parent_release)
-    notifications = NotificationRelay(collaborators)
-    return Services(
-        settings,
+    keeper = NodeKeeper(
         store,
-        authenticator,
-        broker,
-        metrics,
-        clock,
-        upstream,
-        dossiers,
-        notifications,
-        audit,
+        trail,
+        node_id=node_id,
+        heartbeat_seconds=settings.node_heartbeat_seconds,
+        grace_seconds=settings.orphan_grace_seconds,
+        clock=clock,
     )
+    services = Services(settings, store, metrics, clock, upstream, exchanges_service, trail)
+    return services, keeper
 
 
-def build_upstream(settings: Settings, metrics: Metrics) -> UpstreamClient | None:
-    """The relay's client, when this node has a relay certificate; else the relay refuses."""
+def build_upstream(
+    settings: Settings, metrics: Metrics, *, transport: httpx.AsyncBaseTransport | None = None
+) -> UpstreamClient | None:
+    """The relay's client, when this node has a relay certificate (or a test transport);
+    else the relay refuses."""
     cert, key = settings.upstream_cert_path, settings.upstream_key_path
-    if not (cert.is_file() and key.is_file()):
-        log.warning("no relay certificate at %s: dossier and notification relays answer 503", cert)
-        return None
     limits = RelayLimits(
         connect_timeout_seconds=settings.relay_connect_timeout_seconds,
         read_timeout_seconds=settings.relay_read_timeout_seconds,
         max_dossier_bytes=settings.relay_max_dossier_bytes,
         max_in_flight=settings.relay_max_in_flight,
     )
+    user_agent = f"oso-traffic-center/{__version__}"
+    if transport is not None:
+        return UpstreamClient(
+            limits,
+            transport=transport,
+            user_agent=user_agent,
+            on_in_flight=metrics.relays_in_flight.set,
+        )
+    if not (cert.is_file() and key.is_file()):
+        log.warning("no relay certificate at %s: dossier and notification relays answer 503", cert)
+        return None
     context = upstream_ssl_context(cert=cert, key=key, trust=settings.upstream_trust_path)
     return UpstreamClient(
         limits,
         ssl_context=context,
-        user_agent=f"oso-traffic-center/{__version__}",
+        user_agent=user_agent,
         on_in_flight=metrics.relays_in_flight.set,
     )
 

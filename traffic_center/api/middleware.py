@@ -6,6 +6,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from traffic_center.observability.context import method_label
 from traffic_center.observability.metrics import Metrics
 
 
@@ -34,7 +35,7 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
+            method = method_label(scope["method"])
             self.metrics.http_requests.labels(template, method, str(status)).inc()
             self.metrics.http_request_duration.labels(template, method).observe(
                 time.perf_counter() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 from collections.abc import AsyncIterator, Callable
@@ -18,17 +19,23 @@ from traffic_center.domain.errors import TrafficCenterError
 from traffic_center.settings import Settings
 from traffic_center.store.store import Store
 
+# A probe answers within this, whatever the store does.
+PROBE_SECONDS = 2.0
+
 
 @dataclass(slots=True)
 class Lifecycle:
     """Shared by the server runner, the vendor app and the ops app of one process.
 
-    ``draining`` makes /readyz say 503 at once on SIGTERM; ``audit_pending`` (set by the
-    vendor app) counts audit records still waiting for the store.
+    ``draining`` makes /readyz say 503 at once on SIGTERM; ``audit_writable`` (set by the
+    vendor app) is the audit trail's own verdict from its last write: False from a failed
+    write until one succeeds again (the heartbeat retries every few seconds). Records merely
+    being written do not count: a node is not unready because it is busy. Without a vendor
+    app in the process (the supervisor of ``--workers``), readiness proves a write itself.
     """
 
     draining: bool = False
-    audit_pending: Callable[[], int] = lambda: 0
+    audit_writable: Callable[[], bool] | None = None
 
 
 def create_ops_app(
@@ -104,20 +111,22 @@ def _worker_registry(registry: CollectorRegistry) -> CollectorRegistry:
 
 
 async def _store_ok(store: Store) -> bool:
+    """A read, bounded: a store that does not answer within seconds is not ready."""
     try:
-        await store.database.ping()
-    except TrafficCenterError:
+        await asyncio.wait_for(store.database.ping(), PROBE_SECONDS)
+    except (TrafficCenterError, TimeoutError):
         return False
     return True
 
 
 async def _audit_writable(store: Store, lifecycle: Lifecycle, now: dt.datetime) -> bool:
-    """A real write, as every exchange does first; and no records waiting from earlier."""
+    if lifecycle.audit_writable is not None:
+        return lifecycle.audit_writable()
     try:
-        await store.audit.probe_write(now)
-    except TrafficCenterError:
+        await asyncio.wait_for(store.audit.probe_write(now, secret=None), PROBE_SECONDS)
+    except (TrafficCenterError, TimeoutError):
         return False
-    return lifecycle.audit_pending() == 0
+    return True
 
 
 async def _soonest_expiry(store: Store, now: dt.datetime) -> dt.datetime | None:

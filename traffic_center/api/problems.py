@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from traffic_center.domain import errors as e
+from traffic_center.observability.context import note_answer_code
+from traffic_center.observability.logging import raised_at
+
+log = structlog.get_logger("traffic_center.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://traffic-center.oso/problems/"
@@ -58,6 +63,7 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.SessieAfwijkend: 409,
     e.SessieReedsAfgemeld: 409,
     e.SessieVerlopen: 410,
+    e.ResultNotWitnessed: 409,
     e.NotificationNotRequested: 403,
     e.BronAnswer: 409,
     e.DossierNietGevonden: 404,
@@ -68,6 +74,8 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.RateLimited: 429,
     e.StoreUnavailable: 503,
     e.AuditUnavailable: 503,
+    e.AuditKeyMismatch: 503,
+    e.InternalError: 500,
     e.RelayError: 502,
     e.RelayNotConfigured: 503,
     e.RelayBusy: 503,
@@ -82,6 +90,8 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.CaMissing: 503,
     e.InvalidCsr: 400,
     e.InvalidValidity: 400,
+    e.SecretMissing: 400,
+    e.WeakSecret: 400,
 }
 
 
@@ -92,6 +102,7 @@ def status_for(error: type[e.TrafficCenterError]) -> int:
 def problem(
     status: int, *, code: str, title: str, detail: str | None = None, **extra: Any
 ) -> JSONResponse:
+    note_answer_code(code)
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + code,
         "title": title,
@@ -149,6 +160,11 @@ async def handle_http_error(_request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-async def handle_unexpected_error(_request: Request, _exc: Exception) -> JSONResponse:
-    # Never a stack trace to the client; the log has it.
-    return problem(500, code="InterneFout", title="Internal error; nothing was changed")
+async def handle_unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    """Outside an exchange (inside one, the runner turns it into InternalError and records it).
+
+    Never a stack trace to the client; the log names the exception's type and where it was
+    raised, not its message (which could quote a payload).
+    """
+    log.error("unexpected_error", error=type(exc).__name__, where=raised_at(exc))
+    return problem(500, code=e.InternalError.code, title=e.InternalError.title)

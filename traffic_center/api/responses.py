@@ -18,8 +18,14 @@ CALLER_ERRORS: tuple[type[e.TrafficCenterError], ...] = (
     e.StoreUnavailable,
 )
 REGISTERED_CALLER_ERRORS = (*CALLER_ERRORS, e.EndpointNotRegistered, e.EndpointInactive)
-# Every exchange is refused when it cannot be recorded (fail closed).
-EXCHANGE_ERRORS = (*REGISTERED_CALLER_ERRORS, e.AuditUnavailable)
+# Every exchange is refused when it cannot be recorded (fail closed), and any can fail
+# unexpectedly (recorded, 500).
+EXCHANGE_ERRORS = (
+    *REGISTERED_CALLER_ERRORS,
+    e.AuditUnavailable,
+    e.AuditKeyMismatch,
+    e.InternalError,
+)
 
 
 def problem_responses(*classes: type[e.TrafficCenterError]) -> dict[int | str, dict[str, Any]]:

@@ -7,9 +7,11 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from traffic_center.domain.results import closing_results_best_first
+
 # Patterns are documentation for vendors; the domain validates, so errors carry stable codes.
 BRIN: JsonDict = {"pattern": "^[0-9]{2}[A-Z]{2}$", "examples": ["12AB"]}
-ROUTERINGSKENMERK: JsonDict = {"pattern": "^[0-9]{20}$", "examples": ["0000000700012AB00001"]}
+ROUTERINGSKENMERK: JsonDict = {"pattern": "^[0-9]{20}$", "examples": ["00000007000012000001"]}
 ZOEKSLEUTEL: JsonDict = {"pattern": "^[A-Za-z0-9_\\-+/=]{16,128}$"}
 
 
@@ -82,7 +84,17 @@ class SessionValid(BaseModel):
 class SessionCloseBody(Body):
     """afmeldingRequest: the doel closes the session with its best result."""
 
-    resultaat: str = Field(max_length=64)
+    resultaat: str = Field(
+        max_length=64,
+        description=(
+            "the best result over the bron endpoints asked. `OverdrachtGeslaagd` only after a "
+            "complete dossier through the Traffic Center in this session (or, peer to peer, "
+            "after the bron checked the session); a relay failure (`AanleverpuntOnbereikbaar`, "
+            "`AanleverpuntTijdslimiet`, `OngeldigAntwoordAanleverpunt`, `DossierTeGroot`, a "
+            "truncated stream) closes as `OverdrachtMislukt`"
+        ),
+        json_schema_extra={"enum": [code.value for code in closing_results_best_first()]},
+    )
     routeringskenmerk: str = Field(max_length=40, json_schema_extra=ROUTERINGSKENMERK)
 
 
@@ -164,9 +176,17 @@ class AuditRecordOut(BaseModel):
 
     id: int
     type: str
-    transaction_id: str
+    transactie_id: str
+    phase: str = Field(
+        description=(
+            "relays and notifications have two records: `started` before a byte was "
+            "forwarded and `final` with the outcome; a started one whose node died is closed "
+            "by another node with resultaat `Onvolledig`"
+        ),
+        json_schema_extra={"enum": ["started", "final"]},
+    )
     recorded_at: dt.datetime
-    result: str
+    resultaat: str
     http_status: int | None
     request_id: str | None
     caller_serial: str | None
@@ -183,6 +203,7 @@ class AuditRecordOut(BaseModel):
     response_out: dt.datetime | None
     size_bytes: int | None
     sha256: str | None
+    key_id: str | None = Field(description="id of the key the record's hash is made with")
     prev_hash: str
     hash: str
 

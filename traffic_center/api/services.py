@@ -7,10 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from traffic_center.audit.trail import AuditTrail
-from traffic_center.broker.authenticator import Authenticator
-from traffic_center.broker.service import Broker
-from traffic_center.exchanges.dossiers import DossierRelay
-from traffic_center.exchanges.notifications import NotificationRelay
+from traffic_center.exchanges.service import Exchanges
 from traffic_center.observability.metrics import Metrics
 from traffic_center.relay.upstream import UpstreamClient
 from traffic_center.settings import Settings
@@ -21,13 +18,10 @@ from traffic_center.store.store import Store
 class Services:
     settings: Settings
     store: Store
-    authenticator: Authenticator
-    broker: Broker
     metrics: Metrics
     clock: Callable[[], dt.datetime]
     upstream: UpstreamClient | None
-    dossiers: DossierRelay
-    notifications: NotificationRelay
+    exchanges: Exchanges
     audit: AuditTrail
 
     async def aclose(self) -> None:

@@ -27,7 +27,9 @@ class AdminAudit:
     async def ensure_writable(self) -> None:
         """Fail closed: no change without a record; prove the log writable before changing."""
         try:
-            await self._store.audit.probe_write(self._clock())
+            await self._store.audit.probe_write(self._clock(), secret=self._secret)
+        except AuditUnavailable:
+            raise
         except StoreUnavailable as exc:
             raise AuditUnavailable(exc.detail) from exc
 

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
-from traffic_center.domain.audit import AuditRecord, AuditType
+from traffic_center.domain.audit import AuditRecord, AuditType, Phase
 from traffic_center.domain.las_contract import (
     SESSION_HEADER,
     TRACEPARENT_HEADER,
@@ -22,6 +22,7 @@ class AuditEntry:
     caller_serial: str | None
     request_in: dt.datetime
     request_id: str | None = None
+    node_id: str | None = None
     transaction_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     subject: str | None = None
     sessie_id: str | None = None
@@ -55,12 +56,21 @@ class AuditEntry:
         }
 
     def outcome(
-        self, result: str, *, http_status: int | None, response_out: dt.datetime
+        self,
+        result: str,
+        *,
+        http_status: int | None,
+        response_out: dt.datetime | None,
+        recorded_at: dt.datetime | None = None,
+        phase: Phase = Phase.FINAL,
     ) -> AuditRecord:
+        """The record of this exchange as it stands; a started record has no response_out."""
+        at = recorded_at or response_out
+        assert at is not None
         return AuditRecord(
             type=self.type,
             transaction_id=self.transaction_id,
-            recorded_at=response_out,
+            recorded_at=at,
             result=result,
             http_status=http_status,
             request_id=self.request_id,
@@ -78,4 +88,6 @@ class AuditEntry:
             response_out=response_out,
             size_bytes=self.size_bytes,
             sha256=self.sha256,
+            phase=phase,
+            node_id=self.node_id,
         )

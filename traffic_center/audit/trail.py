@@ -1,11 +1,13 @@
 """Recording exchanges: fail closed before, never lose a record after.
 
-Before an exchange does anything another party would see, ``ensure_writable`` proves the log
-can be written *now* (a real write in the store); if not, the exchange is refused with 503
-``AuditNietBeschikbaar`` and nothing is forwarded. Once the outcome is known the record is
-appended to the chain. If the store fails in between (the dossier was already streamed), the
-record waits in this node's outbox and is appended, in order, before anything else once the
-store answers again; until then the node reports itself not ready.
+Before an exchange does anything another party would see, the log must be provably writable
+*now*: a relay or notification appends its *started* record (that write is the proof), any
+other exchange proves it with ``ensure_writable`` (a real write in the store). If that fails
+the exchange is refused with 503 ``AuditNietBeschikbaar`` and nothing is forwarded. Once the
+outcome is known the *final* record is appended. If the store fails in between (the dossier
+was already streamed), the record waits in this node's outbox and is appended, in order,
+before anything else once the store answers again (the node's heartbeat retries it); until
+then the node reports the log as failing, and so itself as not ready.
 """
 
 from __future__ import annotations
@@ -13,15 +15,20 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import structlog
 
 from traffic_center.audit.entry import AuditEntry
-from traffic_center.domain.audit import AuditRecord, AuditType
-from traffic_center.domain.errors import AuditUnavailable, StoreUnavailable, TrafficCenterError
-from traffic_center.observability.context import current_request_id
+from traffic_center.domain.audit import STARTED, AuditRecord, AuditType, Phase
+from traffic_center.domain.errors import (
+    AuditKeyMismatch,
+    AuditUnavailable,
+    StoreUnavailable,
+    TrafficCenterError,
+)
+from traffic_center.observability.context import current_request_id, note_answer_logged
 from traffic_center.observability.metrics import Metrics
 from traffic_center.store.store import Store
 
@@ -40,22 +47,42 @@ class AuditTrail:
         metrics: Metrics,
         clock: Callable[[], dt.datetime],
         status_for: Callable[[type[TrafficCenterError]], int],
+        node_id: str | None = None,
     ) -> None:
         self._store = store
         self._secret = secret
         self._metrics = metrics
         self._clock = clock
         self._status_for = status_for
+        self.node_id = node_id
         self._pending: collections.deque[AuditRecord] = collections.deque()
         self._lock = anyio.Lock()
+        # The last write's verdict: readiness reads it, so a probe never waits on the store.
+        self._failing = False
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def writable(self) -> bool:
+        """False from a failed write until a write succeeds again (readiness)."""
+        return not self._failing
+
+    def note_write(self, *, ok: bool) -> None:
+        """Told by other writes of this node (the heartbeat) whether the store took them."""
+        if ok and not self._pending:
+            self._failing = False
+        elif not ok:
+            self._failing = True
+
     def begin(self, type: AuditType, *, caller_serial: str | None) -> AuditEntry:
         return AuditEntry(
-            type, caller_serial, request_in=self._clock(), request_id=current_request_id()
+            type,
+            caller_serial,
+            request_in=self._clock(),
+            request_id=current_request_id(),
+            node_id=self.node_id,
         )
 
     async def ensure_writable(self) -> None:
@@ -64,10 +91,39 @@ class AuditTrail:
             await self._flush()
             if self._pending:
                 raise StoreUnavailable("earlier audit records are still waiting")
-            await self._store.audit.probe_write(self._clock())
+            await _once_more_if_unavailable(
+                lambda: self._store.audit.probe_write(self._clock(), secret=self._secret)
+            )
         except StoreUnavailable as exc:
-            self._metrics.audit_write_failures.inc()
+            self._write_failed()
+            if isinstance(exc, AuditUnavailable):
+                raise
             raise AuditUnavailable(exc.detail) from exc
+
+    async def started(self, entry: AuditEntry) -> None:
+        """The first phase of a relayed exchange, written before a byte is forwarded.
+
+        This write is the fail-closed proof: if it fails, nothing is forwarded (503).
+        """
+        entry.forwarded_at = self._clock()
+        record = entry.outcome(
+            STARTED,
+            http_status=None,
+            response_out=None,
+            recorded_at=entry.forwarded_at,
+            phase=Phase.STARTED,
+        )
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._flush()
+                if self._pending:
+                    raise StoreUnavailable("earlier audit records are still waiting")
+                await self._append(record)
+            except StoreUnavailable as exc:
+                self._write_failed()
+                if isinstance(exc, AuditUnavailable):
+                    raise
+                raise AuditUnavailable(exc.detail) from exc
 
     async def finished(
         self, entry: AuditEntry, result: str, *, http_status: int | None
@@ -77,24 +133,45 @@ class AuditTrail:
         await self.record(record)
         return record
 
-    async def failed(self, entry: AuditEntry, error: TrafficCenterError) -> None:
-        await self.finished(entry, error.code, http_status=self._status_for(type(error)))
+    async def failed(self, entry: AuditEntry, error: TrafficCenterError) -> AuditRecord:
+        return await self.finished(entry, error.code, http_status=self._status_for(type(error)))
 
     async def record(self, record: AuditRecord) -> None:
         """Append, or keep for later; never raises: by now the caller has its answer."""
-        self._metrics.exchanges.labels(type=record.type.value, result=record.result).inc()
-        _log_line(record)
+        if record.phase is Phase.FINAL:
+            self._metrics.exchanges.labels(type=record.type.value, result=record.result).inc()
         # Shielded: a doel that hung up cancels its request, but the record must still land.
         with anyio.CancelScope(shield=True):
             if len(self._pending) < MAX_PENDING:
                 self._pending.append(record)
             else:
                 log.error("audit_outbox_full", dropped_transaction=record.transaction_id)
+            why_not = None
             try:
                 await self._flush()
-            except StoreUnavailable:
-                self._metrics.audit_write_failures.inc()
-                log.error("audit_write_failed", pending=len(self._pending))
+            except StoreUnavailable as exc:
+                self._write_failed()
+                why_not = exc.code
+                log.error("audit_write_failed", pending=len(self._pending), code=exc.code)
+        _log_line(record, unrecorded_because=why_not)
+
+    async def flush_pending(self) -> None:
+        """Retry the outbox (the heartbeat calls this); clears the failing state on success."""
+        try:
+            await self._flush()
+        except StoreUnavailable:
+            self._write_failed()
+            return
+        self.note_write(ok=True)
+
+    async def _append(self, record: AuditRecord) -> None:
+        await _once_more_if_unavailable(
+            lambda: self._store.audit.append(record, secret=self._secret)
+        )
+
+    def _write_failed(self) -> None:
+        self._failing = True
+        self._metrics.audit_write_failures.inc()
 
     async def _flush(self) -> None:
         """Append waiting records in order; StoreUnavailable leaves the rest waiting.
@@ -106,7 +183,7 @@ class AuditTrail:
             while self._pending:
                 record = self._pending[0]
                 try:
-                    await self._store.audit.append(record, secret=self._secret)
+                    await self._append(record)
                 except StoreUnavailable:
                     raise
                 except Exception as exc:
@@ -118,6 +195,7 @@ class AuditTrail:
                         error=type(exc).__name__,
                     )
                 self._pending.popleft()
+            self._failing = False
 
     async def close(self) -> None:
         """At shutdown: one last try; what still cannot be written is named in the log."""
@@ -127,22 +205,49 @@ class AuditTrail:
             log.error("audit_record_lost_at_shutdown", transaction_id=record.transaction_id)
 
 
-def _log_line(record: AuditRecord) -> None:
-    """The one canonical log line per exchange, when its outcome is known. Metadata only."""
-    log.info(
+async def _once_more_if_unavailable(write: Callable[[], Awaitable[None]]) -> None:
+    """A failed write is tried once more, on a fresh connection: the store drops a connection
+    that failed, and one broken by an outage that has just ended (SQLite's "disk I/O error"
+    after its file was unwritable) should not cost an exchange. An append is idempotent."""
+    try:
+        await write()
+    except AuditKeyMismatch:
+        raise
+    except StoreUnavailable:
+        await write()
+
+
+def _log_line(record: AuditRecord, *, unrecorded_because: str | None) -> None:
+    """The one canonical log line per exchange, when its outcome is known. Metadata only.
+
+    Its level pages by outcome: an answer of 500 or more, or a record the store did not take,
+    is an error; a refused certificate a warning; everything else info.
+    """
+    note_answer_logged()
+    status = record.http_status
+    if unrecorded_because is not None or (status is not None and status >= 500):
+        emit = log.error
+    elif record.type is AuditType.REFUSED_CALLER:
+        emit = log.warning
+    else:
+        emit = log.info
+    emit(
         "exchange",
         type=record.type.value,
         result=record.result,
-        status=record.http_status,
+        status=status,
         transaction_id=record.transaction_id,
         request_id=record.request_id,
         sessie_id=record.sessie_id,
         doel=record.doel_routeringskenmerk,
         bron=record.bron_routeringskenmerk,
+        caller_serial=record.caller_serial,
         upstream_status=record.upstream_status,
         bytes=record.size_bytes,
         sha256=record.sha256,
         duration_ms=_duration_ms(record),
+        recorded=unrecorded_because is None,
+        unrecorded_because=unrecorded_because,
     )
 
 

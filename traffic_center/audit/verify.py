@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from traffic_center.domain.audit import ChainBreak, ChainVerifier
+from traffic_center.domain.audit import ChainBreak, ChainVerifier, KeyRing
 from traffic_center.store.store import Store
 
 PROGRESS_EVERY = 100_000
@@ -18,11 +18,11 @@ class Verdict:
 
 
 async def verify_chain(
-    store: Store, secret: bytes, *, progress: Callable[[int], None] | None = None
+    store: Store, keys: KeyRing | bytes, *, progress: Callable[[int], None] | None = None
 ) -> Verdict:
     """The first break in the chain, if any; ``progress`` hears the count now and then."""
     head = await store.audit.head()
-    verifier = ChainVerifier(secret)
+    verifier = ChainVerifier(keys)
     # Up to the head read first: records appended while we walk are for the next verify.
     async for item in store.audit.walk(up_to_id=head.last_id):
         broken = verifier.feed(item)

@@ -5,6 +5,7 @@ know: that the certificate is in the inventory, is not revoked, and is for clien
 The cache is short so a revocation reaches every worker and node within seconds, also on
 keep-alive connections opened before it.
 """
+# Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
 

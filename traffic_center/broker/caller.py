@@ -1,4 +1,5 @@
 """Who is calling: the identity the certificate proves, bound to a registered endpoint."""
+# Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""The broker: grants, checks and closes sessions, and answers the endpoint overview."""
+"""The broker: decides every exchange. Grants, checks and closes sessions, answers the endpoint
+overview, and authorises each relay, returning an authorised value the relay acts on.
+
+Nobody else reads the store to re-check a rule: the relays get what they may act on from here.
+The rules are numbered as in docs/rules.md.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +14,22 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from traffic_center.broker.caller import Caller
 from traffic_center.domain.errors import (
+    AanleverpuntNietActief,
+    NotificationNotRequested,
     OnbekendAanleverpunt,
     RateLimited,
+    ResultNotWitnessed,
     SearchKeyAmbiguous,
+    SessieAfwijkend,
     SessieReedsAfgemeld,
     SessionNotFound,
     WrongRole,
 )
 from traffic_center.domain.identifiers import (
-    EndpointKind,
     parse_brin,
     parse_endpoint_kind,
     parse_koppelsleutel,
@@ -30,11 +39,18 @@ from traffic_center.domain.identifiers import (
     parse_zoeksleutel,
     refuse_clear_pupil_numbers,
 )
-from traffic_center.domain.models import Endpoint, Session, SessionState
-from traffic_center.domain.results import parse_closing_result
-from traffic_center.domain.rules import GrantRequest, bron_endpoints_for
+from traffic_center.domain.models import Endpoint, School, Session, SessionState
+from traffic_center.domain.results import ResultCode, parse_closing_result
+from traffic_center.domain.rules import GrantRequest, bron_endpoints_for, is_bron_endpoint
 from traffic_center.domain.sessions import SessionCheck, close, ensure_open, verify_check
 from traffic_center.store.store import Store
+
+
+class PartyNote(Protocol):
+    """Told the session as soon as it is known to be the caller's, so a refusal after that
+    point is still recorded against the session and its parties (the audit entry)."""
+
+    def concerns(self, session: Session, *, bron_routeringskenmerk: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +86,40 @@ class GrantedSession:
     session: Session
     bron_endpoints: Sequence[Endpoint]
     replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DossierRequest:
+    """documentRequest as the doel sends it."""
+
+    routeringskenmerk: str
+    zoeksleutel: str
+    aanvraagdatum: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorisedDossier:
+    """A documentRequest the broker allowed: the relay forwards it to ``endpoint``."""
+
+    session: Session
+    endpoint: Endpoint
+    bron_school: School
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRequest:
+    """meldenNotificatieRequest as the bron sends it."""
+
+    sessie_id: str
+    doel_routeringskenmerk: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorisedNotification:
+    """A notification the broker allowed: the relay delivers it to ``doel_endpoint``."""
+
+    session: Session
+    doel_endpoint: Endpoint
 
 
 class Broker:
@@ -113,7 +163,12 @@ class Broker:
     # --- overdrachtRequest --------------------------------------------------------------------
 
     async def grant(
-        self, caller: Caller, request: SessionRequest, *, idempotency_key: str | None
+        self,
+        caller: Caller,
+        request: SessionRequest,
+        *,
+        idempotency_key: str | None,
+        note: PartyNote,
     ) -> GrantedSession:
         refuse_clear_pupil_numbers([*vars_of(request), ("Idempotency-Key", idempotency_key)])
         search_key_hmac = self._search_key_hmac(request)
@@ -154,14 +209,18 @@ class Broker:
             idempotency_key=idempotency_key,
             fingerprint=self._fingerprint(request),
         )
+        note.concerns(session)
         return GrantedSession(session, bron_endpoints, replayed=not created)
 
     # --- sessiecontroleRequest ----------------------------------------------------------------
 
-    async def check(self, caller: Caller, sessie_id: str, request: CheckRequest) -> Session:
+    async def check(
+        self, caller: Caller, sessie_id: str, request: CheckRequest, *, note: PartyNote
+    ) -> Session:
         refuse_clear_pupil_numbers(vars_of(request))
         session = await self._visible_session(caller, sessie_id)
-        if not self.is_bron(caller, session):
+        note.concerns(session, bron_routeringskenmerk=caller.routeringskenmerk)
+        if not is_bron_endpoint(session, caller.endpoint):
             raise WrongRole("only the bron of the session checks it")
         check = SessionCheck(
             bron_brin=caller.brin,
@@ -169,7 +228,7 @@ class Broker:
             doel_brin=parse_brin(request.doel_brin),
             doel_routeringskenmerk=parse_routeringskenmerk(request.doel_routeringskenmerk),
             overdrachtsoort=parse_overdrachtsoort(request.overdrachtsoort),
-            search_key_hmac=self.keyed_hash("zoeksleutel", parse_zoeksleutel(request.zoeksleutel)),
+            search_key_hmac=self._keyed_hash("zoeksleutel", parse_zoeksleutel(request.zoeksleutel)),
         )
         checked = verify_check(session, check, self._clock())
         if session.state is SessionState.GRANTED and not await self._store.sessions.transition(
@@ -181,12 +240,19 @@ class Broker:
     # --- afmeldingRequest ---------------------------------------------------------------------
 
     async def close(
-        self, caller: Caller, sessie_id: str, *, resultaat: str, routeringskenmerk: str
+        self,
+        caller: Caller,
+        sessie_id: str,
+        *,
+        resultaat: str,
+        routeringskenmerk: str,
+        note: PartyNote,
     ) -> Session:
         refuse_clear_pupil_numbers(
             [("resultaat", resultaat), ("routeringskenmerk", routeringskenmerk)]
         )
         session = await self._visible_session(caller, sessie_id)
+        note.concerns(session)
         if session.doel_routeringskenmerk != caller.routeringskenmerk:
             raise WrongRole("only the doel of the session closes it")
         result = parse_closing_result(resultaat)
@@ -194,56 +260,114 @@ class Broker:
         # close() refuses a closed or expired session before the endpoint is looked at.
         closed = close(session, result=result, routeringskenmerk=result_endpoint, now=self._clock())
         await self._ensure_bron_endpoint(session, result_endpoint)
+        note.concerns(session, bron_routeringskenmerk=result_endpoint)
+        if result is ResultCode.OVERDRACHT_GESLAAGD and not await self._saw_delivery(session):
+            raise ResultNotWitnessed()
         if not await self._store.sessions.transition(closed):
             await self._raise_closed(sessie_id)
         return closed
 
-    # --- for the relay ------------------------------------------------------------------------
+    # --- the relays: documentRequest and meldenNotificatie ------------------------------------
 
-    async def session_for(self, caller: Caller, sessie_id: str) -> Session:
-        """The session as the caller may see it; 404 for anyone who is not a party."""
-        return await self._visible_session(caller, sessie_id)
+    async def authorise_dossier(
+        self, caller: Caller, sessie_id: str, request: DossierRequest, *, note: PartyNote
+    ) -> AuthorisedDossier:
+        """The relay is its own session check: doel, open session, zoeksleutel, bron endpoint."""
+        refuse_clear_pupil_numbers(
+            [("routeringskenmerk", request.routeringskenmerk), ("zoeksleutel", request.zoeksleutel)]
+        )
+        routeringskenmerk = parse_routeringskenmerk(request.routeringskenmerk)
+        zoeksleutel = parse_zoeksleutel(request.zoeksleutel)
+        session = await self._visible_session(caller, sessie_id)
+        # The bron endpoint the doel named is recorded only once it is known to be the bron's:
+        # else any school could be named, and would then read this transfer in GET /v1/audit.
+        note.concerns(session)
+        if session.doel_routeringskenmerk != caller.routeringskenmerk:
+            raise WrongRole("only the doel of the session asks for its dossier")
+        ensure_open(session, self._clock())
+        expected = self._keyed_hash("zoeksleutel", zoeksleutel)
+        if not hmac.compare_digest(expected, session.search_key_hmac):
+            raise SessieAfwijkend("the zoeksleutel is not the session's")
+        found = await self._store.registry.endpoint_with_school(routeringskenmerk)
+        if found is None or not is_bron_endpoint(session, found[0]):
+            raise OnbekendAanleverpunt(f"{routeringskenmerk} is not an endpoint of the bron")
+        endpoint, bron_school = found
+        note.concerns(session, bron_routeringskenmerk=endpoint.routeringskenmerk)
+        if not (endpoint.active and bron_school.active):
+            raise AanleverpuntNietActief(f"{routeringskenmerk} is not active")
+        return AuthorisedDossier(session, endpoint, bron_school)
 
-    def keyed_hash(self, label: str, value: str) -> str:
+    async def authorise_notification(
+        self, caller: Caller, request: NotificationRequest, *, note: PartyNote
+    ) -> AuthorisedNotification:
+        """Rule 6: only to the doel endpoint that asked this bron, in that very session.
+
+        The session may have been closed since (typically with DossierNogNietGereed): that is
+        the point of a notification.
+        """
+        # A sessie_id is a UUID (parsed below); only the free-text field can hide a number.
+        refuse_clear_pupil_numbers([("doel_routeringskenmerk", request.doel_routeringskenmerk)])
+        doel_routeringskenmerk = parse_routeringskenmerk(request.doel_routeringskenmerk)
+        session = await self._store.sessions.get(parse_sessie_id(request.sessie_id))
+        if session is None or not is_bron_endpoint(session, caller.endpoint):
+            raise SessionNotFound()  # rule 4: not yours, so it does not exist
+        note.concerns(session, bron_routeringskenmerk=caller.routeringskenmerk)
+        if session.doel_routeringskenmerk != doel_routeringskenmerk:
+            raise NotificationNotRequested(
+                f"{doel_routeringskenmerk} did not ask for a dossier in session {session.sessie_id}"
+            )
+        found = await self._store.registry.endpoint_with_school(doel_routeringskenmerk)
+        if found is None or not (found[0].active and found[1].active):
+            raise AanleverpuntNietActief(
+                f"the doel endpoint {doel_routeringskenmerk} is not active"
+            )
+        return AuthorisedNotification(session, found[0])
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _keyed_hash(self, label: str, value: str) -> str:
         """Rule 7: the search key is kept only as an HMAC under the server secret."""
         message = f"{label}:{value}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
-
-    # --- helpers ------------------------------------------------------------------------------
 
     def _search_key_hmac(self, request: SessionRequest) -> str:
         if (request.zoeksleutel is None) == (request.koppelsleutel is None):
             raise SearchKeyAmbiguous()
         if request.zoeksleutel is not None:
-            return self.keyed_hash("zoeksleutel", parse_zoeksleutel(request.zoeksleutel))
+            return self._keyed_hash("zoeksleutel", parse_zoeksleutel(request.zoeksleutel))
         assert request.koppelsleutel is not None
-        return self.keyed_hash("koppelsleutel", parse_koppelsleutel(request.koppelsleutel))
+        return self._keyed_hash("koppelsleutel", parse_koppelsleutel(request.koppelsleutel))
 
     def _fingerprint(self, request: SessionRequest) -> str:
         # Keyed, because the request holds the zoeksleutel.
         canonical = json.dumps(asdict(request), sort_keys=True)
-        return self.keyed_hash("request", canonical)
+        return self._keyed_hash("request", canonical)
 
     async def _visible_session(self, caller: Caller, sessie_id: str) -> Session:
         session = await self._store.sessions.get(parse_sessie_id(sessie_id))
         if session is None or not (
             session.doel_routeringskenmerk == caller.routeringskenmerk
-            or self.is_bron(caller, session)
+            or is_bron_endpoint(session, caller.endpoint)
         ):
-            # Design rule 4: to anyone else the session does not exist; no hint either way.
+            # Rule 4: to anyone else the session does not exist; no hint either way.
             raise SessionNotFound()
         return session
 
-    @staticmethod
-    def is_bron(caller: Caller, session: Session) -> bool:
-        if session.bron_routeringskenmerk is not None:
-            return session.bron_routeringskenmerk == caller.routeringskenmerk
-        return session.bron_brin == caller.brin and caller.endpoint.kind is EndpointKind.OV
-
     async def _ensure_bron_endpoint(self, session: Session, routeringskenmerk: str) -> None:
         endpoint = await self._store.registry.get_endpoint(routeringskenmerk)
-        if endpoint is None or endpoint.brin != session.bron_brin:
+        if endpoint is None or not is_bron_endpoint(session, endpoint):
             raise OnbekendAanleverpunt(f"{routeringskenmerk} is not an endpoint of the bron")
+
+    async def _saw_delivery(self, session: Session) -> bool:
+        """ "Closing a session" (docs/rules.md): OverdrachtGeslaagd only where the TC relayed a
+        complete dossier in this session, or, peer to peer, where the bron checked the session
+        and nothing was relayed in it (then the TC cannot see the transfer itself)."""
+        audit = self._store.audit
+        if await audit.delivered_in(session.sessie_id):
+            return True
+        return session.state is SessionState.CHECKED and not await audit.relayed_in(
+            session.sessie_id
+        )
 
     async def _raise_closed(self, sessie_id: str) -> None:
         """Lost a race with another node: report what the session became."""

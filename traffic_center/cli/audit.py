@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from traffic_center.audit.admin import AdminAudit
+from traffic_center.audit.keys import key_ring
 from traffic_center.audit.verify import verify_chain
-from traffic_center.cli.context import open_store, say, settings_from
-from traffic_center.domain.audit import ChainedRecord
+from traffic_center.cli.context import open_signed_store, open_store, say, settings_from, utc_now
+from traffic_center.domain.audit import AuditType, ChainedRecord, check_strength, key_id
 from traffic_center.domain.errors import InvalidInput
 
 EXIT_BROKEN = 1
@@ -23,6 +25,23 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     verbs = audit.add_subparsers(dest="verb", required=True, metavar="VERB")
     verify = verbs.add_parser("verify", help="walk the chain: OK, or the first broken record")
     verify.set_defaults(handler=verify_command)
+    rotate = verbs.add_parser(
+        "rotate-key",
+        help="hand the chain to a new secret: an audited record, signed by the current one",
+        description=(
+            "Appends a sleutelGewisseld record signed with the current TC_SECRET_KEY that names "
+            "the new key's id; from then on only the new secret may write. Then give every node "
+            "and the CLI the new TC_SECRET_KEY and keep the old one in TC_PREVIOUS_SECRET_KEYS "
+            "(comma-separated) so `audit verify` can check the records before the rotation."
+        ),
+    )
+    rotate.add_argument(
+        "--new-key-file",
+        required=True,
+        type=Path,
+        help="file holding the new secret (64+ hex digits or 43+ base64 characters)",
+    )
+    rotate.set_defaults(handler=rotate_key_command)
     export = verbs.add_parser("export", help="write records as JSON lines")
     export.add_argument("--since", help="from this moment (ISO 8601, e.g. 2026-11-01T00:00Z)")
     export.add_argument("--until", help="up to, not including, this moment (ISO 8601)")
@@ -32,9 +51,10 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 
 async def verify_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    async with open_store(settings) as store:
+    async with open_signed_store(settings) as (store, secret):
+        keys = key_ring(secret, settings.previous_secrets())
         verdict = await verify_chain(
-            store, settings.server_secret(), progress=lambda n: say(f"… {n:,} records checked")
+            store, keys, progress=lambda n: say(f"… {n:,} records checked")
         )
     if verdict.broken is None:
         print(f"OK {verdict.checked} records")
@@ -46,6 +66,28 @@ async def verify_command(args: argparse.Namespace) -> int:
     )
     print(f"BROKEN at {where}: {verdict.broken.reason}")
     return EXIT_BROKEN
+
+
+async def rotate_key_command(args: argparse.Namespace) -> int:
+    new_secret = check_strength(_read_key(args.new_key_file), origin=str(args.new_key_file))
+    settings = settings_from(args)
+    async with open_signed_store(settings) as (store, secret):
+        if key_id(new_secret) == key_id(secret):
+            raise InvalidInput("the new key is the current key")
+        audit = AdminAudit(store, secret=secret, clock=utc_now)
+        await audit.ensure_writable()
+        await audit.record(AuditType.KEY_ROTATED, key_id(new_secret))
+    say(f"the audit log is now signed by key {key_id(new_secret)} (was {key_id(secret)})")
+    say("next: set TC_SECRET_KEY to the new secret on every node and for the CLI, and add the")
+    say("old one to TC_PREVIOUS_SECRET_KEYS; nodes with the old secret now refuse to write")
+    return 0
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        return path.read_bytes().strip()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
 
 
 async def export_command(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from traffic_center.admin.certificates import CertificateAdmin
 from traffic_center.cli.context import (
+    open_signed_store,
     open_store,
     say,
     settings_from,
@@ -154,8 +155,8 @@ def _load_ca(args: argparse.Namespace) -> tuple[Settings, CertificateAuthority]:
 async def _certificate_admin(
     settings: Settings, ca: CertificateAuthority
 ) -> AsyncIterator[CertificateAdmin]:
-    async with open_store(settings) as store:
-        yield CertificateAdmin(ca, store, secret=settings.server_secret(), clock=utc_now)
+    async with open_signed_store(settings) as (store, secret):
+        yield CertificateAdmin(ca, store, secret=secret, clock=utc_now)
 
 
 async def _record(

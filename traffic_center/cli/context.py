@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from traffic_center.admin.store import open_signed_store, open_store, utc_now
 from traffic_center.settings import Settings
-from traffic_center.store.store import Store
 
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+__all__ = ["open_signed_store", "open_store", "say", "settings_from", "show_records", "utc_now"]
 
 
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -25,15 +21,6 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
     if getattr(args, "home", None) is not None:
         given["home"] = Path(args.home)
     return Settings(**given)
-
-
-@asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[Store]:
-    store = await Store.open(settings.effective_database_url, migrate=settings.run_migrations)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def say(message: str) -> None:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from traffic_center import __version__
 from traffic_center.cli import audit, ca, demo, las, registry, serve
-from traffic_center.domain.errors import StoreUnavailable, TrafficCenterError
+from traffic_center.domain.errors import AuditKeyMismatch, StoreUnavailable, TrafficCenterError
 from traffic_center.settings import describe_validation_error
 
 EXIT_USAGE = 2
@@ -44,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(outcome)
     except ValidationError as exc:
         return _fail(describe_validation_error(exc), EXIT_USAGE)
+    except AuditKeyMismatch as exc:  # the admin's secret is wrong: a usage error, not an outage
+        return _fail(exc.detail, EXIT_USAGE)
     except StoreUnavailable as exc:
         return _fail(exc.detail, EXIT_UNAVAILABLE)
     except TrafficCenterError as exc:

@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from traffic_center.admin.registry import RegistryAdmin, new_endpoint, new_school
-from traffic_center.cli.context import open_store, say, settings_from, show_records, utc_now
+from traffic_center.cli.context import (
+    open_signed_store,
+    say,
+    settings_from,
+    show_records,
+    utc_now,
+)
 from traffic_center.domain.identifiers import (
     EndpointKind,
     Sector,
@@ -113,6 +119,5 @@ async def deactivate_endpoint(args: argparse.Namespace) -> int:
 
 @asynccontextmanager
 async def _registry_admin(args: argparse.Namespace) -> AsyncIterator[RegistryAdmin]:
-    settings = settings_from(args)
-    async with open_store(settings) as store:
-        yield RegistryAdmin(store, secret=settings.server_secret(), clock=utc_now)
+    async with open_signed_store(settings_from(args)) as (store, secret):
+        yield RegistryAdmin(store, secret=secret, clock=utc_now)

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from traffic_center.cli.context import open_store, say, settings_from
+from traffic_center.cli.context import open_signed_store, open_store, say, settings_from
 from traffic_center.cli.dev import bootstrap_dev, curl_line
 from traffic_center.domain.errors import CaMissing
 from traffic_center.observability.logging import configure_logging
@@ -83,8 +83,10 @@ async def _prepare(settings: Settings) -> None:
     ):
         if not path.is_file():
             raise CaMissing(f"missing {what}: {path}")
-    async with open_store(settings):
-        pass  # migrate once here, before any worker starts
+    # Migrate once here, before any worker starts; and refuse to start with a secret that
+    # does not sign the audit log (or make the secret, once, for an empty log).
+    async with open_signed_store(settings):
+        pass
 
 
 async def upgrade_command(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from traffic_center.demo.sandbox import BRON, DOEL, Sandbox
-from traffic_center.domain.audit import AuditType
+from traffic_center.domain.audit import AuditType, Phase
 from traffic_center.domain.results import ResultCode
 from traffic_center.las.doel import TransferRecord, TransferStep
 
@@ -116,7 +116,9 @@ async def _compare_with_record(
     """The TC's own record of the relay: the same size and SHA-256 the doel received."""
     fetched = transfer.fetch
     records = [
-        r for r in await sandbox.exchange_records(transfer.sessie_id) if r.type is AuditType.DOSSIER
+        r
+        for r in await sandbox.exchange_records(transfer.sessie_id)
+        if r.type is AuditType.DOSSIER and r.phase is Phase.FINAL
     ]
     if fetched is None or not records:
         timeline.note(f"  no record of session {transfer.sessie_id} at the TC")

@@ -15,10 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from traffic_center.admin.certificates import CertificateAdmin
-from traffic_center.admin.registry import RegistryAdmin, new_endpoint, new_school
-from traffic_center.cli.context import open_store, utc_now
-from traffic_center.cli.dev import DEV_SCHOOLS, DevSchool
+from traffic_center.admin.sandbox import DEV_SCHOOLS, SandboxBuilder, SandboxSchool
+from traffic_center.admin.store import open_signed_store, open_store, utc_now
 from traffic_center.demo.processes import ChildProcess, child_env, free_port
 from traffic_center.domain.audit import AuditRecord
 from traffic_center.las.doel import ClientTLS, DoelClient
@@ -33,7 +31,7 @@ BRON, DOEL = DEV_SCHOOLS
 
 @dataclass
 class LasProcess:
-    school: DevSchool
+    school: SandboxSchool
     directory: Path
     process: ChildProcess
     url: str
@@ -107,12 +105,12 @@ class Sandbox:
         async with open_store(self.settings) as store:
             return await store.audit.for_session(sessie_id)
 
-    def doel_tls(self, school: DevSchool = DOEL) -> ClientTLS:
+    def doel_tls(self, school: SandboxSchool = DOEL) -> ClientTLS:
         """A school's client certificate, as its LAS presents it to the Traffic Center."""
         directory = self.root / f"las-{school.key}"
         return ClientTLS(directory / "client.pem", directory / "client.key", self.ca_pem)
 
-    def doel_client(self, school: DevSchool = DOEL) -> DoelClient:
+    def doel_client(self, school: SandboxSchool = DOEL) -> DoelClient:
         return DoelClient(self.tc_url, tls=self.doel_tls(school))
 
     # --- building ------------------------------------------------------------------------------
@@ -121,21 +119,16 @@ class Sandbox:
         assert self.settings is not None
         home = self.settings.home
         ca = CertificateAuthority.create(self.settings.ca_dir, name="OSO Traffic Center demo CA")
-        async with open_store(self.settings) as store:
-            admin = CertificateAdmin(ca, store, secret=self.settings.server_secret(), clock=utc_now)
-            await admin.issue_server(hosts=["127.0.0.1", "localhost"], out=home / "server")
-            await admin.issue_relay(out=home / "relay")
+        async with open_signed_store(self.settings) as (store, secret):
+            builder = SandboxBuilder(ca, store, secret=secret, clock=utc_now)
+            await builder.server_certificate(home / "server", hosts=["127.0.0.1", "localhost"])
+            await builder.relay_certificate(home / "relay")
             for school in (BRON, DOEL):
                 directory = self.root / f"las-{school.key}"
-                await admin.issue_server(hosts=["127.0.0.1"], out=directory / "server")
-                await admin.issue_client(
-                    routeringskenmerk=school.routeringskenmerk,
-                    brin=school.brin,
-                    name=school.name,
-                    out=directory / "client",
-                )
+                await builder.server_certificate(directory / "server", hosts=["127.0.0.1"])
+                await builder.client_certificate(school, directory / "client")
 
-    def _start_las(self, school: DevSchool) -> LasProcess:
+    def _start_las(self, school: SandboxSchool) -> LasProcess:
         directory = self.root / f"las-{school.key}"
         process = ChildProcess(
             f"las-{school.key}",
@@ -157,18 +150,11 @@ class Sandbox:
 
     async def _register_schools(self) -> None:
         assert self.settings is not None
-        async with open_store(self.settings) as store:
-            registry = RegistryAdmin(store, secret=self.settings.server_secret(), clock=utc_now)
+        ca = CertificateAuthority.load(self.settings.ca_dir)
+        async with open_signed_store(self.settings) as (store, secret):
+            builder = SandboxBuilder(ca, store, secret=secret, clock=utc_now)
             for las in self.las.values():
-                school = las.school
-                await registry.add_school(
-                    new_school(brin=school.brin, name=school.name, sector=school.sector)
-                )
-                await registry.add_endpoint(
-                    new_endpoint(
-                        routeringskenmerk=school.routeringskenmerk, brin=school.brin, url=las.url
-                    )
-                )
+                await builder.register(las.school, url=las.url)
 
     async def _wait_until_ready(self) -> None:
         assert self.tc is not None

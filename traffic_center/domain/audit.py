@@ -8,13 +8,19 @@ deleting the newest ones is caught by the chain head the store keeps beside the 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import datetime as dt
 import hashlib
 import hmac
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+
+from traffic_center.domain.errors import WeakSecret
 
 GENESIS_HASH = "0" * 64
 
@@ -26,19 +32,35 @@ class AuditType(StrEnum):
     DOSSIER = "documentRequest"
     CLOSE = "afmeldingRequest"
     NOTIFICATION = "meldenNotificatieRequest"
+    ENDPOINT_OVERVIEW = "overzichtAanleverpuntRequest"
+    AUDIT_READ = "auditOpvraag"  # a party reading its own records (GET /v1/audit)
     REFUSED_CALLER = "aanroepGeweigerd"
     # administration
     CERTIFICATE_ISSUED = "certificaatUitgegeven"
     CERTIFICATE_REVOKED = "certificaatIngetrokken"
     SCHOOL_CHANGED = "schoolGewijzigd"
     ENDPOINT_CHANGED = "aanleverpuntGewijzigd"
+    KEY_ROTATED = "sleutelGewisseld"  # subject: the key id that signs from the next record on
 
+
+class Phase(StrEnum):
+    """Relays and notifications are recorded twice: before the first byte and after the last."""
+
+    STARTED = "started"  # written before anything is forwarded: the fail-closed proof
+    FINAL = "final"  # the outcome; the only phase of every other record
+
+
+# Recorded in two phases, started and final (see Phase).
+TWO_PHASE_TYPES = frozenset({AuditType.DOSSIER, AuditType.NOTIFICATION})
 
 # Results besides the OSO codes and the error codes.
 DOEL_DISCONNECTED = "AfgebrokenDoorDoel"  # the doel hung up during the stream
 DONE = "Uitgevoerd"  # an administrative action that was carried out
 SESSION_GRANTED = "SessieToegekend"  # overdrachtRequest answered with a session
 INTERNAL_ERROR = "InterneFout"  # an unexpected error: answered 500
+STARTED = "Gestart"  # the result of a started record: the outcome follows in a final one
+# A started exchange whose node died before its final record: closed by a surviving node.
+INCOMPLETE = "Onvolledig"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +87,53 @@ class AuditRecord:
     response_out: dt.datetime | None = None
     size_bytes: int | None = None
     sha256: str | None = None
+    phase: Phase = Phase.FINAL
+    key_id: str | None = None  # the key the record's hash is made with (its id, not the key)
+    node_id: str | None = None  # the node (process) that wrote it
+
+
+# Fields added after records were first chained: left out of the canonical form while they
+# hold their default, so records written before them still verify.
+_OPTIONAL_FIELDS = {"phase": Phase.FINAL, "key_id": None, "node_id": None}
+KEY_ID_LABEL = b"traffic-center/audit-key-id/v1"
+
+
+MIN_SECRET_BYTES = 32
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
+
+
+def check_strength(secret: bytes, *, origin: str) -> bytes:
+    """Refuse a secret that cannot hold 32 random bytes; the text itself is the HMAC key.
+
+    Accepted forms: at least 64 hex digits (``openssl rand -hex 32``) or at least 43 base64 or
+    base64url characters (``openssl rand -base64 32``). A long run of few distinct characters
+    (``aaaa…``, ``0000…``) is refused too: it is a placeholder, not a key.
+    """
+    text = secret.decode("ascii", errors="replace").strip()
+    if not _strong(text):
+        raise WeakSecret(f"{origin} is too weak: {WeakSecret.title}")
+    return text.encode()
+
+
+def _strong(text: str) -> bool:
+    if len(set(text)) < 10:
+        return False
+    if _HEX.fullmatch(text):
+        return len(text) >= 2 * MIN_SECRET_BYTES
+    if not _BASE64.fullmatch(text):
+        return False
+    padded = text.replace("-", "+").replace("_", "/")
+    padded += "=" * (-len(padded) % 4)
+    try:
+        return len(base64.b64decode(padded, validate=True)) >= MIN_SECRET_BYTES
+    except binascii.Error:
+        return False
+
+
+def key_id(secret: bytes) -> str:
+    """A public name for a secret: records and errors name the key without revealing it."""
+    return hmac.new(secret, KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +151,10 @@ def canonical_json(record: AuditRecord) -> bytes:
     values = {}
     for field in dataclasses.fields(AuditRecord):
         value = getattr(record, field.name)
+        if field.name in _OPTIONAL_FIELDS and value == _OPTIONAL_FIELDS[field.name]:
+            continue
+        if isinstance(value, StrEnum):
+            value = value.value
         if isinstance(value, dt.datetime):
             value = value.astimezone(dt.UTC).isoformat(timespec="microseconds")
         values[field.name] = value
@@ -99,11 +172,30 @@ class ChainBreak:
     reason: str
 
 
+class KeyRing:
+    """The secrets a verifier may need, by key id: the current one and any rotated out."""
+
+    def __init__(self, current: bytes, previous: Sequence[bytes] = ()) -> None:
+        self.current = current
+        self.current_id = key_id(current)
+        self._by_id = {key_id(secret): secret for secret in (*previous, current)}
+
+    def get(self, wanted: str | None) -> Sequence[bytes]:
+        """The secret for a key id; for a record from before key ids, every candidate."""
+        if wanted is None:
+            return [self.current, *(s for s in self._by_id.values() if s != self.current)]
+        found = self._by_id.get(wanted)
+        return [found] if found is not None else []
+
+    def __contains__(self, wanted: object) -> bool:
+        return wanted in self._by_id
+
+
 class ChainVerifier:
     """Checks records fed in chain order; made for a walk over a log too big to hold."""
 
-    def __init__(self, secret: bytes, *, start_hash: str = GENESIS_HASH) -> None:
-        self._secret = secret
+    def __init__(self, keys: KeyRing | bytes, *, start_hash: str = GENESIS_HASH) -> None:
+        self._keys = keys if isinstance(keys, KeyRing) else KeyRing(keys)
         self._expected_prev = start_hash
         self._last_id = 0
         self.count = 0
@@ -116,7 +208,15 @@ class ChainVerifier:
                 item.record.transaction_id,
                 "does not follow the record before it (one was deleted, inserted or moved)",
             )
-        if chain_hash(self._secret, item.prev_hash, item.record) != item.hash:
+        candidates = self._keys.get(item.record.key_id)
+        if not candidates:
+            return ChainBreak(
+                item.id,
+                item.record.transaction_id,
+                f"it is signed with key {item.record.key_id}, which was not given to the verifier "
+                "(TC_PREVIOUS_SECRET_KEYS)",
+            )
+        if all(chain_hash(s, item.prev_hash, item.record) != item.hash for s in candidates):
             return ChainBreak(
                 item.id, item.record.transaction_id, "its content does not match its hash (edited)"
             )

@@ -17,7 +17,7 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     ├── CallerRefused                     the TLS peer may not act (403; 401 without a cert)
     │   ├── CertificateMissing, CertificateUnknown, CertificateRevoked
     │   ├── CertificateExpired, CertificateWrongPurpose
-    │   └── WrongRole, EndpointNotRegistered, EndpointInactive
+    │   └── WrongRole, EndpointNotRegistered, EndpointInactive   (the caller's own endpoint)
     ├── NotFound                          (404)
     │   ├── SessionNotFound, SchoolNotFound, EndpointNotFound, CertificateNotFound
     ├── Conflict                          (409)
@@ -25,6 +25,7 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     ├── OsoRefusal                        an OSO result code refusing the message
     │   ├── VerstrekkerNietBekend, GeenRelatieMetDoel, OnbekendAanleverpunt
     │   ├── SessieAfwijkend, SessieReedsAfgemeld, SessieVerlopen, AanleverpuntNietActief
+    │   ├── ResultNotWitnessed            a close result the TC did not see happen
     │   ├── NotificationNotRequested      rule 6: that doel never asked this bron
     │   └── BronAnswer                    the bron's own answer, passed through to the doel
     │       ├── DossierNietGevonden, DossierNogNietGereed, DossierVerouderd
@@ -32,6 +33,8 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     ├── RateLimited                       (429)
     ├── StoreUnavailable                  (503)
     │   └── AuditUnavailable              the audit log cannot be written: refused (503)
+    │       └── AuditKeyMismatch          this node's secret does not sign the chain
+    ├── InternalError                     unexpected: 500 InterneFout, still recorded
     ├── RelayError                        the relay to a LAS endpoint failed
     │   ├── RelayNotConfigured, RelayBusy (503)      this node's side
     │   └── UpstreamFailure                          the LAS's side
@@ -40,7 +43,9 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     │       └── TransferAborted           the stream broke after the doel got the headers
     └── AdminError                        certificate-admin mistakes (CLI exit 2)
         ├── CaAlreadyExists, CaMissing, InvalidCsr, InvalidValidity
+        └── SecretMissing, WeakSecret
 """
+# Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
 
@@ -179,14 +184,16 @@ class WrongRole(CallerRefused):
     title = "Only the session's doel or bron, as the message requires, may send this"
 
 
+# The caller's own endpoint; OnbekendAanleverpunt and AanleverpuntNietActief are about an
+# endpoint the caller names. One code, one meaning, one status.
 class EndpointNotRegistered(CallerRefused):
-    code = "OnbekendAanleverpunt"
+    code = "EigenAanleverpuntOnbekend"
     title = "The certificate's routeringskenmerk is not a registered endpoint"
 
 
 class EndpointInactive(CallerRefused):
-    code = "AanleverpuntNietActief"
-    title = "The caller's endpoint or school is not active"
+    code = "EigenAanleverpuntNietActief"
+    title = "The caller's own endpoint or school is not active"
 
 
 # --- not found and conflicts -----------------------------------------------------------------
@@ -275,6 +282,14 @@ class SessieVerlopen(OsoRefusal):
     title = "The session has expired"
 
 
+class ResultNotWitnessed(OsoRefusal):
+    code = "ResultaatNietVastgesteld"
+    title = (
+        "The Traffic Center did not see this result in the session: OverdrachtGeslaagd needs a "
+        "complete dossier it relayed (or, peer to peer, a session the bron checked)"
+    )
+
+
 class NotificationNotRequested(OsoRefusal):
     code = "GeenEerderVerzoek"
     title = "That doel endpoint never asked this bron for a dossier in that session (rule 6)"
@@ -339,6 +354,23 @@ class AuditUnavailable(StoreUnavailable):
 
     code = "AuditNietBeschikbaar"
     title = "The audit log cannot be written; the exchange was refused and nothing was forwarded"
+
+
+class AuditKeyMismatch(AuditUnavailable):
+    """This process's secret is not the one that signs the chain: writing would split it."""
+
+    code = "AuditSleutelOnjuist"
+    title = "This node's TC_SECRET_KEY does not sign the audit log; nothing was written"
+
+
+# --- the unexpected ----------------------------------------------------------------------------
+
+
+class InternalError(TrafficCenterError):
+    """A bug or an unforeseen failure: answered 500, recorded and logged with its request id."""
+
+    code = "InterneFout"
+    title = "Internal error; the exchange was recorded and nothing more was changed"
 
 
 # --- the relay to LAS endpoints --------------------------------------------------------------
@@ -417,6 +449,19 @@ class InvalidCsr(AdminError):
 class InvalidValidity(AdminError):
     code = "OngeldigeGeldigheid"
     title = "The validity period is not acceptable"
+
+
+class SecretMissing(AdminError):
+    code = "SleutelOntbreekt"
+    title = "No TC_SECRET_KEY, and the audit log already has records: refusing to make a new one"
+
+
+class WeakSecret(AdminError):
+    code = "SleutelTeZwak"
+    title = (
+        "TC_SECRET_KEY must hold at least 32 random bytes: 64+ hex digits or 43+ base64 "
+        "characters (e.g. `openssl rand -hex 32`)"
+    )
 
 
 def all_error_classes() -> list[type[TrafficCenterError]]:

@@ -1,4 +1,5 @@
 """OSO identifiers: BRIN, routeringskenmerk, zoeksleutel, koppelsleutel, and the PGN guard."""
+# Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
 

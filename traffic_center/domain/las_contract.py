@@ -3,6 +3,7 @@
 Both the relay (the TC's side) and the reference LAS (the school's side) use these names, so
 the two can never disagree about a header or a path.
 """
+# Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
 

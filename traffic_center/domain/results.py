@@ -43,16 +43,45 @@ _CLOSING_ORDER: tuple[ResultCode, ...] = (
     ResultCode.GEEN_TOESTEMMING,
     ResultCode.DOSSIER_VEROUDERD,
     ResultCode.DOSSIER_NIET_GEVONDEN,
-    ResultCode.GEEN_RELATIE_MET_DOEL,
-    ResultCode.SESSIE_AFWIJKEND,
     ResultCode.ONBEKEND_AANLEVERPUNT,
     ResultCode.AANLEVERPUNT_NIET_ACTIEF,
-    ResultCode.VERSTREKKER_NIET_BEKEND,
-    ResultCode.CERTIFICAAT_ONGELDIG,
     ResultCode.OVERDRACHT_MISLUKT,
 )
+# Not closing results: SessieAfwijkend, GeenRelatieMetDoel, VerstrekkerNietBekend and
+# CertificaatOngeldig refuse a message, so no session (or no exchange in it) came of them;
+# a doel that met one of them closes with OverdrachtMislukt.
 
 CLOSING_RESULTS: frozenset[ResultCode] = frozenset(_CLOSING_ORDER)
+
+# "Closing a session" (docs/rules.md): the relay's own failures are not results a doel closes
+# with; it closes with OverdrachtMislukt. Keyed by the problem code the doel received.
+RELAY_FAILURE_CODES: frozenset[str] = frozenset(
+    {
+        "AanleverpuntOnbereikbaar",
+        "AanleverpuntTijdslimiet",
+        "OngeldigAntwoordAanleverpunt",
+        "DossierTeGroot",
+        "OverdrachtAfgebroken",  # a truncated stream: never a dossier
+        "TeVeelOverdrachten",
+        "RelayNietGeconfigureerd",
+    }
+)
+
+
+def closing_result_for(answer_code: str) -> ResultCode:
+    """What a doel closes with after a documentRequest answered ``answer_code``."""
+    if answer_code in RELAY_FAILURE_CODES:
+        return ResultCode.OVERDRACHT_MISLUKT
+    try:
+        code = ResultCode(answer_code)
+    except ValueError:
+        return ResultCode.OVERDRACHT_MISLUKT
+    return code if code in CLOSING_RESULTS else ResultCode.OVERDRACHT_MISLUKT
+
+
+def closing_results_best_first() -> tuple[ResultCode, ...]:
+    """The results a session may be closed with: the contract's enum."""
+    return _CLOSING_ORDER
 
 
 def rank(code: ResultCode) -> int:

@@ -1,4 +1,5 @@
-"""The rules for granting a session (domain rules 2 and 3) and the parent gate's sector pairs."""
+"""The rules for granting a session (rules 2 and 3 in docs/rules.md), who the bron is, and the
+parent gate's sector pairs (rule 8)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from traffic_center.domain.errors import (
     VerstrekkerNietBekend,
 )
 from traffic_center.domain.identifiers import EndpointKind, Overdrachtsoort, Sector
-from traffic_center.domain.models import Endpoint, School
+from traffic_center.domain.models import Endpoint, School, Session
 
 
 class SectorFamily(StrEnum):
@@ -75,6 +76,26 @@ def release_satisfies(needed: ParentRelease, attested: str) -> bool:
     return value == ParentRelease.TOESTEMMING.value
 
 
+def bron_endpoint_kind(overdrachtsoort: Overdrachtsoort) -> EndpointKind:
+    """An swv-dossier comes from a school's SWV endpoint; every other dossier from an OV one."""
+    if overdrachtsoort is Overdrachtsoort.SWV_DOSSIER:
+        return EndpointKind.SWV
+    return EndpointKind.OV
+
+
+def is_bron_endpoint(session: Session, endpoint: Endpoint) -> bool:
+    """The one definition of "this endpoint is the session's bron" (rules 1 and 4).
+
+    The endpoint named at overdrachtRequest, if one was named; otherwise any endpoint of the
+    bron school of the kind the overdrachtsoort asks for.
+    """
+    if endpoint.brin != session.bron_brin:
+        return False
+    if session.bron_routeringskenmerk is not None:
+        return endpoint.routeringskenmerk == session.bron_routeringskenmerk
+    return endpoint.kind is bron_endpoint_kind(session.overdrachtsoort)
+
+
 @dataclass(frozen=True, slots=True)
 class GrantRequest:
     doel_school: School
@@ -91,11 +112,7 @@ def bron_endpoints_for(
     if bron_school is None or not bron_school.active:
         raise VerstrekkerNietBekend(f"school {request.bron_brin} is not a known, active bron")
     _check_relation(request, bron_school)
-    wanted_kind = (
-        EndpointKind.SWV
-        if request.overdrachtsoort is Overdrachtsoort.SWV_DOSSIER
-        else EndpointKind.OV
-    )
+    wanted_kind = bron_endpoint_kind(request.overdrachtsoort)
     if request.bron_routeringskenmerk is not None:
         named = [e for e in bron_endpoints if e.routeringskenmerk == request.bron_routeringskenmerk]
         if not named:

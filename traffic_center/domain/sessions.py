@@ -5,6 +5,7 @@ GRANTED|CHECKED --close(best result)--> CLOSED      (terminal)
 GRANTED|CHECKED --ttl passes--> EXPIRED             (terminal)
 CLOSED|EXPIRED --any check/relay--> SessieReedsAfgemeld / SessieVerlopen
 """
+# Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
 

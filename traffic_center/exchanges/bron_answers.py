@@ -1,4 +1,5 @@
 """Judging what a bron's LAS answered to a documentRequest, before a byte reaches the doel."""
+# Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import httpx
 
 from traffic_center.domain.las_contract import RELEASE_HEADER, TRANSACTION_HEADER
-from traffic_center.domain.results import CLOSING_RESULTS, ResultCode, best_result
+from traffic_center.domain.results import ResultCode, best_result, closing_result_for
 
 # A dossier chunk may take a while when the bron is slow, but a silent peer must not hang a
 # doel forever; connecting should be quick on any network a school uses.
@@ -103,7 +103,7 @@ class FetchResult:
     @property
     def closing_result(self) -> ResultCode:
         """The result this fetch contributes to the afmelding; odd codes count as a failure."""
-        return _closing(self.resultaat)
+        return closing_result_for(self.resultaat)
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,14 +384,6 @@ def _fetch_step(endpoint: BronEndpoint, fetched: FetchResult) -> TransferStep:
         bytes=fetched.bytes,
         sha256=fetched.sha256,
     )
-
-
-def _closing(resultaat: str) -> ResultCode:
-    try:
-        code = ResultCode(resultaat)
-    except ValueError:
-        return ResultCode.OVERDRACHT_MISLUKT
-    return code if code in CLOSING_RESULTS else ResultCode.OVERDRACHT_MISLUKT
 
 
 def _ms_since(started: float) -> float:

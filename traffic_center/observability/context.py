@@ -1,9 +1,16 @@
-"""The request id: bound per request in the log context, returned to the caller, audited."""
+"""The request id: bound per request in the log context, returned to the caller, audited.
+
+Also the backstop log line: every answer of 400 or more that no exchange line covered (a
+refusal before the exchange runner, a 503 while the store is away, a 404 for an unknown path)
+gets one ``answer`` line with its request id, status, code and route.
+"""
 
 from __future__ import annotations
 
 import re
 import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,6 +21,41 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _ACCEPTABLE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
+
+
+log = structlog.get_logger("traffic_center.http")
+
+# HTTP methods as metric and log labels: a closed set, never the caller's string.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
+
+@dataclass(slots=True)
+class AnswerNote:
+    """What one request's handling said about its answer; mutated in place by the layers."""
+
+    logged: bool = False
+    code: str | None = None
+
+
+_answer_note: ContextVar[AnswerNote | None] = ContextVar("answer_note", default=None)
+
+
+def note_answer_logged() -> None:
+    """An exchange line covers this request's answer: no backstop line is needed."""
+    note = _answer_note.get()
+    if note is not None:
+        note.logged = True
+
+
+def note_answer_code(code: str) -> None:
+    """The problem code answered, for the backstop line."""
+    note = _answer_note.get()
+    if note is not None:
+        note.code = code
 
 
 def current_request_id() -> str | None:
@@ -34,15 +76,28 @@ class RequestIdMiddleware:
         given = _header(scope, REQUEST_ID_HEADER.lower())
         request_id = given.lower() if given and _ACCEPTABLE.match(given) else str(uuid.uuid4())
 
+        note = AnswerNote()
+        status = 500  # if the app raises before answering, the server answers 500
+
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = int(message["status"])
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            await self.app(scope, receive, send_with_id)
+        token = _answer_note.set(note)
+        try:
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                try:
+                    await self.app(scope, receive, send_with_id)
+                finally:
+                    if status >= 400 and not note.logged:
+                        _log_answer(scope, status, note.code, request_id)
+        finally:
+            _answer_note.reset(token)
 
 
 def _header(scope: Scope, name: str) -> str | None:
@@ -50,3 +105,16 @@ def _header(scope: Scope, name: str) -> str | None:
         if key.decode("latin-1").lower() == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def _log_answer(scope: Scope, status: int, code: str | None, request_id: str) -> None:
+    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    emit = log.error if status >= 500 else log.warning if status in (401, 403) else log.info
+    emit(
+        "answer",
+        status=status,
+        code=code,
+        route=route,
+        method=method_label(str(scope.get("method", ""))),
+        request_id=request_id,
+    )

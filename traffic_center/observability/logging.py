@@ -60,3 +60,12 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
     # Libraries that would log request details at debug level stay at warning.
     for name in ("httpx", "httpcore", "aiosqlite", "asyncio", "hpack"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+def raised_at(exc: BaseException) -> str | None:
+    """file:line of the innermost frame of an exception: enough to find a bug, and no values
+    (an exception's message or locals could quote a dossier or a zoeksleutel)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else None

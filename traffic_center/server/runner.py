@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import uvicorn
 from prometheus_client import CollectorRegistry
 
@@ -53,13 +54,20 @@ class TrafficCenterServer:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
         serve_vendor_api: bool = True,
+        upstream_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
         self.lifecycle = Lifecycle()
         registry = registry if registry is not None else CollectorRegistry()
         self.servers: list[QuietServer] = []
         if serve_vendor_api:
-            app = create_app(settings, registry=registry, clock=clock, lifecycle=self.lifecycle)
+            app = create_app(
+                settings,
+                registry=registry,
+                clock=clock,
+                lifecycle=self.lifecycle,
+                upstream_transport=upstream_transport,
+            )
             self.vendor = QuietServer(vendor_config(settings, app))
             self.servers.append(self.vendor)
         ops_app = create_ops_app(settings, registry=registry, lifecycle=self.lifecycle, clock=clock)

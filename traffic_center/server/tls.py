@@ -11,7 +11,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 # Mozilla "intermediate" profile, TLS 1.2 part restricted to ECDHE with AEAD ciphers
-# (issue 2). TLS 1.3 suites are fixed by OpenSSL and all AEAD.
+# (no CBC, no RSA key exchange). TLS 1.3 suites are fixed by OpenSSL and all AEAD.
 TLS12_CIPHERS = ":".join(
     [
         "ECDHE-ECDSA-AES128-GCM-SHA256",

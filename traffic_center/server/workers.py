@@ -68,7 +68,7 @@ class _DrainingSupervisor(Multiprocess):
 
 def run_workers(settings: Settings) -> None:
     """The supervisor binds the socket, forks N workers, and serves /metrics for all of them."""
-    settings.server_secret()  # create it once, before the workers race for it
+    # The secret was made (or checked) once by `serve` before this, so workers find it.
     metrics_dir = tempfile.mkdtemp(prefix="traffic-center-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ.update(settings_as_env(settings))

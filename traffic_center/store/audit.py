@@ -8,12 +8,22 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from traffic_center.domain.audit import AuditRecord, AuditType, ChainedRecord, chain_hash
+from traffic_center.domain.audit import (
+    TWO_PHASE_TYPES,
+    AuditRecord,
+    AuditType,
+    ChainedRecord,
+    Phase,
+    chain_hash,
+    key_id,
+)
+from traffic_center.domain.errors import AuditKeyMismatch
 from traffic_center.store.database import Database
-from traffic_center.store.schema import audit_head, audit_records
+from traffic_center.store.schema import audit_head, audit_open, audit_records, nodes
 
 _RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(AuditRecord))
 _BATCH = 1000
@@ -24,6 +34,15 @@ class ChainHead:
     last_id: int
     last_hash: str
     count: int
+    key_id: str | None = None  # the key that must sign the next record; None before key ids
+
+
+@dataclass(frozen=True, slots=True)
+class OpenExchange:
+    """A started record without its final one, and the node that started it."""
+
+    record: AuditRecord
+    node_id: str
 
 
 class AuditRepository:
@@ -34,20 +53,19 @@ class AuditRepository:
         """Add the record at the end of the chain; one writer at a time holds the head.
 
         Idempotent: a retry after a commit whose answer was lost finds the record in place.
+        The record is signed with ``secret`` and names its key id; AuditKeyMismatch when the
+        chain's head says another key signs the next record (nothing is written then).
         """
+        signed = dataclasses.replace(record, key_id=key_id(secret))
         try:
-            await self._append(record, secret)
+            await self._append(signed, secret)
         except IntegrityError:
-            if await self.by_transaction(record.transaction_id) is None:
+            if await self.by_transaction(record.transaction_id, phase=record.phase) is None:
                 raise
 
     async def _append(self, record: AuditRecord, secret: bytes) -> None:
         async with self._db.transaction() as conn:
-            # FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction already excludes
-            # every other writer.
-            head = (
-                await conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())
-            ).one()
+            head = await _locked_head(conn, record.key_id)
             record_hash = chain_hash(secret, head.last_hash, record)
             inserted = await conn.execute(
                 audit_records.insert()
@@ -55,22 +73,100 @@ class AuditRepository:
                 .returning(audit_records.c.id)
             )
             record_id = int(inserted.scalar_one())
+            await _track_open(conn, record, record_id)
+            # A rotation record is the old key's last: from here on the new key signs.
+            next_key = record.subject if record.type is AuditType.KEY_ROTATED else record.key_id
             await conn.execute(
                 update(audit_head)
                 .where(audit_head.c.id == 1)
-                .values(last_id=record_id, last_hash=record_hash, count=audit_head.c.count + 1)
+                .values(
+                    last_id=record_id,
+                    last_hash=record_hash,
+                    count=audit_head.c.count + 1,
+                    key_id=next_key,
+                )
             )
 
-    async def probe_write(self, now: dt.datetime) -> None:
-        """Prove the log can be written right now (fail closed), without adding a record."""
+    async def probe_write(self, now: dt.datetime, *, secret: bytes | None) -> None:
+        """Prove the log can be written right now (fail closed), adding nothing; with a
+        secret, also that it is the key that signs the chain."""
         async with self._db.transaction() as conn:
+            if secret is not None:
+                await _locked_head(conn, key_id(secret))
             await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(probed_at=now))
 
     async def head(self) -> ChainHead:
         async with self._db.transaction(read_only=True) as conn:
             row = (await conn.execute(select(audit_head).where(audit_head.c.id == 1))).one()
         values = row._mapping
-        return ChainHead(int(values["last_id"]), str(values["last_hash"]), int(values["count"]))
+        return ChainHead(
+            int(values["last_id"]),
+            str(values["last_hash"]),
+            int(values["count"]),
+            values["key_id"],
+        )
+
+    async def last(self) -> ChainedRecord | None:
+        """The newest record, if any."""
+        async with self._db.transaction(read_only=True) as conn:
+            row = (
+                await conn.execute(
+                    select(audit_records).order_by(audit_records.c.id.desc()).limit(1)
+                )
+            ).first()
+        return _chained(row._mapping) if row else None
+
+    # --- open exchanges and the nodes that hold them ---------------------------------------
+
+    async def heartbeat(self, node_id: str, *, hostname: str, now: dt.datetime) -> None:
+        """This node is alive; a write, so it also proves the store writable."""
+        async with self._db.transaction() as conn:
+            updated = await conn.execute(
+                update(nodes).where(nodes.c.node_id == node_id).values(heartbeat_at=now)
+            )
+            if not updated.rowcount:
+                await conn.execute(
+                    insert(nodes).values(
+                        node_id=node_id, hostname=hostname, started_at=now, heartbeat_at=now
+                    )
+                )
+
+    async def orphans(self, *, silent_since: dt.datetime, limit: int = 100) -> list[OpenExchange]:
+        """Open exchanges whose node has not beaten since ``silent_since`` (or never did)."""
+        query = (
+            select(audit_records, audit_open.c.node_id.label("open_node_id"))
+            .select_from(
+                audit_open.join(
+                    audit_records, audit_records.c.id == audit_open.c.record_id
+                ).outerjoin(nodes, nodes.c.node_id == audit_open.c.node_id)
+            )
+            .where(or_(nodes.c.node_id.is_(None), nodes.c.heartbeat_at < silent_since))
+            .order_by(audit_open.c.record_id)
+            .limit(limit)
+        )
+        async with self._db.transaction(read_only=True) as conn:
+            rows = list(await conn.execute(query))
+        return [
+            OpenExchange(_record(row._mapping), str(row._mapping["open_node_id"])) for row in rows
+        ]
+
+    async def open_count(self) -> int:
+        async with self._db.transaction(read_only=True) as conn:
+            return int(
+                (await conn.execute(select(func.count()).select_from(audit_open))).scalar_one()
+            )
+
+    async def forget_silent_nodes(self, *, silent_since: dt.datetime) -> None:
+        """Nodes gone for good and holding nothing open: out of the table."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                delete(nodes).where(
+                    nodes.c.heartbeat_at < silent_since,
+                    ~select(audit_open.c.transaction_id)
+                    .where(audit_open.c.node_id == nodes.c.node_id)
+                    .exists(),
+                )
+            )
 
     async def walk(
         self,
@@ -97,14 +193,40 @@ class AuditRepository:
                 return
             after = int(rows[-1].id)
 
-    async def by_transaction(self, transaction_id: str) -> AuditRecord | None:
+    async def by_transaction(
+        self, transaction_id: str, *, phase: Phase = Phase.FINAL
+    ) -> AuditRecord | None:
         async with self._db.transaction(read_only=True) as conn:
             row = (
                 await conn.execute(
-                    select(audit_records).where(audit_records.c.transaction_id == transaction_id)
+                    select(audit_records).where(
+                        audit_records.c.transaction_id == transaction_id,
+                        audit_records.c.phase == phase.value,
+                    )
                 )
             ).first()
         return _record(row._mapping) if row else None
+
+    async def delivered_in(self, sessie_id: str) -> bool:
+        """Whether a complete dossier was relayed in this session (what a close is held to)."""
+        query = select(audit_records.c.id).where(
+            audit_records.c.sessie_id == sessie_id,
+            audit_records.c.type == AuditType.DOSSIER.value,
+            audit_records.c.phase == Phase.FINAL.value,
+            audit_records.c.result == "OverdrachtGeslaagd",
+        )
+        async with self._db.transaction(read_only=True) as conn:
+            return (await conn.execute(query.limit(1))).first() is not None
+
+    async def relayed_in(self, sessie_id: str) -> bool:
+        """Whether any dossier relay was started in this session."""
+        query = select(audit_records.c.id).where(
+            audit_records.c.sessie_id == sessie_id,
+            audit_records.c.type == AuditType.DOSSIER.value,
+            audit_records.c.phase == Phase.STARTED.value,
+        )
+        async with self._db.transaction(read_only=True) as conn:
+            return (await conn.execute(query.limit(1))).first() is not None
 
     async def for_session(self, sessie_id: str) -> Sequence[AuditRecord]:
         async with self._db.transaction(read_only=True) as conn:
@@ -152,15 +274,49 @@ class AuditRepository:
             )
 
 
+async def _locked_head(conn: AsyncConnection, signing_key: str | None) -> Any:
+    """The chain's head, locked for this transaction; refuses a key that does not sign it.
+
+    FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction already excludes every
+    other writer.
+    """
+    head = (
+        await conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())
+    ).one()
+    if head.key_id is not None and head.key_id != signing_key:
+        raise AuditKeyMismatch(
+            f"this secret has key id {signing_key}; the audit log is signed with {head.key_id}"
+        )
+    return head
+
+
+async def _track_open(conn: AsyncConnection, record: AuditRecord, record_id: int) -> None:
+    if record.phase is Phase.STARTED:
+        await conn.execute(
+            insert(audit_open).values(
+                transaction_id=record.transaction_id,
+                node_id=record.node_id or "",
+                record_id=record_id,
+                started_at=record.recorded_at,
+            )
+        )
+    elif record.type in TWO_PHASE_TYPES:
+        await conn.execute(
+            delete(audit_open).where(audit_open.c.transaction_id == record.transaction_id)
+        )
+
+
 def _columns(record: AuditRecord) -> dict[str, Any]:
     columns = {name: getattr(record, name) for name in _RECORD_FIELDS}
     columns["type"] = record.type.value
+    columns["phase"] = record.phase.value
     return columns
 
 
 def _record(row: Any) -> AuditRecord:
     values = {name: row[name] for name in _RECORD_FIELDS}
     values["type"] = AuditType(row["type"])
+    values["phase"] = Phase(row["phase"])
     return AuditRecord(**values)
 
 

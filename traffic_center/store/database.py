@@ -129,6 +129,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # SQLite quietly opens a file it cannot write read-only, and such a connection would
+        # stay in the pool refusing every write after the file is writable again. Take the
+        # write lock for a moment: a connection that cannot write is not made at all.
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute("ROLLBACK")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -1,4 +1,5 @@
 """The one schema, as SQLAlchemy Core tables; migrations in ``migrations/`` create it."""
+# Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
 
@@ -132,7 +133,7 @@ audit_records = Table(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("type", String(32), nullable=False),
-    Column("transaction_id", String(36), nullable=False, unique=True),
+    Column("transaction_id", String(36), nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False, index=True),
     Column("result", String(40), nullable=False),
     Column("http_status", Integer, nullable=True),
@@ -153,6 +154,11 @@ audit_records = Table(
     Column("sha256", String(64), nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # Two records per relayed exchange: "started" before a byte is forwarded, "final" after.
+    Column("phase", String(8), nullable=False, server_default="final"),
+    Column("key_id", String(16), nullable=True),
+    Column("node_id", String(36), nullable=True),
+    UniqueConstraint("transaction_id", "phase", name="uq_audit_records_transaction_id"),
 )
 
 # The chain's head: one row, locked by every append, so concurrent writers (workers, nodes)
@@ -168,4 +174,28 @@ audit_head = Table(
     # Touched by every fail-closed probe: a write that really changes a page, so the probe
     # fails exactly when a record could not be written (SQLite skips no-op updates).
     Column("probed_at", UtcDateTime, nullable=True),
+    # The key that must sign the next record: a node or CLI with another key writes nothing.
+    Column("key_id", String(16), nullable=True),
+)
+
+# Started exchanges without their final record yet: in flight, or orphaned by a node that
+# died. Written and cleared in the same transactions as the records themselves.
+audit_open = Table(
+    "audit_open",
+    metadata,
+    Column("transaction_id", String(36), primary_key=True),
+    Column("node_id", String(36), nullable=False, index=True),
+    Column("record_id", BigInteger, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+)
+
+# One row per running node (process), its heartbeat kept current: an open exchange of a node
+# whose heartbeat stopped is an orphan that any other node closes.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node_id", String(36), primary_key=True),
+    Column("hostname", String(255), nullable=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
 )

@@ -10,11 +10,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from traffic_center.api.identity import CallerDep, ServicesDep
-from traffic_center.api.responses import REGISTERED_CALLER_ERRORS, problem_responses
+from traffic_center.api.identity import PeerDep, ServicesDep
+from traffic_center.api.responses import EXCHANGE_ERRORS, problem_responses
 from traffic_center.api.schemas import AuditPage, AuditRecordOut
 from traffic_center.domain import errors as e
 from traffic_center.domain.audit import ChainedRecord
+from traffic_center.exchanges.service import AuditQuery
 
 router = APIRouter(tags=["audit"])
 
@@ -30,10 +31,10 @@ MAX_PAGE = 500
         "`cursor` (from `next_cursor`); `since` is inclusive, `until` exclusive."
     ),
     response_model=AuditPage,
-    responses=problem_responses(*REGISTERED_CALLER_ERRORS, e.InvalidCursor, e.InvalidPeriod),
+    responses=problem_responses(*EXCHANGE_ERRORS, e.InvalidCursor, e.InvalidPeriod),
 )
 async def read_audit(
-    caller: CallerDep,
+    peer: PeerDep,
     svc: ServicesDep,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
@@ -41,13 +42,13 @@ async def read_audit(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> AuditPage:
     since, until = _period(since, until)
-    found = await svc.store.audit.for_party(
-        caller.routeringskenmerk,
+    query = AuditQuery(
         since=since,
         until=until,
         after_id=decode_cursor(cursor) if cursor else 0,
         limit=limit + 1,  # one more tells whether there is a next page
     )
+    found = await svc.exchanges.read_audit(peer, query)
     page = list(found[:limit])
     more = len(found) > limit
     return AuditPage(
@@ -86,7 +87,17 @@ def _aware(moment: dt.datetime | None) -> dt.datetime | None:
     return moment.replace(tzinfo=dt.UTC)
 
 
+# Wire names: OSO nouns in Dutch (CHANGELOG.md lists the renames).
+_WIRE_NAMES = {"transaction_id": "transactie_id", "result": "resultaat"}
+_NOT_ON_THE_WIRE = ("node_id",)  # infrastructure, not the parties' business
+
+
 def _out(item: ChainedRecord) -> AuditRecordOut:
-    values = dataclasses.asdict(item.record)
+    values = {
+        _WIRE_NAMES.get(name, name): value
+        for name, value in dataclasses.asdict(item.record).items()
+        if name not in _NOT_ON_THE_WIRE
+    }
     values["type"] = item.record.type.value
+    values["phase"] = item.record.phase.value
     return AuditRecordOut(id=item.id, prev_hash=item.prev_hash, hash=item.hash, **values)

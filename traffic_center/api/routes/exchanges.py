@@ -1,4 +1,5 @@
 """The relayed OSO messages: documentRequest (the dossier, streamed) and the notification."""
+# Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from fastapi import APIRouter, Header
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from traffic_center.api.identity import CallerDep, ServicesDep
+from traffic_center.api.identity import PeerDep, ServicesDep
 from traffic_center.api.responses import (
     EXCHANGE_ERRORS,
     problem_responses,
 )
 from traffic_center.api.schemas import DossierRequestBody, NotificationBody, NotificationDelivered
+from traffic_center.broker.service import DossierRequest, NotificationRequest
 from traffic_center.domain import errors as e
 from traffic_center.domain.las_contract import (
     DOSSIER_MEDIA_TYPE,
@@ -21,8 +23,7 @@ from traffic_center.domain.las_contract import (
     TRACEPARENT_HEADER,
     TRANSACTION_HEADER,
 )
-from traffic_center.exchanges.dossiers import DossierRequest, RelayedDossier
-from traffic_center.exchanges.notifications import NotificationRequest
+from traffic_center.exchanges.dossiers import RelayedDossier
 
 router = APIRouter(tags=["relay"])
 
@@ -115,12 +116,12 @@ class RelayResponse(StreamingResponse):
 async def relay_dossier(
     sessie_id: str,
     body: DossierRequestBody,
-    caller: CallerDep,
+    peer: PeerDep,
     svc: ServicesDep,
     traceparent: _TRACEPARENT = None,
 ) -> RelayResponse:
-    relayed = await svc.dossiers.start(
-        caller,
+    relayed = await svc.exchanges.fetch_dossier(
+        peer,
         sessie_id,
         DossierRequest(body.routeringskenmerk, body.zoeksleutel, body.aanvraagdatum),
         traceparent=traceparent,
@@ -150,12 +151,12 @@ async def relay_dossier(
 )
 async def relay_notification(
     body: NotificationBody,
-    caller: CallerDep,
+    peer: PeerDep,
     svc: ServicesDep,
     traceparent: _TRACEPARENT = None,
 ) -> NotificationDelivered:
-    delivered = await svc.notifications.deliver(
-        caller,
+    delivered = await svc.exchanges.notify(
+        peer,
         NotificationRequest(body.sessie_id, body.doel_routeringskenmerk),
         traceparent=traceparent,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from traffic_center.api.identity import IdentityDep, ServicesDep
+from traffic_center.api.identity import PeerDep, ServicesDep
 from traffic_center.api.responses import CALLER_ERRORS, problem_responses
 from traffic_center.api.schemas import WhoAmI
 
@@ -17,8 +17,9 @@ router = APIRouter(tags=["identity"])
     response_model=WhoAmI,
     responses=problem_responses(*CALLER_ERRORS),
 )
-async def whoami(identity: IdentityDep, svc: ServicesDep) -> WhoAmI:
-    endpoint = await svc.store.registry.get_endpoint(identity.routeringskenmerk)
+async def whoami(peer: PeerDep, svc: ServicesDep) -> WhoAmI:
+    found = await svc.exchanges.whoami(peer)
+    identity, endpoint = found.certificate, found.endpoint
     return WhoAmI(
         routeringskenmerk=identity.routeringskenmerk,
         name=identity.name,

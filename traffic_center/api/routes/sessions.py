@@ -6,11 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from traffic_center.api.audited import audited
-from traffic_center.api.identity import CallerDep, ServicesDep
+from traffic_center.api.identity import PeerDep, ServicesDep
 from traffic_center.api.responses import (
     EXCHANGE_ERRORS,
-    REGISTERED_CALLER_ERRORS,
     problem_responses,
 )
 from traffic_center.api.schemas import (
@@ -26,7 +24,6 @@ from traffic_center.api.schemas import (
 )
 from traffic_center.broker.service import CheckRequest, SessionRequest
 from traffic_center.domain import errors as e
-from traffic_center.domain.audit import SESSION_GRANTED, AuditType
 from traffic_center.domain.results import ResultCode
 
 router = APIRouter(tags=["sessions"])
@@ -39,7 +36,7 @@ _ID_ERRORS = (e.InvalidSessieId, e.SessionNotFound, e.WrongRole, e.ClearPupilNum
     summary="overzichtAanleverpuntRequest: list active endpoints",
     response_model=EndpointList,
     responses=problem_responses(
-        *REGISTERED_CALLER_ERRORS,
+        *EXCHANGE_ERRORS,
         e.InvalidBrin,
         e.InvalidEndpointKind,
         e.InvalidRouteringskenmerk,
@@ -48,14 +45,14 @@ _ID_ERRORS = (e.InvalidSessieId, e.SessionNotFound, e.WrongRole, e.ClearPupilNum
     ),
 )
 async def list_endpoints(
-    caller: CallerDep,
+    peer: PeerDep,
     svc: ServicesDep,
     brin: Annotated[str | None, Query(max_length=16)] = None,
     kind: Annotated[str | None, Query(max_length=8)] = None,
     routeringskenmerk: Annotated[str | None, Query(max_length=40)] = None,
 ) -> EndpointList:
-    found = await svc.broker.list_endpoints(
-        caller, brin=brin, kind=kind, routeringskenmerk=routeringskenmerk
+    found = await svc.exchanges.list_endpoints(
+        peer, brin=brin, kind=kind, routeringskenmerk=routeringskenmerk
     )
     return EndpointList(
         endpoints=[
@@ -91,7 +88,7 @@ async def list_endpoints(
 )
 async def open_session(
     body: SessionCreate,
-    caller: CallerDep,
+    peer: PeerDep,
     svc: ServicesDep,
     response: Response,
     idempotency_key: Annotated[
@@ -99,12 +96,9 @@ async def open_session(
         Header(max_length=200, description="retrying with the same key returns the same session"),
     ] = None,
 ) -> SessionGranted:
-    async with audited(svc, AuditType.SESSION, caller, role="doel") as entry:
-        granted = await svc.broker.grant(
-            caller, SessionRequest(**body.model_dump()), idempotency_key=idempotency_key
-        )
-        entry.concerns(granted.session)
-        entry.result, entry.http_status = SESSION_GRANTED, 201
+    granted = await svc.exchanges.open_session(
+        peer, SessionRequest(**body.model_dump()), idempotency_key=idempotency_key
+    )
     if granted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return SessionGranted(
@@ -134,12 +128,9 @@ async def open_session(
     ),
 )
 async def check_session(
-    sessie_id: str, body: SessionCheckBody, caller: CallerDep, svc: ServicesDep
+    sessie_id: str, body: SessionCheckBody, peer: PeerDep, svc: ServicesDep
 ) -> SessionValid:
-    async with audited(svc, AuditType.CHECK, caller, role="bron", sessie_id=sessie_id) as entry:
-        session = await svc.broker.check(caller, sessie_id, CheckRequest(**body.model_dump()))
-        entry.concerns(session, bron_routeringskenmerk=caller.routeringskenmerk)
-        entry.result, entry.http_status = ResultCode.SESSIE_VALIDE.value, 200
+    session = await svc.exchanges.check_session(peer, sessie_id, CheckRequest(**body.model_dump()))
     return SessionValid(
         resultaat=ResultCode.SESSIE_VALIDE.value,
         doel_sector=session.doel_sector.value,
@@ -157,20 +148,17 @@ async def check_session(
         e.InvalidResultCode,
         e.InvalidRouteringskenmerk,
         e.OnbekendAanleverpunt,
+        e.ResultNotWitnessed,
         e.SessieReedsAfgemeld,
         e.SessieVerlopen,
     ),
 )
 async def close_session(
-    sessie_id: str, body: SessionCloseBody, caller: CallerDep, svc: ServicesDep
+    sessie_id: str, body: SessionCloseBody, peer: PeerDep, svc: ServicesDep
 ) -> SessionClosed:
-    async with audited(svc, AuditType.CLOSE, caller, role="doel", sessie_id=sessie_id) as entry:
-        closed = await svc.broker.close(
-            caller, sessie_id, resultaat=body.resultaat, routeringskenmerk=body.routeringskenmerk
-        )
-        entry.concerns(closed, bron_routeringskenmerk=closed.result_routeringskenmerk)
-        assert closed.result is not None
-        entry.result, entry.http_status = closed.result.value, 200
+    closed = await svc.exchanges.close_session(
+        peer, sessie_id, resultaat=body.resultaat, routeringskenmerk=body.routeringskenmerk
+    )
     assert closed.result is not None
     assert closed.closed_at is not None
     return SessionClosed(

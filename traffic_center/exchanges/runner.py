@@ -1,0 +1,193 @@
+"""The one way every exchange runs: authenticate → authorise → open the record → act → close.
+
+Every OSO message, the endpoint overview, the audit read and every refused caller go through
+:meth:`ExchangeRunner.run`. The record is closed on **every** exit:
+
+=========================  ===============================================================
+exit                       final record (and the answer)
+=========================  ===============================================================
+success                    the result the body gave with ``succeed`` (or the stream's)
+a TrafficCenterError       its code and status (refusals, bron answers, relay failures)
+any other exception        ``InterneFout`` 500; logged with the request id, re-raised as
+                           :class:`InternalError` so the client gets problem+json
+cancelled (client gone)    ``AfgebrokenDoorDoel``, no status
+the caller refused         an ``aanroepGeweigerd`` record with the certificate's serial
+=========================  ===============================================================
+
+"Open the record" is fail-closed: a relayed exchange writes its *started* record before a
+byte is forwarded (``Exchange.open``); any other exchange proves the log writable first. A
+streamed dossier hands the closing over to the stream (``Exchange.hand_off``), which closes
+the record after the last byte. When the store is down the final record waits in the
+outbox, and its log line says it is not recorded yet and why.
+"""
+# Rule numbers refer to docs/rules.md.
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Literal
+
+import structlog
+from cryptography import x509
+
+from traffic_center.audit.entry import AuditEntry
+from traffic_center.audit.trail import AuditTrail
+from traffic_center.broker.authenticator import Authenticator
+from traffic_center.broker.caller import Caller, CertificateIdentity
+from traffic_center.domain.audit import DOEL_DISCONNECTED, INTERNAL_ERROR, AuditRecord, AuditType
+from traffic_center.domain.errors import (
+    CallerRefused,
+    InternalError,
+    InvalidInput,
+    TrafficCenterError,
+    UpstreamFailure,
+)
+from traffic_center.domain.identifiers import parse_sessie_id
+from traffic_center.observability.logging import raised_at
+from traffic_center.observability.metrics import Metrics
+from traffic_center.pki.inspect import serial_hex
+
+log = structlog.get_logger("traffic_center.exchanges")
+
+Role = Literal["doel", "bron"]
+
+
+class Exchange:
+    """One exchange while it runs: who asked, what the record will say, and how it ends."""
+
+    def __init__(self, caller: Caller, entry: AuditEntry, trail: AuditTrail, metrics: Metrics):
+        self.caller = caller
+        self.entry = entry
+        self._trail = trail
+        self._metrics = metrics
+        self.outcome: tuple[str, int] | None = None
+        self.handed_off = False
+        self._closed = False
+
+    def succeed(self, result: str, *, http_status: int) -> None:
+        """What the record says when the body returns normally."""
+        self.outcome = (result, http_status)
+
+    async def open(self) -> None:
+        """The started record of a relayed exchange: written now, or the exchange is refused."""
+        await self._trail.started(self.entry)
+
+    def hand_off(self) -> Exchange:
+        """The body returns before the exchange ends (a stream): the stream closes it."""
+        self.handed_off = True
+        return self
+
+    async def close(self, result: str, *, http_status: int | None) -> AuditRecord | None:
+        """The final record; once, however many exits race to it."""
+        if self._closed:
+            return None
+        self._closed = True
+        return await self._trail.finished(self.entry, result, http_status=http_status)
+
+    async def close_with_error(self, error: TrafficCenterError) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if isinstance(error, UpstreamFailure):
+            self._metrics.upstream_errors.labels(type=self.entry.type.value, code=error.code).inc()
+        await self._trail.failed(self.entry, error)
+
+
+class ExchangeRunner:
+    def __init__(self, *, authenticator: Authenticator, audit: AuditTrail, metrics: Metrics):
+        self._authenticator = authenticator
+        self._audit = audit
+        self._metrics = metrics
+
+    @asynccontextmanager
+    async def run(
+        self,
+        kind: AuditType,
+        peer_certificate: str | None,
+        *,
+        role: Role,
+        sessie_id: str | None = None,
+        two_phase: bool = False,
+    ) -> AsyncIterator[Exchange]:
+        """Authenticate the peer, open the record, run the body, close the record.
+
+        ``two_phase``: the body calls ``open()`` once authorised, just before forwarding;
+        otherwise the log is proven writable before the body runs.
+        """
+        entry = self._audit.begin(kind, caller_serial=None)
+        # The session asked about, even when refused; only a well-formed id is kept.
+        with contextlib.suppress(InvalidInput):
+            entry.sessie_id = parse_sessie_id(sessie_id) if sessie_id is not None else None
+        caller = await self._authenticate(peer_certificate, entry)
+        _file_under(entry, caller, role)
+        exchange = Exchange(caller, entry, self._audit, self._metrics)
+        try:
+            if not two_phase:
+                await self._audit.ensure_writable()
+            yield exchange
+        except TrafficCenterError as error:
+            await exchange.close_with_error(error)
+            raise
+        except Exception as unexpected:
+            log.error(
+                "exchange_internal_error",
+                type=kind.value,
+                transaction_id=entry.transaction_id,
+                error=type(unexpected).__name__,
+                where=raised_at(unexpected),
+            )
+            await exchange.close(INTERNAL_ERROR, http_status=500)
+            raise InternalError() from None
+        except BaseException:  # cancelled: the client hung up before its answer
+            await exchange.close(DOEL_DISCONNECTED, http_status=None)
+            raise
+        if not exchange.handed_off:
+            assert exchange.outcome is not None, "an exchange ends with succeed() or an error"
+            result, status = exchange.outcome
+            await exchange.close(result, http_status=status)
+
+    async def identify(self, peer_certificate: str | None) -> CertificateIdentity:
+        """Who the certificate says the caller is (whoami); a refusal is recorded like any."""
+        try:
+            return await self._authenticator.identify(peer_certificate)
+        except CallerRefused as refused:
+            await self._refused(refused, peer_certificate)
+            raise
+
+    async def _authenticate(self, peer_certificate: str | None, entry: AuditEntry) -> Caller:
+        """Rule 1; a refused caller is recorded as such, a store outage as the exchange."""
+        try:
+            return await self._authenticator.caller(peer_certificate)
+        except CallerRefused as refused:
+            await self._refused(refused, peer_certificate)
+            raise
+        except TrafficCenterError as error:
+            await self._audit.failed(entry, error)
+            raise
+
+    async def _refused(self, refused: CallerRefused, peer_certificate: str | None) -> None:
+        self._metrics.refused_callers.labels(reason=refused.code).inc()
+        entry = self._audit.begin(
+            AuditType.REFUSED_CALLER, caller_serial=_serial_of(peer_certificate)
+        )
+        await self._audit.failed(entry, refused)
+
+
+def _file_under(entry: AuditEntry, caller: Caller, role: Role) -> None:
+    """The caller's side of the record, so its own GET /v1/audit shows the exchange."""
+    entry.caller_serial = caller.identity.serial
+    if role == "doel":
+        entry.doel_brin, entry.doel_routeringskenmerk = caller.brin, caller.routeringskenmerk
+    else:
+        entry.bron_brin, entry.bron_routeringskenmerk = caller.brin, caller.routeringskenmerk
+
+
+def _serial_of(pem: str | None) -> str | None:
+    if pem is None:
+        return None
+    try:
+        return serial_hex(x509.load_pem_x509_certificate(pem.encode()))
+    except ValueError:
+        return None

@@ -1,0 +1,164 @@
+"""The exchanges a caller can start, each one call: the api's routes parse and call these.
+
+Each method runs its exchange through the one runner (authenticate, open the record, act,
+close the record on every exit) and lets the broker decide; none re-checks a rule itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from traffic_center.broker.caller import CertificateIdentity
+from traffic_center.broker.service import (
+    Broker,
+    CheckRequest,
+    DossierRequest,
+    GrantedSession,
+    NotificationRequest,
+    SessionRequest,
+)
+from traffic_center.domain.audit import DONE, SESSION_GRANTED, AuditType, ChainedRecord
+from traffic_center.domain.models import Endpoint, Session
+from traffic_center.domain.results import ResultCode
+from traffic_center.exchanges.dossiers import DossierRelay, RelayedDossier
+from traffic_center.exchanges.notifications import NotificationRelay
+from traffic_center.exchanges.runner import ExchangeRunner
+from traffic_center.store.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationDelivered:
+    transaction_id: str
+    resultaat: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    since: dt.datetime | None
+    until: dt.datetime | None
+    after_id: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """whoami: what the certificate says, and the endpoint it is registered to, if any."""
+
+    certificate: CertificateIdentity
+    endpoint: Endpoint | None
+
+
+class Exchanges:
+    def __init__(
+        self,
+        *,
+        runner: ExchangeRunner,
+        broker: Broker,
+        dossiers: DossierRelay,
+        notifications: NotificationRelay,
+        store: Store,
+    ) -> None:
+        self._runner = runner
+        self._broker = broker
+        self._dossiers = dossiers
+        self._notifications = notifications
+        self._store = store
+
+    async def whoami(self, peer: str | None) -> Identity:
+        certificate = await self._runner.identify(peer)
+        endpoint = await self._store.registry.get_endpoint(certificate.routeringskenmerk)
+        return Identity(certificate, endpoint)
+
+    async def list_endpoints(
+        self, peer: str | None, *, brin: str | None, kind: str | None, routeringskenmerk: str | None
+    ) -> Sequence[Endpoint]:
+        """overzichtAanleverpuntRequest."""
+        async with self._runner.run(AuditType.ENDPOINT_OVERVIEW, peer, role="doel") as ex:
+            found = await self._broker.list_endpoints(
+                ex.caller, brin=brin, kind=kind, routeringskenmerk=routeringskenmerk
+            )
+            ex.succeed(DONE, http_status=200)
+        return found
+
+    async def open_session(
+        self, peer: str | None, request: SessionRequest, *, idempotency_key: str | None
+    ) -> GrantedSession:
+        """overdrachtRequest."""
+        async with self._runner.run(AuditType.SESSION, peer, role="doel") as ex:
+            granted = await self._broker.grant(
+                ex.caller, request, idempotency_key=idempotency_key, note=ex.entry
+            )
+            ex.succeed(SESSION_GRANTED, http_status=201)
+        return granted
+
+    async def check_session(
+        self, peer: str | None, sessie_id: str, request: CheckRequest
+    ) -> Session:
+        """sessiecontroleRequest."""
+        async with self._runner.run(AuditType.CHECK, peer, role="bron", sessie_id=sessie_id) as ex:
+            session = await self._broker.check(ex.caller, sessie_id, request, note=ex.entry)
+            ex.succeed(ResultCode.SESSIE_VALIDE.value, http_status=200)
+        return session
+
+    async def close_session(
+        self, peer: str | None, sessie_id: str, *, resultaat: str, routeringskenmerk: str
+    ) -> Session:
+        """afmeldingRequest."""
+        async with self._runner.run(AuditType.CLOSE, peer, role="doel", sessie_id=sessie_id) as ex:
+            closed = await self._broker.close(
+                ex.caller,
+                sessie_id,
+                resultaat=resultaat,
+                routeringskenmerk=routeringskenmerk,
+                note=ex.entry,
+            )
+            assert closed.result is not None
+            ex.succeed(closed.result.value, http_status=200)
+        return closed
+
+    async def fetch_dossier(
+        self,
+        peer: str | None,
+        sessie_id: str,
+        request: DossierRequest,
+        *,
+        traceparent: str | None,
+    ) -> RelayedDossier:
+        """documentRequest, relayed: the record closes when the stream ends."""
+        async with self._runner.run(
+            AuditType.DOSSIER, peer, role="doel", sessie_id=sessie_id, two_phase=True
+        ) as ex:
+            authorised = await self._broker.authorise_dossier(
+                ex.caller, sessie_id, request, note=ex.entry
+            )
+            return await self._dossiers.start(ex, authorised, request, traceparent=traceparent)
+        raise AssertionError("unreachable: the relay either streams or raises")  # pragma: no cover
+
+    async def notify(
+        self, peer: str | None, request: NotificationRequest, *, traceparent: str | None
+    ) -> NotificationDelivered:
+        """meldenNotificatieRequest, relayed to the doel endpoint that asked."""
+        async with self._runner.run(
+            AuditType.NOTIFICATION, peer, role="bron", sessie_id=request.sessie_id, two_phase=True
+        ) as ex:
+            authorised = await self._broker.authorise_notification(
+                ex.caller, request, note=ex.entry
+            )
+            resultaat = await self._notifications.deliver(ex, authorised, traceparent=traceparent)
+            ex.succeed(resultaat, http_status=200)
+        return NotificationDelivered(ex.entry.transaction_id, resultaat)
+
+    async def read_audit(self, peer: str | None, query: AuditQuery) -> Sequence[ChainedRecord]:
+        """A party's own audit records (where its endpoint is doel or bron)."""
+        async with self._runner.run(AuditType.AUDIT_READ, peer, role="doel") as ex:
+            found = await self._store.audit.for_party(
+                ex.caller.routeringskenmerk,
+                since=query.since,
+                until=query.until,
+                after_id=query.after_id,
+                limit=query.limit,
+            )
+            ex.succeed(DONE, http_status=200)
+        return found
