@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.gegevensset import load_schema, xsd_errors
 from tests.support.processes import clean_env
 from traffic_center.cli.main import main
 from traffic_center.domain.identifiers import Overdrachtsoort, Sector, looks_like_pupil_number
@@ -314,6 +315,26 @@ async def test_bijlagen_is_a_dossier_of_several_megabytes(relay: httpx.AsyncClie
     assert answer.content.count(b"<document>") == 30
     expected = measured_dossier(DossierTemplate.ATTACHMENTS, PO_TO_VO)
     assert hashlib.sha256(answer.content).hexdigest() == expected.sha256
+
+
+@pytest.mark.parametrize(
+    ("zoeksleutel", "doel_sector"),
+    [
+        ("00YY-gereed-leerling-6", "VO"),
+        ("00YY-gereed-leerling-6", "SWV"),
+        ("00YY-zondervrijgave-leerling-6", "VO"),
+        ("00YY-bijlagen-leerling-6", "PO"),
+        ("00YY-grootte-4000000-mKenmerk1-leerling-6", "VO"),
+        ("00YY-liegt-100000-leerling-6", "PO"),
+    ],
+)
+async def test_every_served_dossier_is_valid_against_the_oso_xsd(
+    relay: httpx.AsyncClient, zoeksleutel: str, doel_sector: str
+) -> None:
+    answer = await post_dossier(relay, ask(zoeksleutel, doel_sector=doel_sector))
+
+    assert answer.status_code == 200
+    assert xsd_errors(load_schema(), answer.content) == []
 
 
 @pytest.mark.parametrize("size", [0, 10, 1000, 3 * 1024 * 1024 + 7])
