@@ -24,15 +24,17 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.gegevensset import load_schema, xsd_errors
 from tests.support.processes import clean_env
 from traffic_center.cli.main import main
-from traffic_center.domain.identifiers import Sector, looks_like_pupil_number
+from traffic_center.domain.identifiers import Overdrachtsoort, Sector, looks_like_pupil_number
 from traffic_center.domain.las_contract import (
     DOSSIER_NAMESPACE,
     RELEASE_HEADER,
     SESSION_HEADER,
     TRANSACTION_HEADER,
 )
+from traffic_center.domain.rules import ParentRelease
 from traffic_center.las import LasConfig, LasServer
 from traffic_center.las.doel import DoelClient, TrafficCenterRefused
 from traffic_center.las.dossier import (
@@ -42,12 +44,22 @@ from traffic_center.las.dossier import (
     generated_digest,
     measured_dossier,
 )
+from traffic_center.las.gegevensset import DossierSpec
 from traffic_center.las.scenarios import MAX_GENERATED_BYTES, ScenarioKind, scenario_for
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 
 DOEL_ROUTERINGSKENMERK = "00000007000012000001"
 BRON_ROUTERINGSKENMERK = "00000007000000000001"
 FAKE_TC = "https://tc.test"
+# What the module's PO LAS serves a VO doel by default: its dossier for a POVO overstap.
+PO_TO_VO = DossierSpec(
+    brin="00YY",
+    bron_sector=Sector.PO,
+    doel_sector=Sector.VO,
+    overdrachtsoort=Overdrachtsoort.OVERSTAPDOSSIER,
+    release=ParentRelease.INZAGE,
+)
+NS = f"{{{DOSSIER_NAMESPACE}}}"
 
 
 # --- certificates and servers ----------------------------------------------------------------
@@ -214,7 +226,7 @@ async def test_gereed_streams_a_realistic_dossier_with_the_release_attested(
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/xml"
     assert answer.headers[RELEASE_HEADER] == "inzage"  # a PO bron, a VO doel
-    expected = measured_dossier(DossierTemplate.STANDARD, brin="00YY")
+    expected = measured_dossier(DossierTemplate.STANDARD, PO_TO_VO)
     assert (size, sha) == (expected.size, expected.sha256)
     assert int(answer.headers["content-length"]) == size
     assert 150_000 < size < 200_000
@@ -226,12 +238,14 @@ async def test_the_realistic_dossier_is_oso_xml_without_a_pupil_number(
     answer = await post_dossier(relay, ask("00YY-gereed-leerling-2"))
 
     root = ET.fromstring(answer.content)
-    sections = [child.tag.removeprefix(f"{{{DOSSIER_NAMESPACE}}}") for child in root]
-    assert root.tag == f"{{{DOSSIER_NAMESPACE}}}dossier"
-    assert sections == ["metadata", "overdrachtsoort", "inzage", "huidigeschool", "leerling"]
-    assert len(root.findall(f".//{{{DOSSIER_NAMESPACE}}}bijlage")) == 3
-    text_before_attachments = answer.text.split("<bijlagen>")[0]
+    sections = [child.tag.removeprefix(NS) for child in root]
+    assert root.tag == f"{NS}dossier"
+    assert sections == ["metadata", "overdrachtsoort", "inzage", "huidigeschool"]
+    assert root.findtext(f"{NS}metadata/{NS}overstap") == "POVO"
+    assert len(root.findall(f"{NS}huidigeschool/{NS}leerling/{NS}overigdocumentlijst/*")) == 3
+    text_before_attachments = answer.text.split("<overigdocumentlijst>")[0]
     assert not looks_like_pupil_number(text_before_attachments)
+    assert root.find(f".//{NS}bsn") is None
 
 
 async def test_the_release_follows_the_sector_pair(
@@ -244,6 +258,14 @@ async def test_the_release_follows_the_sector_pair(
     assert vo_to_vo.headers[RELEASE_HEADER] == "toestemming"
     assert po_to_swv.status_code == 200
     assert RELEASE_HEADER not in po_to_swv.headers  # no parent rule for that pair
+    # The dossier says what the header attests: consent (VO→VO); nothing stated for the SWV.
+    consent = ET.fromstring(vo_to_vo.content)
+    assert consent.findtext(f"{NS}inzage/{NS}inzage") == "true"
+    assert consent.findtext(f"{NS}inzage/{NS}toestemming") == "Ja"
+    swv = ET.fromstring(po_to_swv.content)
+    assert swv.findtext(f"{NS}metadata/{NS}overstap") == "POSWV"
+    assert swv.find(f"{NS}inzage") is None
+    assert swv.findtext(f".//{NS}cat_ouderinzage") == "OPT-UIT"
 
 
 @pytest.mark.parametrize(
@@ -279,6 +301,10 @@ async def test_zondervrijgave_serves_the_dossier_without_the_release_header(
     assert answer.status_code == 200
     assert b"<leerling>" in answer.content
     assert RELEASE_HEADER not in answer.headers
+    # Nothing attested, and the dossier agrees: the parents have not inspected it.
+    inzage = ET.fromstring(answer.content).find(f"{NS}inzage")
+    assert inzage is not None
+    assert inzage.findtext(f"{NS}inzage") == "false"
 
 
 async def test_bijlagen_is_a_dossier_of_several_megabytes(relay: httpx.AsyncClient) -> None:
@@ -286,9 +312,29 @@ async def test_bijlagen_is_a_dossier_of_several_megabytes(relay: httpx.AsyncClie
 
     assert answer.status_code == 200
     assert 5_500_000 < len(answer.content) < 6_500_000
-    assert answer.content.count(b"<bijlage>") == 30
-    expected = measured_dossier(DossierTemplate.ATTACHMENTS, brin="00YY")
+    assert answer.content.count(b"<document>") == 30
+    expected = measured_dossier(DossierTemplate.ATTACHMENTS, PO_TO_VO)
     assert hashlib.sha256(answer.content).hexdigest() == expected.sha256
+
+
+@pytest.mark.parametrize(
+    ("zoeksleutel", "doel_sector"),
+    [
+        ("00YY-gereed-leerling-6", "VO"),
+        ("00YY-gereed-leerling-6", "SWV"),
+        ("00YY-zondervrijgave-leerling-6", "VO"),
+        ("00YY-bijlagen-leerling-6", "PO"),
+        ("00YY-grootte-4000000-mKenmerk1-leerling-6", "VO"),
+        ("00YY-liegt-100000-leerling-6", "PO"),
+    ],
+)
+async def test_every_served_dossier_is_valid_against_the_oso_xsd(
+    relay: httpx.AsyncClient, zoeksleutel: str, doel_sector: str
+) -> None:
+    answer = await post_dossier(relay, ask(zoeksleutel, doel_sector=doel_sector))
+
+    assert answer.status_code == 200
+    assert xsd_errors(load_schema(), answer.content) == []
 
 
 @pytest.mark.parametrize("size", [0, 10, 1000, 3 * 1024 * 1024 + 7])

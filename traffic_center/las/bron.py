@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -33,14 +34,16 @@ from traffic_center.domain.las_contract import (
     TRANSACTION_HEADER,
 )
 from traffic_center.domain.results import ResultCode
-from traffic_center.domain.rules import required_release
+from traffic_center.domain.rules import ParentRelease, required_release
 from traffic_center.las.config import LasConfig
 from traffic_center.las.dossier import (
+    GENERATED_SPEC,
     DossierTemplate,
     generated_dossier,
     measured_dossier,
     realistic_dossier,
 )
+from traffic_center.las.gegevensset import DossierSpec
 from traffic_center.las.messages import (
     CALLER_REFUSED,
     INVALID_INPUT,
@@ -182,7 +185,7 @@ class ReferenceLas:
         file = self._dossier_file(ask.zoeksleutel)
         if file is not None:
             size = file.stat().st_size
-            return self._stream(ask, "bestand", file_chunks(file), length=size)
+            return self._stream(ask, "bestand", file_chunks(file), size, self._release(ask))
         scenario = scenario_for(ask.zoeksleutel)
         if scenario.kind is ScenarioKind.HANGT:
             return await self._hang(ask, request)
@@ -199,43 +202,59 @@ class ReferenceLas:
         if kind is ScenarioKind.BIJLAGEN:
             return self._realistic(ask, scenario, DossierTemplate.ATTACHMENTS)
         assert scenario.size is not None  # every other scenario is a sized one
-        generated = generated_dossier(scenario.size, scenario.marker)
+        release = self._release(ask)
+        spec = dataclasses.replace(
+            GENERATED_SPEC,
+            bron_sector=self.config.sector,
+            doel_sector=ask.doel_sector,
+            overdrachtsoort=ask.overdrachtsoort,
+            release=release,
+        )
+        generated = generated_dossier(scenario.size, scenario.marker, spec=spec)
         if kind is ScenarioKind.AFBREKEN:
-            return self._stream(ask, name, broken_off(generated), length=generated.size)
+            return self._stream(ask, name, broken_off(generated), generated.size, release)
         if kind is ScenarioKind.TRICKLE:
             slow = chunks_of(
                 generated.chunks(TRICKLE_CHUNK_BYTES), interval=TRICKLE_INTERVAL_SECONDS
             )
-            return self._stream(ask, name, slow, length=generated.size)
+            return self._stream(ask, name, slow, generated.size, release)
         # liegt: the same bytes, but chunked, so only counting tells the TC how big it is.
         length = None if kind is ScenarioKind.LIEGT else generated.size
-        return self._stream(ask, name, chunks_of(generated.chunks()), length=length)
+        return self._stream(ask, name, chunks_of(generated.chunks()), length, release)
 
     def _realistic(
         self, ask: DossierRequest, scenario: Scenario, template: DossierTemplate
     ) -> Response:
-        brin, soort = self.config.brin, ask.overdrachtsoort.value
-        measured = measured_dossier(template, brin=brin, overdrachtsoort=soort)
-        body = chunks_of(realistic_dossier(template, brin=brin, overdrachtsoort=soort))
+        # zondervrijgave: no header, and a dossier whose inzage block says why.
         attest = scenario.kind is not ScenarioKind.ZONDER_VRIJGAVE
-        return self._stream(
-            ask, scenario.kind.value, body, length=measured.size, attest_release=attest
+        release = self._release(ask) if attest else None
+        spec = DossierSpec(
+            brin=self.config.brin,
+            bron_sector=self.config.sector,
+            doel_sector=ask.doel_sector,
+            overdrachtsoort=ask.overdrachtsoort,
+            release=release,
         )
+        measured = measured_dossier(template, spec)
+        body = chunks_of(realistic_dossier(template, spec))
+        return self._stream(ask, scenario.kind.value, body, measured.size, release)
+
+    def _release(self, ask: DossierRequest) -> ParentRelease | None:
+        """What this bron attests: the release the sector pair needs (domain rule 8)."""
+        return required_release(self.config.sector, ask.doel_sector)
 
     def _stream(
         self,
         ask: DossierRequest,
         scenario: str,
         body: AsyncGenerator[bytes, None],
-        *,
         length: int | None,
-        attest_release: bool = True,
+        release: ParentRelease | None,
     ) -> Response:
         headers: dict[str, str] = {}
         if length is not None:
             headers["Content-Length"] = str(length)
-        release = required_release(self.config.sector, ask.doel_sector)
-        if attest_release and release is not None:
+        if release is not None:
             headers[RELEASE_HEADER] = release.value
 
         def ended(completed: bool, sent: int) -> None:

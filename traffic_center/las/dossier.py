@@ -1,5 +1,9 @@
 """The dossiers the reference LAS serves: realistic fictitious ones and generated ones of any size.
 
+Both are OSO gegevensset 2019.1 dossiers (:mod:`traffic_center.las.gegevensset` writes all
+but the attachments); both are made large by attachments, streamed between that skeleton's
+two halves.
+
 Every dossier is produced as an iterator of byte chunks, so a server can stream it and a test
 can hash it without either holding the whole body. Everything is deterministic: the same
 arguments give the same bytes, so a test can compute the SHA-256 the doel must receive.
@@ -8,6 +12,7 @@ arguments give the same bytes, so a test can compute the SHA-256 the doel must r
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import io
@@ -17,16 +22,28 @@ from dataclasses import dataclass
 from enum import StrEnum
 from xml.sax.saxutils import escape
 
-from traffic_center.domain.las_contract import DOSSIER_NAMESPACE
+from traffic_center.domain.identifiers import Overdrachtsoort, Sector
+from traffic_center.domain.rules import ParentRelease
+from traffic_center.las.gegevensset import DossierSpec, skeleton
+from traffic_center.las.scenarios import TEST_BRIN
 
 # Streaming granularity: large enough for throughput, small enough to bound memory per stream.
 CHUNK_BYTES = 64 * 1024
-_XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 # base64.encodebytes writes 76-character lines (RFC 2045 §6.8), 57 input bytes each; encoding
 # whole multiples of 57 keeps the slices' output identical to encoding the attachment at once.
 _BASE64_SLICE = 57 * 1024
 # A fixed timestamp inside the attachments' ZIPs, so the bytes never depend on the clock.
 _ZIP_TIMESTAMP = (2025, 2, 20, 9, 30, 0)
+# The sized scenarios are test school 00YY's, whichever endpoint serves them; a PO school's
+# dossier for a VO school unless the bron says otherwise (the pair the demo and tests use).
+GENERATED_SPEC = DossierSpec(
+    brin=TEST_BRIN,
+    bron_sector=Sector.PO,
+    doel_sector=Sector.VO,
+    overdrachtsoort=Overdrachtsoort.OVERSTAPDOSSIER,
+    release=ParentRelease.INZAGE,
+    full=False,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,36 +127,54 @@ def _filler(start: int, end: int) -> bytes:
     return b"".join(pieces)
 
 
-def generated_dossier(size: int, marker: str | None = None) -> GeneratedDossier:
-    """The dossier ``00YY-grootte-<size>[-m<marker>]`` serves."""
+def generated_dossier(
+    size: int, marker: str | None = None, *, spec: DossierSpec | None = None
+) -> GeneratedDossier:
+    """The dossier ``00YY-grootte-<size>[-m<marker>]`` serves.
+
+    A lean OSO dossier of test school 00YY (only the categories its profile requires, plus
+    ``bijlagedocs``) whose one attachment is ``size`` bytes' worth of base64 filler. The
+    filler is a base64 text, not a ZIP: the XSD types ``bestandsinhoud`` as a string and a ZIP
+    of a gigabyte would need a CRC over all of it before the first byte could be sent.
+    """
     if size < 0:
         raise ValueError("size must not be negative")
-    head, tail = _generated_skeleton(size, marker)
-    if size < len(head) + len(tail):
+    head, tail = _generated_skeleton(spec or GENERATED_SPEC, marker)
+    filler = size - len(head) - len(tail)
+    if filler < 0:
         return GeneratedDossier(size, (head + tail)[:size], b"")
-    return GeneratedDossier(size, head, tail)
+    # Whole base64 quanta only; the 0-3 bytes left over are line breaks (which decoders skip).
+    return GeneratedDossier(size, head, b"\n" * (filler % 4) + tail)
 
 
-def _generated_skeleton(size: int, marker: str | None) -> tuple[bytes, bytes]:
-    kenmerk = f"<kenmerk>{escape(marker)}</kenmerk>" if marker else ""
-    head = (
-        f'{_XML_DECLARATION}<dossier xmlns="{DOSSIER_NAMESPACE}">\n'
-        f"<metadata><pakket>OSO-testdossier</pakket><grootte>{size}</grootte>{kenmerk}"
-        "</metadata>\n<bijlagen><bijlage><naam>vulling.bin</naam><inhoud>"
+@functools.lru_cache(maxsize=64)
+def _generated_skeleton(spec: DossierSpec, marker: str | None) -> tuple[bytes, bytes]:
+    head, tail = skeleton(dataclasses.replace(spec, full=False))
+    kenmerk = f", kenmerk {escape(marker)}" if marker else ""
+    document = (
+        "        <document>\n"
+        "          <bestandsnaam>vulling.txt</bestandsnaam>\n"
+        f"          <omschrijving>Vulling van het testdossier{kenmerk}</omschrijving>\n"
+        "          <bestandsinhoud>"
     )
-    tail = "</inhoud></bijlage></bijlagen>\n</dossier>\n"
-    return head.encode(), tail.encode()
+    return (head + document).encode(), ("</bestandsinhoud>\n        </document>\n" + tail).encode()
 
 
 def generated_chunks(
-    size: int, marker: str | None = None, *, chunk_bytes: int = CHUNK_BYTES
+    size: int,
+    marker: str | None = None,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+    spec: DossierSpec | None = None,
 ) -> Iterator[bytes]:
-    return generated_dossier(size, marker).chunks(chunk_bytes)
+    return generated_dossier(size, marker, spec=spec).chunks(chunk_bytes)
 
 
-def generated_digest(size: int, marker: str | None = None) -> str:
+def generated_digest(
+    size: int, marker: str | None = None, *, spec: DossierSpec | None = None
+) -> str:
     """The SHA-256 (hex) of the generated dossier, without a server."""
-    return measure(generated_chunks(size, marker)).sha256
+    return measure(generated_chunks(size, marker, spec=spec)).sha256
 
 
 # --- realistic dossiers ------------------------------------------------------------------------
@@ -153,15 +188,18 @@ class DossierTemplate(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Attachment:
     name: str
+    description: str
     size: int  # bytes of the document inside the ZIP
 
 
 _STANDARD_ATTACHMENTS = (
-    Attachment("groepsplan-rekenen.pdf", 40_000),
-    Attachment("verslag-intern-begeleider.pdf", 48_000),
-    Attachment("rapport-groep-7.pdf", 32_000),
+    Attachment("groepsplan-rekenen.pdf", "Groepsplan rekenen", 32_000),
+    Attachment("verslag-intern-begeleider.pdf", "Verslag van de intern begeleider", 40_000),
+    Attachment("rapport-groep-7.pdf", "Rapport groep 7", 28_000),
 )
-_EXTRA_ATTACHMENTS = tuple(Attachment(f"scan-rapport-{n:02d}.pdf", 160_000) for n in range(1, 28))
+_EXTRA_ATTACHMENTS = tuple(
+    Attachment(f"scan-rapport-{n:02d}.pdf", f"Gescand rapport {n}", 160_000) for n in range(1, 28)
+)
 
 _ATTACHMENTS: dict[DossierTemplate, tuple[Attachment, ...]] = {
     DossierTemplate.STANDARD: _STANDARD_ATTACHMENTS,
@@ -169,163 +207,33 @@ _ATTACHMENTS: dict[DossierTemplate, tuple[Attachment, ...]] = {
 }
 
 
-def realistic_dossier(
-    template: DossierTemplate, *, brin: str, overdrachtsoort: str = "overstapdossier"
-) -> Iterator[bytes]:
+def realistic_dossier(template: DossierTemplate, spec: DossierSpec) -> Iterator[bytes]:
     """A fictitious pupil's dossier; one attachment at a time is in memory, never the whole."""
-    yield _realistic_head(brin, overdrachtsoort).encode()
+    head, tail = skeleton(spec)
+    yield head.encode()
     for attachment in _ATTACHMENTS[template]:
         yield from _attachment_element(attachment)
-    yield b"</bijlagen>\n</leerling>\n</dossier>\n"
+    yield tail.encode()
 
 
 @functools.lru_cache(maxsize=32)
-def measured_dossier(
-    template: DossierTemplate, *, brin: str, overdrachtsoort: str = "overstapdossier"
-) -> Measured:
+def measured_dossier(template: DossierTemplate, spec: DossierSpec) -> Measured:
     """Size and digest of :func:`realistic_dossier`, computed once per process and arguments."""
-    return measure(realistic_dossier(template, brin=brin, overdrachtsoort=overdrachtsoort))
-
-
-def _realistic_head(brin: str, overdrachtsoort: str) -> str:
-    return "".join(
-        [
-            _XML_DECLARATION,
-            f'<dossier xmlns="{DOSSIER_NAMESPACE}">\n',
-            _METADATA,
-            f"<overdrachtsoort>{escape(overdrachtsoort)}</overdrachtsoort>\n",
-            _INZAGE,
-            _HUIDIGE_SCHOOL.format(brin=escape(brin)),
-            _LEERLING,
-            _schoolloopbaan(),
-            _ADVIES_ONDERSTEUNING_VERZUIM,
-            _toetsresultaten(),
-            "<bijlagen>\n",
-        ]
-    )
-
-
-_METADATA = """<metadata>
-  <pakket>OSO-gegevensset</pakket>
-  <versie>2019</versie>
-  <aanmaakdatum>2025-03-14T09:30:00+01:00</aanmaakdatum>
-  <bronsysteem>OSO Traffic Center referentie-LAS</bronsysteem>
-  <vrijgegevencategorieen>
-    <categorie>leerling</categorie>
-    <categorie>schoolloopbaan</categorie>
-    <categorie>advies</categorie>
-    <categorie>ondersteuning</categorie>
-    <categorie>verzuim</categorie>
-    <categorie>toetsresultaten</categorie>
-    <categorie>bijlagen</categorie>
-  </vrijgegevencategorieen>
-</metadata>
-"""
-
-_INZAGE = """<inzage>
-  <inzageouders>true</inzageouders>
-  <datuminzage>2025-02-20</datuminzage>
-  <toestemmingouders>true</toestemmingouders>
-  <datumtoestemming>2025-02-20</datumtoestemming>
-  <zienswijzeouders>Ouders herkennen zich in het beeld en het advies.</zienswijzeouders>
-</inzage>
-"""
-
-_HUIDIGE_SCHOOL = """<huidigeschool>
-  <brin>{brin}</brin>
-  <vestiging>00</vestiging>
-  <naam>Testschool De Referentie (fictief)</naam>
-  <plaats>Voorbeeldstad</plaats>
-  <contactpersoon>
-    <naam>J. Jansen (fictief)</naam>
-    <functie>intern begeleider</functie>
-    <email>ib@testschool.invalid</email>
-  </contactpersoon>
-</huidigeschool>
-"""
-
-# A fictitious pupil. No BSN or onderwijsnummer: the reference dossier proves nothing needs one.
-_LEERLING = """<leerling>
-  <roepnaam>Fictief</roepnaam>
-  <voorvoegsel>de</voorvoegsel>
-  <achternaam>Testleerling</achternaam>
-  <geboortedatum>2013-05-17</geboortedatum>
-  <geslacht>X</geslacht>
-  <thuistaal>Nederlands</thuistaal>
-  <woonplaats>Voorbeeldstad</woonplaats>
-"""
-
-_ADVIES_ONDERSTEUNING_VERZUIM = """  <advies>
-    <schooladvies>havo/vwo</schooladvies>
-    <datumadvies>2025-01-31</datumadvies>
-    <toelichting>Zelfstandig, nieuwsgierig en taalvaardig; rekenen vraagt aandacht bij
-      meerstapsopgaven. Goede werkhouding, plant huiswerk zelf.</toelichting>
-  </advies>
-  <ondersteuning>
-    <arrangement>basisondersteuning</arrangement>
-    <aandachtspunt>Rekenen: extra instructie in een kleine groep, twee keer per week.</aandachtspunt>
-    <aandachtspunt>Sociaal-emotioneel: geen bijzonderheden.</aandachtspunt>
-  </ondersteuning>
-  <verzuim>
-    <schooljaar>2024-2025</schooljaar>
-    <geoorloofd>6</geoorloofd>
-    <ongeoorloofd>0</ongeoorloofd>
-    <telaatkomen>2</telaatkomen>
-  </verzuim>
-"""
-
-_SCHOOL_YEARS = tuple(f"{year}-{year + 1}" for year in range(2017, 2025))
-_SUBJECTS = ("rekenen-wiskunde", "technisch lezen", "begrijpend lezen", "spelling")
-_MOMENTS = ("midden", "eind")
-
-
-def _schoolloopbaan() -> str:
-    rows = [
-        f"    <periode><schooljaar>{year}</schooljaar><groep>{group}</groep>"
-        "<bevorderd>true</bevorderd></periode>\n"
-        for group, year in enumerate(_SCHOOL_YEARS, start=1)
-    ]
-    return "  <schoolloopbaan>\n" + "".join(rows) + "  </schoolloopbaan>\n"
-
-
-def _toetsresultaten() -> str:
-    rows = []
-    # Standardised tests start in group 3.
-    for group, year in list(enumerate(_SCHOOL_YEARS, start=1))[2:]:
-        for subject in _SUBJECTS:
-            for moment in _MOMENTS:
-                rows.append(_test_result(year, group, subject, moment))
-    return "  <toetsresultaten>\n" + "".join(rows) + "  </toetsresultaten>\n"
-
-
-def _test_result(year: str, group: int, subject: str, moment: str) -> str:
-    # Scores derived from the key, so the dossier is the same on every run.
-    seed = hashlib.sha256(f"{year}/{subject}/{moment}".encode()).digest()
-    score = 20 + seed[0] % 60
-    level = ("I", "II", "III", "IV", "V")[seed[1] % 5]
-    return (
-        "    <toets>\n"
-        f"      <schooljaar>{year}</schooljaar><groep>{group}</groep>\n"
-        f"      <leerlijn>{subject}</leerlijn><afnamemoment>{moment}</afnamemoment>\n"
-        f"      <vaardigheidsscore>{score + group * 20}</vaardigheidsscore>"
-        f"<niveau>{level}</niveau>\n"
-        "      <toetsaanbieder>fictief toetsinstituut</toetsaanbieder>\n"
-        "    </toets>\n"
-    )
+    return measure(realistic_dossier(template, spec))
 
 
 def _attachment_element(attachment: Attachment) -> Iterator[bytes]:
+    """One ``document``: the file zipped, then base64 (OSO: "Base64 gecodeerd ZIP-bestand")."""
     archive = _zipped(attachment)
     yield (
-        "  <bijlage>\n"
-        f"    <naam>{escape(attachment.name)}.zip</naam>\n"
-        "    <mimetype>application/zip</mimetype>\n"
-        f"    <grootte>{len(archive)}</grootte>\n"
-        '    <inhoud codering="base64">\n'
+        "        <document>\n"
+        f"          <bestandsnaam>{escape(attachment.name)}</bestandsnaam>\n"
+        f"          <omschrijving>{escape(attachment.description)}</omschrijving>\n"
+        "          <bestandsinhoud>\n"
     ).encode()
     for start in range(0, len(archive), _BASE64_SLICE):
         yield base64.encodebytes(archive[start : start + _BASE64_SLICE])
-    yield b"    </inhoud>\n  </bijlage>\n"
+    yield b"          </bestandsinhoud>\n        </document>\n"
 
 
 def _zipped(attachment: Attachment) -> bytes:
