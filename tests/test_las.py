@@ -33,7 +33,7 @@ from traffic_center.domain.las_contract import (
     SESSION_HEADER,
     TRANSACTION_HEADER,
 )
-from traffic_center.las import LasConfig, LasServer
+from traffic_center.las.config import LasConfig
 from traffic_center.las.doel import DoelClient, TrafficCenterRefused
 from traffic_center.las.dossier import (
     CHUNK_BYTES,
@@ -43,6 +43,7 @@ from traffic_center.las.dossier import (
     measured_dossier,
 )
 from traffic_center.las.scenarios import MAX_GENERATED_BYTES, ScenarioKind, scenario_for
+from traffic_center.las.server import LasServer
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 
 DOEL_ROUTERINGSKENMERK = "00000007000012000001"
