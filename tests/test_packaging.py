@@ -34,14 +34,14 @@ for module in pkgutil.walk_packages(traffic_center.__path__, "traffic_center."):
 """
 
 
-def _run(*command: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _run(*command: str | Path, **tc_env: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TC_")}
     return subprocess.run(
         [str(part) for part in command],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=cwd,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TC_")},
+        env=env | {f"TC_{name.upper()}": value for name, value in tc_env.items()},
         check=False,
     )
 
@@ -111,3 +111,17 @@ def test_the_postgres_lock_is_the_runtime_lock_plus_the_driver() -> None:
     postgres = _pins(ROOT / "requirements-postgres.lock")
     assert set(postgres) - set(runtime) == {"asyncpg"}
     assert {name: postgres[name] for name in runtime} == runtime
+
+
+def test_a_postgresql_url_without_the_extra_is_one_clear_line(
+    installed: Path, tmp_path: Path
+) -> None:
+    url = "postgresql+asyncpg://tc@127.0.0.1:1/tc"
+    done = _run(
+        installed / "bin" / "traffic-center", "db", "upgrade", home=str(tmp_path), database_url=url
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "traffic-center: error: the database driver 'asyncpg' is not installed"
+        " (for PostgreSQL: pip install 'traffic-center[postgres]')"
+    ]
