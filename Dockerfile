@@ -1,14 +1,21 @@
 # The Traffic Center as a container: slim Python, a non-root user, `traffic-center serve`.
+# Dependencies come from requirements-postgres.lock (exact versions, hashes checked: two
+# builds install the same bytes); the package itself is installed without resolving anything.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY traffic_center ./traffic_center
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/traffic-center --create-home tc
+# Its own layer: rebuilt only when the lock changes.
+COPY requirements-postgres.lock /tmp/requirements.lock
+RUN pip install --no-cache-dir --require-hashes --no-deps -r /tmp/requirements.lock \
+    && rm /tmp/requirements.lock
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --no-deps /wheels/*.whl && rm -rf /wheels \
+    && pip check
 USER tc
 WORKDIR /var/lib/traffic-center
 # State (CA, SQLite database, server secret) lives in TC_HOME; mount a volume there.

@@ -35,7 +35,7 @@ from traffic_center.domain.las_contract import (
     TRANSACTION_HEADER,
 )
 from traffic_center.domain.rules import ParentRelease
-from traffic_center.las import LasConfig, LasServer
+from traffic_center.las.config import LasConfig
 from traffic_center.las.doel import DoelClient, TrafficCenterRefused
 from traffic_center.las.dossier import (
     CHUNK_BYTES,
@@ -46,6 +46,7 @@ from traffic_center.las.dossier import (
 )
 from traffic_center.las.gegevensset import DossierSpec
 from traffic_center.las.scenarios import MAX_GENERATED_BYTES, ScenarioKind, scenario_for
+from traffic_center.las.server import LasServer
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 
 DOEL_ROUTERINGSKENMERK = "00000007000012000001"

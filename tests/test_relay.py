@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
+import io
 import json
 import logging
 import os
@@ -26,7 +28,8 @@ from tests.support.processes import free_port
 from tests.support.server import TrafficCenterUnderTest
 from tests.support.world import Party
 from traffic_center.domain.audit import DOEL_DISCONNECTED, AuditRecord, AuditType, Phase
-from traffic_center.las.dossier import generated_digest
+from traffic_center.las.doel import ClientTLS, DoelClient
+from traffic_center.las.dossier import generated_chunks, generated_digest
 
 MB = 1024 * 1024
 LIMIT = 8 * MB
@@ -328,6 +331,37 @@ async def test_headers_upstream_and_back_are_only_what_the_contract_says(
     version, trace, span, flags = upstream["traceparent"].split("-")
     assert (version, trace, flags) == ("00", trace_id, "01")
     assert span != "1" * 16  # our hop has its own span id
+
+
+async def test_the_reference_doel_hashes_what_travelled_like_the_tc_when_the_bron_gzips(
+    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty
+) -> None:
+    # A bron may compress although the TC asks for identity; the TC passes the bytes on as
+    # they come and records their digest, and the reference doel must report the same one.
+    gzipped = gzip.compress(b"".join(generated_chunks(200_000)))
+    bron_app = fixed_answer(
+        200,
+        [
+            ("content-type", "application/xml"),
+            ("content-encoding", "gzip"),
+            ("content-length", str(len(gzipped))),
+            ("x-oso-vrijgave", "inzage"),
+        ],
+        gzipped,
+    )
+    bron_party, _ = await las.school_with_app("PO", bron_app)
+    key = scenario_key("gereed")
+    tls = ClientTLS(doel.party.cert, doel.party.key, tc.ca_pem)
+    async with DoelClient(tc.url, tls=tls) as client:
+        session = await client.open_session(bron_party.brin, key)
+        fetched = await client.fetch_dossier(
+            session.sessie_id, bron_party.routeringskenmerk, key, sink=(sink := io.BytesIO())
+        )
+    assert fetched.succeeded
+    [record] = await eventually_recorded(tc, session.sessie_id)
+    assert (fetched.bytes, fetched.sha256) == (record.size_bytes, record.sha256)
+    assert fetched.sha256 == hashlib.sha256(gzipped).hexdigest()
+    assert sink.getvalue() == gzipped
 
 
 async def test_the_bron_s_own_words_never_reach_the_doel(las: LasWorld, doel: LasParty) -> None:

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 
 from traffic_center.api import schemas
@@ -59,6 +58,9 @@ def openapi_document() -> dict[str, Any]:
 
 
 def openapi_yaml() -> str:
+    # PyYAML is a development dependency: only writing (or checking) the contract needs it.
+    import yaml
+
     return yaml.safe_dump(openapi_document(), sort_keys=False, allow_unicode=True, width=100)
 
 

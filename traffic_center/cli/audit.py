@@ -20,35 +20,6 @@ from traffic_center.domain.errors import InvalidInput
 EXIT_BROKEN = 1
 
 
-def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    audit = subparsers.add_parser("audit", help="the hash-chained audit log")
-    verbs = audit.add_subparsers(dest="verb", required=True, metavar="VERB")
-    verify = verbs.add_parser("verify", help="walk the chain: OK, or the first broken record")
-    verify.set_defaults(handler=verify_command)
-    rotate = verbs.add_parser(
-        "rotate-key",
-        help="hand the chain to a new secret: an audited record, signed by the current one",
-        description=(
-            "Appends a sleutelGewisseld record signed with the current TC_SECRET_KEY that names "
-            "the new key's id; from then on only the new secret may write. Then give every node "
-            "and the CLI the new TC_SECRET_KEY and keep the old one in TC_PREVIOUS_SECRET_KEYS "
-            "(comma-separated) so `audit verify` can check the records before the rotation."
-        ),
-    )
-    rotate.add_argument(
-        "--new-key-file",
-        required=True,
-        type=Path,
-        help="file holding the new secret (64+ hex digits or 43+ base64 characters)",
-    )
-    rotate.set_defaults(handler=rotate_key_command)
-    export = verbs.add_parser("export", help="write records as JSON lines")
-    export.add_argument("--since", help="from this moment (ISO 8601, e.g. 2026-11-01T00:00Z)")
-    export.add_argument("--until", help="up to, not including, this moment (ISO 8601)")
-    export.add_argument("--out", type=Path, help="file to write [standard output]")
-    export.set_defaults(handler=export_command)
-
-
 async def verify_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     async with open_signed_store(settings) as (store, secret):

@@ -17,50 +17,9 @@ from traffic_center.cli.context import (
     utc_now,
 )
 from traffic_center.domain.errors import InvalidCsr
-from traffic_center.pki.ca import REVOCATION_REASONS, CertificateAuthority, IssuedCertificate
+from traffic_center.pki.ca import CertificateAuthority, IssuedCertificate
 from traffic_center.pki.inspect import serial_hex
 from traffic_center.settings import Settings
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    ca = subparsers.add_parser("ca", help="the certificate authority")
-    verbs = ca.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    init = verbs.add_parser("init", help="create the CA (refuses to touch an existing one)")
-    init.add_argument("--name", default="OSO Traffic Center CA", help="the CA's common name")
-    init.set_defaults(handler=init_ca)
-
-    server = verbs.add_parser("issue-server", help="issue a server certificate (serverAuth only)")
-    server.add_argument("--host", action="append", required=True, help="DNS name or IP; repeat")
-    server.add_argument("--days", type=int, default=365)
-    server.add_argument("--out", required=True, type=Path, help="writes OUT.pem and OUT.key")
-    server.set_defaults(handler=issue_server)
-
-    client = verbs.add_parser("issue", help="issue an endpoint's client certificate")
-    client.add_argument("--routeringskenmerk", required=True, help="the endpoint's 20 digits")
-    client.add_argument("--brin", required=True, help="the school's BRIN, e.g. 12AB")
-    client.add_argument("--name", required=True, help="the school's name (subject O)")
-    client.add_argument("--csr", type=Path, help="sign this CSR; the school keeps its key")
-    client.add_argument("--days", type=int, default=365)
-    client.add_argument("--out", required=True, type=Path, help="writes OUT.pem (and OUT.key)")
-    client.set_defaults(handler=issue_client)
-
-    relay = verbs.add_parser("issue-relay", help="issue the TC's own client certificate")
-    relay.add_argument("--out", required=True, type=Path)
-    relay.set_defaults(handler=issue_relay)
-
-    revoke = verbs.add_parser("revoke", help="revoke a certificate by serial")
-    revoke.add_argument("serial", help="serial as `ca list` prints it")
-    revoke.add_argument("--reason", default="unspecified", choices=sorted(REVOCATION_REASONS))
-    revoke.set_defaults(handler=revoke_certificate)
-
-    listing = verbs.add_parser("list", help="list issued certificates")
-    listing.add_argument("--json", action="store_true", help="a JSON array")
-    listing.set_defaults(handler=list_certificates)
-
-    crl = verbs.add_parser("crl", help="write the PEM CRL signed by the CA")
-    crl.add_argument("--out", required=True, type=Path)
-    crl.set_defaults(handler=write_crl)
 
 
 async def init_ca(args: argparse.Namespace) -> int:

@@ -15,37 +15,12 @@ import ssl
 from pathlib import Path
 
 from traffic_center.domain.errors import InvalidInput
-from traffic_center.domain.identifiers import Sector, parse_sector
+from traffic_center.domain.identifiers import parse_sector
 from traffic_center.las.bron import Event
-from traffic_center.las.config import DEFAULT_BASE_PATH, LasConfig
+from traffic_center.las.config import LasConfig
 from traffic_center.las.doel import ClientTLS
-from traffic_center.las.scenarios import TEST_BRIN
 from traffic_center.las.server import LasServer
 from traffic_center.server.tls import server_ssl_context
-
-
-def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    las = subparsers.add_parser("las", help="the reference LAS (test school 00YY)")
-    verbs = las.add_subparsers(dest="verb", required=True, metavar="VERB")
-    serve = verbs.add_parser("serve", help="run a LAS endpoint the Traffic Center can call")
-    serve.add_argument("--cert", type=Path, required=True, help="server certificate (PEM)")
-    serve.add_argument("--key", type=Path, required=True, help="server key (PEM)")
-    serve.add_argument(
-        "--ca", type=Path, required=True, help="the TC's CA: verifies the relay and the TC"
-    )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
-    serve.add_argument("--port", type=int, default=0, help="port; 0 picks a free one [0]")
-    serve.add_argument("--path", default=DEFAULT_BASE_PATH, help="endpoint base path [/oso]")
-    serve.add_argument("--sector", default=Sector.PO.value, help="this school's sector [PO]")
-    serve.add_argument("--brin", default=TEST_BRIN, help=f"this school's BRIN [{TEST_BRIN}]")
-    serve.add_argument("--dossiers", type=Path, help="serve DIR/<zoeksleutel>.xml when present")
-    serve.add_argument("--tc-url", help="the TC, to notify when a dossier becomes ready")
-    serve.add_argument("--client-cert", type=Path, help="this school's client certificate")
-    serve.add_argument("--client-key", type=Path, help="this school's client key")
-    serve.add_argument(
-        "--notify-after", type=float, default=1.0, help="seconds until nietgereed is ready [1]"
-    )
-    serve.set_defaults(handler=serve_command)
 
 
 async def serve_command(args: argparse.Namespace) -> int:

@@ -1,22 +1,26 @@
-"""The entry point: parse, dispatch, and turn every user mistake into one line and exit 2."""
+"""The entry point: parse, dispatch, and turn every user mistake into one line and exit 2.
+
+Only the parser is built at start (:mod:`traffic_center.cli.commands`, standard library only);
+the chosen command's module is imported when it runs, so `--help` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import inspect
+import importlib
 import sys
-from collections.abc import Sequence
-
-from pydantic import ValidationError
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from traffic_center import __version__
-from traffic_center.cli import audit, ca, demo, las, registry, serve
+from traffic_center.cli.commands import add_all
 from traffic_center.domain.errors import AuditKeyMismatch, StoreUnavailable, TrafficCenterError
-from traffic_center.settings import describe_validation_error
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 1
+
+# A command's handler: synchronous, or a coroutine the CLI runs in a fresh event loop.
+Handler = Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,24 +29,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--home", help="root of local state [TC_HOME, ./.traffic-center]")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    ca.add_parser(commands)
-    registry.add_parsers(commands)
-    serve.add_parsers(commands)
-    las.add_parsers(commands)
-    demo.add_parser(commands)
-    audit.add_parsers(commands)
+    add_all(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
+
+
+def load_handler(target: str) -> Handler:
+    """``"module:function"`` → the function, importing its module now."""
+    module, _, name = target.partition(":")
+    handler: Handler = getattr(importlib.import_module(module), name)
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # asyncio and pydantic load with a command, not with the parser: `--help` needs neither.
+    import asyncio
+
+    from pydantic import ValidationError
+
     try:
-        outcome = args.handler(args)
-        if inspect.iscoroutine(outcome):
-            outcome = asyncio.run(outcome)
-        return int(outcome)
+        outcome = load_handler(args.handler)(args)
+        return asyncio.run(outcome) if isinstance(outcome, Coroutine) else int(outcome)
     except ValidationError as exc:
+        from traffic_center.settings import describe_validation_error
+
         return _fail(describe_validation_error(exc), EXIT_USAGE)
     except AuditKeyMismatch as exc:  # the admin's secret is wrong: a usage error, not an outage
         return _fail(exc.detail, EXIT_USAGE)

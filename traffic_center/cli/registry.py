@@ -16,43 +16,9 @@ from traffic_center.cli.context import (
     utc_now,
 )
 from traffic_center.domain.identifiers import (
-    EndpointKind,
-    Sector,
     parse_brin,
     parse_routeringskenmerk,
 )
-
-
-def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    school = subparsers.add_parser("school", help="register schools")
-    verbs = school.add_subparsers(dest="verb", required=True, metavar="VERB")
-    add = verbs.add_parser("add", help="register a school")
-    add.add_argument("--brin", required=True, help="two digits and two letters, e.g. 12AB")
-    add.add_argument("--name", required=True)
-    add.add_argument("--sector", required=True, help="|".join(s.value for s in Sector))
-    add.add_argument("--board", help="the school board (bevoegd gezag)")
-    add.set_defaults(handler=add_school)
-    listing = verbs.add_parser("list", help="list schools")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=list_schools)
-    deactivate = verbs.add_parser("deactivate", help="stop a school from exchanging")
-    deactivate.add_argument("brin")
-    deactivate.set_defaults(handler=deactivate_school)
-
-    endpoint = subparsers.add_parser("endpoint", help="register endpoints (aanleverpunten)")
-    verbs = endpoint.add_subparsers(dest="verb", required=True, metavar="VERB")
-    add = verbs.add_parser("add", help="register an endpoint of a school's LAS")
-    add.add_argument("--routeringskenmerk", required=True, help="20 digits")
-    add.add_argument("--brin", required=True)
-    add.add_argument("--url", required=True, help="https base URL of the LAS endpoint")
-    add.add_argument("--kind", default="OV", help="|".join(k.value for k in EndpointKind))
-    add.set_defaults(handler=add_endpoint)
-    listing = verbs.add_parser("list", help="list endpoints")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=list_endpoints)
-    deactivate = verbs.add_parser("deactivate", help="stop an endpoint from exchanging")
-    deactivate.add_argument("routeringskenmerk")
-    deactivate.set_defaults(handler=deactivate_endpoint)
 
 
 async def add_school(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 
 from traffic_center.cli.context import open_signed_store, open_store, say, settings_from
 from traffic_center.cli.dev import bootstrap_dev, curl_line
@@ -13,36 +12,6 @@ from traffic_center.observability.logging import configure_logging
 from traffic_center.server.runner import TrafficCenterServer
 from traffic_center.server.workers import run_workers
 from traffic_center.settings import Settings
-
-
-def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = subparsers.add_parser("serve", help="run the Traffic Center")
-    serve.add_argument("--host", help="vendor (mTLS) listener address [TC_HOST, 127.0.0.1]")
-    serve.add_argument("--port", type=int, help="vendor listener port [TC_PORT, 8443]")
-    serve.add_argument("--ops-host", help="ops listener address [TC_OPS_HOST, 127.0.0.1]")
-    serve.add_argument("--ops-port", type=int, help="ops listener port [TC_OPS_PORT, 9464]")
-    serve.add_argument("--tls-cert", type=Path, help="server certificate [TC_HOME/server.pem]")
-    serve.add_argument("--tls-key", type=Path, help="server key [TC_HOME/server.key]")
-    serve.add_argument("--workers", type=int, help="worker processes [TC_WORKERS, 1]")
-    serve.add_argument(
-        "--upstream-cert", type=Path, help="relay client certificate [TC_HOME/relay.pem]"
-    )
-    serve.add_argument("--upstream-key", type=Path, help="relay client key [TC_HOME/relay.key]")
-    serve.add_argument(
-        "--upstream-ca", type=Path, help="trust bundle for LAS server certificates [the TC CA]"
-    )
-    serve.add_argument(
-        "--dev",
-        action="store_true",
-        default=None,
-        help="create a dev CA, server certificate and two schools under TC_HOME if missing",
-    )
-    serve.set_defaults(handler=serve_command)
-
-    db = subparsers.add_parser("db", help="the database")
-    verbs = db.add_subparsers(dest="verb", required=True, metavar="VERB")
-    upgrade = verbs.add_parser("upgrade", help="apply migrations up to the newest")
-    upgrade.set_defaults(handler=upgrade_command)
 
 
 def serve_command(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """Peak resident memory of a child process, for the benchmarks and the memory test.
 
-psutil is a development dependency: only bench/ and tests import this module.
+psutil is a development dependency: only bench/ and tests sample memory, so it is imported
+when a sampler is made, and the installed package imports without it.
 """
 
 from __future__ import annotations
@@ -8,13 +9,13 @@ from __future__ import annotations
 import threading
 import time
 
-import psutil
-
 
 class RssSampler:
     """Samples one process's RSS in a thread; ``peak`` is the highest seen while running."""
 
     def __init__(self, pid: int, interval: float = 0.01) -> None:
+        import psutil
+
         self._process = psutil.Process(pid)
         self._interval = interval
         self.peak = 0

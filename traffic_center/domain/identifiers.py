@@ -126,10 +126,13 @@ def is_bsn(digits: str) -> bool:
 
 
 def is_onderwijsnummer(digits: str) -> bool:
-    """The onderwijsnummer test: starts with 1 and (9·d1 + … + 2·d8) mod 11 == d9 + 5."""
+    """The onderwijsnummer test: starts with 1 and (9·d1 + … + 2·d8 − d9) mod 11 == 5.
+
+    (Not ``… mod 11 == d9 + 5``: that misses every number whose check digit is 6 to 9.)
+    """
     if len(digits) != 9 or not digits.isdigit() or digits[0] != "1":
         return False
-    return _weighted(digits) % 11 == int(digits[8]) + 5
+    return (_weighted(digits) - int(digits[8])) % 11 == 5
 
 
 def _weighted(digits: str) -> int:

@@ -40,6 +40,21 @@ class CertificateStatus(StrEnum):
     EXPIRED = "expired"
 
 
+# RFC 5280 §5.3.1 reason names, as `ca revoke --reason` takes them. Here, not only in pki.ca,
+# so the CLI can offer them without loading cryptography; a test keeps the two in step.
+REVOCATION_REASON_NAMES = (
+    "unspecified",
+    "keyCompromise",
+    "cACompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "certificateHold",
+    "privilegeWithdrawn",
+    "aACompromise",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class CertificateRecord:
     serial: str  # upper-case hex, as `ca revoke` takes it

@@ -6,11 +6,14 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from traffic_center.domain.errors import InvalidInput
 from traffic_center.domain.identifiers import Sector, parse_brin, parse_sector, parse_url
-from traffic_center.las.doel import ClientTLS
 from traffic_center.las.scenarios import TEST_BRIN
+
+if TYPE_CHECKING:  # only named here: the CLI reads this module's defaults without httpx
+    from traffic_center.las.doel import ClientTLS
 
 DEFAULT_BASE_PATH = "/oso"
 

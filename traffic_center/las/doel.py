@@ -89,7 +89,7 @@ class FetchResult:
     status: int  # 0 when no response arrived
     resultaat: str  # OverdrachtGeslaagd, the problem's code, or OverdrachtMislukt
     bytes: int
-    sha256: str | None  # of the dossier bytes received; None when no dossier came
+    sha256: str | None  # of the bytes received as they travelled; None when no dossier came
     transactie_id: str | None
     vrijgave: str | None
     elapsed_ms: float
@@ -146,7 +146,14 @@ class DoelClient:
             raise ValueError("give the client certificate (tls) or a transport")
         verify: ssl.SSLContext | bool = tls.ssl_context() if tls is not None else True
         self._client = httpx.AsyncClient(
-            base_url=tc_url.rstrip("/"), verify=verify, transport=transport, timeout=timeout
+            base_url=tc_url.rstrip("/"),
+            verify=verify,
+            transport=transport,
+            timeout=timeout,
+            # The TC relays and hashes the bytes as they travel; asking for them unencoded
+            # keeps our digest comparable with its record (a bron may still compress:
+            # _read_answer hashes the raw bytes either way).
+            headers={"Accept-Encoding": "identity"},
         )
 
     async def __aenter__(self) -> DoelClient:
@@ -328,7 +335,9 @@ async def _read_answer(
         )
     digest, size, complete, detail = hashlib.sha256(), 0, True, None
     try:
-        async for chunk in response.aiter_bytes():
+        # Raw: the bytes that travelled, as the TC hashed and counted them. A body the bron
+        # sent with a Content-Encoding reaches the sink still encoded, as that header says.
+        async for chunk in response.aiter_raw():
             digest.update(chunk)
             size += len(chunk)
             if sink is not None:

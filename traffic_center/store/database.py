@@ -108,7 +108,14 @@ def open_database(url: str, *, echo: bool = False) -> Database:
     else:
         # Recover by itself after the store was away: test connections before use.
         options.update(pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=10)
-    engine = create_async_engine(url, **options)
+    try:
+        engine = create_async_engine(url, **options)
+    except ModuleNotFoundError as exc:
+        # SQLAlchemy imports the driver only now; asyncpg comes with the [postgres] extra.
+        raise StoreUnavailable(
+            f"the database driver {exc.name!r} is not installed"
+            " (for PostgreSQL: pip install 'traffic-center[postgres]')"
+        ) from exc
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     return Database(engine)
