@@ -8,6 +8,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from traffic_center.observability.metrics import Metrics
 
+# Labels from closed sets only (issue 10 row 6): a made-up method would be a new series, and a
+# caller's string (a BSN, say) in /metrics. RFC 9110 §9.3 methods; anything else is "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
 
 class MetricsMiddleware:
     """Counts requests by route template (bounded), never by raw path."""
@@ -34,7 +42,7 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
+            method = method_label(scope["method"])
             self.metrics.http_requests.labels(template, method, str(status)).inc()
             self.metrics.http_request_duration.labels(template, method).observe(
                 time.perf_counter() - started
