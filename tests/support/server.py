@@ -86,7 +86,7 @@ async def start_traffic_center(
     await certificates.issue_relay(out=home / "relay")
     registry = CollectorRegistry()
     server = TrafficCenterServer(settings, registry=registry, clock=clock)
-    thread = ServerThread(server)
+    thread = ServerThread(server, loop_factory=server.loop_factory)
     await asyncio.to_thread(thread.start)
     base_url = f"https://127.0.0.1:{server.vendor.bound_port}"
     world = World(

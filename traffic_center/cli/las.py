@@ -45,7 +45,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.add_argument(
         "--notify-after", type=float, default=1.0, help="seconds until nietgereed is ready [1]"
     )
-    serve.set_defaults(handler=serve_command)
+    serve.set_defaults(handler=serve_command, serves_tls=True)
 
 
 async def serve_command(args: argparse.Namespace) -> int:

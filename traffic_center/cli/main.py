@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from traffic_center import __version__
 from traffic_center.cli import audit, ca, demo, las, registry, serve
 from traffic_center.domain.errors import StoreUnavailable, TrafficCenterError
+from traffic_center.server.groups import restart_with_group_policy
 from traffic_center.settings import describe_validation_error
 
 EXIT_USAGE = 2
@@ -36,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return dispatch(build_parser().parse_args(argv))
+
+
+def dispatch(args: argparse.Namespace) -> int:
     try:
         outcome = args.handler(args)
         if inspect.iscoroutine(outcome):
@@ -58,4 +62,9 @@ def _fail(message: str, code: int) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    """The console script. A command serving TLS first makes sure its process started with the
+    key-exchange group policy (server/groups.py), re-executing itself if not."""
+    args = build_parser().parse_args()
+    if getattr(args, "serves_tls", False):
+        restart_with_group_policy()
+    sys.exit(dispatch(args))

@@ -13,6 +13,8 @@ from typing import Any
 
 import structlog
 
+from traffic_center.server.limits import throttle_accept_errors
+
 _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
@@ -60,3 +62,4 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
     # Libraries that would log request details at debug level stay at warning.
     for name in ("httpx", "httpcore", "aiosqlite", "asyncio", "hpack"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    throttle_accept_errors()
