@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,11 @@ from typing import Any
 import h11
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from traffic_center.observability.logging import Throttle
+
+# Connections refused at the cap: one log line per interval, with the count.
+REFUSAL_LOG_SECONDS = 10.0
 
 logger = logging.getLogger("traffic_center.server")
 
@@ -65,57 +69,6 @@ class BoundedHandshakeLoop(asyncio.SelectorEventLoop):
             kwargs.setdefault("ssl_handshake_timeout", self.handshake_seconds)
             kwargs.setdefault("ssl_shutdown_timeout", self.handshake_seconds)
         return await super().create_server(*args, **kwargs)
-
-
-class Throttle:
-    """At most one report per ``every`` seconds; ``hit`` returns how many it stands for."""
-
-    def __init__(self, every: float, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.every = every
-        self._clock = clock
-        self._last: float | None = None
-        self._held = 0
-
-    def hit(self) -> int | None:
-        now = self._clock()
-        self._held += 1
-        if self._last is not None and now - self._last < self.every:
-            return None
-        self._last, count, self._held = now, self._held, 0
-        return count
-
-
-# Out of file descriptors, asyncio logs this at ERROR on every accept attempt (issue 10 row 5:
-# 444,707 lines in 40 s). One line per interval, with the count, says as much.
-ACCEPT_ERROR = "socket.accept() out of system resource"
-ACCEPT_ERROR_LOG_SECONDS = 10.0
-# Connections refused at the cap: likewise one line per interval.
-REFUSAL_LOG_SECONDS = 10.0
-
-
-class AcceptErrorThrottle(logging.Filter):
-    """On the ``asyncio`` logger: one accept-error line per interval, with how many it stands for."""
-
-    def __init__(self, every: float = ACCEPT_ERROR_LOG_SECONDS) -> None:
-        super().__init__()
-        self._throttle = Throttle(every)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not record.getMessage().startswith(ACCEPT_ERROR):
-            return True
-        count = self._throttle.hit()
-        if count is None:
-            return False
-        record.msg = f"{ACCEPT_ERROR} ({count} times since the last such line)"
-        record.args = ()
-        return True
-
-
-def throttle_accept_errors() -> None:
-    """Idempotent: installs the filter on the ``asyncio`` logger once."""
-    asyncio_logger = logging.getLogger("asyncio")
-    if not any(isinstance(f, AcceptErrorThrottle) for f in asyncio_logger.filters):
-        asyncio_logger.addFilter(AcceptErrorThrottle())
 
 
 def raise_open_files_limit() -> int:
