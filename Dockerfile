@@ -19,9 +19,11 @@ RUN pip install --no-cache-dir --no-deps /wheels/*.whl && rm -rf /wheels \
 USER tc
 WORKDIR /var/lib/traffic-center
 # State (CA, SQLite database, server secret) lives in TC_HOME; mount a volume there.
+# The plain-HTTP ops port (/metrics /healthz /readyz) stays on the container's loopback, where
+# the HEALTHCHECK reaches it; to scrape it from outside, set TC_OPS_HOST=0.0.0.0 and keep the
+# port on a private network (docs/security.md).
 ENV TC_HOME=/var/lib/traffic-center \
     TC_HOST=0.0.0.0 \
-    TC_OPS_HOST=0.0.0.0 \
     PYTHONUNBUFFERED=1
 EXPOSE 8443 9464
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \

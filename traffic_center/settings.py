@@ -85,6 +85,21 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # --- Connection limits of the vendor listener (issue 10; docs/security.md) --------------------
+    # Each bounds what one caller, with a certificate or without, can hold of a process.
+    tls_handshake_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="a TLS handshake not done by then is cut off"
+    )
+    keep_alive_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="a connection with no request in progress is closed"
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="a request's headers must be complete by then"
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, le=100_000, description="open vendor connections per process"
+    )
+
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

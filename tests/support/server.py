@@ -106,7 +106,7 @@ async def start_traffic_center(
     server = TrafficCenterServer(
         settings, registry=registry, clock=clock, upstream_transport=upstream_transport
     )
-    thread = ServerThread(server)
+    thread = ServerThread(server, loop_factory=server.loop_factory)
     await asyncio.to_thread(thread.start)
     base_url = f"https://127.0.0.1:{server.vendor.bound_port}"
     world = World(

@@ -97,6 +97,8 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/v1/openapi.json",
+        # Issue 10: a slash redirect would reflect the caller's Host header into Location.
+        redirect_slashes=False,
     )
     app.include_router(identity.router)
     app.include_router(sessions.router)

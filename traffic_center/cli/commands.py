@@ -139,6 +139,7 @@ def add_serve(subparsers: Subparsers) -> None:
         help="create a dev CA, server certificate and two schools under TC_HOME if missing",
     )
     handled_by(serve, "traffic_center.cli.serve:serve_command")
+    serve.set_defaults(serves_tls=True)  # restarts with the TLS group policy (server/groups.py)
 
     db = subparsers.add_parser("db", help="the database")
     verbs = db.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -168,6 +169,7 @@ def add_las(subparsers: Subparsers) -> None:
         "--notify-after", type=float, default=1.0, help="seconds until nietgereed is ready [1]"
     )
     handled_by(serve, "traffic_center.cli.las:serve_command")
+    serve.set_defaults(serves_tls=True)  # restarts with the TLS group policy (server/groups.py)
 
 
 def add_demo(subparsers: Subparsers) -> None:

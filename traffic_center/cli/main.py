@@ -41,7 +41,10 @@ def load_handler(target: str) -> Handler:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return dispatch(build_parser().parse_args(argv))
+
+
+def dispatch(args: argparse.Namespace) -> int:
     # asyncio and pydantic load with a command, not with the parser: `--help` needs neither.
     import asyncio
 
@@ -70,4 +73,11 @@ def _fail(message: str, code: int) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    """The console script. A command serving TLS first makes sure its process started with the
+    key-exchange group policy (server/groups.py), re-executing itself if not."""
+    args = build_parser().parse_args()
+    if getattr(args, "serves_tls", False):
+        from traffic_center.server.groups import restart_with_group_policy
+
+        restart_with_group_policy()
+    sys.exit(dispatch(args))

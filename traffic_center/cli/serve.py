@@ -9,6 +9,7 @@ from traffic_center.cli.context import open_signed_store, open_store, say, setti
 from traffic_center.cli.dev import bootstrap_dev, curl_line
 from traffic_center.domain.errors import CaMissing
 from traffic_center.observability.logging import configure_logging
+from traffic_center.server.limits import raise_open_files_limit
 from traffic_center.server.runner import TrafficCenterServer
 from traffic_center.server.workers import run_workers
 from traffic_center.settings import Settings
@@ -30,6 +31,7 @@ def serve_command(args: argparse.Namespace) -> int:
         dev=args.dev,
     )
     configure_logging(settings.log_level)
+    raise_open_files_limit()
     asyncio.run(_prepare(settings))
     say(f"vendor API (mTLS) on https://{settings.host}:{settings.port}")
     say(f"ops (/metrics /healthz /readyz) on http://{settings.ops_host}:{settings.ops_port}")
@@ -38,7 +40,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if settings.workers > 1:
         run_workers(settings)
     else:
-        asyncio.run(TrafficCenterServer(settings).serve(handle_signals=True))
+        TrafficCenterServer(settings).run()
     return 0
 
 

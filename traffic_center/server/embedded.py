@@ -64,14 +64,22 @@ class Serving(Protocol):
 class ServerThread:
     """Serves from a thread with its own event loop; ``start`` returns once it listens."""
 
-    def __init__(self, server: Serving, *, name: str = "server") -> None:
+    def __init__(
+        self,
+        server: Serving,
+        *,
+        name: str = "server",
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    ) -> None:
         self.server = server
+        self._loop_factory = loop_factory
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve())
+            with asyncio.Runner(loop_factory=self._loop_factory) as runner:
+                runner.run(self.server.serve())
         except BaseException as exc:  # uvicorn exits via SystemExit; start() reports it
             self._error = exc
 

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from traffic_center.api.app import create_app, utc_now
 from traffic_center.api.ops import Lifecycle, create_ops_app
 from traffic_center.server.embedded import QuietServer, exit_on_signals
+from traffic_center.server.limits import ConnectionLimits, event_loop_factory
 from traffic_center.server.tls import mtls_config
 from traffic_center.settings import Settings
 
@@ -28,7 +29,17 @@ def vendor_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
         keyfile=settings.server_key_path,
         client_ca=settings.client_ca_path,
         graceful_seconds=settings.drain_seconds,
+        limits=connection_limits(settings),
+        keep_alive_seconds=settings.keep_alive_timeout_seconds,
         **extra,
+    )
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        handshake_seconds=settings.tls_handshake_timeout_seconds,
+        header_seconds=settings.header_timeout_seconds,
+        max_connections=settings.max_connections,
     )
 
 
@@ -70,9 +81,16 @@ class TrafficCenterServer:
             )
             self.vendor = QuietServer(vendor_config(settings, app))
             self.servers.append(self.vendor)
+        # The TLS handshake bound lives in the event loop (server/limits.py).
+        self.loop_factory = event_loop_factory(connection_limits(settings))
         ops_app = create_ops_app(settings, registry=registry, lifecycle=self.lifecycle, clock=clock)
         self.ops = QuietServer(ops_config(settings, ops_app))
         self.servers.append(self.ops)
+
+    def run(self) -> None:
+        """Serve in this thread until SIGTERM or SIGINT, on the loop that bounds handshakes."""
+        with asyncio.Runner(loop_factory=self.loop_factory) as runner:
+            runner.run(self.serve(handle_signals=True))
 
     async def serve(self, *, handle_signals: bool = False) -> None:
         if handle_signals:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from traffic_center.server.limits import BoundedH11Protocol, ConnectionLimits, ListenerConfig
 
 # Mozilla "intermediate" profile, TLS 1.2 part restricted to ECDHE with AEAD ciphers
 # (no CBC, no RSA key exchange). TLS 1.3 suites are fixed by OpenSSL and all AEAD.
@@ -62,11 +63,15 @@ def mtls_config(
     keyfile: Path,
     client_ca: Path,
     graceful_seconds: int,
+    limits: ConnectionLimits | None = None,
+    keep_alive_seconds: float = 5.0,
     **extra: Any,
-) -> Config:
+) -> ListenerConfig:
     """uvicorn behind mutual TLS: the peer certificate required and put in the ASGI scope."""
-    return Config(
+    return ListenerConfig(
         app,
+        limits=limits or ConnectionLimits(),
+        timeout_keep_alive=keep_alive_seconds,
         host=host,
         port=port,
         http=TLSScopeH11Protocol,
@@ -99,8 +104,8 @@ class _TLSScopeApp:
 CLOSE_NOTIFY_GRACE_SECONDS = 0.25
 
 
-class TLSScopeH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, reading the verified peer certificate once per connection.
+class TLSScopeH11Protocol(BoundedH11Protocol):
+    """The bounded h11 protocol, reading the verified peer certificate once per connection.
 
     uvicorn does not fill the ASGI ``tls`` scope extension (uvicorn PRs 3132/3133).
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -104,6 +105,7 @@ def open_database(url: str, *, echo: bool = False) -> Database:
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _owner_only(Path(database))
         options["connect_args"] = {"timeout": 30}
     else:
         # Recover by itself after the store was away: test connections before use.
@@ -119,6 +121,19 @@ def open_database(url: str, *, echo: bool = False) -> Database:
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     return Database(engine)
+
+
+def _owner_only(database: Path) -> None:
+    """The store's files readable by the node's user alone (issue 10: they were 0644).
+
+    SQLite gives the -wal and -shm files the database file's mode, so creating that one 0600
+    before SQLite does is enough; files of an older node are tightened too.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(0o600)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

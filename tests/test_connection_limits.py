@@ -1,0 +1,298 @@
+"""Issue 10, transport rows: a real `traffic-center serve` process attacked over real TLS.
+
+Key-exchange groups (row 1), handshake, idle and header timeouts and the connection cap
+(row 4), a flood of bare connections with few file descriptors (row 5), method labels (row 6),
+and the small things: Content-Length with Transfer-Encoding, slash redirects, store file modes.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.processes import clean_env, free_port
+
+HANDSHAKE_SECONDS = 2.0
+KEEP_ALIVE_SECONDS = 3.0
+HEADER_SECONDS = 2.0
+MAX_CONNECTIONS = 20
+SLACK_SECONDS = 1.5
+
+
+@dataclass
+class Node:
+    home: Path
+    port: int
+    ops_port: int
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def context(self) -> ssl.SSLContext:
+        """School A's client context."""
+        context = ssl.create_default_context(cafile=str(self.home / "ca" / "ca.pem"))
+        context.load_cert_chain(
+            str(self.home / "dev" / "school-a.pem"), str(self.home / "dev" / "school-a.key")
+        )
+        return context
+
+    def tls(self) -> ssl.SSLSocket:
+        """A connection with school A's certificate, handshake done."""
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        return self.context().wrap_socket(raw, server_hostname="127.0.0.1")
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"https://127.0.0.1:{self.port}", verify=self.context(), timeout=5
+        )
+
+
+def _start(tmp: Path, *, open_files: int | None = None) -> Node:
+    home, port, ops_port, log = tmp / "home", free_port(), free_port(), tmp / "serve.log"
+    env = {
+        **clean_env(),
+        "TC_TLS_HANDSHAKE_TIMEOUT_SECONDS": str(HANDSHAKE_SECONDS),
+        "TC_KEEP_ALIVE_TIMEOUT_SECONDS": str(KEEP_ALIVE_SECONDS),
+        "TC_HEADER_TIMEOUT_SECONDS": str(HEADER_SECONDS),
+        "TC_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+    }
+
+    def limit_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "traffic_center", "--home", str(home), "serve", "--dev"),
+            *("--port", str(port), "--ops-port", str(ops_port)),
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        preexec_fn=limit_files,  # only setrlimit, before exec
+    )
+    node = Node(home, port, ops_port, log, process)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with node.client() as client:
+                if client.get("/v1/whoami").status_code == 200:
+                    return node
+        except (httpx.TransportError, OSError):
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(log.read_text())
+        time.sleep(0.3)
+
+
+def _stop(node: Node) -> None:
+    if node.process.poll() is None:
+        node.process.kill()
+        node.process.wait()
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    started = _start(tmp_path_factory.mktemp("limits"))
+    yield started
+    _stop(started)
+
+
+def _seconds_until_closed(sock: socket.socket, *, give_up: float) -> float | None:
+    """How long until the server closes ``sock`` (EOF or reset), or None within ``give_up``."""
+    started = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - started < give_up:
+        try:
+            if sock.recv(1024) == b"":
+                return time.monotonic() - started
+        except (TimeoutError, ssl.SSLWantReadError):
+            continue
+        except (ConnectionError, ssl.SSLError):
+            return time.monotonic() - started
+    return None
+
+
+def _s_client(node: Node, group: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *("openssl", "s_client", "-connect", f"127.0.0.1:{node.port}", "-groups", group),
+            *("-CAfile", str(node.home / "ca" / "ca.pem")),
+            *("-cert", str(node.home / "dev" / "school-a.pem")),
+            *("-key", str(node.home / "dev" / "school-a.key")),
+        ],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+
+
+def test_only_x25519_p256_p384_are_offered(node: Node) -> None:
+    for group in ("ffdhe8192", "ffdhe2048", "X448", "P-521"):
+        refused = _s_client(node, group)
+        assert refused.returncode != 0, group
+        assert "Cipher is (NONE)" in refused.stdout, group
+    for group, key in (("X25519", "X25519"), ("P-256", "prime256v1"), ("P-384", "secp384r1")):
+        accepted = _s_client(node, group)
+        assert accepted.returncode == 0, accepted.stderr
+        assert f"Server Temp Key: {key}" in accepted.stdout or (
+            f"Server Temp Key: ECDH, {key}" in accepted.stdout
+        ), accepted.stdout
+
+
+def test_a_silent_tcp_connection_is_closed_at_the_handshake_timeout(node: Node) -> None:
+    with socket.create_connection(("127.0.0.1", node.port), timeout=5) as sock:
+        closed = _seconds_until_closed(sock, give_up=HANDSHAKE_SECONDS + 4)
+    assert closed is not None, "still open (asyncio's default is 60 s)"
+    assert HANDSHAKE_SECONDS - 0.5 <= closed <= HANDSHAKE_SECONDS + SLACK_SECONDS
+
+
+def test_an_idle_tls_connection_is_closed_at_the_keep_alive_timeout(node: Node) -> None:
+    with node.tls() as sock:
+        closed = _seconds_until_closed(sock, give_up=KEEP_ALIVE_SECONDS + 4)
+    assert closed is not None, "an idle TLS connection that never asks stays open"
+    assert closed <= KEEP_ALIVE_SECONDS + SLACK_SECONDS
+
+
+def test_headers_one_line_at_a_time_are_cut_off(node: Node) -> None:
+    started = time.monotonic()
+    with node.tls() as sock:
+        sock.sendall(b"GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        cut_off = None
+        for line in range(40):  # a header line every 0.3 s, never the blank line
+            time.sleep(0.3)
+            try:
+                sock.sendall(b"X-Slow-%d: 1\r\n" % line)
+            except (ConnectionError, ssl.SSLError, OSError):
+                cut_off = time.monotonic() - started
+                break
+            if _seconds_until_closed(sock, give_up=0.01) is not None:
+                cut_off = time.monotonic() - started
+                break
+    assert cut_off is not None, "headers trickled for 12 s without being cut off"
+    assert cut_off <= HEADER_SECONDS + SLACK_SECONDS
+
+
+def test_connections_beyond_the_cap_are_closed_at_once(node: Node) -> None:
+    held = [node.tls() for _ in range(MAX_CONNECTIONS)]
+    try:
+        opened_by = time.monotonic()
+        with node.tls() as extra:
+            closed = _seconds_until_closed(extra, give_up=2)
+        assert time.monotonic() - opened_by < KEEP_ALIVE_SECONDS, "too slow to tell"
+        assert closed is not None, f"connection {MAX_CONNECTIONS + 1} was kept"
+        assert closed < 1.0
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.5)
+    with node.client() as client:
+        assert client.get("/v1/whoami").status_code == 200
+
+
+def test_an_idle_flood_leaves_whoami_and_healthz_fast(node: Node) -> None:
+    flood = [socket.create_connection(("127.0.0.1", node.port), timeout=5) for _ in range(300)]
+    try:
+        started = time.monotonic()
+        assert httpx.get(f"http://127.0.0.1:{node.ops_port}/healthz", timeout=1).status_code == 200
+        healthz = time.monotonic() - started
+        with node.client() as client:
+            started = time.monotonic()
+            assert client.get("/v1/whoami").status_code == 200
+            whoami = time.monotonic() - started
+    finally:
+        for sock in flood:
+            sock.close()
+    assert healthz < 1.0
+    assert whoami < 1.0
+
+
+def _raw_request(node: Node, request: bytes) -> tuple[bytes, float | None]:
+    with node.tls() as sock:
+        sock.sendall(request)
+        sock.settimeout(5)
+        answer = sock.recv(65536)
+        closed = _seconds_until_closed(sock, give_up=2)
+    return answer, closed
+
+
+def test_content_length_with_transfer_encoding_is_400_and_closed(node: Node) -> None:
+    answer, closed = _raw_request(
+        node,
+        b"POST /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+    assert closed is not None, "the connection was kept (RFC 9112 §6.3)"
+    assert closed < 1.0
+
+
+def test_no_slash_redirect_reflects_the_host(node: Node) -> None:
+    answer, _ = _raw_request(
+        node, b"GET /v1/whoami/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 404 "), answer[:80]
+    assert b"evil.example" not in answer
+
+
+def test_made_up_methods_are_one_metric_label(node: Node) -> None:
+    for method in (b"123456782", b"BREW", b"X-Y"):
+        answer, _ = _raw_request(
+            node, method + b" /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        assert answer.startswith(b"HTTP/1.1 "), answer[:80]
+    metrics = httpx.get(f"http://127.0.0.1:{node.ops_port}/metrics", timeout=5).text
+    assert "123456782" not in metrics
+    assert 'method="BREW"' not in metrics
+    assert 'method="other"' in metrics
+
+
+def test_store_files_are_owner_only(node: Node) -> None:
+    files = sorted(node.home.glob("traffic-center.db*"))
+    assert files, list(node.home.iterdir())
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
+def test_bare_connections_beyond_the_file_limit(tmp_path: Path) -> None:
+    """Row 5, scaled down: 300 bare connections against a node with 200 file descriptors."""
+    node = _start(tmp_path, open_files=200)
+    flood: list[socket.socket] = []
+    try:
+        flood = [socket.create_connection(("127.0.0.1", node.port), timeout=5) for _ in range(300)]
+        started = time.monotonic()
+        answered = None
+        while time.monotonic() - started < 3 * HANDSHAKE_SECONDS + 4:
+            try:
+                if httpx.get(f"http://127.0.0.1:{node.ops_port}/healthz", timeout=1).is_success:
+                    answered = time.monotonic() - started
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert answered is not None, "the ops listener never answered"
+        # Descriptors come back as handshakes time out (asyncio's default: 60 s).
+        assert answered <= 2 * HANDSHAKE_SECONDS + 3
+        with node.client() as client:
+            assert client.get("/v1/whoami").status_code == 200
+    finally:
+        for sock in flood:
+            sock.close()
+        _stop(node)
+    accept_errors = [
+        line for line in node.log.read_text().splitlines() if "out of system resource" in line
+    ]
+    assert accept_errors, "the flood did not exhaust the descriptors: the test proves nothing"
+    assert len(accept_errors) <= 3

@@ -1,0 +1,163 @@
+"""What one caller can hold of a listener: handshake, idle and header timeouts, open connections.
+
+uvicorn (0.54) and asyncio leave these open: asyncio waits 60 s for a TLS handshake, uvicorn
+arms its keep-alive timer only after a first response (an idle connection that never sends a
+request stays open for good), h11 has no deadline for a request's headers, and uvicorn's
+``limit_concurrency`` counts requests, not connections. Issue 10, rows 4 and 5; the limits
+and their settings are listed in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from traffic_center.observability.logging import Throttle
+
+# Connections refused at the cap: one log line per interval, with the count.
+REFUSAL_LOG_SECONDS = 10.0
+
+logger = logging.getLogger("traffic_center.server")
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    handshake_seconds: float = 10.0
+    header_seconds: float = 10.0
+    max_connections: int = 1000
+
+
+class ListenerConfig(Config):
+    """uvicorn's config with our limits; picklable, so uvicorn's workers get them too."""
+
+    def __init__(self, app: Any, *, limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.limits = limits
+        self.refusals = Throttle(REFUSAL_LOG_SECONDS)
+
+    def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
+        """The loop uvicorn's own ``Server.run`` (each worker) creates."""
+        return event_loop_factory(self.limits)
+
+
+def event_loop_factory(limits: ConnectionLimits) -> Callable[[], asyncio.AbstractEventLoop]:
+    return lambda: BoundedHandshakeLoop(handshake_seconds=limits.handshake_seconds)
+
+
+class BoundedHandshakeLoop(asyncio.SelectorEventLoop):
+    """asyncio's loop whose TLS servers bound the handshake (uvicorn passes no timeout: 60 s).
+
+    Until the handshake is done the connection is asyncio's, not the protocol's: only the
+    server's ``ssl_handshake_timeout`` can cut off a client that connects and sends nothing.
+    The same bound applies to waiting for a peer's close_notify.
+    """
+
+    def __init__(self, *, handshake_seconds: float) -> None:
+        super().__init__()
+        self.handshake_seconds = handshake_seconds
+
+    async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
+        if kwargs.get("ssl") is not None:
+            kwargs.setdefault("ssl_handshake_timeout", self.handshake_seconds)
+            kwargs.setdefault("ssl_shutdown_timeout", self.handshake_seconds)
+        return await super().create_server(*args, **kwargs)
+
+
+def raise_open_files_limit() -> int:
+    """Soft RLIMIT_NOFILE up to the hard limit (as Go's runtime does); returns the new limit.
+
+    Every connection, even one still in its handshake, holds a file descriptor; the soft limit
+    is often 1,024 while the hard one is far higher.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a connection cap, an idle deadline before the first request,
+    a deadline for each request's headers, and no request with two framings."""
+
+    def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
+        assert isinstance(config, ListenerConfig), "built by mtls_config"
+        super().__init__(config, *args, **kwargs)
+        self.listener = config
+        size = config.h11_max_incomplete_event_size
+        self.conn = (
+            _SingleFramingConnection(h11.SERVER)
+            if size is None
+            else _SingleFramingConnection(h11.SERVER, size)
+        )
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.listener.limits.max_connections:
+            self._refuse()
+            return
+        # uvicorn arms keep-alive only after a response; a connection that never asks is idle too.
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE and self._header_deadline is None:
+            # The first byte of a request starts its clock; a byte now and then cannot reset it.
+            self._header_deadline = self.loop.call_later(
+                self.listener.limits.header_seconds, self._headers_too_slow
+            )
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._cancel_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _refuse(self) -> None:
+        """Over the cap: closed at once, before a byte is read; logged at most once an interval."""
+        self.transport.abort()
+        count = self.listener.refusals.hit()
+        if count is not None:
+            logger.warning(
+                "connection limit (%d) reached: %d connections refused since the last such line",
+                self.listener.limits.max_connections,
+                count,
+            )
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        if self.conn.their_state is h11.IDLE:
+            self.transport.abort()
+
+
+class _SingleFramingConnection(h11.Connection):
+    """RFC 9112 §6.3: a request with both Transfer-Encoding and Content-Length may be an attempt
+    at request smuggling; the server may reject it and must then close the connection. h11
+    (0.16) lets Transfer-Encoding win and keeps the connection; uvicorn answers a
+    RemoteProtocolError with 400 and ``Connection: close``."""
+
+    def next_event(self) -> Any:
+        event = super().next_event()
+        if isinstance(event, h11.Request):
+            names = {name for name, _ in event.headers}
+            if b"content-length" in names and b"transfer-encoding" in names:
+                raise h11.RemoteProtocolError(
+                    "both Content-Length and Transfer-Encoding", error_status_hint=400
+                )
+        return event
