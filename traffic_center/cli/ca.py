@@ -31,8 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     server = verbs.add_parser("issue-server", help="issue a server certificate (serverAuth only)")
     server.add_argument("--host", action="append", required=True, help="DNS name or IP; repeat")
+    server.add_argument(
+        "--csr", type=Path, help="sign this CSR (only its key is used); the LAS keeps its key"
+    )
     server.add_argument("--days", type=int, default=365)
-    server.add_argument("--out", required=True, type=Path, help="writes OUT.pem and OUT.key")
+    server.add_argument("--out", required=True, type=Path, help="writes OUT.pem (and OUT.key)")
     server.set_defaults(handler=issue_server)
 
     client = verbs.add_parser("issue", help="issue an endpoint's client certificate")
@@ -73,7 +76,12 @@ async def init_ca(args: argparse.Namespace) -> int:
 
 async def issue_server(args: argparse.Namespace) -> int:
     settings, ca = _load_ca(args)
-    issued = ca.issue_server_certificate(hosts=args.host, days=args.days)
+    # Issued in memory first: every bad input is refused before the store is opened.
+    issued = ca.issue_server_certificate(
+        hosts=args.host,
+        csr_pem=_read_csr(args.csr) if args.csr else None,
+        days=args.days,
+    )
     await _record(settings, ca, issued, args.out, role="server")
     return 0
 
