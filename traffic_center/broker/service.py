@@ -115,7 +115,7 @@ class Broker:
     async def grant(
         self, caller: Caller, request: SessionRequest, *, idempotency_key: str | None
     ) -> GrantedSession:
-        refuse_clear_pupil_numbers([*vars_of(request), ("Idempotency-Key", idempotency_key)])
+        refuse_clear_pupil_numbers([*guarded_fields(request), ("Idempotency-Key", idempotency_key)])
         search_key_hmac = self._search_key_hmac(request)
         grant = GrantRequest(
             doel_school=caller.school,
@@ -159,7 +159,7 @@ class Broker:
     # --- sessiecontroleRequest ----------------------------------------------------------------
 
     async def check(self, caller: Caller, sessie_id: str, request: CheckRequest) -> Session:
-        refuse_clear_pupil_numbers(vars_of(request))
+        refuse_clear_pupil_numbers(guarded_fields(request))
         session = await self._visible_session(caller, sessie_id)
         if not self.is_bron(caller, session):
             raise WrongRole("only the bron of the session checks it")
@@ -266,5 +266,7 @@ class Broker:
             )
 
 
-def vars_of(request: SessionRequest | CheckRequest) -> list[tuple[str, str | None]]:
-    return list(asdict(request).items())
+def guarded_fields(request: SessionRequest | CheckRequest) -> list[tuple[str, str | None]]:
+    """The fields the PGN guard reads: all but the zoeksleutel, whose form check replaces it
+    (a digit run inside a well-formed zoeksleutel is chance, not a pupil number)."""
+    return [(name, value) for name, value in asdict(request).items() if name != "zoeksleutel"]

@@ -2,7 +2,8 @@
 
 stdout carries one JSON line per event (listening, dossier, refused, notification, notified),
 metadata only, so a demo or a test can follow along; it never shows a zoeksleutel or a byte
-of a dossier.
+of a dossier. The zoeksleutel v1 scheme key comes from --scheme-key-file or $OSO_SCHEME_KEY,
+else it is the public test key (docs/zoeksleutel.md).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import socket
 import ssl
 from pathlib import Path
@@ -19,9 +21,13 @@ from traffic_center.domain.identifiers import Sector, parse_sector
 from traffic_center.las.bron import Event
 from traffic_center.las.config import DEFAULT_BASE_PATH, LasConfig
 from traffic_center.las.doel import ClientTLS
+from traffic_center.las.pupils import TEST_SCHEME_KEY, Roster, parse_scheme_key
 from traffic_center.las.scenarios import TEST_BRIN
 from traffic_center.las.server import LasServer
 from traffic_center.server.tls import server_ssl_context
+
+# The scheme key is a secret: from a file or the environment, never on the command line.
+SCHEME_KEY_ENV = "OSO_SCHEME_KEY"
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +44,20 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.add_argument("--path", default=DEFAULT_BASE_PATH, help="endpoint base path [/oso]")
     serve.add_argument("--sector", default=Sector.PO.value, help="this school's sector [PO]")
     serve.add_argument("--brin", default=TEST_BRIN, help=f"this school's BRIN [{TEST_BRIN}]")
-    serve.add_argument("--dossiers", type=Path, help="serve DIR/<zoeksleutel>.xml when present")
+    serve.add_argument("--dossiers", type=Path, help="serve DIR/<PGN>.xml for that pupil")
+    serve.add_argument(
+        "--scheme-key-file",
+        type=Path,
+        help=f"zoeksleutel v1 scheme key, 64 hex digits (or ${SCHEME_KEY_ENV}); "
+        "default: the public TEST key, for test school 00YY only",
+    )
+    serve.add_argument(
+        "--pupil",
+        action="append",
+        default=[],
+        metavar="PGN=SCENARIO",
+        help="hold this pupil too, e.g. 999990056=grootte-5000000; repeat",
+    )
     serve.add_argument("--tc-url", help="the TC, to notify when a dossier becomes ready")
     serve.add_argument("--client-cert", type=Path, help="this school's client certificate")
     serve.add_argument("--client-key", type=Path, help="this school's client key")
@@ -74,10 +93,42 @@ def config_from(args: argparse.Namespace) -> LasConfig:
         sector=parse_sector(args.sector),
         brin=args.brin,
         dossiers=args.dossiers,
+        scheme_key=_scheme_key(args.scheme_key_file),
+        pupils=_pupils(args.pupil),
         tc_url=args.tc_url,
         client_tls=_client_tls(args),
         notify_after=args.notify_after,
     )
+
+
+def _scheme_key(path: Path | None) -> bytes:
+    if path is not None:
+        _require_file("--scheme-key-file", path)
+        try:
+            return parse_scheme_key(path.read_text(encoding="ascii", errors="replace"))
+        except InvalidInput as exc:
+            raise InvalidInput(f"--scheme-key-file {path}: {exc.detail}") from None
+    given = os.environ.get(SCHEME_KEY_ENV)
+    if given:
+        try:
+            return parse_scheme_key(given)
+        except InvalidInput as exc:
+            raise InvalidInput(f"${SCHEME_KEY_ENV}: {exc.detail}") from None
+    return TEST_SCHEME_KEY
+
+
+def _pupils(given: list[str]) -> dict[str, str]:
+    pupils = {}
+    for item in given:
+        pgn, equals, scenario = item.partition("=")
+        if not equals:
+            raise InvalidInput(f"--pupil {item!r}: write PGN=SCENARIO, e.g. 999990056=gereed")
+        try:
+            Roster(TEST_SCHEME_KEY, {pgn: scenario})
+        except InvalidInput as exc:
+            raise InvalidInput(f"--pupil {item!r}: {exc.detail}") from None
+        pupils[pgn] = scenario
+    return pupils
 
 
 def _client_tls(args: argparse.Namespace) -> ClientTLS | None:

@@ -126,9 +126,8 @@ class DossierRelay(RelayExchange):
         exchange: AuditEntry,
     ) -> Authorised:
         """The relay is its own session check: doel, open session, bron endpoint, zoeksleutel."""
-        refuse_clear_pupil_numbers(
-            [("routeringskenmerk", request.routeringskenmerk), ("zoeksleutel", request.zoeksleutel)]
-        )
+        # Not the zoeksleutel: its form check replaces the guard (docs/zoeksleutel.md).
+        refuse_clear_pupil_numbers([("routeringskenmerk", request.routeringskenmerk)])
         routeringskenmerk = parse_routeringskenmerk(request.routeringskenmerk)
         zoeksleutel = parse_zoeksleutel(request.zoeksleutel)
         session = await self._broker.session_for(caller, sessie_id)

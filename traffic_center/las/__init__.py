@@ -8,7 +8,8 @@ from traffic_center.las.bron import ReferenceLas
 from traffic_center.las.config import LasConfig
 from traffic_center.las.doel import ClientTLS, DoelClient, FetchResult, TransferRecord
 from traffic_center.las.dossier import generated_chunks, generated_digest
-from traffic_center.las.scenarios import TEST_BRIN, Scenario, ScenarioKind, scenario_for
+from traffic_center.las.pupils import TEST_PUPILS, TEST_SCHEME_KEY, Roster
+from traffic_center.las.scenarios import TEST_BRIN, Scenario, ScenarioKind, parse_scenario
 from traffic_center.las.server import LasServer
 from traffic_center.las.state import (
     CounterSnapshot,
@@ -19,6 +20,8 @@ from traffic_center.las.state import (
 
 __all__ = [
     "TEST_BRIN",
+    "TEST_PUPILS",
+    "TEST_SCHEME_KEY",
     "ClientTLS",
     "CounterSnapshot",
     "DoelClient",
@@ -29,10 +32,11 @@ __all__ = [
     "NotificationInbox",
     "ReceivedNotification",
     "ReferenceLas",
+    "Roster",
     "Scenario",
     "ScenarioKind",
     "TransferRecord",
     "generated_chunks",
     "generated_digest",
-    "scenario_for",
+    "parse_scenario",
 ]
