@@ -44,6 +44,7 @@ class Case:
     label: str
     size: int
     rounds: int
+    pgn: str  # the bench pupil whose dossier is a generated one of `size` bytes
 
 
 @dataclass
@@ -82,7 +83,11 @@ async def fetch_direct(client: httpx.AsyncClient, url: str, zoeksleutel: str) ->
 
 async def run(cases: list[Case]) -> list[dict[str, object]]:
     root = Path(tempfile.mkdtemp(prefix="traffic-center-bench-"))
-    sandbox = Sandbox(root, tc_env={"TC_RELAY_MAX_IN_FLIGHT": "64"})
+    sandbox = Sandbox(
+        root,
+        tc_env={"TC_RELAY_MAX_IN_FLIGHT": "64"},
+        pupils={case.pgn: f"grootte-{case.size}" for case in cases},
+    )
     results: list[dict[str, object]] = []
     try:
         await sandbox.start()
@@ -105,12 +110,12 @@ async def _measure(
     case: Case, sandbox: Sandbox, direct: httpx.AsyncClient, doel: DoelClient, bron_url: str
 ) -> dict[str, object]:
     assert sandbox.tc is not None
-    zoeksleutel = f"00YY-grootte-{case.size}-bench{uuid.uuid4().hex[:12]}"
-    session = await doel.open_session(BRON.brin, zoeksleutel)
+    zoeksleutel = doel.zoeksleutel(case.pgn)  # what the relay sends the bron, for direct calls
+    session = await doel.open_session(BRON.brin, case.pgn)
     routeringskenmerk = session.bron_endpoints[0].routeringskenmerk
     # One of each first: warm the connections and check both paths give the same bytes.
     _, direct_sha = await fetch_direct(direct, bron_url, zoeksleutel)
-    warm = await doel.fetch_dossier(session.sessie_id, routeringskenmerk, zoeksleutel)
+    warm = await doel.fetch_dossier(session.sessie_id, routeringskenmerk, case.pgn)
     if not warm.complete or warm.sha256 != direct_sha:
         raise SystemExit(
             f"{case.label}: relay gave {warm.resultaat} {warm.sha256}, not {direct_sha}"
@@ -124,7 +129,7 @@ async def _measure(
             await fetch_direct(direct, bron_url, zoeksleutel)
             direct_samples.seconds.append(time.perf_counter() - started)
             started = time.perf_counter()
-            fetched = await doel.fetch_dossier(session.sessie_id, routeringskenmerk, zoeksleutel)
+            fetched = await doel.fetch_dossier(session.sessie_id, routeringskenmerk, case.pgn)
             relay_samples.seconds.append(time.perf_counter() - started)
             if not (fetched.complete and fetched.sha256 == direct_sha):
                 raise SystemExit(f"{case.label}: a relayed fetch differed: {fetched}")
@@ -171,8 +176,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     cases = [
-        Case("170 kB", 170 * KB, 20 if args.quick else 200),
-        Case("50 MB", 50 * MB, 3 if args.quick else 20),
+        Case("170 kB", 170 * KB, 20 if args.quick else 200, pgn="999990056"),
+        Case("50 MB", 50 * MB, 3 if args.quick else 20, pgn="999990068"),
     ]
     results = asyncio.run(run(cases))
     print_table(results)

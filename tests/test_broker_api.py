@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import secrets
 import uuid
 
 import httpx
@@ -11,10 +13,11 @@ from sqlalchemy import select
 
 from tests.support.dumps import dump_database
 from tests.support.messages import ZOEKSLEUTEL, check_body, open_session, session_body
+from tests.support.pupils import zoeksleutel_of
 from tests.support.server import TrafficCenterUnderTest
 from traffic_center.store.schema import sessions
 
-OTHER_ZOEKSLEUTEL = "aaaabbbbccccddddeeeeffff00001111"
+OTHER_ZOEKSLEUTEL = zoeksleutel_of("482782481")
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> None:
@@ -266,7 +269,19 @@ async def test_exactly_one_search_key_and_known_kinds_and_well_formed_ids(
         "OngeldigeOverdrachtsoort",
     )
     assert_problem(await open_session(doel, bron, bron_brin="1234"), 422, "OngeldigeBrin")
-    assert_problem(await open_session(doel, bron, zoeksleutel="kort"), 422, "OngeldigeZoeksleutel")
+    # Zoeksleutel v1: 43 characters of unpadded base64url; anything else, and the answer
+    # says what is wrong without repeating the value.
+    for malformed in (
+        "kort",
+        ZOEKSLEUTEL + "=",
+        ZOEKSLEUTEL[:-1] + "+",
+        ZOEKSLEUTEL[:-1] + "B",  # 43 characters, but not exactly 32 bytes
+        "3f9a1c2b7d4e5f60718293a4b5c6d7e83f9a1c2b7d4e5f60718293a4b5c6d7e8",  # hex SHA-256
+    ):
+        refused = await open_session(doel, bron, zoeksleutel=malformed)
+        assert_problem(refused, 422, "OngeldigeZoeksleutel")
+        assert malformed not in refused.text
+        assert "43 characters of unpadded base64url" in refused.json()["title"]
     bad_id = await bron.client().post("/v1/sessions/not-a-uuid/check", json=check_body(doel))
     assert_problem(bad_id, 422, "OngeldigeSessieId")
     extra = await open_session(doel, bron, bsn="unexpected")
@@ -292,20 +307,48 @@ async def test_rule_7_clear_pupil_numbers_are_refused_in_any_field(
         )
         padded = await open_session(doel, bron, zoeksleutel=f"bsn-{bsn_like}-xxxxxxxx")
         assert_problem(padded, 422, "PgnNietToegestaan")
-    in_header = await doel.client().post(
-        "/v1/sessions", json=session_body(bron), headers={"Idempotency-Key": "662460613"}
-    )
-    assert_problem(in_header, 422, "PgnNietToegestaan")
+    # In a free-text field, in the ways people write it (issue #10, point 8).
+    for written in (
+        "662460613",
+        "6624.60.613",
+        "662 460 613",
+        "leerling 662-460-613",
+        "66246061312032011",
+    ):
+        in_header = await doel.client().post(
+            "/v1/sessions", json=session_body(bron), headers={"Idempotency-Key": written}
+        )
+        assert_problem(in_header, 422, "PgnNietToegestaan")
+        assert written not in in_header.text
     assert await tc.store.sessions.count() == before
     # Nine digits that fail both tests are not pupil numbers.
-    assert (await open_session(doel, bron, zoeksleutel="zk-123456789-abcdefgh")).status_code == 201
+    nine = await doel.client().post(
+        "/v1/sessions", json=session_body(bron), headers={"Idempotency-Key": "k-123456789"}
+    )
+    assert nine.status_code == 201
+
+
+async def test_a_well_formed_zoeksleutel_is_never_taken_for_a_pupil_number(
+    tc: TrafficCenterUnderTest,
+) -> None:
+    """A digit run inside a keyed hash is chance: such pupils must still be transferable."""
+    doel, bron = await tc.world.schools("PO", "PO")
+    for pgn in ("662460613", "101211151"):
+        key = f"zk{pgn}" + "x" * 31 + "A"  # 43 characters of base64url, a BSN inside
+        granted = await open_session(doel, bron, zoeksleutel=key)
+        assert granted.status_code == 201, granted.text
+        sessie_id = granted.json()["sessie_id"]
+        checked = await bron.client().post(
+            f"/v1/sessions/{sessie_id}/check", json=check_body(doel, zoeksleutel=key)
+        )
+        assert checked.status_code == 200, checked.text
 
 
 async def test_rule_7_the_store_holds_only_the_hmac_of_the_zoeksleutel(
     tc: TrafficCenterUnderTest,
 ) -> None:
     doel, bron = await tc.world.schools("PO", "PO")
-    marker = "canaryZoeksleutel" + uuid.uuid4().hex
+    marker = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
     assert (await open_session(doel, bron, zoeksleutel=marker)).status_code == 201
     dump = await dump_database(tc)
     assert marker not in dump

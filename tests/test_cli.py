@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -325,3 +326,115 @@ def test_db_upgrade_brings_an_empty_database_to_head(home: Path) -> None:
         "sessions",
     ):
         assert table in tables
+
+
+# --- a LAS server certificate from the vendor's CSR ------------------------------------------
+
+
+def openssl_csr(directory: Path, name: str, *newkey: str, san: str | None = None) -> Path:
+    """A key and a CSR made the way a LAS vendor makes them; returns the CSR's path."""
+    extra = ["-addext", f"subjectAltName={san}"] if san else []
+    subprocess.run(
+        [
+            "openssl", "req", "-new", "-newkey", *newkey, "-nodes",
+            "-keyout", str(directory / f"{name}.key"), "-out", str(directory / f"{name}.csr"),
+            "-subj", "/CN=evil.example", *extra,
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return directory / f"{name}.csr"
+
+
+def issue_server(home: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--home", str(home), "ca", "issue-server",
+        "--host", "las.example", "--host", "127.0.0.1", *extra, "--out", str(out),
+    ]  # fmt: skip
+
+
+def certificate_text(pem: Path, *args: str) -> str:
+    return subprocess.run(
+        ["openssl", "x509", "-in", str(pem), "-noout", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_issue_server_from_a_csr_keeps_the_key_at_the_las_and_takes_hosts_from_the_admin(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vendor = tmp_path / "vendor"
+    vendor.mkdir()
+    # The CSR asks for other names; the admin's --host flags decide what the certificate covers.
+    csr = openssl_csr(
+        vendor, "las", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", san="DNS:evil.example"
+    )
+    out = tmp_path / "issued" / "las"
+    assert main(["--home", str(home), "ca", "init"]) == 0
+
+    assert main(issue_server(home, out, "--csr", str(csr))) == 0
+
+    assert not out.with_name("las.key").exists()  # the private key never left the vendor
+    pem = out.with_name("las.pem")
+    key_of_certificate = certificate_text(pem, "-pubkey")
+    vendor_key = subprocess.run(
+        ["openssl", "pkey", "-in", str(vendor / "las.key"), "-pubout"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert key_of_certificate == vendor_key
+    names = certificate_text(pem, "-subject", "-ext", "extendedKeyUsage,subjectAltName")
+    assert "DNS:las.example, IP Address:127.0.0.1" in names
+    assert "evil.example" not in names
+    assert "TLS Web Server Authentication" in names
+    assert "Client Authentication" not in names
+    ca_pem = str(home / "ca" / "ca.pem")
+    assert openssl_verify("-CAfile", ca_pem, "-purpose", "sslserver", str(pem)).returncode == 0
+    # The vendor's key and the issued certificate make a working TLS server identity.
+    ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(pem, vendor / "las.key")
+
+    capsys.readouterr()
+    assert main(["--home", str(home), "ca", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [c["role"] for c in listed] == ["server"]
+
+
+@pytest.mark.parametrize(
+    "newkey",
+    [
+        ("rsa:1024",),
+        ("ec", "-pkeyopt", "ec_paramgen_curve:P-521"),
+        ("ed25519",),
+    ],
+)
+def test_issue_server_refuses_a_csr_with_a_weak_or_unaccepted_key(
+    home: Path, tmp_path: Path, newkey: tuple[str, ...]
+) -> None:
+    csr = openssl_csr(tmp_path, "weak", *newkey)
+    assert main(["--home", str(home), "ca", "init"]) == 0
+    before = files_under(home)
+
+    result = run_cli(home, *issue_server(home, tmp_path / "x", "--csr", str(csr))[2:])
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "RSA of at least 2048 bits or EC P-256/P-384" in result.stderr
+    assert not (tmp_path / "x.pem").exists()
+    assert not (tmp_path / "x.key").exists()
+    assert files_under(home) - before == set()
+
+
+def test_issue_server_refuses_an_unreadable_or_broken_csr(home: Path, tmp_path: Path) -> None:
+    assert main(["--home", str(home), "ca", "init"]) == 0
+    garbage = tmp_path / "garbage.csr"
+    garbage.write_text(
+        "-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----\n"
+    )
+    for csr, said in ((tmp_path / "missing.csr", "cannot read"), (garbage, "signing request")):
+        result = run_cli(home, *issue_server(home, tmp_path / "x", "--csr", str(csr))[2:])
+        assert result.returncode == 2
+        assert said in result.stderr
+        assert not (tmp_path / "x.pem").exists()

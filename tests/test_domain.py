@@ -55,7 +55,12 @@ def test_onderwijsnummer_and_near_misses() -> None:
     [
         (parse_brin, "12AB", "12ab", e.InvalidBrin),
         (parse_routeringskenmerk, "0" * 20, "0" * 19, e.InvalidRouteringskenmerk),
-        (parse_zoeksleutel, "a" * 32, "short", e.InvalidZoeksleutel),
+        (
+            parse_zoeksleutel,
+            "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
+            "a" * 32,
+            e.InvalidZoeksleutel,
+        ),
         (parse_sessie_id, "0f8fad5b-d9cb-469f-a165-70867728950e", "nope", e.InvalidSessieId),
         (parse_url, "https://las.example/oso", "http://las.example/oso", e.InvalidUrl),
     ],

@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 
 from tests.conftest import DatabaseFactory
 from tests.support.messages import ZOEKSLEUTEL, open_session
+from tests.support.pupils import new_pgn, zoeksleutel_of
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from tests.support.world import Party
 from traffic_center.audit.verify import verify_chain
@@ -164,7 +165,7 @@ async def test_a_domain_error_is_recorded_against_the_session_and_nothing_is_for
     sessie_id = await session(pipeline)
     calls = len(pipeline.bron_script.calls)
     with capture_logs() as logs:
-        answered = await ask_dossier(pipeline, sessie_id, zoeksleutel="ffff" * 8)
+        answered = await ask_dossier(pipeline, sessie_id, zoeksleutel=zoeksleutel_of(new_pgn()))
         found = await records(pipeline, sessie_id)
     assert (answered.status_code, answered.json()["code"]) == (409, "SessieAfwijkend")
     assert len(pipeline.bron_script.calls) == calls

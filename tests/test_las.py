@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import io
@@ -25,9 +26,17 @@ import httpx
 import pytest
 
 from tests.support.gegevensset import load_schema, xsd_errors
+from tests.support.las import PUPILS, scenario_key
 from tests.support.processes import clean_env
+from tests.support.pupils import new_pgn, zoeksleutel_of
 from traffic_center.cli.main import main
-from traffic_center.domain.identifiers import Overdrachtsoort, Sector, looks_like_pupil_number
+from traffic_center.domain.errors import InvalidInput
+from traffic_center.domain.identifiers import (
+    Overdrachtsoort,
+    Sector,
+    derive_zoeksleutel,
+    looks_like_pupil_number,
+)
 from traffic_center.domain.las_contract import (
     DOSSIER_NAMESPACE,
     RELEASE_HEADER,
@@ -45,7 +54,12 @@ from traffic_center.las.dossier import (
     measured_dossier,
 )
 from traffic_center.las.gegevensset import DossierSpec
-from traffic_center.las.scenarios import MAX_GENERATED_BYTES, ScenarioKind, scenario_for
+from traffic_center.las.pupils import TEST_PUPILS, TEST_SCHEME_KEY, Roster, pupil_with
+from traffic_center.las.scenarios import (
+    MAX_GENERATED_BYTES,
+    ScenarioKind,
+    parse_scenario,
+)
 from traffic_center.las.server import LasServer
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 
@@ -61,6 +75,8 @@ PO_TO_VO = DossierSpec(
     release=ParentRelease.INZAGE,
 )
 NS = f"{{{DOSSIER_NAMESPACE}}}"
+FILE_PUPIL = "999990081"  # dossiers/<PGN>.xml: this pupil's dossier comes from a file
+KEY = zoeksleutel_of(pupil_with("gereed"))  # test school 00YY's ready pupil
 
 
 # --- certificates and servers ----------------------------------------------------------------
@@ -124,7 +140,9 @@ def events() -> list[dict[str, object]]:
 @pytest.fixture(scope="module")
 def dossiers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("dossiers")
-    (directory / "eigen-dossier-0001.xml").write_bytes(b"<dossier>uit een bestand</dossier>\n")
+    (directory / f"{FILE_PUPIL}.xml").write_bytes(b"<dossier>uit een bestand</dossier>\n")
+    # Not named by a PGN: never served, whatever zoeksleutel is asked.
+    (directory / "eigen-dossier-0001.xml").write_bytes(b"<dossier>niet</dossier>\n")
     return directory
 
 
@@ -142,7 +160,10 @@ def las(
         notify_after=0.3,
     )
     server = LasServer(
-        config, on_event=events.append, tc_transport=httpx.MockTransport(fake_tc.handle)
+        config,
+        on_event=events.append,
+        tc_transport=httpx.MockTransport(fake_tc.handle),
+        pupils=PUPILS,
     )
     with server.start():
         yield server
@@ -158,7 +179,7 @@ def vo_las(pki: Pki) -> Iterator[LasServer]:
         sector=Sector.VO,
         notify_after=0.2,
     )
-    with LasServer(config).start() as server:
+    with LasServer(config, pupils=PUPILS).start() as server:
         yield server
 
 
@@ -222,7 +243,7 @@ async def eventually(condition: Callable[[], bool], *, within: float = 5.0) -> N
 async def test_gereed_streams_a_realistic_dossier_with_the_release_attested(
     relay: httpx.AsyncClient,
 ) -> None:
-    answer, size, sha = await stream_digest(relay, ask("00YY-gereed-leerling-1"))
+    answer, size, sha = await stream_digest(relay, ask(scenario_key("gereed")))
 
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/xml"
@@ -236,7 +257,7 @@ async def test_gereed_streams_a_realistic_dossier_with_the_release_attested(
 async def test_the_realistic_dossier_is_oso_xml_without_a_pupil_number(
     relay: httpx.AsyncClient,
 ) -> None:
-    answer = await post_dossier(relay, ask("00YY-gereed-leerling-2"))
+    answer = await post_dossier(relay, ask(scenario_key("gereed")))
 
     root = ET.fromstring(answer.content)
     sections = [child.tag.removeprefix(NS) for child in root]
@@ -252,9 +273,10 @@ async def test_the_realistic_dossier_is_oso_xml_without_a_pupil_number(
 async def test_the_release_follows_the_sector_pair(
     pki: Pki, relay: httpx.AsyncClient, vo_las: LasServer
 ) -> None:
+    key = scenario_key("gereed")
     async with _client(pki, pki.relay, vo_las) as vo_relay:
-        vo_to_vo = await post_dossier(vo_relay, ask("00YY-gereed-leerling-3", doel_sector="VO"))
-    po_to_swv = await post_dossier(relay, ask("00YY-gereed-leerling-3", doel_sector="SWV"))
+        vo_to_vo = await post_dossier(vo_relay, ask(key, doel_sector="VO"))
+    po_to_swv = await post_dossier(relay, ask(key, doel_sector="SWV"))
 
     assert vo_to_vo.headers[RELEASE_HEADER] == "toestemming"
     assert po_to_swv.status_code == 200
@@ -270,20 +292,18 @@ async def test_the_release_follows_the_sector_pair(
 
 
 @pytest.mark.parametrize(
-    ("zoeksleutel", "status", "code"),
+    ("scenario", "status", "code"),
     [
-        ("00YY-geeninzage-leerling", 403, "GeenInzage"),
-        ("00YY-geentoestemming-leerling", 403, "GeenToestemming"),
-        ("00YY-verouderd-leerling", 409, "DossierVerouderd"),
-        ("00YY-onbekend-leerling", 404, "DossierNietGevonden"),
-        ("00YY-grootte-veel-leerling", 404, "DossierNietGevonden"),
-        ("a1b2c3d4e5f6a7b8c9d0", 404, "DossierNietGevonden"),
+        ("geeninzage", 403, "GeenInzage"),
+        ("geentoestemming", 403, "GeenToestemming"),
+        ("verouderd", 409, "DossierVerouderd"),
+        ("onbekend", 404, "DossierNietGevonden"),  # a pupil this LAS does not hold
     ],
 )
 async def test_refusals_are_problems_with_the_oso_code(
-    relay: httpx.AsyncClient, zoeksleutel: str, status: int, code: str
+    relay: httpx.AsyncClient, scenario: str, status: int, code: str
 ) -> None:
-    answer = await post_dossier(relay, ask(zoeksleutel))
+    answer = await post_dossier(relay, ask(scenario_key(scenario)))
 
     assert answer.status_code == status
     assert answer.headers["content-type"] == "application/problem+json"
@@ -297,7 +317,7 @@ async def test_refusals_are_problems_with_the_oso_code(
 async def test_zondervrijgave_serves_the_dossier_without_the_release_header(
     relay: httpx.AsyncClient,
 ) -> None:
-    answer = await post_dossier(relay, ask("00YY-zondervrijgave-leerling"))
+    answer = await post_dossier(relay, ask(scenario_key("zondervrijgave")))
 
     assert answer.status_code == 200
     assert b"<leerling>" in answer.content
@@ -309,7 +329,7 @@ async def test_zondervrijgave_serves_the_dossier_without_the_release_header(
 
 
 async def test_bijlagen_is_a_dossier_of_several_megabytes(relay: httpx.AsyncClient) -> None:
-    answer = await post_dossier(relay, ask("00YY-bijlagen-leerling"))
+    answer = await post_dossier(relay, ask(scenario_key("bijlagen")))
 
     assert answer.status_code == 200
     assert 5_500_000 < len(answer.content) < 6_500_000
@@ -342,7 +362,7 @@ async def test_every_served_dossier_is_valid_against_the_oso_xsd(
 async def test_grootte_serves_exactly_n_bytes_with_the_known_digest(
     relay: httpx.AsyncClient, size: int
 ) -> None:
-    answer, received, sha = await stream_digest(relay, ask(f"00YY-grootte-{size}-leerling"))
+    answer, received, sha = await stream_digest(relay, ask(scenario_key("grootte", size)))
 
     assert answer.status_code == 200
     assert int(answer.headers["content-length"]) == size
@@ -351,7 +371,7 @@ async def test_grootte_serves_exactly_n_bytes_with_the_known_digest(
 
 
 async def test_the_marker_is_embedded_as_a_canary(relay: httpx.AsyncClient) -> None:
-    answer = await post_dossier(relay, ask("00YY-grootte-200000-mCanary42xyz-rest"))
+    answer = await post_dossier(relay, ask(scenario_key("grootte", 200_000, marker="Canary42xyz")))
 
     assert answer.content.count(b"Canary42xyz") == 1
     assert len(answer.content) == 200_000
@@ -360,19 +380,23 @@ async def test_the_marker_is_embedded_as_a_canary(relay: httpx.AsyncClient) -> N
 
 
 async def test_liegt_streams_chunked_without_a_length(relay: httpx.AsyncClient) -> None:
-    answer, received, sha = await stream_digest(relay, ask("00YY-liegt-300000-leerling"))
+    answer, received, sha = await stream_digest(relay, ask(scenario_key("liegt", 300_000)))
 
     assert "content-length" not in answer.headers
     assert answer.headers["transfer-encoding"] == "chunked"
     assert (received, sha) == (300_000, generated_digest(300_000))
 
 
-async def test_a_file_in_the_dossiers_directory_is_served(relay: httpx.AsyncClient) -> None:
-    answer = await post_dossier(relay, ask("eigen-dossier-0001"))
+async def test_a_file_in_the_dossiers_directory_is_served_for_its_pupil(
+    relay: httpx.AsyncClient,
+) -> None:
+    answer = await post_dossier(relay, ask(zoeksleutel_of(FILE_PUPIL)))
+    others = await post_dossier(relay, ask(scenario_key("onbekend")))
 
     assert answer.status_code == 200
     assert answer.content == b"<dossier>uit een bestand</dossier>\n"
     assert answer.headers[RELEASE_HEADER] == "inzage"
+    assert others.status_code == 404
 
 
 # --- generated content without a server ------------------------------------------------------
@@ -398,12 +422,47 @@ def test_a_size_below_the_skeleton_is_its_prefix() -> None:
     assert b"".join(generated_chunks(0)) == b""
 
 
-def test_scenario_keys_parse_as_documented() -> None:
-    assert scenario_for("00YY-grootte-1073741824-mABC-x").size == 1024**3
-    assert scenario_for("00YY-grootte-1073741824-mABC-x").marker == "ABC"
-    assert scenario_for("00YY-trickle-5000").kind is ScenarioKind.TRICKLE
-    assert scenario_for(f"00YY-grootte-{MAX_GENERATED_BYTES + 1}").kind is ScenarioKind.ONBEKEND
-    assert scenario_for("00YY-Gereed-leerling").kind is ScenarioKind.ONBEKEND
+def test_scenarios_parse_as_documented() -> None:
+    assert parse_scenario("grootte-1073741824-mABC").size == 1024**3
+    assert parse_scenario("grootte-1073741824-mABC").marker == "ABC"
+    assert parse_scenario("trickle-5000").kind is ScenarioKind.TRICKLE
+    assert parse_scenario("gereed").kind is ScenarioKind.GEREED
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"grootte-{MAX_GENERATED_BYTES + 1}",
+        "Gereed",
+        "gereed-5000",
+        "grootte",
+        "grootte-veel",
+        "onbekend",
+        "00YY-gereed-leerling",
+    ],
+)
+def test_a_scenario_that_is_not_one_is_refused(text: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_scenario(text)
+
+
+async def test_the_roster_finds_a_pupil_by_the_zoeksleutel_the_doel_derives() -> None:
+    roster = Roster(TEST_SCHEME_KEY, TEST_PUPILS)
+    other_scheme = Roster(bytes(32), TEST_PUPILS)
+    unused = httpx.MockTransport(lambda request: httpx.Response(500))
+    async with DoelClient(FAKE_TC, transport=unused) as doel:
+        gereed = pupil_with("gereed")
+        assert roster.scenario_for(doel.zoeksleutel(gereed)).kind is ScenarioKind.GEREED
+        assert other_scheme.scenario_for(doel.zoeksleutel(gereed)).kind is ScenarioKind.ONBEKEND
+        assert roster.scenario_for(doel.zoeksleutel(new_pgn())).kind is ScenarioKind.ONBEKEND
+        assert roster.enroll("999990093", "verouderd") == doel.zoeksleutel("999990093")
+        assert roster.scenario_for(doel.zoeksleutel("999990093")).kind is ScenarioKind.VEROUDERD
+        with pytest.raises(ValueError, match="9 ASCII digits"):
+            await doel.open_session("00YY", "6624.60.613")  # refused before anything is sent
+    with pytest.raises(InvalidInput):
+        roster.enroll("12345678", "gereed")  # eight digits: not a PGN
+    with pytest.raises(ValueError, match="32 bytes"):
+        DoelClient(FAKE_TC, transport=unused, scheme_key=b"k")
 
 
 # --- who may call, and what --------------------------------------------------------------------
@@ -413,7 +472,7 @@ def test_scenario_keys_parse_as_documented() -> None:
 async def test_a_school_certificate_is_refused(pki: Pki, las: LasServer, path: str) -> None:
     before = las.counters.snapshot().started
     async with _client(pki, pki.school, las) as school:
-        answer = await school.post(path, json=ask("00YY-gereed-leerling-4"))
+        answer = await school.post(path, json=ask(scenario_key("gereed")))
 
     assert answer.status_code == 403
     assert answer.json()["code"] == "CertificaatGeweigerd"
@@ -423,18 +482,20 @@ async def test_a_school_certificate_is_refused(pki: Pki, las: LasServer, path: s
 async def test_no_client_certificate_fails_the_handshake(pki: Pki, las: LasServer) -> None:
     async with _client(pki, None, las) as anonymous:
         with pytest.raises(httpx.TransportError):
-            await anonymous.post("/dossier", json=ask("00YY-gereed-leerling-5"))
+            await anonymous.post("/dossier", json=ask(scenario_key("gereed")))
 
 
 @pytest.mark.parametrize(
     ("content", "headers"),
     [
         (b"{not json", {}),
-        (json.dumps({k: v for k, v in ask("00YY-gereed-x1y2").items() if k != "doel_sector"}), {}),
-        (json.dumps(ask("00YY-gereed-x1y2", doel_sector="MBO")), {}),
-        (json.dumps(ask("00YY-gereed-x1y2", aanvraagdatum="14-03-2025")), {}),
+        (json.dumps({k: v for k, v in ask(KEY).items() if k != "doel_sector"}), {}),
+        (json.dumps(ask(KEY, doel_sector="MBO")), {}),
+        (json.dumps(ask(KEY, aanvraagdatum="14-03-2025")), {}),
         (json.dumps(ask("kort")), {}),
-        (json.dumps(ask("00YY-gereed-x1y2")), {SESSION_HEADER: str(uuid.uuid4())}),
+        (json.dumps(ask(KEY + "=")), {}),  # zoeksleutel v1 has no padding
+        (json.dumps(ask("662460613")), {}),  # a clear PGN
+        (json.dumps(ask(KEY)), {SESSION_HEADER: str(uuid.uuid4())}),
     ],
 )
 async def test_bad_requests_get_ongeldige_invoer(
@@ -456,7 +517,7 @@ async def test_afbreken_drops_the_connection_mid_body(
 ) -> None:
     aborted = las.counters.snapshot().aborted
     received: list[int] = []
-    body = ask("00YY-afbreken-400000-leerling")
+    body = ask(scenario_key("afbreken", 400_000))
     async with relay.stream("POST", "/dossier", json=body) as answer:
         assert answer.headers["content-length"] == "400000"
         with pytest.raises(httpx.RemoteProtocolError):
@@ -470,7 +531,7 @@ async def test_hangt_never_answers(pki: Pki, las: LasServer) -> None:
     aborted = las.counters.snapshot().aborted
     async with _client(pki, pki.relay, las) as impatient:
         with pytest.raises(httpx.ReadTimeout):
-            await impatient.post("/dossier", json=ask("00YY-hangt-leerling"), timeout=0.3)
+            await impatient.post("/dossier", json=ask(scenario_key("hangt")), timeout=0.3)
 
     # The LAS notices the caller left and lets go of the request.
     await las.counters.wait_until(lambda c: c.aborted > aborted)
@@ -479,7 +540,7 @@ async def test_hangt_never_answers(pki: Pki, las: LasServer) -> None:
 async def test_a_client_leaving_a_trickle_aborts_the_stream(
     pki: Pki, las: LasServer, events: list[dict[str, object]]
 ) -> None:
-    body = ask("00YY-trickle-1000000-leerling")
+    body = ask(scenario_key("trickle", 1_000_000))
     async with (
         _client(pki, pki.relay, las) as doel,
         doel.stream("POST", "/dossier", json=body) as answer,
@@ -498,7 +559,7 @@ async def test_a_client_leaving_a_trickle_aborts_the_stream(
 
 async def test_a_client_leaving_a_fast_stream_releases_it(pki: Pki, las: LasServer) -> None:
     aborted = las.counters.snapshot().aborted
-    body = ask("00YY-grootte-1073741824-leerling")
+    body = ask(scenario_key("grootte", 1024**3))
     async with (
         _client(pki, pki.relay, las) as doel,
         doel.stream("POST", "/dossier", json=body) as answer,
@@ -543,9 +604,10 @@ async def test_a_notification_is_recorded_and_awaitable(
 async def test_nietgereed_becomes_ready_and_notifies_the_doel_through_the_tc(
     relay: httpx.AsyncClient, fake_tc: FakeTrafficCenter
 ) -> None:
-    first = ask("00YY-nietgereed-leerling-1")
+    key = scenario_key("nietgereed")
+    first = ask(key)
     not_ready = await post_dossier(relay, first)
-    still_not_ready = await post_dossier(relay, ask("00YY-nietgereed-leerling-1"))
+    still_not_ready = await post_dossier(relay, ask(key))
 
     assert (not_ready.status_code, not_ready.json()["code"]) == (409, "DossierNogNietGereed")
     assert not_ready.headers["retry-after"] == "1"
@@ -555,16 +617,17 @@ async def test_nietgereed_becomes_ready_and_notifies_the_doel_through_the_tc(
         "/v1/notifications",
         {"sessie_id": first["sessie_id"], "doel_routeringskenmerk": DOEL_ROUTERINGSKENMERK},
     )
-    ready = await post_dossier(relay, ask("00YY-nietgereed-leerling-1"))
+    ready = await post_dossier(relay, ask(key))
     assert ready.status_code == 200
     assert ready.headers[RELEASE_HEADER] == "inzage"
 
 
 async def test_nietgereed_without_a_tc_just_becomes_ready(pki: Pki, vo_las: LasServer) -> None:
     async with _client(pki, pki.relay, vo_las) as vo_relay:
-        first = await post_dossier(vo_relay, ask("00YY-nietgereed-leerling-2"))
+        key = scenario_key("nietgereed")
+        first = await post_dossier(vo_relay, ask(key))
         await asyncio.sleep(0.3)
-        later = await post_dossier(vo_relay, ask("00YY-nietgereed-leerling-2"))
+        later = await post_dossier(vo_relay, ask(key))
 
     assert first.status_code == 409
     assert later.status_code == 200
@@ -574,7 +637,7 @@ async def test_nietgereed_without_a_tc_just_becomes_ready(pki: Pki, vo_las: LasS
 async def test_events_say_what_happened_but_never_the_zoeksleutel(
     relay: httpx.AsyncClient, events: list[dict[str, object]]
 ) -> None:
-    keys = ["00YY-gereed-geheim-1234", "00YY-geeninzage-geheim-5678"]
+    keys = [scenario_key("gereed"), scenario_key("geeninzage")]
     bodies = [ask(key) for key in keys]
     for body in bodies:
         await post_dossier(relay, body)
@@ -585,7 +648,6 @@ async def test_events_say_what_happened_but_never_the_zoeksleutel(
     assert {(e["scenario"], e["status"]) for e in mine} == {("gereed", 200), ("geeninzage", 403)}
     logged = json.dumps(events)
     assert not any(key in logged for key in keys)
-    assert "geheim" not in logged
 
 
 # --- the CLI -----------------------------------------------------------------------------------
@@ -604,6 +666,7 @@ def _lines(stream: Any) -> queue.Queue[str]:
 
 def test_las_serve_runs_serves_and_stops_on_sigterm(pki: Pki) -> None:
     command = [sys.executable, "-m", "traffic_center", "las", "serve", "--port", "0"]
+    command += ["--pupil", "999990111=grootte-5000"]
     command += ["--cert", str(pki.server[0]), "--key", str(pki.server[1]), "--ca", str(pki.ca)]
     process = subprocess.Popen(command, env=clean_env(), stdout=subprocess.PIPE)
     try:
@@ -611,7 +674,7 @@ def test_las_serve_runs_serves_and_stops_on_sigterm(pki: Pki) -> None:
         listening = json.loads(lines.get(timeout=30))
         assert listening["event"] == "listening"
         with httpx.Client(base_url=listening["url"], verify=pki.context(pki.relay)) as client:
-            answer = client.post("/dossier", json=ask("00YY-grootte-5000-leerling"))
+            answer = client.post("/dossier", json=ask(zoeksleutel_of("999990111")))
         served = json.loads(lines.get(timeout=10))
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
@@ -624,7 +687,8 @@ def test_las_serve_runs_serves_and_stops_on_sigterm(pki: Pki) -> None:
     assert len(answer.content) == 5000
     assert served["event"] == "dossier"
     assert (served["scenario"], served["status"], served["bytes"]) == ("grootte", 200, 5000)
-    assert "leerling" not in json.dumps(served)
+    assert listening["scheme_key"] == "test"
+    assert zoeksleutel_of("999990111") not in json.dumps(served)
 
 
 @pytest.mark.parametrize(
@@ -635,6 +699,11 @@ def test_las_serve_runs_serves_and_stops_on_sigterm(pki: Pki) -> None:
         (["--sector", "MBO"], "MBO"),
         (["--path", "oso"], "path"),
         (["--port", "{busy}"], "cannot listen"),
+        (["--pupil", "12345678=gereed"], "--pupil"),
+        (["--pupil", "999990111"], "PGN=SCENARIO"),
+        (["--pupil", "999990111=gereed-5"], "byte count"),
+        (["--scheme-key-file", "{tmp}/nope.key"], "nope.key"),
+        (["--scheme-key-file", "{short_key}"], "64 hex digits"),
     ],
 )
 def test_las_serve_refuses_bad_input_with_one_line(
@@ -643,7 +712,9 @@ def test_las_serve_refuses_bad_input_with_one_line(
     base = ["las", "serve", "--cert", str(pki.server[0]), "--key", str(pki.server[1])]
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = str(busy.getsockname()[1])
-        args = [a.format(tmp=tmp_path, busy=port) for a in extra]
+        short_key = tmp_path / "short.key"
+        short_key.write_text("00" * 31 + "\n")
+        args = [a.format(tmp=tmp_path, busy=port, short_key=short_key) for a in extra]
         ca = [] if "--ca" in args else ["--ca", str(pki.ca)]
         code = main([*base, *ca, *args])
     err = capsys.readouterr().err
@@ -651,6 +722,44 @@ def test_las_serve_refuses_bad_input_with_one_line(
     assert code == 2
     assert said in err
     assert err.count("\n") == 1
+
+
+def test_las_serve_takes_the_scheme_key_from_a_file_or_the_environment(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from traffic_center.cli.las import add_parsers, config_from
+
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers())
+    base = ["las", "serve", "--cert", str(pki.server[0]), "--key", str(pki.server[1])]
+    base += ["--ca", str(pki.ca)]
+    key_file = tmp_path / "scheme.key"
+    key_file.write_text("ab" * 32 + "\n")
+    monkeypatch.delenv("OSO_SCHEME_KEY", raising=False)
+
+    assert config_from(parser.parse_args(base)).scheme_key == TEST_SCHEME_KEY
+    from_file = config_from(parser.parse_args([*base, "--scheme-key-file", str(key_file)]))
+    assert from_file.scheme_key == bytes.fromhex("ab" * 32)
+    monkeypatch.setenv("OSO_SCHEME_KEY", "cd" * 32)
+    assert config_from(parser.parse_args(base)).scheme_key == bytes.fromhex("cd" * 32)
+    assert "ab" * 32 not in repr(from_file)  # the key never shows in a repr or a log
+
+
+async def test_a_las_with_its_own_scheme_key_finds_its_pupils_only_under_that_key(
+    pki: Pki,
+) -> None:
+    scheme_key = bytes(range(100, 132))
+    events: list[dict[str, object]] = []
+    config = LasConfig(cert=pki.server[0], key=pki.server[1], ca=pki.ca, scheme_key=scheme_key)
+    with LasServer(config, on_event=events.append).start() as server:
+        async with _client(pki, pki.relay, server) as client:
+            gereed = pupil_with("gereed")
+            own = await post_dossier(client, ask(derive_zoeksleutel(scheme_key, gereed)))
+            test_key = await post_dossier(client, ask(zoeksleutel_of(gereed)))
+
+    assert own.status_code == 200
+    assert test_key.status_code == 404
+    assert events[0]["scheme_key"] == "configured"
 
 
 # --- the doel client, against a fake TC at the transport seam ---------------------------------
@@ -662,12 +771,14 @@ class FakeBroker:
     def __init__(self, answers: dict[str, Callable[[], httpx.Response]]) -> None:
         self.answers = answers
         self.sessie_id = str(uuid.uuid4())
+        self.opened: list[dict[str, Any]] = []
         self.closed: list[dict[str, Any]] = []
         self.asked: list[dict[str, Any]] = []
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         if request.url.path == "/v1/sessions":
+            self.opened.append(body)
             if body["bron_brin"] != "00YY":
                 return _problem(404, "VerstrekkerNietBekend")
             endpoints = [{"routeringskenmerk": r, "url": f"https://{r}.test"} for r in self.answers]
@@ -714,7 +825,7 @@ async def test_transfer_tries_each_bron_until_one_delivers() -> None:
         }
     )
     async with DoelClient(FAKE_TC, transport=httpx.MockTransport(broker.handle)) as doel:
-        record = await doel.transfer("00YY", "00YY-grootte-300000-x", aanvraagdatum="2025-03-01")
+        record = await doel.transfer("00YY", "662460613", aanvraagdatum="2025-03-01")
 
     assert record.resultaat == "OverdrachtGeslaagd"
     assert [s.action for s in record.steps] == ["overdrachtRequest"] + ["documentRequest"] * 3 + [
@@ -729,6 +840,17 @@ async def test_transfer_tries_each_bron_until_one_delivers() -> None:
     assert (record.fetch.bytes, record.fetch.sha256) == (size, generated_digest(size))
     assert (record.fetch.vrijgave, record.fetch.transactie_id) == ("inzage", "tx-7")
     assert broker.asked[0]["aanvraagdatum"] == "2025-03-01"
+    # The PGN stays with the doel: the TC gets the zoeksleutel v1 (the test vector here).
+    assert {body["zoeksleutel"] for body in broker.asked} == {
+        "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc"
+    }
+    assert broker.opened == [
+        {
+            "bron_brin": "00YY",
+            "overdrachtsoort": "overstapdossier",
+            "zoeksleutel": "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
+        }
+    ]
     assert broker.closed == [
         {"resultaat": "OverdrachtGeslaagd", "routeringskenmerk": "00000007000000000003"}
     ]
@@ -739,9 +861,9 @@ async def test_a_broken_stream_is_an_incomplete_failed_fetch() -> None:
     sink = io.BytesIO()
     async with DoelClient(FAKE_TC, transport=httpx.MockTransport(broker.handle)) as doel:
         fetched = await doel.fetch_dossier(
-            broker.sessie_id, "00000007000000000001", "00YY-afbreken-1", sink=sink
+            broker.sessie_id, "00000007000000000001", new_pgn(), sink=sink
         )
-        record = await doel.transfer("00YY", "00YY-afbreken-200000-x")
+        record = await doel.transfer("00YY", new_pgn())
 
     assert fetched.status == 200
     assert not fetched.complete
@@ -759,9 +881,9 @@ async def test_the_best_refusal_closes_the_session_and_a_refused_open_raises() -
         }
     )
     async with DoelClient(FAKE_TC, transport=httpx.MockTransport(broker.handle)) as doel:
-        record = await doel.transfer("00YY", "00YY-nietgereed-leerling")
+        record = await doel.transfer("00YY", new_pgn())
         with pytest.raises(TrafficCenterRefused) as refused:
-            await doel.open_session("99ZZ", "00YY-gereed-leerling")
+            await doel.open_session("99ZZ", new_pgn())
 
     assert record.resultaat == "DossierNogNietGereed"
     assert broker.closed == [

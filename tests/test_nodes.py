@@ -20,6 +20,7 @@ import pytest
 
 from tests.support.las import LasParty, LasWorld, scenario_key
 from tests.support.messages import open_session
+from tests.support.pupils import new_pgn
 from tests.support.server import TrafficCenterUnderTest
 from traffic_center.cli.context import open_store
 from traffic_center.demo.processes import ChildProcess, child_env, free_port
@@ -129,9 +130,11 @@ async def second_node(sandbox: Sandbox) -> tuple[ChildProcess, str]:
 async def test_a_node_killed_mid_relay_leaves_an_incomplete_exchange_a_survivor_closes(
     tmp_path: Path,
 ) -> None:
+    trickling = new_pgn()  # 1 KiB every 50 ms: minutes, if let run
     sandbox = Sandbox(
         tmp_path / "world",
         tc_env={"TC_NODE_HEARTBEAT_SECONDS": HEARTBEAT, "TC_ORPHAN_GRACE_SECONDS": GRACE},
+        pupils={trickling: "trickle-4000000"},
     )
     await sandbox.start()
     node_b: ChildProcess | None = None
@@ -141,8 +144,8 @@ async def test_a_node_killed_mid_relay_leaves_an_incomplete_exchange_a_survivor_
         node_b, _ = await second_node(sandbox)
         home = sandbox.settings.home
         doel = sandbox.doel_client()
-        key = scenario_key("trickle", 4_000_000)  # 1 KiB every 50 ms: minutes, if let run
-        granted = await doel.open_session(BRON.brin, key)
+        key = doel.zoeksleutel(trickling)
+        granted = await doel.open_session(BRON.brin, trickling)
         await doel.aclose()
 
         received = 0

@@ -16,14 +16,17 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.support.las import letters
 from tests.support.processes import clean_env
+from tests.support.pupils import new_pgn
 from traffic_center.demo.sandbox import BRON, Sandbox
 from traffic_center.las.doel import DoelClient
 from traffic_center.las.dossier import generated_digest
+from traffic_center.las.pupils import pupil_with
 
 MB = 1024 * 1024
 TRANSFERS_PER_CLIENT = 88  # 4 clients × 88 transfers × 3 exchanges > 1000; 4 kinds each
+SMALL_PUPIL = "999990056"  # the bron LAS holds them with a generated 5000-byte dossier
+DRAIN_PUPIL = "999990068"  # … and a 50 MB one
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +34,7 @@ async def workers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[San
     world = Sandbox(
         tmp_path_factory.mktemp("workers"),
         tc_env={"TC_WORKERS": "2", "TC_RATE_LIMIT_SESSIONS_PER_MINUTE": "100000"},
+        pupils={SMALL_PUPIL: "grootte-5000"},
     )
     await world.start()
     yield world
@@ -41,9 +45,10 @@ async def workers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[San
 async def mixed_workload(doel: DoelClient, client_number: int) -> list[str]:
     """Transfers that succeed, are refused by the bron, or are not ready: 3 exchanges each."""
     outcomes = []
+    # A pupil the bron does not hold (new_pgn) gets DossierNietGevonden.
+    pupils = (SMALL_PUPIL, None, pupil_with("gereed"), pupil_with("verouderd"))
     for n in range(TRANSFERS_PER_CLIENT):
-        scenario = ("grootte-5000", "onbekend", "gereed", "verouderd")[n % 4]
-        record = await doel.transfer(BRON.brin, f"00YY-{scenario}-c{client_number}x{letters(12)}")
+        record = await doel.transfer(BRON.brin, pupils[n % 4] or new_pgn())
         outcomes.append(str(record.resultaat))
     return outcomes
 
@@ -128,14 +133,18 @@ async def test_metrics_pass_the_prometheus_exposition_lint(workers: Sandbox) -> 
 async def test_sigterm_during_a_50_mb_relay_lets_it_finish_refuses_new_work_and_exits(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    sandbox = Sandbox(tmp_path_factory.mktemp("drain"), tc_env={"TC_DRAIN_SECONDS": "20"})
+    sandbox = Sandbox(
+        tmp_path_factory.mktemp("drain"),
+        tc_env={"TC_DRAIN_SECONDS": "20"},
+        pupils={DRAIN_PUPIL: f"grootte-{50 * MB}"},
+    )
     await sandbox.start()
     try:
         assert sandbox.tc is not None
         size = 50 * MB
-        key = f"00YY-grootte-{size}-x{letters(12)}"
         async with sandbox.doel_client() as doel:
-            session = await doel.open_session(BRON.brin, key)
+            session = await doel.open_session(BRON.brin, DRAIN_PUPIL)
+            key = doel.zoeksleutel(DRAIN_PUPIL)
         tls = sandbox.doel_tls()
         body = {
             "routeringskenmerk": session.bron_endpoints[0].routeringskenmerk,

@@ -244,6 +244,15 @@ async def test_vo_to_vo_needs_toestemming_not_inzage(las: LasWorld, doel: LasPar
     assert fetched.headers["x-oso-vrijgave"] == "toestemming"
 
 
+async def test_a_zoeksleutel_with_a_bsn_inside_is_relayed_not_refused(
+    bron: LasParty, doel: LasParty
+) -> None:
+    key = "zk662460613" + "x" * 31 + "A"  # well-formed zoeksleutel v1; a BSN by chance
+    _, fetched = await transfer(doel, bron, key)
+    # The bron was asked (the TC did not refuse it as a pupil number); it holds no such pupil.
+    assert fetched.outcome == (404, "DossierNietGevonden")
+
+
 # --- the relay is its own session check --------------------------------------------------------
 
 

@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.support.las import letters
 from traffic_center.demo.memory import RssSampler
 from traffic_center.demo.sandbox import BRON, Sandbox
 from traffic_center.las.dossier import generated_digest
 
 MB = 1024 * 1024
 GB = 1024 * MB
+# The bron LAS process holds these pupils: PGN → a generated dossier of that many bytes.
+PUPIL_OF_SIZE = {50 * MB: "999990056", GB: "999990068"}
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,7 @@ async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[San
         root,
         # The TC's own temporary directory, so the test can see whether it spooled anything.
         tc_env={"TC_RELAY_MAX_DOSSIER_BYTES": str(2 * GB), "TMPDIR": str(root / "tc-tmp")},
+        pupils={pgn: f"grootte-{size}" for size, pgn in PUPIL_OF_SIZE.items()},
     )
     await world.start()
     yield world
@@ -37,14 +39,14 @@ async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[San
 async def relay(sandbox: Sandbox, size: int) -> tuple[int, str | None, bool, int, int]:
     """Fetch a generated dossier of ``size`` bytes through the TC; also the TC's RSS."""
     assert sandbox.tc is not None
-    key = f"00YY-grootte-{size}-x{letters(12)}"
+    pgn = PUPIL_OF_SIZE[size]
     async with sandbox.doel_client() as doel:
-        session = await doel.open_session(BRON.brin, key)
+        session = await doel.open_session(BRON.brin, pgn)
         routeringskenmerk = session.bron_endpoints[0].routeringskenmerk
         sampler = RssSampler(sandbox.tc.pid)
         idle = sampler.rss()
         with sampler:
-            fetched = await doel.fetch_dossier(session.sessie_id, routeringskenmerk, key)
+            fetched = await doel.fetch_dossier(session.sessie_id, routeringskenmerk, pgn)
     return fetched.bytes, fetched.sha256, fetched.complete, idle, sampler.peak
 
 

@@ -8,12 +8,14 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.pupils import new_pgn
 from tests.support.server import TrafficCenterUnderTest
 from tests.support.world import Party
 from traffic_center.admin.registry import new_endpoint
 from traffic_center.domain.identifiers import Sector
 from traffic_center.las.config import LasConfig
 from traffic_center.las.doel import ClientTLS
+from traffic_center.las.pupils import TEST_PUPILS, TEST_SCHEME_KEY, Roster
 from traffic_center.las.server import LasServer, uvicorn_config
 from traffic_center.server.embedded import QuietServer, ServerThread
 
@@ -107,7 +109,7 @@ class LasWorld:
         config = await self.config_for(
             party, sector=las_sector or sector, notify_after=notify_after
         )
-        server = await asyncio.to_thread(LasServer(config).start)
+        server = await asyncio.to_thread(LasServer(config, pupils=PUPILS).start)
         self.servers.append(server)
         await self.register(party, server.url)
         return LasParty(party, server)
@@ -130,17 +132,22 @@ class LasWorld:
         await asyncio.gather(*(asyncio.to_thread(s.stop) for s in self.servers))
 
 
+# One pupil administration behind every reference LAS the tests run in this process, so a test
+# can enroll a pupil without knowing which school will be asked (as each once read a scenario
+# from the zoeksleutel itself).
+PUPILS = Roster(TEST_SCHEME_KEY, TEST_PUPILS)
+
+
 def letters(count: int) -> str:
     """A random token without digits: a run of digits could look like a BSN (and be refused)."""
     return "".join(secrets.choice(string.ascii_letters) for _ in range(count))
 
 
 def scenario_key(scenario: str, size: int | None = None, *, marker: str | None = None) -> str:
-    """A zoeksleutel steering the reference LAS (test school 00YY), unique per call."""
-    parts = ["00YY", scenario]
-    if size is not None:
-        parts.append(str(size))
-    parts.append(f"m{marker}" if marker else "x" + letters(12))
-    if marker:
-        parts.append("x" + letters(8))
-    return "-".join(parts)
+    """The zoeksleutel of a new pupil of every reference LAS these tests run, whose dossier
+    request gets ``scenario`` (``"onbekend"``: a pupil no LAS holds)."""
+    pgn = new_pgn()
+    if scenario == "onbekend":
+        return PUPILS.zoeksleutel(pgn)
+    text = scenario if size is None else f"{scenario}-{size}"
+    return PUPILS.enroll(pgn, f"{text}-m{marker}" if marker else text)

@@ -6,9 +6,11 @@ from typing import Any
 
 import httpx
 
+from tests.support.pupils import zoeksleutel_of
 from tests.support.world import Party
 
-ZOEKSLEUTEL = "3f9a1c2b7d4e5f60718293a4b5c6d7e8"
+# Zoeksleutel v1 of test PGN 662460613 under the public test key (a test vector).
+ZOEKSLEUTEL = zoeksleutel_of("662460613")
 
 
 def session_body(bron: Party, **changes: Any) -> dict[str, Any]:

@@ -85,9 +85,14 @@ class CertificateAdmin:
         return issued
 
     async def issue_server(
-        self, *, hosts: Sequence[str], days: int = 365, out: Path | None = None
+        self,
+        *,
+        hosts: Sequence[str],
+        csr_pem: bytes | None = None,
+        days: int = 365,
+        out: Path | None = None,
     ) -> IssuedCertificate:
-        issued = self.ca.issue_server_certificate(hosts=hosts, days=days)
+        issued = self.ca.issue_server_certificate(hosts=hosts, csr_pem=csr_pem, days=days)
         await self.record(issued, out)
         return issued
 

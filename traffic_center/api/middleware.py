@@ -9,13 +9,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from traffic_center.observability.context import method_label
 from traffic_center.observability.metrics import Metrics
 
-# Labels from closed sets only (issue 10 row 6): a made-up method would be a new series, and a
-# caller's string (a BSN, say) in /metrics. RFC 9110 §9.3 methods; anything else is "other".
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-
-
-def method_label(method: str) -> str:
-    return method if method in KNOWN_METHODS else "other"
+# Labels from closed sets only (observability.context.method_label): a made-up method would be
+# a new series, and a caller's string (a BSN, say) in /metrics.
 
 
 class MetricsMiddleware:

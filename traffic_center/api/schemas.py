@@ -7,12 +7,17 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from traffic_center.domain.identifiers import ZOEKSLEUTEL_PATTERN
 from traffic_center.domain.results import closing_results_best_first
 
 # Patterns are documentation for vendors; the domain validates, so errors carry stable codes.
 BRIN: JsonDict = {"pattern": "^[0-9]{2}[A-Z]{2}$", "examples": ["12AB"]}
 ROUTERINGSKENMERK: JsonDict = {"pattern": "^[0-9]{20}$", "examples": ["00000007000012000001"]}
-ZOEKSLEUTEL: JsonDict = {"pattern": "^[A-Za-z0-9_\\-+/=]{16,128}$"}
+# Zoeksleutel v1 (docs/zoeksleutel.md): the example is the test vector for PGN 662460613.
+ZOEKSLEUTEL: JsonDict = {
+    "pattern": ZOEKSLEUTEL_PATTERN,
+    "examples": ["rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc"],
+}
 
 
 class Body(BaseModel):

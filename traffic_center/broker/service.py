@@ -170,7 +170,7 @@ class Broker:
         idempotency_key: str | None,
         note: PartyNote,
     ) -> GrantedSession:
-        refuse_clear_pupil_numbers([*vars_of(request), ("Idempotency-Key", idempotency_key)])
+        refuse_clear_pupil_numbers([*guarded_fields(request), ("Idempotency-Key", idempotency_key)])
         search_key_hmac = self._search_key_hmac(request)
         grant = GrantRequest(
             doel_school=caller.school,
@@ -217,7 +217,7 @@ class Broker:
     async def check(
         self, caller: Caller, sessie_id: str, request: CheckRequest, *, note: PartyNote
     ) -> Session:
-        refuse_clear_pupil_numbers(vars_of(request))
+        refuse_clear_pupil_numbers(guarded_fields(request))
         session = await self._visible_session(caller, sessie_id)
         note.concerns(session, bron_routeringskenmerk=caller.routeringskenmerk)
         if not is_bron_endpoint(session, caller.endpoint):
@@ -273,9 +273,8 @@ class Broker:
         self, caller: Caller, sessie_id: str, request: DossierRequest, *, note: PartyNote
     ) -> AuthorisedDossier:
         """The relay is its own session check: doel, open session, zoeksleutel, bron endpoint."""
-        refuse_clear_pupil_numbers(
-            [("routeringskenmerk", request.routeringskenmerk), ("zoeksleutel", request.zoeksleutel)]
-        )
+        # Not the zoeksleutel: its form check replaces the guard (docs/zoeksleutel.md).
+        refuse_clear_pupil_numbers([("routeringskenmerk", request.routeringskenmerk)])
         routeringskenmerk = parse_routeringskenmerk(request.routeringskenmerk)
         zoeksleutel = parse_zoeksleutel(request.zoeksleutel)
         session = await self._visible_session(caller, sessie_id)
@@ -390,5 +389,7 @@ class Broker:
             )
 
 
-def vars_of(request: SessionRequest | CheckRequest) -> list[tuple[str, str | None]]:
-    return list(asdict(request).items())
+def guarded_fields(request: SessionRequest | CheckRequest) -> list[tuple[str, str | None]]:
+    """The fields the PGN guard reads: all but the zoeksleutel, whose form check replaces it
+    (a digit run inside a well-formed zoeksleutel is chance, not a pupil number)."""
+    return [(name, value) for name, value in asdict(request).items() if name != "zoeksleutel"]

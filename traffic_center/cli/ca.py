@@ -33,7 +33,12 @@ async def init_ca(args: argparse.Namespace) -> int:
 
 async def issue_server(args: argparse.Namespace) -> int:
     settings, ca = _load_ca(args)
-    issued = ca.issue_server_certificate(hosts=args.host, days=args.days)
+    # Issued in memory first: every bad input is refused before the store is opened.
+    issued = ca.issue_server_certificate(
+        hosts=args.host,
+        csr_pem=_read_csr(args.csr) if args.csr else None,
+        days=args.days,
+    )
     await _record(settings, ca, issued, args.out, role="server")
     return 0
 

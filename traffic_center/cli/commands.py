@@ -52,8 +52,11 @@ def add_ca(subparsers: Subparsers) -> None:
 
     server = verbs.add_parser("issue-server", help="issue a server certificate (serverAuth only)")
     server.add_argument("--host", action="append", required=True, help="DNS name or IP; repeat")
+    server.add_argument(
+        "--csr", type=Path, help="sign this CSR (only its key is used); the LAS keeps its key"
+    )
     server.add_argument("--days", type=int, default=365)
-    server.add_argument("--out", required=True, type=Path, help="writes OUT.pem and OUT.key")
+    server.add_argument("--out", required=True, type=Path, help="writes OUT.pem (and OUT.key)")
     handled_by(server, f"{handlers}:issue_server")
 
     client = verbs.add_parser("issue", help="issue an endpoint's client certificate")
@@ -161,7 +164,20 @@ def add_las(subparsers: Subparsers) -> None:
     serve.add_argument("--path", default=DEFAULT_BASE_PATH, help="endpoint base path [/oso]")
     serve.add_argument("--sector", default=Sector.PO.value, help="this school's sector [PO]")
     serve.add_argument("--brin", default=TEST_BRIN, help=f"this school's BRIN [{TEST_BRIN}]")
-    serve.add_argument("--dossiers", type=Path, help="serve DIR/<zoeksleutel>.xml when present")
+    serve.add_argument("--dossiers", type=Path, help="serve DIR/<PGN>.xml for that pupil")
+    serve.add_argument(
+        "--scheme-key-file",
+        type=Path,
+        help="zoeksleutel v1 scheme key, 64 hex digits (or $OSO_SCHEME_KEY); "
+        "default: the public TEST key, for test school 00YY only",
+    )
+    serve.add_argument(
+        "--pupil",
+        action="append",
+        default=[],
+        metavar="PGN=SCENARIO",
+        help="hold this pupil too, e.g. 999990056=grootte-5000000; repeat",
+    )
     serve.add_argument("--tc-url", help="the TC, to notify when a dossier becomes ready")
     serve.add_argument("--client-cert", type=Path, help="this school's client certificate")
     serve.add_argument("--client-key", type=Path, help="this school's client key")

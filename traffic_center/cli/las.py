@@ -2,7 +2,8 @@
 
 stdout carries one JSON line per event (listening, dossier, refused, notification, notified),
 metadata only, so a demo or a test can follow along; it never shows a zoeksleutel or a byte
-of a dossier.
+of a dossier. The zoeksleutel v1 scheme key comes from --scheme-key-file or $OSO_SCHEME_KEY,
+else it is the public test key (docs/zoeksleutel.md).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import socket
 import ssl
 from pathlib import Path
@@ -19,8 +21,12 @@ from traffic_center.domain.identifiers import parse_sector
 from traffic_center.las.bron import Event
 from traffic_center.las.config import LasConfig
 from traffic_center.las.doel import ClientTLS
+from traffic_center.las.pupils import TEST_SCHEME_KEY, Roster, parse_scheme_key
 from traffic_center.las.server import LasServer
 from traffic_center.server.tls import server_ssl_context
+
+# The scheme key is a secret: from a file or the environment, never on the command line.
+SCHEME_KEY_ENV = "OSO_SCHEME_KEY"
 
 
 async def serve_command(args: argparse.Namespace) -> int:
@@ -49,10 +55,42 @@ def config_from(args: argparse.Namespace) -> LasConfig:
         sector=parse_sector(args.sector),
         brin=args.brin,
         dossiers=args.dossiers,
+        scheme_key=_scheme_key(args.scheme_key_file),
+        pupils=_pupils(args.pupil),
         tc_url=args.tc_url,
         client_tls=_client_tls(args),
         notify_after=args.notify_after,
     )
+
+
+def _scheme_key(path: Path | None) -> bytes:
+    if path is not None:
+        _require_file("--scheme-key-file", path)
+        try:
+            return parse_scheme_key(path.read_text(encoding="ascii", errors="replace"))
+        except InvalidInput as exc:
+            raise InvalidInput(f"--scheme-key-file {path}: {exc.detail}") from None
+    given = os.environ.get(SCHEME_KEY_ENV)
+    if given:
+        try:
+            return parse_scheme_key(given)
+        except InvalidInput as exc:
+            raise InvalidInput(f"${SCHEME_KEY_ENV}: {exc.detail}") from None
+    return TEST_SCHEME_KEY
+
+
+def _pupils(given: list[str]) -> dict[str, str]:
+    pupils = {}
+    for item in given:
+        pgn, equals, scenario = item.partition("=")
+        if not equals:
+            raise InvalidInput(f"--pupil {item!r}: write PGN=SCENARIO, e.g. 999990056=gereed")
+        try:
+            Roster(TEST_SCHEME_KEY, {pgn: scenario})
+        except InvalidInput as exc:
+            raise InvalidInput(f"--pupil {item!r}: {exc.detail}") from None
+        pupils[pgn] = scenario
+    return pupils
 
 
 def _client_tls(args: argparse.Namespace) -> ClientTLS | None:

@@ -7,7 +7,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -16,6 +15,7 @@ from traffic_center.demo.sandbox import BRON, DOEL, Sandbox
 from traffic_center.domain.audit import AuditType, Phase
 from traffic_center.domain.results import ResultCode
 from traffic_center.las.doel import TransferRecord, TransferStep
+from traffic_center.las.pupils import pupil_with
 
 NOTIFICATION_SECONDS = 30.0
 
@@ -44,11 +44,6 @@ class Timeline:
 
     def _clock(self) -> str:
         return f"[{time.perf_counter() - self.started:6.2f} s]"
-
-
-def demo_key(scenario: str) -> str:
-    """A test-school zoeksleutel: the scenario, then something unique to this run."""
-    return f"00YY-{scenario}-demo{uuid.uuid4().hex[:16]}"
 
 
 async def run_demo(*, keep: bool = False, out: TextIO = sys.stdout) -> int:
@@ -80,12 +75,13 @@ async def run_demo(*, keep: bool = False, out: TextIO = sys.stdout) -> int:
 async def _transfers(sandbox: Sandbox, timeline: Timeline) -> bool:
     async with sandbox.doel_client() as doel:
         timeline.note(f"1. transfer {BRON.brin} → {DOEL.brin}: the dossier is ready")
-        first = await doel.transfer(BRON.brin, demo_key("gereed"))
+        # Test school 00YY's pupils; the doel derives each one's zoeksleutel from the PGN.
+        first = await doel.transfer(BRON.brin, pupil_with("gereed"))
         timeline.transfer(first)
 
         timeline.note("2. a late transfer: not ready yet, then a notification, then delivered")
-        key = demo_key("nietgereed")
-        late = await doel.transfer(BRON.brin, key)
+        late_pupil = pupil_with("nietgereed")
+        late = await doel.transfer(BRON.brin, late_pupil)
         timeline.transfer(late)
         notification = await asyncio.to_thread(
             sandbox.las[DOEL.key].process.wait_for_event,
@@ -99,7 +95,7 @@ async def _transfers(sandbox: Sandbox, timeline: Timeline) -> bool:
             f"  bron → TC → doel  notification        {ResultCode.NOTIFICATIE_ONTVANGEN:<22} "
             f"(session {str(notification['sessie_id'])[:8]}…)"
         )
-        second = await doel.transfer(BRON.brin, key)
+        second = await doel.transfer(BRON.brin, late_pupil)
         timeline.transfer(second)
     recorded = [await _compare_with_record(sandbox, t, timeline) for t in (first, second)]
     return (

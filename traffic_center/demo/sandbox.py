@@ -43,6 +43,8 @@ class Sandbox:
     # Extra TC_* settings for the Traffic Center process, e.g. TC_RELAY_MAX_DOSSIER_BYTES.
     tc_env: dict[str, str] = field(default_factory=dict)
     notify_after_seconds: float = 1.0
+    # Pupils each LAS holds on top of test school 00YY's: PGN → scenario (las serve --pupil).
+    pupils: dict[str, str] = field(default_factory=dict)
     las: dict[str, LasProcess] = field(default_factory=dict)
     tc: ChildProcess | None = None
     settings: Settings | None = None
@@ -139,6 +141,7 @@ class Sandbox:
                 *("--tc-url", self.tc_url, "--notify-after", str(self.notify_after_seconds)),
                 *("--client-cert", str(directory / "client.pem")),
                 *("--client-key", str(directory / "client.key")),
+                *(f"--pupil={pgn}={scenario}" for pgn, scenario in self.pupils.items()),
             ],
             log_dir=self.log_dir,
             env=child_env(),

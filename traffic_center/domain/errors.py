@@ -83,7 +83,7 @@ class InvalidRouteringskenmerk(InvalidInput):
 
 class InvalidZoeksleutel(InvalidInput):
     code = "OngeldigeZoeksleutel"
-    title = "A zoeksleutel is 16 to 128 characters of letters, digits and - _ + / ="
+    title = "A zoeksleutel is 43 characters of unpadded base64url: 32 bytes (zoeksleutel v1)"
 
 
 class InvalidKoppelsleutel(InvalidInput):

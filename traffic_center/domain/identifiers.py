@@ -1,8 +1,16 @@
-"""OSO identifiers: BRIN, routeringskenmerk, zoeksleutel, koppelsleutel, and the PGN guard."""
+"""OSO identifiers: BRIN, routeringskenmerk, zoeksleutel (v1), koppelsleutel, and the PGN guard.
+
+The zoeksleutel v1 and the PGN guard follow ``docs/zoeksleutel.md``: the TC checks only the
+form of a zoeksleutel, and never takes a digit run inside a well-formed one for a pupil number.
+"""
 # Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import hashlib
+import hmac
 import re
 import uuid
 from collections.abc import Iterable
@@ -24,11 +32,27 @@ from traffic_center.domain.errors import (
 
 _BRIN = re.compile(r"[0-9]{2}[A-Z]{2}")
 _ROUTERINGSKENMERK = re.compile(r"[0-9]{20}")
-# The zoeksleutel is opaque to the TC; this shape admits hex and base64(url) digests.
-_ZOEKSLEUTEL = re.compile(r"[A-Za-z0-9_\-+/=]{16,128}")
+# Zoeksleutel v1: 32 bytes as unpadded base64url, so 43 characters; the last one carries only
+# 4 data bits (43 × 6 = 258), so it is one of the 16 characters whose low 2 bits are zero.
+# Exactly one spelling per key: the TC compares keys by their HMAC, never by decoding them.
+_ZOEKSLEUTEL = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
+ZOEKSLEUTEL_PATTERN = f"^{_ZOEKSLEUTEL.pattern}$"  # the same, anchored, for JSON Schema
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+# What vendors sent before v1: a hex digest (MD5, SHA-1, SHA-256 …). Digits in it are chance.
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{32,}")
+ZOEKSLEUTEL_LENGTH = 43
+# The derivation's domain separation: a key made for another purpose never equals a zoeksleutel.
+ZOEKSLEUTEL_V1_LABEL = b"oso-zoeksleutel-v1"
+SCHEME_KEY_BYTES = 32
+_PGN = re.compile(r"[0-9]{9}")
 _KOPPELSLEUTEL = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
 # A clear PGN is nine digits; inside a longer digit run it is part of another number.
 _NINE_DIGITS = re.compile(r"(?<![0-9])[0-9]{9}(?![0-9])")
+_DIGIT_RUN = re.compile(r"[0-9]+")
+# How people group a written PGN: 1234.56.782, 123 456 782, 123-456-782 (one separator kind).
+_GROUP_SEPARATORS = frozenset(" .-\u00a0")
+# A PGN glued to a date (ddmmyy, yymmdd, ddmmyyyy, yyyymmdd): 15 or 17 digits in one run.
+_DATE_LENGTHS = (6, 8)
 
 
 class Sector(StrEnum):
@@ -65,10 +89,46 @@ def parse_routeringskenmerk(value: str) -> str:
 
 
 def parse_zoeksleutel(value: str) -> str:
-    if not _ZOEKSLEUTEL.fullmatch(value):
-        raise InvalidZoeksleutel()
-    refuse_clear_pupil_number(value, field="zoeksleutel")
-    return value
+    """A zoeksleutel v1, checked for its form only (``docs/zoeksleutel.md``).
+
+    A well-formed key is never run through the PGN guard: a digit run inside 32 random bytes
+    is chance, not a pupil number; nor is a hex digest (the form before v1), which is simply
+    malformed. Any other malformed value that holds a clear PGN is refused as such
+    (``PgnNietToegestaan``): that doel is sending pupil numbers, and should hear it.
+    """
+    if _ZOEKSLEUTEL.fullmatch(value):
+        return value
+    if not _HEX_DIGEST.fullmatch(value):
+        refuse_clear_pupil_number(value, field="zoeksleutel")
+    raise InvalidZoeksleutel(_zoeksleutel_fault(value))
+
+
+def _zoeksleutel_fault(value: str) -> str:
+    """What is wrong with a zoeksleutel, without repeating the value (it may be a PGN)."""
+    if len(value) == 44 and value.endswith("="):
+        return "the zoeksleutel ends in '=': send it without base64 padding"
+    if not _BASE64URL.fullmatch(value):
+        return "a zoeksleutel holds only A-Z, a-z, 0-9, '-' and '_' (base64url, not '+' or '/')"
+    if _HEX_DIGEST.fullmatch(value):
+        return "the zoeksleutel looks like a hex digest: v1 is 32 bytes of HMAC in base64url"
+    if len(value) != ZOEKSLEUTEL_LENGTH:
+        return f"a zoeksleutel is {ZOEKSLEUTEL_LENGTH} characters, not {len(value)}"
+    return "the last character does not end a base64url encoding of exactly 32 bytes"
+
+
+def derive_zoeksleutel(scheme_key: bytes, pgn: str) -> str:
+    """Zoeksleutel v1: base64url(HMAC-SHA256(K, "oso-zoeksleutel-v1" || 0x00 || PGN)), unpadded.
+
+    Computed by the LAS sides only; the TC never sees ``pgn`` or ``scheme_key``. Raises
+    ValueError for a key that is not 32 bytes or a PGN that is not 9 ASCII digits.
+    """
+    if len(scheme_key) != SCHEME_KEY_BYTES:
+        raise ValueError(f"the scheme key is {SCHEME_KEY_BYTES} bytes, not {len(scheme_key)}")
+    if not _PGN.fullmatch(pgn):
+        raise ValueError("a PGN (BSN or onderwijsnummer) is 9 ASCII digits")
+    message = ZOEKSLEUTEL_V1_LABEL + b"\x00" + pgn.encode("ascii")
+    digest = hmac.new(scheme_key, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def parse_koppelsleutel(value: str) -> str:
@@ -140,10 +200,77 @@ def _weighted(digits: str) -> int:
     return sum(int(d) * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True))
 
 
+def is_pupil_number(digits: str) -> bool:
+    return is_bsn(digits) or is_onderwijsnummer(digits)
+
+
 def looks_like_pupil_number(text: str) -> bool:
-    return any(
-        is_bsn(m.group()) or is_onderwijsnummer(m.group()) for m in _NINE_DIGITS.finditer(text)
+    """Whether ``text`` holds a clear PGN in one of its usual written forms.
+
+    - nine digits on their own (inside a longer digit run they are part of another number);
+    - nine digits in groups with one kind of separator: ``1234.56.782``, ``123 456 782``,
+      ``123-456-782``, standing alone (not glued to letters or digits: a UUID's groups are
+      never taken for one);
+    - nine digits glued to a date before or after them: ``66246061312032011``.
+    """
+    if any(is_pupil_number(m.group()) for m in _NINE_DIGITS.finditer(text)):
+        return True
+    runs = [(m.start(), m.end()) for m in _DIGIT_RUN.finditer(text)]
+    return _has_grouped_pupil_number(text, runs) or any(
+        _is_pupil_number_with_date(text[start:end]) for start, end in runs
     )
+
+
+def _has_grouped_pupil_number(text: str, runs: list[tuple[int, int]]) -> bool:
+    for first, (start, _) in enumerate(runs):
+        if start > 0 and text[start - 1].isalnum():
+            continue
+        digits, separator = "", None
+        for index in range(first, len(runs)):
+            run_start, run_end = runs[index]
+            if index > first:
+                gap = text[runs[index - 1][1] : run_start]
+                if len(gap) != 1 or gap not in _GROUP_SEPARATORS or separator not in (None, gap):
+                    break
+                separator = gap
+            digits += text[run_start:run_end]
+            if len(digits) >= 9:
+                alone = run_end == len(text) or not text[run_end].isalnum()
+                if len(digits) == 9 and index > first and alone and is_pupil_number(digits):
+                    return True
+                break
+    return False
+
+
+def _is_pupil_number_with_date(run: str) -> bool:
+    for date_length in _DATE_LENGTHS:
+        if len(run) == 9 + date_length and (
+            (is_pupil_number(run[:9]) and _is_date(run[9:]))
+            or (is_pupil_number(run[-9:]) and _is_date(run[:-9]))
+        ):
+            return True
+    return False
+
+
+def _is_date(digits: str) -> bool:
+    """ddmmyy or yymmdd (any century), ddmmyyyy or yyyymmdd (1900-2099): a real calendar day."""
+    if len(digits) == 6:
+        day_first = (2000 + int(digits[4:]), int(digits[2:4]), int(digits[:2]))
+        year_first = (2000 + int(digits[:2]), int(digits[2:4]), int(digits[4:]))
+    else:
+        day_first = (int(digits[4:]), int(digits[2:4]), int(digits[:2]))
+        year_first = (int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    return any(_is_day(*ymd) for ymd in (day_first, year_first))
+
+
+def _is_day(year: int, month: int, day: int) -> bool:
+    if not 1900 <= year <= 2099:
+        return False
+    try:
+        dt.date(year, month, day)
+    except ValueError:
+        return False
+    return True
 
 
 def refuse_clear_pupil_number(value: str, *, field: str) -> None:

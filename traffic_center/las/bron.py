@@ -3,7 +3,8 @@
 ``POST {path}/dossier`` answers a relayed documentRequest with a streamed XML dossier or a
 problem+json result code; ``POST {path}/notification`` takes a relayed notificatieRequest.
 Only the TC's relay certificate may call either. Which answer a dossier request gets is up to
-the zoeksleutel (see :mod:`traffic_center.las.scenarios`) or a file in the dossiers directory.
+the pupil whose zoeksleutel it names: a file ``<PGN>.xml`` in the dossiers directory, else the
+pupil's scenario (see :mod:`traffic_center.las.pupils` and :mod:`traffic_center.las.scenarios`).
 
 The state it keeps lives in :mod:`traffic_center.las.state`, request parsing and problems in
 :mod:`traffic_center.las.messages`, the response bodies in :mod:`traffic_center.las.streams`.
@@ -16,6 +17,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import math
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from pathlib import Path
 
@@ -56,14 +58,8 @@ from traffic_center.las.messages import (
     refusal_problem,
 )
 from traffic_center.las.notifier import TcNotifier
-from traffic_center.las.scenarios import (
-    NOT_READY,
-    REFUSALS,
-    Refusal,
-    Scenario,
-    ScenarioKind,
-    scenario_for,
-)
+from traffic_center.las.pupils import TEST_PUPILS, Roster
+from traffic_center.las.scenarios import NOT_READY, REFUSALS, Refusal, Scenario, ScenarioKind
 from traffic_center.las.state import (
     DossierCounters,
     NotificationInbox,
@@ -79,6 +75,8 @@ from traffic_center.las.streams import (
     until_disconnected,
 )
 
+# A dossier file is named by the pupil's number: the bron derives its zoeksleutel to match.
+_PGN_FILE = re.compile(r"[0-9]{9}\.xml")
 # trickle: slow enough that a client can hang up mid-stream, fast enough for a test.
 TRICKLE_CHUNK_BYTES = 1024
 TRICKLE_INTERVAL_SECONDS = 0.05
@@ -91,7 +89,11 @@ EventSink = Callable[[Event], None]
 
 
 class ReferenceLas:
-    """The bron endpoint's state and its ASGI app (``.app``). Build one per server."""
+    """The bron endpoint's state and its ASGI app (``.app``). Build one per server.
+
+    ``pupils``: a roster shared with other endpoints (one school's administration behind
+    several endpoints); by default test school 00YY's pupils and the configured ones.
+    """
 
     def __init__(
         self,
@@ -99,8 +101,12 @@ class ReferenceLas:
         *,
         on_event: EventSink | None = None,
         tc_transport: httpx.AsyncBaseTransport | None = None,
+        pupils: Roster | None = None,
     ) -> None:
         self.config = config
+        if pupils is None:
+            pupils = Roster(config.scheme_key, {**TEST_PUPILS, **config.pupils})
+        self.pupils = pupils
         self.counters = DossierCounters()
         self.notifications = NotificationInbox()
         self._emit: EventSink = on_event or (lambda event: None)
@@ -186,7 +192,7 @@ class ReferenceLas:
         if file is not None:
             size = file.stat().st_size
             return self._stream(ask, "bestand", file_chunks(file), size, self._release(ask))
-        scenario = scenario_for(ask.zoeksleutel)
+        scenario = self.pupils.scenario_for(ask.zoeksleutel)
         if scenario.kind is ScenarioKind.HANGT:
             return await self._hang(ask, request)
         if scenario.kind is ScenarioKind.NIET_GEREED and not self._ready(ask):
@@ -307,14 +313,20 @@ class ReferenceLas:
         )
 
     def _dossier_file(self, zoeksleutel: str) -> Path | None:
+        """``<PGN>.xml`` in the dossiers directory, for the pupil this zoeksleutel names.
+
+        Looked up on every request (a few HMACs per file), so a file added later is served.
+        """
         if self.config.dossiers is None:
             return None
-        directory = self.config.dossiers.resolve()
-        candidate = (directory / f"{zoeksleutel}.xml").resolve()
-        # A zoeksleutel may hold "/": only a file directly in the directory counts.
-        if candidate.parent != directory or not candidate.is_file():
-            return None
-        return candidate
+        for candidate in sorted(self.config.dossiers.glob("*.xml")):
+            if (
+                _PGN_FILE.fullmatch(candidate.name)
+                and candidate.is_file()
+                and self.pupils.zoeksleutel(candidate.stem) == zoeksleutel
+            ):
+                return candidate
+        return None
 
     # --- nietgereed ---------------------------------------------------------------------------
 

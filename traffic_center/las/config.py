@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from traffic_center.domain.errors import InvalidInput
 from traffic_center.domain.identifiers import Sector, parse_brin, parse_sector, parse_url
+from traffic_center.las.pupils import TEST_SCHEME_KEY, Roster
 from traffic_center.las.scenarios import TEST_BRIN
 
 if TYPE_CHECKING:  # only named here: the CLI reads this module's defaults without httpx
@@ -33,7 +35,11 @@ class LasConfig:
     path: str = DEFAULT_BASE_PATH
     sector: Sector = Sector.PO
     brin: str = TEST_BRIN
-    dossiers: Path | None = None  # <dir>/<zoeksleutel>.xml is served when it exists
+    dossiers: Path | None = None  # <dir>/<PGN>.xml is served for that pupil when it exists
+    # Zoeksleutel v1's scheme key (docs/zoeksleutel.md); the default is the public test key.
+    scheme_key: bytes = field(default=TEST_SCHEME_KEY, repr=False)
+    # Pupils on top of test school 00YY's (las.pupils.TEST_PUPILS): PGN → scenario.
+    pupils: Mapping[str, str] = field(default_factory=dict)
     tc_url: str | None = None  # where to send meldenNotificatieRequest (nietgereed)
     client_tls: ClientTLS | None = None  # this school's own client certificate, for tc_url
     notify_after: float = 1.0
@@ -48,6 +54,7 @@ class LasConfig:
         if not (self.notify_after >= 0 and math.isfinite(self.notify_after)):
             raise InvalidInput("notify_after must be a number of seconds, at least 0")
         parse_brin(self.brin)
+        Roster(self.scheme_key, self.pupils)  # every PGN, scenario and the key, checked
         # Accept "VO" as well as Sector.VO, but never a sector that does not exist.
         object.__setattr__(self, "sector", parse_sector(str(self.sector)))
         if self.tc_url is not None:

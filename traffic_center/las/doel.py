@@ -1,7 +1,11 @@
 """The doel side of the reference LAS: asking the Traffic Center for a dossier and streaming it.
 
+The doel names the pupil by PGN; :class:`DoelClient` derives the zoeksleutel v1 from it with
+its scheme key (``docs/zoeksleutel.md``), so the PGN itself never leaves this process.
+
 Errors raised by :class:`DoelClient` (a broken dossier stream is an outcome, not an error: it
-comes back as a :class:`FetchResult` with ``complete=False``)::
+comes back as a :class:`FetchResult` with ``complete=False``; a PGN that is not 9 digits, or a
+scheme key that is not 32 bytes, is a ValueError before anything is sent)::
 
     DoelError
     ├── TrafficCenterRefused      the TC answered a broker message with a problem (status, code)
@@ -23,8 +27,10 @@ from typing import Any, Protocol
 
 import httpx
 
+from traffic_center.domain.identifiers import SCHEME_KEY_BYTES, derive_zoeksleutel
 from traffic_center.domain.las_contract import RELEASE_HEADER, TRANSACTION_HEADER
 from traffic_center.domain.results import ResultCode, best_result, closing_result_for
+from traffic_center.las.pupils import TEST_SCHEME_KEY
 
 # A dossier chunk may take a while when the bron is slow, but a silent peer must not hang a
 # doel forever; connecting should be quick on any network a school uses.
@@ -132,6 +138,8 @@ class DoelClient:
     """A doel LAS talking to the Traffic Center with its own client certificate.
 
     Pass ``tls`` for real mTLS, or ``transport`` (e.g. ``httpx.MockTransport``) in unit tests.
+    ``scheme_key`` is the zoeksleutel v1 scheme key; the default is the public test key, which
+    only test school 00YY's pupils may be looked up with.
     """
 
     def __init__(
@@ -141,9 +149,13 @@ class DoelClient:
         tls: ClientTLS | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        scheme_key: bytes = TEST_SCHEME_KEY,
     ) -> None:
         if tls is None and transport is None:
             raise ValueError("give the client certificate (tls) or a transport")
+        if len(scheme_key) != SCHEME_KEY_BYTES:
+            raise ValueError(f"the scheme key is {SCHEME_KEY_BYTES} bytes, not {len(scheme_key)}")
+        self._scheme_key = scheme_key
         verify: ssl.SSLContext | bool = tls.ssl_context() if tls is not None else True
         self._client = httpx.AsyncClient(
             base_url=tc_url.rstrip("/"),
@@ -170,22 +182,26 @@ class DoelClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    def zoeksleutel(self, pgn: str) -> str:
+        """The pupil's zoeksleutel v1 under this client's scheme key."""
+        return derive_zoeksleutel(self._scheme_key, pgn)
+
     # --- the broker messages ------------------------------------------------------------------
 
     async def open_session(
         self,
         bron_brin: str,
-        zoeksleutel: str,
+        pgn: str,
         overdrachtsoort: str = "overstapdossier",
         bron_routeringskenmerk: str | None = None,
         *,
         idempotency_key: str | None = None,
     ) -> GrantedSession:
-        """overdrachtRequest: ``POST /v1/sessions``."""
+        """overdrachtRequest: ``POST /v1/sessions``, for the pupil with this PGN."""
         body: dict[str, Any] = {
             "bron_brin": bron_brin,
             "overdrachtsoort": overdrachtsoort,
-            "zoeksleutel": zoeksleutel,
+            "zoeksleutel": self.zoeksleutel(pgn),
         }
         if bron_routeringskenmerk is not None:
             body["bron_routeringskenmerk"] = bron_routeringskenmerk
@@ -211,7 +227,7 @@ class DoelClient:
         self,
         sessie_id: str,
         routeringskenmerk: str,
-        zoeksleutel: str,
+        pgn: str,
         aanvraagdatum: dt.date | str | None = None,
         sink: ChunkSink | None = None,
     ) -> FetchResult:
@@ -220,7 +236,7 @@ class DoelClient:
             aanvraagdatum = aanvraagdatum.isoformat()
         body = {
             "routeringskenmerk": routeringskenmerk,
-            "zoeksleutel": zoeksleutel,
+            "zoeksleutel": self.zoeksleutel(pgn),
             "aanvraagdatum": aanvraagdatum,
         }
         started = time.perf_counter()
@@ -248,7 +264,7 @@ class DoelClient:
     async def transfer(
         self,
         bron_brin: str,
-        zoeksleutel: str,
+        pgn: str,
         *,
         overdrachtsoort: str = "overstapdossier",
         bron_routeringskenmerk: str | None = None,
@@ -259,9 +275,7 @@ class DoelClient:
         Refusals of the broker messages (open, close) raise :class:`TrafficCenterRefused`.
         """
         started = time.perf_counter()
-        session = await self.open_session(
-            bron_brin, zoeksleutel, overdrachtsoort, bron_routeringskenmerk
-        )
+        session = await self.open_session(bron_brin, pgn, overdrachtsoort, bron_routeringskenmerk)
         record = TransferRecord(session.sessie_id, ResultCode.OVERDRACHT_MISLUKT)
         record.steps.append(
             TransferStep("doel → TC", "overdrachtRequest", _GRANTED, 201, _ms_since(started))
@@ -269,7 +283,7 @@ class DoelClient:
         attempts: list[tuple[BronEndpoint, FetchResult]] = []
         for endpoint in session.bron_endpoints:
             fetched = await self.fetch_dossier(
-                session.sessie_id, endpoint.routeringskenmerk, zoeksleutel, aanvraagdatum
+                session.sessie_id, endpoint.routeringskenmerk, pgn, aanvraagdatum
             )
             attempts.append((endpoint, fetched))
             record.fetch = fetched

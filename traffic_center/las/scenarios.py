@@ -1,24 +1,25 @@
-"""Test school 00YY: which answer a zoeksleutel asks the reference LAS for.
+"""Test school 00YY: which answer a pupil's dossier request gets from the reference LAS.
 
-The zoeksleutel is opaque to the Traffic Center, so test scripts steer the reference LAS with
-it. Every scenario key starts with ``00YY-`` followed by the scenario's name:
+The zoeksleutel is a keyed hash (zoeksleutel v1), so it cannot carry instructions: each pupil
+of the reference LAS is enrolled with a scenario (see :mod:`traffic_center.las.pupils`), and a
+dossier request for that pupil's zoeksleutel gets the scenario's answer. A scenario is written
+as its name, and for the sized ones a byte count and optionally a canary marker:
 
-    00YY-gereed-<any>            200, a realistic dossier of about 170 kB
-    00YY-nietgereed-<any>        409 DossierNogNietGereed, ready (and notified) after a delay
-    00YY-geentoestemming-<any>   403 GeenToestemming
-    00YY-geeninzage-<any>        403 GeenInzage
-    00YY-zondervrijgave-<any>    200, the realistic dossier without the release header
-    00YY-bijlagen-<any>          200, a dossier with many attachments, about 6 MB
-    00YY-verouderd-<any>         409 DossierVerouderd
-    00YY-grootte-<N>[-<tail>]    200, a generated dossier of exactly N bytes
-    00YY-hangt-<any>             never answers
-    00YY-afbreken-<N>[-<tail>]   declares N bytes, sends about half, drops the connection
-    00YY-trickle-<N>[-<tail>]    N bytes, 1 KiB every 50 ms
-    00YY-liegt-<N>[-<tail>]      N bytes, chunked: no Content-Length
-    anything else                404 DossierNietGevonden
+    gereed                 200, a realistic dossier of about 170 kB
+    nietgereed             409 DossierNogNietGereed, ready (and notified) after a delay
+    geentoestemming        403 GeenToestemming
+    geeninzage             403 GeenInzage
+    zondervrijgave         200, the realistic dossier without the release header
+    bijlagen               200, a dossier with many attachments, about 6 MB
+    verouderd              409 DossierVerouderd
+    grootte-<N>[-m<M>]     200, a generated dossier of exactly N bytes
+    hangt                  never answers
+    afbreken-<N>[-m<M>]    declares N bytes, sends about half, drops the connection
+    trickle-<N>[-m<M>]     N bytes, 1 KiB every 50 ms
+    liegt-<N>[-m<M>]       N bytes, chunked: no Content-Length
+    (a pupil not enrolled) 404 DossierNietGevonden
 
-For the sized scenarios a tail whose first ``-``-separated part is ``m<MARKER>`` (letters and
-digits) embeds MARKER in the generated content, as a canary.
+``m<M>`` (letters and digits) embeds M in the generated content, as a canary.
 """
 
 from __future__ import annotations
@@ -27,16 +28,16 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from traffic_center.domain.errors import InvalidInput
 from traffic_center.domain.results import ResultCode
 
 TEST_BRIN = "00YY"
-SCENARIO_PREFIX = f"{TEST_BRIN}-"
 # A typo in a test script should not make a LAS stream for hours; 16 GiB covers every test.
 MAX_GENERATED_BYTES = 16 * 1024**3
 
-_SCENARIO = re.compile(r"00YY-(?P<name>[a-z]+)-(?P<rest>.*)")
-_SIZED = re.compile(r"(?P<size>[0-9]{1,12})(?:-(?P<tail>.*))?")
-_MARKER = re.compile(r"m(?P<marker>[A-Za-z0-9]+)")
+_SCENARIO = re.compile(
+    r"(?P<name>[a-z]+)(?:-(?P<size>[0-9]{1,12}))?(?:-m(?P<marker>[A-Za-z0-9]{1,64}))?"
+)
 
 
 class ScenarioKind(StrEnum):
@@ -52,11 +53,11 @@ class ScenarioKind(StrEnum):
     AFBREKEN = "afbreken"
     TRICKLE = "trickle"
     LIEGT = "liegt"
-    # Not a key anyone writes: what every unknown zoeksleutel resolves to.
+    # Not a scenario anyone enrolls: what the zoeksleutel of a pupil not enrolled resolves to.
     ONBEKEND = "onbekend"
 
 
-# The scenarios whose key carries a byte count: 00YY-<name>-<N>[-<tail>].
+# The scenarios written with a byte count: <name>-<N>[-m<MARKER>].
 SIZED_KINDS = frozenset(
     {ScenarioKind.GROOTTE, ScenarioKind.AFBREKEN, ScenarioKind.TRICKLE, ScenarioKind.LIEGT}
 )
@@ -99,34 +100,24 @@ class Scenario:
 UNKNOWN = Scenario(ScenarioKind.ONBEKEND)
 
 
-def scenario_for(zoeksleutel: str) -> Scenario:
-    """The scenario a zoeksleutel asks for; unknown or malformed keys are ONBEKEND (404)."""
-    match = _SCENARIO.fullmatch(zoeksleutel)
+def parse_scenario(text: str) -> Scenario:
+    """``gereed``, ``grootte-300000``, ``trickle-5000-mCanary42``…; InvalidInput otherwise."""
+    match = _SCENARIO.fullmatch(text)
     if match is None:
-        return UNKNOWN
+        raise InvalidInput(f"{text!r} is not a scenario: NAME or NAME-BYTES[-mMARKER]")
     try:
         kind = ScenarioKind(match["name"])
     except ValueError:
-        return UNKNOWN
+        raise InvalidInput(f"{match['name']!r} is not a scenario of the reference LAS") from None
     if kind is ScenarioKind.ONBEKEND:
-        return UNKNOWN
-    if kind in SIZED_KINDS:
-        return _sized(kind, match["rest"])
-    return Scenario(kind)
-
-
-def _sized(kind: ScenarioKind, rest: str) -> Scenario:
-    match = _SIZED.fullmatch(rest)
-    if match is None:
-        return UNKNOWN
+        raise InvalidInput("onbekend is what a pupil who is not enrolled gets; do not enroll it")
+    if kind not in SIZED_KINDS:
+        if match["size"] is not None or match["marker"] is not None:
+            raise InvalidInput(f"scenario {kind.value} takes no byte count or marker")
+        return Scenario(kind)
+    if match["size"] is None:
+        raise InvalidInput(f"scenario {kind.value} needs a byte count: {kind.value}-BYTES")
     size = int(match["size"])
     if size > MAX_GENERATED_BYTES:
-        return UNKNOWN
-    return Scenario(kind, size=size, marker=_marker(match["tail"]))
-
-
-def _marker(tail: str | None) -> str | None:
-    if not tail:
-        return None
-    found = _MARKER.fullmatch(tail.split("-", 1)[0])
-    return found["marker"] if found else None
+        raise InvalidInput(f"{size} bytes is more than the {MAX_GENERATED_BYTES} a LAS generates")
+    return Scenario(kind, size=size, marker=match["marker"])

@@ -10,6 +10,7 @@ import uvicorn
 
 from traffic_center.las.bron import EventSink, ReferenceLas
 from traffic_center.las.config import LasConfig
+from traffic_center.las.pupils import TEST_SCHEME_KEY, Roster
 from traffic_center.las.state import DossierCounters, NotificationInbox
 from traffic_center.las.streams import DeliberateAbort
 from traffic_center.observability.expected_aborts import quiet_expected_aborts
@@ -43,10 +44,13 @@ class LasServer:
         *,
         on_event: EventSink | None = None,
         tc_transport: httpx.AsyncBaseTransport | None = None,
+        pupils: Roster | None = None,
     ) -> None:
         self.config = config
         self._emit: EventSink = on_event or (lambda event: None)
-        self.las = ReferenceLas(config, on_event=self._emit, tc_transport=tc_transport)
+        self.las = ReferenceLas(
+            config, on_event=self._emit, tc_transport=tc_transport, pupils=pupils
+        )
         self._server = QuietServer(uvicorn_config(config, self.las.app), on_started=self._listening)
         self._thread: ServerThread | None = None
         quiet_expected_aborts(DeliberateAbort)
@@ -60,6 +64,11 @@ class LasServer:
     @property
     def notifications(self) -> NotificationInbox:
         return self.las.notifications
+
+    @property
+    def pupils(self) -> Roster:
+        """The pupils this LAS holds; a test enrolls its own: ``pupils.enroll(pgn, "gereed")``."""
+        return self.las.pupils
 
     @property
     def started(self) -> bool:
@@ -76,7 +85,9 @@ class LasServer:
         return f"https://{host}:{self.port}{self.config.path}"
 
     def _listening(self) -> None:
-        self._emit({"event": "listening", "url": self.url})
+        # Say which scheme key, never the key: "test" is the public one, for test school 00YY.
+        scheme = "test" if self.config.scheme_key == TEST_SCHEME_KEY else "configured"
+        self._emit({"event": "listening", "url": self.url, "scheme_key": scheme})
 
     # --- in this loop -------------------------------------------------------------------------
 

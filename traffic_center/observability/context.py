@@ -25,7 +25,8 @@ _ACCEPTABLE = re.compile(
 
 log = structlog.get_logger("traffic_center.http")
 
-# HTTP methods as metric and log labels: a closed set, never the caller's string.
+# HTTP methods as metric and log labels: a closed set, never the caller's string (RFC 9110
+# §9.3 methods; anything else is "other").
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 

@@ -195,21 +195,30 @@ class CertificateAuthority:
         return IssuedCertificate(certificate, private_key)
 
     def issue_server_certificate(
-        self, *, hosts: Sequence[str], days: int = DEFAULT_SERVER_DAYS
+        self,
+        *,
+        hosts: Sequence[str],
+        csr_pem: bytes | None = None,
+        days: int = DEFAULT_SERVER_DAYS,
     ) -> IssuedCertificate:
-        """A listener's certificate: the hosts as DNS or IP SANs, serverAuth only."""
+        """A listener's certificate: the hosts as DNS or IP SANs, serverAuth only.
+
+        With ``csr_pem`` (a LAS vendor's server) only the CSR's public key is used: its
+        subject and the names it asks for are ignored, exactly as for a client certificate.
+        The names are the admin's ``hosts``, so a CSR cannot widen what the certificate covers.
+        """
         if not hosts:
             raise InvalidValidity("give at least one --host")
-        key = new_private_key()
+        public_key, private_key = self._key_for(csr_pem)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
         certificate = self._sign_leaf(
             subject=subject,
-            public_key=key.public_key(),
+            public_key=public_key,
             san=[_host_name(h) for h in hosts],
             purpose=ExtendedKeyUsageOID.SERVER_AUTH,
             validity=self._validity(days, None, None),
         )
-        return IssuedCertificate(certificate, key)
+        return IssuedCertificate(certificate, private_key)
 
     def issue_relay_certificate(
         self, *, name: str = "OSO Traffic Center relay", days: int = DEFAULT_CLIENT_DAYS
