@@ -25,6 +25,7 @@ from tests.support.dumps import dump_database
 from tests.support.las import LasParty, LasWorld, fixed_answer, letters, scenario_key
 from tests.support.messages import open_session as request_session
 from tests.support.processes import free_port
+from tests.support.pupils import new_pgn
 from tests.support.server import TrafficCenterUnderTest
 from tests.support.world import Party
 from traffic_center.domain.audit import DOEL_DISCONNECTED, AuditRecord, AuditType, Phase
@@ -359,12 +360,12 @@ async def test_the_reference_doel_hashes_what_travelled_like_the_tc_when_the_bro
         gzipped,
     )
     bron_party, _ = await las.school_with_app("PO", bron_app)
-    key = scenario_key("gereed")
+    pgn = new_pgn()  # the fixed answer serves any pupil
     tls = ClientTLS(doel.party.cert, doel.party.key, tc.ca_pem)
     async with DoelClient(tc.url, tls=tls) as client:
-        session = await client.open_session(bron_party.brin, key)
+        session = await client.open_session(bron_party.brin, pgn)
         fetched = await client.fetch_dossier(
-            session.sessie_id, bron_party.routeringskenmerk, key, sink=(sink := io.BytesIO())
+            session.sessie_id, bron_party.routeringskenmerk, pgn, sink=(sink := io.BytesIO())
         )
     assert fetched.succeeded
     [record] = await eventually_recorded(tc, session.sessie_id)
