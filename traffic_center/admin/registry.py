@@ -48,6 +48,8 @@ def new_endpoint(*, routeringskenmerk: str, brin: str, url: str, kind: str = "OV
 # Results of registry changes in the audit log.
 ADDED = "Toegevoegd"
 DEACTIVATED = "Gedeactiveerd"
+REACTIVATED = "Geheractiveerd"
+URL_CHANGED = "UrlGewijzigd"
 
 
 class RegistryAdmin:
@@ -71,21 +73,45 @@ class RegistryAdmin:
         return added
 
     async def deactivate_school(self, brin: str) -> School:
+        return await self._set_school_active(brin, active=False)
+
+    async def reactivate_school(self, brin: str) -> School:
+        return await self._set_school_active(brin, active=True)
+
+    async def deactivate_endpoint(self, routeringskenmerk: str) -> Endpoint:
+        return await self._set_endpoint_active(routeringskenmerk, active=False)
+
+    async def reactivate_endpoint(self, routeringskenmerk: str) -> Endpoint:
+        return await self._set_endpoint_active(routeringskenmerk, active=True)
+
+    async def move_endpoint(self, routeringskenmerk: str, *, url: str) -> Endpoint:
+        """A LAS moving host keeps its identity: sessions and notifications follow the
+        routeringskenmerk, and the relay looks the URL up at every call."""
+        new_url = parse_url(url)
         await self.audit.ensure_writable()
-        school = await self.store.registry.set_school_active(
-            parse_brin(brin), active=False, at=self.clock()
+        endpoint = await self.store.registry.set_endpoint_url(
+            parse_routeringskenmerk(routeringskenmerk), url=new_url, at=self.clock()
         )
+        await self._endpoint_changed(endpoint, URL_CHANGED)
+        return endpoint
+
+    async def _set_school_active(self, brin: str, *, active: bool) -> School:
+        parsed = parse_brin(brin)
+        await self.audit.ensure_writable()
+        school = await self.store.registry.set_school_active(parsed, active=active, at=self.clock())
+        result = REACTIVATED if active else DEACTIVATED
         await self.audit.record(
-            AuditType.SCHOOL_CHANGED, school.brin, brin=school.brin, result=DEACTIVATED
+            AuditType.SCHOOL_CHANGED, school.brin, brin=school.brin, result=result
         )
         return school
 
-    async def deactivate_endpoint(self, routeringskenmerk: str) -> Endpoint:
+    async def _set_endpoint_active(self, routeringskenmerk: str, *, active: bool) -> Endpoint:
+        parsed = parse_routeringskenmerk(routeringskenmerk)
         await self.audit.ensure_writable()
         endpoint = await self.store.registry.set_endpoint_active(
-            parse_routeringskenmerk(routeringskenmerk), active=False, at=self.clock()
+            parsed, active=active, at=self.clock()
         )
-        await self._endpoint_changed(endpoint, DEACTIVATED)
+        await self._endpoint_changed(endpoint, REACTIVATED if active else DEACTIVATED)
         return endpoint
 
     async def _endpoint_changed(self, endpoint: Endpoint, result: str) -> None:

@@ -102,6 +102,9 @@ def add_registry(subparsers: Subparsers) -> None:
     deactivate = verbs.add_parser("deactivate", help="stop a school from exchanging")
     deactivate.add_argument("brin")
     handled_by(deactivate, f"{handlers}:deactivate_school")
+    reactivate = verbs.add_parser("reactivate", help="let a deactivated school exchange again")
+    reactivate.add_argument("brin")
+    handled_by(reactivate, f"{handlers}:reactivate_school")
 
     endpoint = subparsers.add_parser("endpoint", help="register endpoints (aanleverpunten)")
     verbs = endpoint.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -117,6 +120,16 @@ def add_registry(subparsers: Subparsers) -> None:
     deactivate = verbs.add_parser("deactivate", help="stop an endpoint from exchanging")
     deactivate.add_argument("routeringskenmerk")
     handled_by(deactivate, f"{handlers}:deactivate_endpoint")
+    reactivate = verbs.add_parser("reactivate", help="let a deactivated endpoint exchange again")
+    reactivate.add_argument("routeringskenmerk")
+    handled_by(reactivate, f"{handlers}:reactivate_endpoint")
+    move = verbs.add_parser(
+        "set-url",
+        help="move an endpoint to a new URL; it keeps its identity, sessions and notifications",
+    )
+    move.add_argument("routeringskenmerk")
+    move.add_argument("--url", required=True, help="the new https base URL of the LAS endpoint")
+    handled_by(move, f"{handlers}:move_endpoint")
 
 
 def add_serve(subparsers: Subparsers) -> None:

@@ -18,6 +18,7 @@ from traffic_center.cli.context import (
 from traffic_center.domain.identifiers import (
     parse_brin,
     parse_routeringskenmerk,
+    parse_url,
 )
 
 
@@ -45,6 +46,14 @@ async def deactivate_school(args: argparse.Namespace) -> int:
     async with _registry_admin(args) as admin:
         await admin.deactivate_school(brin)
     say(f"deactivated school {brin}")
+    return 0
+
+
+async def reactivate_school(args: argparse.Namespace) -> int:
+    brin = parse_brin(args.brin)
+    async with _registry_admin(args) as admin:
+        await admin.reactivate_school(brin)
+    say(f"reactivated school {brin}")
     return 0
 
 
@@ -80,6 +89,23 @@ async def deactivate_endpoint(args: argparse.Namespace) -> int:
     async with _registry_admin(args) as admin:
         await admin.deactivate_endpoint(routeringskenmerk)
     say(f"deactivated endpoint {routeringskenmerk}")
+    return 0
+
+
+async def reactivate_endpoint(args: argparse.Namespace) -> int:
+    routeringskenmerk = parse_routeringskenmerk(args.routeringskenmerk)
+    async with _registry_admin(args) as admin:
+        await admin.reactivate_endpoint(routeringskenmerk)
+    say(f"reactivated endpoint {routeringskenmerk}")
+    return 0
+
+
+async def move_endpoint(args: argparse.Namespace) -> int:
+    routeringskenmerk = parse_routeringskenmerk(args.routeringskenmerk)
+    url = parse_url(args.url)
+    async with _registry_admin(args) as admin:
+        moved = await admin.move_endpoint(routeringskenmerk, url=url)
+    say(f"endpoint {routeringskenmerk} now at {moved.url}")
     return 0
 
 

@@ -90,7 +90,8 @@ class RegistryRepository:
                 )
         except IntegrityError:
             raise EndpointExists(
-                f"endpoint {endpoint.routeringskenmerk} is already registered"
+                f"endpoint {endpoint.routeringskenmerk} is already registered; to move it use "
+                "`endpoint set-url`, to bring it back `endpoint reactivate`"
             ) from None
         return endpoint
 
@@ -151,10 +152,20 @@ class RegistryRepository:
     async def set_endpoint_active(
         self, routeringskenmerk: str, *, active: bool, at: dt.datetime
     ) -> Endpoint:
+        return await self._change_endpoint(routeringskenmerk, at=at, active=active)
+
+    async def set_endpoint_url(
+        self, routeringskenmerk: str, *, url: str, at: dt.datetime
+    ) -> Endpoint:
+        return await self._change_endpoint(routeringskenmerk, at=at, url=url)
+
+    async def _change_endpoint(
+        self, routeringskenmerk: str, *, at: dt.datetime, **values: Any
+    ) -> Endpoint:
         where = endpoints.c.routeringskenmerk == routeringskenmerk
         async with self._db.transaction() as conn:
             result = await conn.execute(
-                update(endpoints).where(where).values(active=active, updated_at=at)
+                update(endpoints).where(where).values(**values, updated_at=at)
             )
             if result.rowcount == 0:
                 raise EndpointNotFound(f"no endpoint {routeringskenmerk}")
