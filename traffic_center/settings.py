@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     node_heartbeat_seconds: float = Field(
         default=5.0, gt=0, le=300, description="how often a node says it is alive (a store write)"
     )
+    crl_url: str | None = Field(
+        default=None,
+        description="the CRL's URL written into issued certificates, e.g. https://tc/v1/crl",
+    )
     orphan_grace_seconds: float = Field(
         default=60.0,
         gt=0,

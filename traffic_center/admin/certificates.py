@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from traffic_center.audit.admin import AdminAudit
@@ -22,6 +23,7 @@ from traffic_center.pki.ca import (
     write_public,
 )
 from traffic_center.pki.inspect import normalise_serial, record_of
+from traffic_center.store.certificates import PublishedCrl
 from traffic_center.store.store import Store
 
 
@@ -117,6 +119,7 @@ class CertificateAdmin:
             routeringskenmerk=revoked.routeringskenmerk,
             result=reason,
         )
+        await self.publish_crl()
         return revoked
 
     async def list(self) -> list[ListedCertificate]:
@@ -127,7 +130,22 @@ class CertificateAdmin:
         ]
 
     async def write_crl(self, out: Path) -> int:
+        """A fresh CRL to a file, and published to the nodes (GET /v1/crl)."""
+        crl, count = await self.publish_crl()
+        write_public(out, crl.public_bytes(serialization.Encoding.PEM))
+        return count
+
+    async def publish_crl(self) -> tuple[x509.CertificateRevocationList, int]:
+        """Sign a CRL of every revocation and hand it to the nodes through the store: they
+        hold no CA key, so they serve the newest one published here."""
         revoked = await self.store.certificates.revoked()
         crl = self.ca.build_crl(revoked)
-        write_public(out, crl.public_bytes(serialization.Encoding.PEM))
-        return len(revoked)
+        assert crl.next_update_utc is not None
+        await self.store.certificates.publish_crl(
+            PublishedCrl(
+                der=crl.public_bytes(serialization.Encoding.DER),
+                published_at=self.clock(),
+                next_update=crl.next_update_utc,
+            )
+        )
+        return crl, len(revoked)

@@ -52,6 +52,7 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.SchoolNotFound: 404,
     e.EndpointNotFound: 404,
     e.CertificateNotFound: 404,
+    e.CrlNotPublished: 404,
     e.Conflict: 409,
     e.SchoolExists: 409,
     e.EndpointExists: 409,

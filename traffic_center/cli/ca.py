@@ -105,14 +105,20 @@ async def list_certificates(args: argparse.Namespace) -> int:
 
 async def write_crl(args: argparse.Namespace) -> int:
     async with _certificate_admin(*_load_ca(args)) as admin:
-        count = await admin.write_crl(args.out)
-    say(f"wrote CRL with {count} revoked certificate(s) to {args.out}")
+        if args.out is None:
+            _, count = await admin.publish_crl()
+        else:
+            count = await admin.write_crl(args.out)
+    where = f" and wrote it to {args.out}" if args.out is not None else ""
+    say(f"published a CRL with {count} revoked certificate(s) to the nodes{where}")
     return 0
 
 
 def _load_ca(args: argparse.Namespace) -> tuple[Settings, CertificateAuthority]:
     settings = settings_from(args)
-    return settings, CertificateAuthority.load(settings.ca_dir)
+    ca = CertificateAuthority.load(settings.ca_dir)
+    ca.crl_url = settings.crl_url
+    return settings, ca
 
 
 @asynccontextmanager

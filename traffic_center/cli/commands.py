@@ -81,8 +81,11 @@ def add_ca(subparsers: Subparsers) -> None:
     listing.add_argument("--json", action="store_true", help="a JSON array")
     handled_by(listing, f"{handlers}:list_certificates")
 
-    crl = verbs.add_parser("crl", help="write the PEM CRL signed by the CA")
-    crl.add_argument("--out", required=True, type=Path)
+    crl = verbs.add_parser(
+        "crl",
+        help="sign a fresh CRL and publish it to the nodes (GET /v1/crl); `ca revoke` does too",
+    )
+    crl.add_argument("--out", type=Path, help="also write it here (PEM)")
     handled_by(crl, f"{handlers}:write_crl")
 
 

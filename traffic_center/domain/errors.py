@@ -224,6 +224,11 @@ class CertificateNotFound(NotFound):
     title = "No certificate with that serial"
 
 
+class CrlNotPublished(NotFound):
+    code = "CrlNietGepubliceerd"
+    title = "No CRL has been published yet; the certificate admin publishes one with `ca crl`"
+
+
 class Conflict(TrafficCenterError):
     code = "Conflict"
     title = "The change conflicts with what exists"

@@ -105,6 +105,9 @@ class CertificateAuthority:
     def __init__(self, certificate: x509.Certificate, private_key: PrivateKey) -> None:
         self.certificate = certificate
         self._private_key = private_key
+        # Where issued certificates say the CRL is (RFC 5280 §4.2.1.13), e.g. a node's
+        # https://tc.example/v1/crl; None: no distribution point in the certificates.
+        self.crl_url: str | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -297,7 +300,7 @@ class CertificateAuthority:
     ) -> x509.Certificate:
         ca_public = self.certificate.public_key()
         assert isinstance(ca_public, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey))
-        return (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.certificate.subject)
@@ -315,8 +318,16 @@ class CertificateAuthority:
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False
             )
-            .sign(self._private_key, _hash_for(self._private_key))
         )
+        if self.crl_url is not None:
+            point = x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(self.crl_url)],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+            builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+        return builder.sign(self._private_key, _hash_for(self._private_key))
 
 
 REVOCATION_REASONS: dict[str, x509.ReasonFlags] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -11,7 +12,14 @@ from sqlalchemy import select, update
 from traffic_center.domain.errors import CertificateNotFound
 from traffic_center.domain.models import CertificateRecord, CertificateRole
 from traffic_center.store.database import Database
-from traffic_center.store.schema import certificates
+from traffic_center.store.schema import certificates, crls
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedCrl:
+    der: bytes
+    published_at: dt.datetime
+    next_update: dt.datetime
 
 
 class CertificateRepository:
@@ -61,6 +69,22 @@ class CertificateRepository:
         if row is None:
             raise CertificateNotFound(f"no certificate with serial {serial}")
         return _record(row._mapping)
+
+    async def publish_crl(self, crl: PublishedCrl) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                crls.insert().values(
+                    der=crl.der, published_at=crl.published_at, next_update=crl.next_update
+                )
+            )
+
+    async def latest_crl(self) -> PublishedCrl | None:
+        async with self._db.transaction(read_only=True) as conn:
+            row = (await conn.execute(select(crls).order_by(crls.c.id.desc()).limit(1))).first()
+        if row is None:
+            return None
+        values = row._mapping
+        return PublishedCrl(bytes(values["der"]), values["published_at"], values["next_update"])
 
     async def soonest_expiry(self, now: dt.datetime) -> dt.datetime | None:
         """The earliest not-after among valid client and server certificates."""

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -198,4 +199,17 @@ nodes = Table(
     Column("hostname", String(255), nullable=True),
     Column("started_at", UtcDateTime, nullable=False),
     Column("heartbeat_at", UtcDateTime, nullable=False),
+)
+
+# The CA's signed CRLs, newest last: published by the certificate admin's commands (nodes hold
+# no CA key), served by every node at GET /v1/crl.
+crls = Table(
+    "crls",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("next_update", UtcDateTime, nullable=False),
+    Column("der", LargeBinary, nullable=False),
 )
