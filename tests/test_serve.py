@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -15,6 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.processes import clean_env, free_port
+from traffic_center.domain.identifiers import derive_zoeksleutel
+from traffic_center.las.pupils import TEST_SCHEME_KEY, pupil_with
 
 SCHOOL_A = "00000007000012000001"
 
@@ -84,6 +87,27 @@ def _curl(home: Path, port: int, *extra: str) -> subprocess.CompletedProcess[str
     )
 
 
+def _dev_transfer(home: Path, port: int, bron_brin: str) -> bytes:
+    """As the dev VO school: a session at ``bron_brin`` for test pupil "gereed", then the
+    dossier through the relay."""
+    context = ssl.create_default_context(cafile=str(home / "ca" / "ca.pem"))
+    context.load_cert_chain(str(home / "dev" / "school-b.pem"), str(home / "dev" / "school-b.key"))
+    key = derive_zoeksleutel(TEST_SCHEME_KEY, pupil_with("gereed"))
+    with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=context, timeout=30) as client:
+        granted = client.post(
+            "/v1/sessions",
+            json={"bron_brin": bron_brin, "overdrachtsoort": "overstapdossier", "zoeksleutel": key},
+        )
+        assert granted.status_code == 201, granted.text
+        [endpoint] = granted.json()["bron_endpoints"]
+        fetched = client.post(
+            f"/v1/sessions/{granted.json()['sessie_id']}/dossier",
+            json={"routeringskenmerk": endpoint["routeringskenmerk"], "zoeksleutel": key},
+        )
+    assert fetched.status_code == 200, fetched.text
+    return fetched.content
+
+
 def test_dev_server_curl_workers_revocation_and_sigterm(
     dev_server: tuple[Path, int, int, subprocess.Popen[bytes]],
 ) -> None:
@@ -95,6 +119,10 @@ def test_dev_server_curl_workers_revocation_and_sigterm(
 
     old_tls = _curl(home, port, "--tls-max", "1.1")
     assert old_tls.returncode != 0
+
+    # The dev world relays at once: its endpoints are live reference LAS processes.
+    for bron_brin in ("12AB", "00YY"):
+        assert _dev_transfer(home, port, bron_brin).startswith(b"<?xml")
 
     listing = subprocess.run(
         [sys.executable, "-m", "traffic_center", "--home", str(home), "ca", "list", "--json"],

@@ -32,10 +32,12 @@ class SandboxSchool:
     kind: str = "OV"
 
 
-# The development world: a PO school (the demo's bron) and a VO school (its doel).
+# The development world: a PO school (the demo's bron), a VO school (its doel), and test
+# school 00YY, whose reference LAS serves the scripted test pupils (docs/zoeksleutel.md).
 DEV_SCHOOLS = (
     SandboxSchool("school-a", "12AB", "Basisschool De Regenboog", "PO", "00000007000012000001"),
     SandboxSchool("school-b", "34CD", "Het Stedelijk College", "VO", "00000007000034000001"),
+    SandboxSchool("school-00yy", "00YY", "Testschool 00YY", "PO", "00000007000000990001"),
 )
 
 

@@ -1,13 +1,36 @@
-"""The development bootstrap: a CA, the node's certificates and two schools, if missing."""
+"""The development world of `serve --dev`: a CA, the node's certificates, three schools, and a
+live reference LAS per school, so a vendor's doel can fetch a dossier at once.
+
+Everything is made once under TC_HOME and kept (a restart keeps the same identities); the LAS
+processes are started with the node and stopped with it, and since they listen on fresh ports
+each time, their endpoints are moved to where they listen (an audited `set-url`).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from traffic_center.admin.sandbox import DEV_SCHOOLS, SandboxBuilder, open_or_create_ca
+from traffic_center.admin.registry import RegistryAdmin
+from traffic_center.admin.sandbox import (
+    DEV_SCHOOLS,
+    SandboxBuilder,
+    SandboxSchool,
+    open_or_create_ca,
+)
 from traffic_center.admin.store import open_signed_store, utc_now
 from traffic_center.cli.context import say
+from traffic_center.demo.processes import ChildProcess, child_env
 from traffic_center.settings import Settings
+
+LAS_READY_SECONDS = 30.0
+
+
+@dataclass
+class DevLas:
+    school: SandboxSchool
+    process: ChildProcess
+    url: str
 
 
 async def bootstrap_dev(settings: Settings) -> list[Path]:
@@ -24,11 +47,69 @@ async def bootstrap_dev(settings: Settings) -> list[Path]:
         if await builder.relay_certificate(settings.upstream_cert_path.with_suffix("")):
             written.append(settings.upstream_cert_path)
         for school in DEV_SCHOOLS:
-            prefix = settings.home / "dev" / school.key
+            prefix = dev_dir(settings) / school.key
             if await builder.client_certificate(school, prefix) is not None:
                 written.append(prefix.with_suffix(".pem"))
+            await builder.server_certificate(las_prefix(settings, school), hosts=["127.0.0.1"])
             await builder.register(school, url=f"https://127.0.0.1/oso/{school.key}")
     return written
+
+
+def start_dev_las(settings: Settings) -> list[DevLas]:
+    """A reference LAS per dev school, on loopback; raises if one does not come up."""
+    started: list[DevLas] = []
+    try:
+        for school in DEV_SCHOOLS:
+            started.append(_start_las(settings, school))
+    except BaseException:
+        stop_dev_las(started)
+        raise
+    return started
+
+
+def stop_dev_las(running: list[DevLas]) -> None:
+    for las in running:
+        las.process.stop()
+
+
+async def point_endpoints_at(settings: Settings, running: list[DevLas]) -> None:
+    """Each dev endpoint's URL where its LAS listens now."""
+    async with open_signed_store(settings) as (store, secret):
+        registry = RegistryAdmin(store, secret=secret, clock=utc_now)
+        for las in running:
+            current = await store.registry.get_endpoint(las.school.routeringskenmerk)
+            if current is not None and current.url != las.url:
+                await registry.move_endpoint(las.school.routeringskenmerk, url=las.url)
+
+
+def _start_las(settings: Settings, school: SandboxSchool) -> DevLas:
+    cert, client = las_prefix(settings, school), dev_dir(settings) / school.key
+    logs = dev_dir(settings) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    process = ChildProcess(
+        f"las-{school.key}",
+        [
+            *("las", "serve", "--port", "0", "--ca", str(settings.client_ca_path)),
+            *("--cert", f"{cert}.pem", "--key", f"{cert}.key"),
+            *("--sector", school.sector, "--brin", school.brin),
+            *("--tc-url", f"https://127.0.0.1:{settings.port}"),
+            *("--client-cert", f"{client}.pem", "--client-key", f"{client}.key"),
+        ],
+        log_dir=logs,
+        env=child_env(),
+    )
+    listening = process.wait_for_event(
+        lambda event: event.get("event") == "listening", timeout=LAS_READY_SECONDS
+    )
+    return DevLas(school, process, str(listening["url"]))
+
+
+def dev_dir(settings: Settings) -> Path:
+    return settings.home / "dev"
+
+
+def las_prefix(settings: Settings, school: SandboxSchool) -> Path:
+    return dev_dir(settings) / f"las-{school.key}-server"
 
 
 def curl_line(settings: Settings) -> str:

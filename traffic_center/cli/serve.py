@@ -6,7 +6,14 @@ import argparse
 import asyncio
 
 from traffic_center.cli.context import open_signed_store, open_store, say, settings_from
-from traffic_center.cli.dev import bootstrap_dev, curl_line
+from traffic_center.cli.dev import (
+    DevLas,
+    bootstrap_dev,
+    curl_line,
+    point_endpoints_at,
+    start_dev_las,
+    stop_dev_las,
+)
 from traffic_center.domain.errors import CaMissing
 from traffic_center.observability.logging import configure_logging
 from traffic_center.server.limits import raise_open_files_limit
@@ -35,13 +42,29 @@ def serve_command(args: argparse.Namespace) -> int:
     asyncio.run(_prepare(settings))
     say(f"vendor API (mTLS) on https://{settings.host}:{settings.port}")
     say(f"ops (/metrics /healthz /readyz) on http://{settings.ops_host}:{settings.ops_port}")
-    if settings.dev:
-        say("try: " + curl_line(settings))
-    if settings.workers > 1:
-        run_workers(settings)
-    else:
-        TrafficCenterServer(settings).run()
+    dev_las = _start_dev_world(settings) if settings.dev else []
+    try:
+        if settings.workers > 1:
+            run_workers(settings)
+        else:
+            TrafficCenterServer(settings).run()
+    finally:
+        stop_dev_las(dev_las)
     return 0
+
+
+def _start_dev_world(settings: Settings) -> list[DevLas]:
+    """The dev schools' reference LAS processes, their endpoints pointed at them."""
+    running = start_dev_las(settings)
+    try:
+        asyncio.run(point_endpoints_at(settings, running))
+    except BaseException:
+        stop_dev_las(running)
+        raise
+    for las in running:
+        say(f"dev: reference LAS of {las.school.brin} ({las.school.name}) at {las.url}")
+    say("try: " + curl_line(settings))
+    return running
 
 
 async def _prepare(settings: Settings) -> None:

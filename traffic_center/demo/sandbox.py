@@ -26,7 +26,7 @@ from traffic_center.settings import Settings
 READY_SECONDS = 30.0
 
 # The demo's parties: a primary school (bron) and a secondary school (doel), PO→VO.
-BRON, DOEL = DEV_SCHOOLS
+BRON, DOEL = DEV_SCHOOLS[:2]
 
 
 @dataclass
