@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.pupils import bsn_from, onderwijsnummer_from
+from tests.test_domain import VALID_BSNS
 from traffic_center.broker.service import CheckRequest, SessionRequest, guarded_fields
 from traffic_center.domain import errors as e
 from traffic_center.domain.identifiers import (
@@ -38,16 +39,7 @@ TEST_VECTORS = {
     "662460613": "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
     "101211151": "-TMcRomfp9KoMSKYhpdDlJ2jE3CdffsL77Sy6QkH4lk",
 }
-KNOWN_PGNS = [
-    "662460613",
-    "482782481",
-    "613543439",
-    "559144428",
-    "991904862",
-    "388483763",
-    "118716943",
-    "101211151",  # an onderwijsnummer
-]
+KNOWN_PGNS = [*VALID_BSNS, "101211151"]  # and an onderwijsnummer
 SEPARATORS = [" ", ".", "-", "\u00a0"]
 
 

@@ -42,18 +42,21 @@ async def list_schools(args: argparse.Namespace) -> int:
 
 
 async def deactivate_school(args: argparse.Namespace) -> int:
-    brin = parse_brin(args.brin)  # before the store is opened: bad input writes nothing
-    async with _registry_admin(args) as admin:
-        await admin.deactivate_school(brin)
-    say(f"deactivated school {brin}")
-    return 0
+    return await _set_school_active(args, active=False)
 
 
 async def reactivate_school(args: argparse.Namespace) -> int:
-    brin = parse_brin(args.brin)
+    return await _set_school_active(args, active=True)
+
+
+async def _set_school_active(args: argparse.Namespace, *, active: bool) -> int:
+    brin = parse_brin(args.brin)  # before the store is opened: bad input writes nothing
     async with _registry_admin(args) as admin:
-        await admin.reactivate_school(brin)
-    say(f"reactivated school {brin}")
+        if active:
+            await admin.reactivate_school(brin)
+        else:
+            await admin.deactivate_school(brin)
+    say(f"{'reactivated' if active else 'deactivated'} school {brin}")
     return 0
 
 
@@ -85,18 +88,21 @@ async def list_endpoints(args: argparse.Namespace) -> int:
 
 
 async def deactivate_endpoint(args: argparse.Namespace) -> int:
-    routeringskenmerk = parse_routeringskenmerk(args.routeringskenmerk)
-    async with _registry_admin(args) as admin:
-        await admin.deactivate_endpoint(routeringskenmerk)
-    say(f"deactivated endpoint {routeringskenmerk}")
-    return 0
+    return await _set_endpoint_active(args, active=False)
 
 
 async def reactivate_endpoint(args: argparse.Namespace) -> int:
+    return await _set_endpoint_active(args, active=True)
+
+
+async def _set_endpoint_active(args: argparse.Namespace, *, active: bool) -> int:
     routeringskenmerk = parse_routeringskenmerk(args.routeringskenmerk)
     async with _registry_admin(args) as admin:
-        await admin.reactivate_endpoint(routeringskenmerk)
-    say(f"reactivated endpoint {routeringskenmerk}")
+        if active:
+            await admin.reactivate_endpoint(routeringskenmerk)
+        else:
+            await admin.deactivate_endpoint(routeringskenmerk)
+    say(f"{'reactivated' if active else 'deactivated'} endpoint {routeringskenmerk}")
     return 0
 
 
