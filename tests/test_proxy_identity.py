@@ -51,6 +51,13 @@ def pem_pair(prefix: Path) -> tuple[Path, Path]:
     return prefix.with_name(prefix.name + ".pem"), prefix.with_name(prefix.name + ".key")
 
 
+def serial_of(prefix: Path) -> str:
+    """The serial of PREFIX.pem as `ca list` prints it."""
+    return format(
+        x509.load_pem_x509_certificate(pem_pair(prefix)[0].read_bytes()).serial_number, "X"
+    )
+
+
 @contextlib.asynccontextmanager
 async def connected_as(
     tc: TrafficCenterUnderTest, prefix: Path
@@ -258,10 +265,7 @@ async def test_client_cert_from_the_relay_certificate_is_refused(
             "/v1/whoami", headers={"Client-Cert": rfc9440(certificate_of(school))}
         )
     assert response.status_code == 403
-    relay_serial = format(
-        x509.load_pem_x509_certificate(pem_pair(relay)[0].read_bytes()).serial_number, "X"
-    )
-    await assert_refused(response, tc, REFUSED_HERE, serial=relay_serial)
+    await assert_refused(response, tc, REFUSED_HERE, serial=serial_of(relay))
 
 
 async def test_a_proxy_without_client_cert_is_not_a_school(
@@ -271,10 +275,7 @@ async def test_a_proxy_without_client_cert_is_not_a_school(
     async with connected_as(tc, prefix) as proxy:
         response = await proxy.get("/v1/whoami")
     assert response.status_code == 403
-    serial = format(
-        x509.load_pem_x509_certificate(pem_pair(prefix)[0].read_bytes()).serial_number, "X"
-    )
-    await assert_refused(response, tc, "DoorgestuurdCertificaatOntbreekt", serial=serial)
+    await assert_refused(response, tc, "DoorgestuurdCertificaatOntbreekt", serial=serial_of(prefix))
 
 
 async def test_a_revoked_or_unrecorded_proxy_certificate_is_refused(
@@ -283,9 +284,7 @@ async def test_a_revoked_or_unrecorded_proxy_certificate_is_refused(
     school = await tc.world.school("PO")
     forwarded = {"Client-Cert": rfc9440(certificate_of(school))}
     revoked = await proxy_prefix(tc, tmp_path)
-    serial = format(
-        x509.load_pem_x509_certificate(pem_pair(revoked)[0].read_bytes()).serial_number, "X"
-    )
+    serial = serial_of(revoked)
     await tc.certificates.revoke(serial, reason="keyCompromise")
     async with connected_as(tc, revoked) as proxy:
         response = await proxy.get("/v1/whoami", headers=forwarded)
@@ -298,6 +297,27 @@ async def test_a_revoked_or_unrecorded_proxy_certificate_is_refused(
     async with connected_as(tc, tmp_path / "ghost") as proxy:
         response = await proxy.get("/v1/whoami", headers=forwarded)
     assert response.status_code == 403
+    assert response.json()["code"] == REFUSED_HERE
+
+
+async def test_revoking_a_proxy_reaches_its_open_connection_within_5_seconds(
+    tc: TrafficCenterUnderTest, tmp_path: Path
+) -> None:
+    """The same short cache as a direct certificate: a proxy's keep-alive connection opened
+    before the revocation is refused within seconds (rule 1)."""
+    school = await tc.world.school("PO")
+    forwarded = {"Client-Cert": rfc9440(certificate_of(school))}
+    prefix = await proxy_prefix(tc, tmp_path)
+    async with connected_as(tc, prefix) as proxy:
+        assert (await proxy.get("/v1/whoami", headers=forwarded)).status_code == 200
+        await tc.certificates.revoke(serial_of(prefix), reason="keyCompromise")
+        revoked_at = time.monotonic()
+        while True:
+            response = await proxy.get("/v1/whoami", headers=forwarded)
+            if response.status_code != 200 or time.monotonic() - revoked_at > 6:
+                break
+            await asyncio.sleep(0.2)
+    assert time.monotonic() - revoked_at < 5
     assert response.json()["code"] == REFUSED_HERE
 
 
