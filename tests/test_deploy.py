@@ -414,8 +414,8 @@ def test_no_private_key_in_deploy() -> None:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Throwaway certificates made with the CLI: ca.pem, lb (server), proxy (for now a relay
-    certificate: any client certificate from the TC CA satisfies a syntax check), a school."""
+    """Throwaway certificates made with the CLI: ca.pem, lb (server), the proxy certificate
+    (`ca issue-proxy`), a school."""
     root = tmp_path_factory.mktemp("pki")
     home = root / "home"
 
@@ -429,7 +429,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cli("ca", "init")
     cli("ca", "issue-server", "--host", "lb.test", "--out", str(root / "lb"))
     cli("ca", "issue-server", "--host", "traffic-center-node", "--out", str(root / "node"))
-    cli("ca", "issue-relay", "--out", str(root / "proxy"))
+    cli("ca", "issue-proxy", "--out", str(root / "proxy"))
     cli("ca", "issue", "--routeringskenmerk", "00000007000012000001", "--brin", "12AB",
         "--name", "Basisschool", "--out", str(root / "school"))  # fmt: skip
     shutil.copy(home / "ca" / "ca.pem", root / "ca.pem")
@@ -610,7 +610,7 @@ def test_nginx_forwards_the_verified_certificate_in_rfc9440_form(pki: Path, tmp_
     expected = ":" + base64.b64encode(school.public_bytes(Encoding.DER)).decode() + ":"
     assert answer["client_cert"] == [expected]
     assert answer["client_cert_chain"] is None
-    assert answer["peer"]["commonName"] == "OSO Traffic Center relay"  # the stand-in proxy cert
+    assert answer["peer"]["commonName"] == "OSO Traffic Center proxy"  # `ca issue-proxy`
 
 
 def test_envoy_config_forwards_rfc9440_and_checks_readyz() -> None:

@@ -104,6 +104,14 @@ class CertificateAdmin:
         await self.record(issued, out)
         return issued
 
+    async def issue_proxy(
+        self, *, csr_pem: bytes | None = None, days: int = 365, out: Path | None = None
+    ) -> IssuedCertificate:
+        """A TLS-terminating proxy's client certificate, for forwarding schools' certificates."""
+        issued = self.ca.issue_proxy_certificate(csr_pem=csr_pem, days=days)
+        await self.record(issued, out)
+        return issued
+
     async def revoke(self, serial: str, *, reason: str = "unspecified") -> CertificateRecord:
         if reason not in REVOCATION_REASONS:
             raise InvalidValidity(

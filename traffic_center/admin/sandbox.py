@@ -74,6 +74,13 @@ class SandboxBuilder:
         await self.certificates.issue_relay(out=prefix)
         return True
 
+    async def proxy_certificate(self, prefix: Path) -> bool:
+        """A TLS-terminating proxy's client certificate towards the nodes."""
+        if _pem(prefix).exists():
+            return False
+        await self.certificates.issue_proxy(out=prefix)
+        return True
+
     async def client_certificate(
         self, school: SandboxSchool, prefix: Path
     ) -> IssuedCertificate | None:

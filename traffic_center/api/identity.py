@@ -1,7 +1,9 @@
-"""Peer identity: the client certificate the TLS layer verified, as the exchanges take it.
+"""Peer identity: the client certificate the TLS layer verified, and the RFC 9440
+``Client-Cert`` header a TLS-terminating proxy forwarded, as the exchanges take them.
 
-Checking it (inventory, revocation, role, registration) is the exchange runner's first step,
-so a refused caller is recorded like any other exchange.
+Deciding what to believe (a header only from a proxy certificate) and checking the result
+(inventory, revocation, role, registration) is the exchange runner's first step, through the
+broker's authenticator, so a refused caller is recorded like any other exchange.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ from typing import Annotated, Any, cast
 from fastapi import Depends, Request
 
 from traffic_center.api.services import Services
+from traffic_center.broker.caller import Peer
+
+# RFC 9440 §2.2. Client-Cert-Chain (§2.3) is ignored: the chain that counts is the TC CA.
+CLIENT_CERT_HEADER = "client-cert"
 
 
 def services(request: Request) -> Services:
@@ -24,5 +30,16 @@ def peer_certificate(request: Request) -> str | None:
     return str(chain[0]) if chain else None
 
 
+def peer(request: Request) -> Peer:
+    """The TLS peer and any Client-Cert it sent; several field lines are kept together (RFC
+    9110 §5.3) so a second certificate cannot hide behind the first: the authenticator
+    refuses the combination as malformed."""
+    forwarded = request.headers.getlist(CLIENT_CERT_HEADER)
+    return Peer(
+        tls_certificate=peer_certificate(request),
+        client_cert_header=", ".join(forwarded) if forwarded else None,
+    )
+
+
 ServicesDep = Annotated[Services, Depends(services)]
-PeerDep = Annotated[str | None, Depends(peer_certificate)]
+PeerDep = Annotated[Peer, Depends(peer)]

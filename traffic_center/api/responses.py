@@ -15,6 +15,9 @@ CALLER_ERRORS: tuple[type[e.TrafficCenterError], ...] = (
     e.CertificateRevoked,
     e.CertificateExpired,
     e.CertificateWrongPurpose,
+    e.ForwardedCertificateRefused,
+    e.ForwardedCertificateMissing,
+    e.ForwardedCertificateMalformed,
     e.StoreUnavailable,
 )
 REGISTERED_CALLER_ERRORS = (*CALLER_ERRORS, e.EndpointNotRegistered, e.EndpointInactive)

@@ -4,6 +4,11 @@ TLS already proved the chain to our CA and the validity dates; here we add what 
 know: that the certificate is in the inventory, is not revoked, and is for clientAuth only.
 The cache is short so a revocation reaches every worker and node within seconds, also on
 keep-alive connections opened before it.
+
+Behind a TLS-terminating proxy the school's certificate arrives in the RFC 9440
+``Client-Cert`` header. It is believed only on a connection whose own certificate is a valid
+proxy certificate in the inventory; TLS did not see the forwarded certificate, so its chain
+to the TC CA and its dates are checked here, then every check a direct certificate gets.
 """
 # Rule numbers refer to docs/rules.md.
 
@@ -11,12 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from cryptography import x509
 
-from traffic_center.broker.caller import Caller, CertificateIdentity
+from traffic_center.broker.caller import Caller, CertificateIdentity, Peer
 from traffic_center.domain.errors import (
+    CallerRefused,
     CertificateExpired,
     CertificateMissing,
     CertificateRevoked,
@@ -24,15 +30,29 @@ from traffic_center.domain.errors import (
     CertificateWrongPurpose,
     EndpointInactive,
     EndpointNotRegistered,
+    ForwardedCertificateMalformed,
+    ForwardedCertificateMissing,
+    ForwardedCertificateRefused,
 )
-from traffic_center.domain.models import CertificateRecord, CertificateStatus
+from traffic_center.domain.models import CertificateRecord, CertificateRole, CertificateStatus
 from traffic_center.pki.inspect import (
+    certificate_from_client_cert_header,
     is_client_certificate,
+    is_issued_by,
     organisation_of,
+    role_of,
     routeringskenmerk_of,
     serial_hex,
 )
 from traffic_center.store.store import Store
+
+# Refusals of the connection itself: the record names the certificate that connected.
+_CONNECTION_REFUSALS = (
+    CertificateMissing,
+    ForwardedCertificateRefused,
+    ForwardedCertificateMissing,
+    ForwardedCertificateMalformed,
+)
 
 
 class Authenticator:
@@ -42,18 +62,20 @@ class Authenticator:
         *,
         cache_seconds: float,
         clock: Callable[[], dt.datetime],
+        trusted_issuers: Sequence[x509.Certificate] = (),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
         self._clock = clock
+        # The TC CA (TC_CLIENT_CA): what a forwarded certificate must chain to. Empty means
+        # no forwarded certificate can be believed (fail closed).
+        self._trusted_issuers = tuple(trusted_issuers)
         self._monotonic = monotonic
         self._cache: dict[str, tuple[float, CertificateRecord | None]] = {}
 
-    async def identify(self, certificate_pem: str | None) -> CertificateIdentity:
-        if not certificate_pem:
-            raise CertificateMissing()
-        certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+    async def identify(self, peer: Peer) -> CertificateIdentity:
+        certificate = await self._presented(peer)
         routeringskenmerk = routeringskenmerk_of(certificate)
         if not is_client_certificate(certificate) or routeringskenmerk is None:
             raise CertificateWrongPurpose()
@@ -72,9 +94,9 @@ class Authenticator:
             not_after=record.not_after,
         )
 
-    async def caller(self, certificate_pem: str | None) -> Caller:
+    async def caller(self, peer: Peer) -> Caller:
         """Rule 1: the certificate must belong to an active endpoint of an active school."""
-        identity = await self.identify(certificate_pem)
+        identity = await self.identify(peer)
         registered = await self._store.registry.endpoint_with_school(identity.routeringskenmerk)
         if registered is None:
             raise EndpointNotRegistered()
@@ -82,6 +104,56 @@ class Authenticator:
         if not school.active or not endpoint.active:
             raise EndpointInactive()
         return Caller(identity=identity, endpoint=endpoint, school=school)
+
+    def serial_on_record(self, peer: Peer, refused: CallerRefused) -> str | None:
+        """Whose refusal the record shows: the forwarded certificate's once the proxy was
+        believed, else the certificate that connected."""
+        if peer.client_cert_header is not None and not isinstance(refused, _CONNECTION_REFUSALS):
+            try:
+                return serial_hex(certificate_from_client_cert_header(peer.client_cert_header))
+            except ForwardedCertificateMalformed:
+                pass
+        return _serial_of_pem(peer.tls_certificate)
+
+    async def _presented(self, peer: Peer) -> x509.Certificate:
+        """The certificate to check: the TLS peer's own, or the one a valid proxy forwarded."""
+        if not peer.tls_certificate:
+            raise CertificateMissing()
+        connection = x509.load_pem_x509_certificate(peer.tls_certificate.encode())
+        is_proxy = role_of(connection) is CertificateRole.PROXY
+        if peer.client_cert_header is None:
+            if is_proxy:
+                raise ForwardedCertificateMissing()
+            return connection
+        if not is_proxy:
+            # Never silently ignored: a school sending Client-Cert is trying to be another.
+            raise ForwardedCertificateRefused(
+                f"a Client-Cert header is refused from a {role_of(connection).value} "
+                "certificate; only a proxy certificate of the TC CA may forward one"
+            )
+        await self._ensure_proxy_valid(connection)
+        return self._forwarded(peer.client_cert_header)
+
+    async def _ensure_proxy_valid(self, connection: x509.Certificate) -> None:
+        """The proxy certificate itself: clientAuth, in the inventory as a proxy, not revoked."""
+        record = await self._record(serial_hex(connection))
+        if not is_client_certificate(connection) or record is None:
+            raise ForwardedCertificateRefused("the proxy certificate is not in the inventory")
+        if record.role is not CertificateRole.PROXY:
+            raise ForwardedCertificateRefused("the certificate is not a proxy certificate")
+        status = record.status_at(self._clock())
+        if status is not CertificateStatus.VALID:
+            raise ForwardedCertificateRefused(f"the proxy certificate is {status.value}")
+
+    def _forwarded(self, header: str) -> x509.Certificate:
+        """What TLS would have checked for a direct certificate: the chain and the dates."""
+        forwarded = certificate_from_client_cert_header(header)
+        if not is_issued_by(forwarded, self._trusted_issuers):
+            raise CertificateUnknown("the forwarded certificate is not issued by the TC CA")
+        now = self._clock()
+        if not forwarded.not_valid_before_utc <= now <= forwarded.not_valid_after_utc:
+            raise CertificateExpired()
+        return forwarded
 
     async def _record(self, serial: str) -> CertificateRecord | None:
         now = self._monotonic()
@@ -91,3 +163,12 @@ class Authenticator:
         record = await self._store.certificates.get(serial)
         self._cache[serial] = (now, record)
         return record
+
+
+def _serial_of_pem(pem: str | None) -> str | None:
+    if pem is None:
+        return None
+    try:
+        return serial_hex(x509.load_pem_x509_certificate(pem.encode()))
+    except ValueError:
+        return None

@@ -1,4 +1,5 @@
-"""Who is calling: the identity the certificate proves, bound to a registered endpoint."""
+"""Who is calling: the peer as it connected, the identity its certificate proves, bound to a
+registered endpoint."""
 # Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
@@ -7,6 +8,20 @@ import datetime as dt
 from dataclasses import dataclass
 
 from traffic_center.domain.models import Endpoint, School
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The other end of one request, as the api layer saw it; the authenticator decides.
+
+    ``tls_certificate`` is the client certificate the TLS layer verified (PEM).
+    ``client_cert_header`` is the RFC 9440 ``Client-Cert`` field exactly as received (several
+    field lines joined with ", "), believed only when ``tls_certificate`` is a valid proxy
+    certificate of the TC CA.
+    """
+
+    tls_certificate: str | None
+    client_cert_header: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,17 @@ async def issue_relay(args: argparse.Namespace) -> int:
     return 0
 
 
+async def issue_proxy(args: argparse.Namespace) -> int:
+    settings, ca = _load_ca(args)
+    # Issued in memory first: every bad input is refused before the store is opened.
+    issued = ca.issue_proxy_certificate(
+        csr_pem=_read_csr(args.csr) if args.csr else None, days=args.days
+    )
+    await _record(settings, ca, issued, args.out, role="proxy")
+    print(serial_hex(issued.certificate))
+    return 0
+
+
 async def revoke_certificate(args: argparse.Namespace) -> int:
     async with _certificate_admin(*_load_ca(args)) as admin:
         record = await admin.revoke(args.serial, reason=args.reason)

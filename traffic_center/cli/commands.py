@@ -72,6 +72,15 @@ def add_ca(subparsers: Subparsers) -> None:
     relay.add_argument("--out", required=True, type=Path)
     handled_by(relay, f"{handlers}:issue_relay")
 
+    proxy = verbs.add_parser(
+        "issue-proxy",
+        help="issue a TLS-terminating proxy's client certificate (its Client-Cert is believed)",
+    )
+    proxy.add_argument("--csr", type=Path, help="sign this CSR; the proxy keeps its key")
+    proxy.add_argument("--days", type=int, default=365)
+    proxy.add_argument("--out", required=True, type=Path, help="writes OUT.pem (and OUT.key)")
+    handled_by(proxy, f"{handlers}:issue_proxy")
+
     revoke = verbs.add_parser("revoke", help="revoke a certificate by serial")
     revoke.add_argument("serial", help="serial as `ca list` prints it")
     revoke.add_argument("--reason", default="unspecified", choices=sorted(REVOCATION_REASON_NAMES))

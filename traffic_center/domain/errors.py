@@ -17,7 +17,9 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     ├── CallerRefused                     the TLS peer may not act (403; 401 without a cert)
     │   ├── CertificateMissing, CertificateUnknown, CertificateRevoked
     │   ├── CertificateExpired, CertificateWrongPurpose
-    │   └── WrongRole, EndpointNotRegistered, EndpointInactive   (the caller's own endpoint)
+    │   ├── WrongRole, EndpointNotRegistered, EndpointInactive   (the caller's own endpoint)
+    │   └── ForwardedCertificateRefused, ForwardedCertificateMissing,
+    │       ForwardedCertificateMalformed  (RFC 9440 Client-Cert through a proxy)
     ├── NotFound                          (404)
     │   ├── SessionNotFound, SchoolNotFound, EndpointNotFound, CertificateNotFound
     ├── Conflict                          (409)
@@ -194,6 +196,23 @@ class EndpointNotRegistered(CallerRefused):
 class EndpointInactive(CallerRefused):
     code = "EigenAanleverpuntNietActief"
     title = "The caller's own endpoint or school is not active"
+
+
+# A TLS-terminating proxy forwards the school's certificate in the RFC 9440 Client-Cert
+# header; only a connection with a valid proxy certificate may do so (docs/rules.md, rule 1).
+class ForwardedCertificateRefused(CallerRefused):
+    code = "DoorgestuurdCertificaatGeweigerd"
+    title = "A Client-Cert header is accepted only from a valid proxy certificate of the TC CA"
+
+
+class ForwardedCertificateMissing(CallerRefused):
+    code = "DoorgestuurdCertificaatOntbreekt"
+    title = "A proxy certificate acts for nobody itself: send the school's Client-Cert header"
+
+
+class ForwardedCertificateMalformed(CallerRefused):
+    code = "DoorgestuurdCertificaatOngeldig"
+    title = "The Client-Cert header is not one RFC 9440 byte sequence holding a DER certificate"
 
 
 # --- not found and conflicts -----------------------------------------------------------------

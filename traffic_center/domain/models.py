@@ -32,6 +32,9 @@ class CertificateRole(StrEnum):
     CLIENT = "client"  # a school endpoint
     SERVER = "server"  # a Traffic Center listener
     RELAY = "relay"  # the Traffic Center's own client certificate towards LAS endpoints
+    # A TLS-terminating proxy's client certificate towards the nodes: the only connection
+    # whose RFC 9440 Client-Cert header a node believes (docs/operations-multinode.md).
+    PROXY = "proxy"
 
 
 class CertificateStatus(StrEnum):

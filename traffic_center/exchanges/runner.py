@@ -30,12 +30,11 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 import structlog
-from cryptography import x509
 
 from traffic_center.audit.entry import AuditEntry
 from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.authenticator import Authenticator
-from traffic_center.broker.caller import Caller, CertificateIdentity
+from traffic_center.broker.caller import Caller, CertificateIdentity, Peer
 from traffic_center.domain.audit import DOEL_DISCONNECTED, INTERNAL_ERROR, AuditRecord, AuditType
 from traffic_center.domain.errors import (
     CallerRefused,
@@ -47,7 +46,6 @@ from traffic_center.domain.errors import (
 from traffic_center.domain.identifiers import parse_sessie_id
 from traffic_center.observability.logging import raised_at
 from traffic_center.observability.metrics import Metrics
-from traffic_center.pki.inspect import serial_hex
 
 log = structlog.get_logger("traffic_center.exchanges")
 
@@ -105,7 +103,7 @@ class ExchangeRunner:
     async def run(
         self,
         kind: AuditType,
-        peer_certificate: str | None,
+        peer: Peer,
         *,
         role: Role,
         sessie_id: str | None = None,
@@ -120,7 +118,7 @@ class ExchangeRunner:
         # The session asked about, even when refused; only a well-formed id is kept.
         with contextlib.suppress(InvalidInput):
             entry.sessie_id = parse_sessie_id(sessie_id) if sessie_id is not None else None
-        caller = await self._authenticate(peer_certificate, entry)
+        caller = await self._authenticate(peer, entry)
         _file_under(entry, caller, role)
         exchange = Exchange(caller, entry, self._audit, self._metrics)
         try:
@@ -148,29 +146,30 @@ class ExchangeRunner:
             result, status = exchange.outcome
             await exchange.close(result, http_status=status)
 
-    async def identify(self, peer_certificate: str | None) -> CertificateIdentity:
+    async def identify(self, peer: Peer) -> CertificateIdentity:
         """Who the certificate says the caller is (whoami); a refusal is recorded like any."""
         try:
-            return await self._authenticator.identify(peer_certificate)
+            return await self._authenticator.identify(peer)
         except CallerRefused as refused:
-            await self._refused(refused, peer_certificate)
+            await self._refused(refused, peer)
             raise
 
-    async def _authenticate(self, peer_certificate: str | None, entry: AuditEntry) -> Caller:
+    async def _authenticate(self, peer: Peer, entry: AuditEntry) -> Caller:
         """Rule 1; a refused caller is recorded as such, a store outage as the exchange."""
         try:
-            return await self._authenticator.caller(peer_certificate)
+            return await self._authenticator.caller(peer)
         except CallerRefused as refused:
-            await self._refused(refused, peer_certificate)
+            await self._refused(refused, peer)
             raise
         except TrafficCenterError as error:
             await self._audit.failed(entry, error)
             raise
 
-    async def _refused(self, refused: CallerRefused, peer_certificate: str | None) -> None:
+    async def _refused(self, refused: CallerRefused, peer: Peer) -> None:
         self._metrics.refused_callers.labels(reason=refused.code).inc()
         entry = self._audit.begin(
-            AuditType.REFUSED_CALLER, caller_serial=_serial_of(peer_certificate)
+            AuditType.REFUSED_CALLER,
+            caller_serial=self._authenticator.serial_on_record(peer, refused),
         )
         await self._audit.failed(entry, refused)
 
@@ -182,12 +181,3 @@ def _file_under(entry: AuditEntry, caller: Caller, role: Role) -> None:
         entry.doel_brin, entry.doel_routeringskenmerk = caller.brin, caller.routeringskenmerk
     else:
         entry.bron_brin, entry.bron_routeringskenmerk = caller.brin, caller.routeringskenmerk
-
-
-def _serial_of(pem: str | None) -> str | None:
-    if pem is None:
-        return None
-    try:
-        return serial_hex(x509.load_pem_x509_certificate(pem.encode()))
-    except ValueError:
-        return None

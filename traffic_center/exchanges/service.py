@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from traffic_center.broker.caller import CertificateIdentity
+from traffic_center.broker.caller import CertificateIdentity, Peer
 from traffic_center.broker.service import (
     Broker,
     CheckRequest,
@@ -66,13 +66,13 @@ class Exchanges:
         self._notifications = notifications
         self._store = store
 
-    async def whoami(self, peer: str | None) -> Identity:
+    async def whoami(self, peer: Peer) -> Identity:
         certificate = await self._runner.identify(peer)
         endpoint = await self._store.registry.get_endpoint(certificate.routeringskenmerk)
         return Identity(certificate, endpoint)
 
     async def list_endpoints(
-        self, peer: str | None, *, brin: str | None, kind: str | None, routeringskenmerk: str | None
+        self, peer: Peer, *, brin: str | None, kind: str | None, routeringskenmerk: str | None
     ) -> Sequence[Endpoint]:
         """overzichtAanleverpuntRequest."""
         async with self._runner.run(AuditType.ENDPOINT_OVERVIEW, peer, role="doel") as ex:
@@ -83,7 +83,7 @@ class Exchanges:
         return found
 
     async def open_session(
-        self, peer: str | None, request: SessionRequest, *, idempotency_key: str | None
+        self, peer: Peer, request: SessionRequest, *, idempotency_key: str | None
     ) -> GrantedSession:
         """overdrachtRequest."""
         async with self._runner.run(AuditType.SESSION, peer, role="doel") as ex:
@@ -93,9 +93,7 @@ class Exchanges:
             ex.succeed(SESSION_GRANTED, http_status=201)
         return granted
 
-    async def check_session(
-        self, peer: str | None, sessie_id: str, request: CheckRequest
-    ) -> Session:
+    async def check_session(self, peer: Peer, sessie_id: str, request: CheckRequest) -> Session:
         """sessiecontroleRequest."""
         async with self._runner.run(AuditType.CHECK, peer, role="bron", sessie_id=sessie_id) as ex:
             session = await self._broker.check(ex.caller, sessie_id, request, note=ex.entry)
@@ -103,7 +101,7 @@ class Exchanges:
         return session
 
     async def close_session(
-        self, peer: str | None, sessie_id: str, *, resultaat: str, routeringskenmerk: str
+        self, peer: Peer, sessie_id: str, *, resultaat: str, routeringskenmerk: str
     ) -> Session:
         """afmeldingRequest."""
         async with self._runner.run(AuditType.CLOSE, peer, role="doel", sessie_id=sessie_id) as ex:
@@ -120,7 +118,7 @@ class Exchanges:
 
     async def fetch_dossier(
         self,
-        peer: str | None,
+        peer: Peer,
         sessie_id: str,
         request: DossierRequest,
         *,
@@ -137,7 +135,7 @@ class Exchanges:
         raise AssertionError("unreachable: the relay either streams or raises")  # pragma: no cover
 
     async def notify(
-        self, peer: str | None, request: NotificationRequest, *, traceparent: str | None
+        self, peer: Peer, request: NotificationRequest, *, traceparent: str | None
     ) -> NotificationDelivered:
         """meldenNotificatieRequest, relayed to the doel endpoint that asked."""
         async with self._runner.run(
@@ -150,7 +148,7 @@ class Exchanges:
             ex.succeed(resultaat, http_status=200)
         return NotificationDelivered(ex.entry.transaction_id, resultaat)
 
-    async def read_audit(self, peer: str | None, query: AuditQuery) -> Sequence[ChainedRecord]:
+    async def read_audit(self, peer: Peer, query: AuditQuery) -> Sequence[ChainedRecord]:
         """A party's own audit records (where its endpoint is doel or bron)."""
         async with self._runner.run(AuditType.AUDIT_READ, peer, role="doel") as ex:
             found = await self._store.audit.for_party(

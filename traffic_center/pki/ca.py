@@ -29,6 +29,7 @@ MAX_LEAF_DAYS = 825
 CLOCK_SKEW = dt.timedelta(minutes=5)
 ENDPOINT_URI_PREFIX = "urn:oso:aanleverpunt:"
 RELAY_URI = "urn:oso:traffic-center:relay"
+PROXY_URI = "urn:oso:traffic-center:proxy"
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -242,6 +243,35 @@ class CertificateAuthority:
             validity=self._validity(days, None, None),
         )
         return IssuedCertificate(certificate, key)
+
+    def issue_proxy_certificate(
+        self,
+        *,
+        name: str = "OSO Traffic Center proxy",
+        csr_pem: bytes | None = None,
+        days: int = DEFAULT_CLIENT_DAYS,
+    ) -> IssuedCertificate:
+        """A TLS-terminating proxy's client certificate towards the nodes; clientAuth only.
+
+        Its own SAN URI gives it its own role: a node believes the RFC 9440 ``Client-Cert``
+        header only on a connection presenting such a certificate. No routeringskenmerk, so
+        it can never pass as a school itself.
+        """
+        public_key, private_key = self._key_for(csr_pem)
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "OSO Traffic Center"),
+                x509.NameAttribute(NameOID.COMMON_NAME, name),
+            ]
+        )
+        certificate = self._sign_leaf(
+            subject=subject,
+            public_key=public_key,
+            san=[x509.UniformResourceIdentifier(PROXY_URI)],
+            purpose=ExtendedKeyUsageOID.CLIENT_AUTH,
+            validity=self._validity(days, None, None),
+        )
+        return IssuedCertificate(certificate, private_key)
 
     # --- revocation ---------------------------------------------------------------------------
 

@@ -1,12 +1,20 @@
-"""Reading certificates: serial format, role, routeringskenmerk, and the inventory record."""
+"""Reading certificates: serial format, role, routeringskenmerk, the inventory record, and a
+certificate forwarded in an RFC 9440 Client-Cert header."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
+from collections.abc import Sequence
+
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from traffic_center.domain.errors import ForwardedCertificateMalformed
 from traffic_center.domain.models import CertificateRecord, CertificateRole
-from traffic_center.pki.ca import RELAY_URI
+from traffic_center.pki.ca import PROXY_URI, RELAY_URI
 
 
 def serial_hex(certificate: x509.Certificate) -> str:
@@ -49,7 +57,9 @@ def role_of(certificate: x509.Certificate) -> CertificateRole:
         uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
     except x509.ExtensionNotFound:
         uris = []
-    return CertificateRole.RELAY if RELAY_URI in uris else CertificateRole.CLIENT
+    if RELAY_URI in uris:
+        return CertificateRole.RELAY
+    return CertificateRole.PROXY if PROXY_URI in uris else CertificateRole.CLIENT
 
 
 def record_of(certificate: x509.Certificate) -> CertificateRecord:
@@ -63,3 +73,35 @@ def record_of(certificate: x509.Certificate) -> CertificateRecord:
         revoked_at=None,
         revocation_reason=None,
     )
+
+
+# RFC 8941 §3.3.5: a byte sequence is ":" base64 (RFC 4648 §4 alphabet, padded) ":"; RFC 9440
+# §2.2 puts exactly one DER certificate in it. Surrounding spaces are the field's OWS.
+_BYTE_SEQUENCE = re.compile(r":([A-Za-z0-9+/]*={0,2}):")
+
+
+def certificate_from_client_cert_header(value: str) -> x509.Certificate:
+    """The certificate in an RFC 9440 ``Client-Cert`` field; anything else is refused."""
+    match = _BYTE_SEQUENCE.fullmatch(value.strip(" \t"))
+    if match is None:
+        raise ForwardedCertificateMalformed(
+            "Client-Cert must be one RFC 8941 byte sequence: ':' base64(DER) ':'"
+        )
+    try:
+        der = base64.b64decode(match.group(1), validate=True)
+        return x509.load_der_x509_certificate(der)
+    except (binascii.Error, ValueError) as exc:
+        raise ForwardedCertificateMalformed(
+            "Client-Cert does not hold a DER X.509 certificate"
+        ) from exc
+
+
+def is_issued_by(certificate: x509.Certificate, issuers: Sequence[x509.Certificate]) -> bool:
+    """Whether one of ``issuers`` signed ``certificate`` (name and signature, RFC 5280 §6.1.3)."""
+    for issuer in issuers:
+        try:
+            certificate.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
