@@ -21,7 +21,15 @@ from traffic_center import __version__
 from traffic_center.api import problems
 from traffic_center.api.middleware import MetricsMiddleware
 from traffic_center.api.ops import Lifecycle
-from traffic_center.api.routes import audit, crl, exchanges, identity, las_contract, sessions
+from traffic_center.api.routes import (
+    audit,
+    crl,
+    docs,
+    exchanges,
+    identity,
+    las_contract,
+    sessions,
+)
 from traffic_center.api.services import Services
 from traffic_center.audit.keys import chain_secret
 from traffic_center.audit.nodes import NodeKeeper
@@ -106,6 +114,7 @@ def create_app(
     app.include_router(exchanges.router)
     app.include_router(audit.router)
     app.include_router(crl.router)
+    app.include_router(docs.router)
     app.webhooks.include_router(las_contract.webhooks)
     install_error_handlers(app)
     quiet_expected_aborts(TransferAborted)

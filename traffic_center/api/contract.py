@@ -1,20 +1,55 @@
 """The published contracts: `openapi.yaml` and `schemas/*.json`, generated from the code.
 
 Run ``python -m traffic_center.api.contract`` to rewrite them; a test fails when they drift.
+The document is FastAPI's, finished here by rules that hold for every route (so a new route
+is covered without naming it): operation ids are the handlers' names, optional parameters and
+headers are plain strings (never string-or-null: nothing on the wire is null), every operation
+takes and answers `X-Request-Id`, and every error is the one shared `Problem`.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from traffic_center.api import schemas
 from traffic_center.api.app import create_app
+from traffic_center.api.problems import PROBLEM_MEDIA_TYPE, problem_body
+from traffic_center.api.responses import PROBLEM_REF
+from traffic_center.domain.errors import InvalidInput
+from traffic_center.observability.context import REQUEST_ID_HEADER
 from traffic_center.settings import Settings
+
+# The served copy (GET /v1/openapi.yaml, api/routes/docs.py) is package data beside this module.
+PACKAGED_CONTRACT = Path(__file__).with_name("openapi.yaml")
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+_REQUEST_ID_IN = {
+    "name": REQUEST_ID_HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "your id for this request, echoed in the answer, the logs and the audit record; kept "
+        "only when it is a UUID (anything else is replaced by one of ours, never refused)"
+    ),
+    "schema": {"type": "string", "examples": ["9a1f3a52-1c0e-4a51-8f0e-2f7a0b1c2d3e"]},
+}
+_REQUEST_ID_OUT = {
+    "description": "the request's id: yours if it was a UUID, else ours",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+# FastAPI's own validation error shapes: the Traffic Center (and the reference LAS) answer a
+# Problem instead (api/problems.handle_validation_error).
+_FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
+_INVALID_INPUT = problem_body(422, InvalidInput)
 
 BODY_MODELS: tuple[type[BaseModel], ...] = (
     schemas.SessionCreate,
@@ -38,11 +73,20 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (
 
 def openapi_document() -> dict[str, Any]:
     # The app is only described, never started: no store is opened.
-    document = create_app(Settings(home=Path("/nonexistent"))).openapi()
-    components = document.setdefault("components", {})
-    components.setdefault("schemas", {})["Problem"] = schemas.Problem.model_json_schema(
-        ref_template="#/components/schemas/{model}"
-    )
+    document = copy.deepcopy(create_app(Settings(home=Path("/nonexistent"))).openapi())
+    _name_operations(document)
+    _add_models(document)
+    for _path, _method, operation in _operations(document, "paths"):
+        _finish_parameters(operation)
+        operation.setdefault("parameters", []).append(dict(_REQUEST_ID_IN))
+        for response in operation["responses"].values():
+            response.setdefault("headers", {})[REQUEST_ID_HEADER] = dict(_REQUEST_ID_OUT)
+        if "requestBody" in operation:
+            operation["responses"].setdefault("400", _unreadable_body())
+    for _path, _method, operation in _operations(document, "webhooks"):
+        _finish_parameters(operation)
+    _problems_not_fastapi_errors(document)
+    components = document["components"]
     components["securitySchemes"] = {
         "mutualTLS": {
             "type": "mutualTLS",
@@ -55,6 +99,77 @@ def openapi_document() -> dict[str, Any]:
     document["security"] = [{"mutualTLS": []}]
     document["servers"] = [{"url": "https://traffic-center.example", "description": "mTLS"}]
     return document
+
+
+def _operations(document: dict[str, Any], part: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in document.get(part, {}).items():
+        for method in METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+def _name_operations(document: dict[str, Any]) -> None:
+    """operationId = the handler's name: what a generated client calls the function.
+
+    FastAPI's default id is name + path (non-word characters as `_`) + `_` + method; the
+    suffix is cut off again, so every route, whoever adds it, is named the same way.
+    """
+    seen: set[str] = set()
+    for part in ("paths", "webhooks"):
+        for path, method, operation in _operations(document, part):
+            suffix = re.sub(r"\W", "_", path) + "_" + method
+            name = operation["operationId"].removesuffix(suffix)
+            assert name != operation["operationId"], f"{name}: not FastAPI's default id"
+            assert name not in seen, f"two operations named {name}"
+            seen.add(name)
+            operation["operationId"] = name
+
+
+def _add_models(document: dict[str, Any]) -> None:
+    """Every published body, and what it refers to, under components/schemas."""
+    _, found = models_json_schema(
+        [(model, "serialization") for model in BODY_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    document.setdefault("components", {}).setdefault("schemas", {}).update(found["$defs"])
+
+
+def _finish_parameters(operation: dict[str, Any]) -> None:
+    """An optional parameter is absent or a string, never null: drop FastAPI's anyOf-null."""
+    for parameter in operation.get("parameters", []):
+        schema = parameter["schema"]
+        variants = schema.get("anyOf", [])
+        if len(variants) == 2 and {"type": "null"} in variants:
+            (kept,) = (v for v in variants if v != {"type": "null"})
+            schema.pop("anyOf")
+            parameter["schema"] = {**kept, **schema}
+        parameter["schema"].pop("title", None)
+
+
+def _unreadable_body() -> dict[str, Any]:
+    return {
+        "description": f"Problem; `code` is {InvalidInput.code}: the body is not readable JSON",
+        "x-codes": [InvalidInput.code],
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF, "example": _INVALID_INPUT}},
+        "headers": {REQUEST_ID_HEADER: dict(_REQUEST_ID_OUT)},
+    }
+
+
+def _problems_not_fastapi_errors(document: dict[str, Any]) -> None:
+    for part in ("paths", "webhooks"):
+        for _path, _method, operation in _operations(document, part):
+            answer = operation["responses"].get("422")
+            if answer is not None and "application/json" in answer.get("content", {}):
+                operation["responses"]["422"] = {
+                    "description": f"Problem; `code` is {InvalidInput.code}",
+                    "x-codes": [InvalidInput.code],
+                    "content": {
+                        PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF, "example": _INVALID_INPUT}
+                    },
+                    **({"headers": answer["headers"]} if "headers" in answer else {}),
+                }
+    for name in _FASTAPI_VALIDATION:
+        document["components"]["schemas"].pop(name, None)
 
 
 def openapi_yaml() -> str:
@@ -73,8 +188,10 @@ def json_schemas() -> dict[str, str]:
 
 
 def write_contracts(root: Path) -> list[Path]:
-    written = [root / "openapi.yaml"]
-    written[0].write_text(openapi_yaml())
+    text = openapi_yaml()
+    written = [root / "openapi.yaml", PACKAGED_CONTRACT]
+    for path in written:
+        path.write_text(text)
     schema_dir = root / "schemas"
     schema_dir.mkdir(exist_ok=True)
     for name, text in json_schemas().items():

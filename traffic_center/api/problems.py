@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -17,7 +19,10 @@ from traffic_center.observability.logging import raised_at
 log = structlog.get_logger("traffic_center.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-PROBLEM_TYPE_BASE = "https://traffic-center.oso/problems/"
+# RFC 9457 §3.1.1: `type` may be a relative reference, resolved against the answer's URL; so
+# every code's type resolves on the Traffic Center that answered it (GET /v1/problems/{code},
+# api/routes/docs.py), whatever host name the vendor reaches it by.
+PROBLEM_TYPE_BASE = "/v1/problems/"
 
 # Every class of the error tree, with its status. A test proves no class is missing.
 STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
@@ -107,16 +112,20 @@ def problem(
     status: int, *, code: str, title: str, detail: str | None = None, **extra: Any
 ) -> JSONResponse:
     note_answer_code(code)
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": title,
-        "status": status,
-        "code": code,
-    }
+    body = _body(status, code, title)
     if detail and detail != title:
         body["detail"] = detail
     body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _body(status: int, code: str, title: str) -> dict[str, Any]:
+    return {"type": PROBLEM_TYPE_BASE + code, "title": title, "status": status, "code": code}
+
+
+def problem_body(status: int, error: type[e.TrafficCenterError]) -> dict[str, Any]:
+    """The body this error is answered with (its detail aside): the contract's examples."""
+    return _body(status, error.code, error.title)
 
 
 def problem_for(error: e.TrafficCenterError) -> JSONResponse:
@@ -150,14 +159,41 @@ async def handle_validation_error(_request: Request, exc: Exception) -> JSONResp
 
 
 _HTTP_CODES = {
+    # A body that is not even JSON (e.g. not UTF-8): RFC 9110 §15.5.1, 400.
+    400: (e.InvalidInput.code, "The request body could not be read"),
     404: ("NietGevonden", "No such resource"),
     405: ("MethodeNietToegestaan", "Method not allowed on this resource"),
 }
+_OTHER_HTTP = ("HttpFout", "HTTP error")
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemPage:
+    """What GET /v1/problems/{code} says about one code."""
+
+    code: str
+    status: int
+    title: str
+    explanation: str
+
+
+def problem_pages() -> dict[str, ProblemPage]:
+    """Every code the Traffic Center can answer, from the error table and the HTTP codes."""
+    pages = {
+        code: ProblemPage(code, status, title, "")
+        for status, (code, title) in {**_HTTP_CODES, 500: _OTHER_HTTP}.items()
+    }
+    for cls, status in STATUS_BY_ERROR.items():
+        explanation = inspect.getdoc(cls) or ""
+        if explanation == inspect.getdoc(cls.__mro__[1]):
+            explanation = ""  # inherited, not about this code
+        pages[cls.code] = ProblemPage(cls.code, status, cls.title, explanation)
+    return pages
 
 
 async def handle_http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code, title = _HTTP_CODES.get(exc.status_code, ("HttpFout", "HTTP error"))
+    code, title = _HTTP_CODES.get(exc.status_code, _OTHER_HTTP)
     response = problem(exc.status_code, code=code, title=title)
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value

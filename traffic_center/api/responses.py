@@ -5,8 +5,18 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from traffic_center.api.problems import PROBLEM_MEDIA_TYPE, status_for
+from traffic_center.api.problems import PROBLEM_MEDIA_TYPE, problem_body, status_for
 from traffic_center.domain import errors as e
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+# RFC 9110 §10.2.3: delay-seconds; the server sends whole seconds.
+RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$", "examples": ["30"]},
+    }
+}
 
 # Every authenticated route can refuse its caller this way.
 CALLER_ERRORS: tuple[type[e.TrafficCenterError], ...] = (
@@ -32,24 +42,37 @@ EXCHANGE_ERRORS = (
 
 
 def problem_responses(*classes: type[e.TrafficCenterError]) -> dict[int | str, dict[str, Any]]:
-    codes_by_status: dict[int, set[str]] = defaultdict(set)
-    for cls in classes:
-        codes_by_status[status_for(cls)].add(cls.code)
-    codes_by_status[422].add(e.InvalidInput.code)  # every route validates its input schema
-    responses: dict[int | str, dict[str, Any]] = {}
-    for status, codes in sorted(codes_by_status.items()):
-        ordered = sorted(codes)
-        responses[status] = {
-            "description": "Problem; `code` is one of: " + ", ".join(ordered),
-            "content": {
-                PROBLEM_MEDIA_TYPE: {
-                    "schema": {
-                        "allOf": [
-                            {"$ref": "#/components/schemas/Problem"},
-                            {"properties": {"code": {"enum": ordered}}},
-                        ]
-                    }
-                }
-            },
-        }
-    return responses
+    """One response per status, each the shared Problem; the codes are listed, not enumerated.
+
+    `code` stays an open string in the schema, so a client generated from the contract accepts
+    a code added later; the codes this operation answers today are in the description and in
+    `x-codes`, with an example for each.
+    """
+    by_status: dict[int, dict[str, type[e.TrafficCenterError]]] = defaultdict(dict)
+    every: tuple[type[e.TrafficCenterError], ...] = (*classes, e.InvalidInput)
+    for cls in every:  # every route validates its input schema
+        by_status[status_for(cls)][cls.code] = cls
+    return {
+        status: _problem_response(status, [found[code] for code in sorted(found)])
+        for status, found in sorted(by_status.items())
+    }
+
+
+def _problem_response(status: int, classes: list[type[e.TrafficCenterError]]) -> dict[str, Any]:
+    codes = [cls.code for cls in classes]
+    response: dict[str, Any] = {
+        "description": "Problem; `code` is one of: " + ", ".join(codes),
+        "x-codes": codes,
+        "content": {
+            PROBLEM_MEDIA_TYPE: {
+                "schema": PROBLEM_REF,
+                "examples": {
+                    cls.code: {"summary": cls.title, "value": problem_body(status, cls)}
+                    for cls in classes
+                },
+            }
+        },
+    }
+    if status == 429:
+        response["headers"] = RETRY_AFTER_HEADER
+    return response

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, Strict
 from pydantic.config import JsonDict
 
-from traffic_center.domain.identifiers import ZOEKSLEUTEL_PATTERN
+from traffic_center.domain.identifiers import (
+    ZOEKSLEUTEL_PATTERN,
+    EndpointKind,
+    Overdrachtsoort,
+    Sector,
+)
+from traffic_center.domain.models import SessionState
 from traffic_center.domain.results import closing_results_best_first
 
-# Patterns are documentation for vendors; the domain validates, so errors carry stable codes.
+# The published contract is exactly as strict as the server: every pattern, format and enum
+# here is the one the domain's parse_* function enforces (domain/identifiers.py). The domain
+# does the validating, so a refusal carries its stable code (OngeldigeBrin, …), not a generic
+# schema error.
 BRIN: JsonDict = {"pattern": "^[0-9]{2}[A-Z]{2}$", "examples": ["12AB"]}
 ROUTERINGSKENMERK: JsonDict = {"pattern": "^[0-9]{20}$", "examples": ["00000007000012000001"]}
 # Zoeksleutel v1 (docs/zoeksleutel.md): the example is the test vector for PGN 662460613.
@@ -18,6 +29,35 @@ ZOEKSLEUTEL: JsonDict = {
     "pattern": ZOEKSLEUTEL_PATTERN,
     "examples": ["rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc"],
 }
+KOPPELSLEUTEL: JsonDict = {
+    "pattern": "^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$",
+    "examples": ["3F2504E0-4F89-41D3-9A0C-0305E82C3301"],
+}
+# identifiers.parse_sessie_id: a UUID in its 8-4-4-4-12 form, either case.
+SESSIE_ID: JsonDict = {
+    "format": "uuid",
+    "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+    "examples": ["0b7e8f43-2d2c-4c55-9a57-3f3a1c2b9d10"],
+}
+# RFC 3339 §5.6: a date-time always carries its zone (Z or ±hh:mm); the server refuses one
+# without (OngeldigePeriode) instead of guessing UTC or Amsterdam, and refuses a bare date.
+DATE_TIME: JsonDict = {"format": "date-time", "examples": ["2026-01-31T08:00:00Z"]}
+OVERDRACHTSOORT: JsonDict = {"enum": [s.value for s in Overdrachtsoort]}
+SECTOR: JsonDict = {"enum": [s.value for s in Sector]}
+ENDPOINT_KIND: JsonDict = {"enum": [k.value for k in EndpointKind]}
+CLOSING_RESULTS: JsonDict = {"enum": [code.value for code in closing_results_best_first()]}
+
+SessieIdPath = Annotated[
+    str, Path(max_length=36, description="the session's sessie_id", json_schema_extra=SESSIE_ID)
+]
+# An aanvraagdatum is a calendar day (YYYY-MM-DD, the bron school's day in Europe/Amsterdam):
+# strict, so a date-time, a number or another spelling is refused rather than converted.
+CalendarDay = Annotated[dt.date, Strict()]
+
+
+def examples(*values: dict[str, Any]) -> ConfigDict:
+    """Whole-body examples, published in the schema; a test validates each against it."""
+    return ConfigDict(json_schema_extra={"examples": list(values)})
 
 
 class Body(BaseModel):
@@ -25,6 +65,18 @@ class Body(BaseModel):
 
 
 class WhoAmI(BaseModel):
+    model_config = examples(
+        {
+            "routeringskenmerk": "00000007000012000001",
+            "name": "School 12AB",
+            "serial": "3A9F01C2",
+            "not_after": "2027-01-31T08:00:00Z",
+            "brin": "12AB",
+            "endpoint_registered": True,
+            "endpoint_active": True,
+        }
+    )
+
     routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
     name: str = Field(description="the organisation (O) in the certificate")
     serial: str = Field(description="certificate serial, upper-case hex")
@@ -38,26 +90,68 @@ class EndpointOut(BaseModel):
     routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
     brin: str = Field(json_schema_extra=BRIN)
     url: str
-    kind: str = Field(json_schema_extra={"enum": ["OV", "SWV"]})
+    kind: str = Field(json_schema_extra=ENDPOINT_KIND)
 
 
 class EndpointList(BaseModel):
+    model_config = examples(
+        {
+            "endpoints": [
+                {
+                    "routeringskenmerk": "00000007000012000001",
+                    "brin": "12AB",
+                    "url": "https://las.example/oso",
+                    "kind": "OV",
+                }
+            ]
+        }
+    )
+
     endpoints: list[EndpointOut]
 
 
 class SessionCreate(Body):
-    """overdrachtRequest: ask a session for one dossier from a bron school."""
+    """overdrachtRequest: ask a session for one dossier from a bron school.
+
+    Exactly one of `zoeksleutel` and `koppelsleutel` (the `oneOf`); else 422
+    `ZoeksleutelOfKoppelsleutel`.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            # Exactly one of the two is a string (the other absent or null): broker rule
+            # "exactly one of zoeksleutel/koppelsleutel" (docs/rules.md, overdrachtRequest).
+            "oneOf": [
+                {"required": ["zoeksleutel"], "properties": {"zoeksleutel": {"type": "string"}}},
+                {
+                    "required": ["koppelsleutel"],
+                    "properties": {"koppelsleutel": {"type": "string"}},
+                },
+            ],
+            "examples": [
+                {
+                    "bron_brin": "12AB",
+                    "overdrachtsoort": "overstapdossier",
+                    "zoeksleutel": "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
+                },
+                {
+                    "bron_brin": "12AB",
+                    "bron_routeringskenmerk": "00000007000012000001",
+                    "overdrachtsoort": "swv-dossier",
+                    "koppelsleutel": "3F2504E0-4F89-41D3-9A0C-0305E82C3301",
+                },
+            ],
+        },
+    )
 
     bron_brin: str = Field(max_length=16, json_schema_extra=BRIN)
     bron_routeringskenmerk: str | None = Field(
         default=None, max_length=40, json_schema_extra=ROUTERINGSKENMERK
     )
-    overdrachtsoort: str = Field(
-        max_length=40,
-        json_schema_extra={"enum": ["overstapdossier", "overdrachtbinnenbrin", "swv-dossier"]},
-    )
+    overdrachtsoort: str = Field(max_length=40, json_schema_extra=OVERDRACHTSOORT)
     zoeksleutel: str | None = Field(default=None, max_length=256, json_schema_extra=ZOEKSLEUTEL)
-    koppelsleutel: str | None = Field(default=None, max_length=64)
+    koppelsleutel: str | None = Field(default=None, max_length=64, json_schema_extra=KOPPELSLEUTEL)
 
 
 class BronEndpoint(BaseModel):
@@ -66,7 +160,17 @@ class BronEndpoint(BaseModel):
 
 
 class SessionGranted(BaseModel):
-    sessie_id: str
+    model_config = examples(
+        {
+            "sessie_id": "0b7e8f43-2d2c-4c55-9a57-3f3a1c2b9d10",
+            "bron_endpoints": [
+                {"routeringskenmerk": "00000007000012000001", "url": "https://las.example/oso"}
+            ],
+            "expires_at": "2026-01-31T09:00:00Z",
+        }
+    )
+
+    sessie_id: str = Field(json_schema_extra=SESSIE_ID)
     bron_endpoints: list[BronEndpoint]
     expires_at: dt.datetime
 
@@ -74,20 +178,53 @@ class SessionGranted(BaseModel):
 class SessionCheckBody(Body):
     """sessiecontroleRequest: the bron checks a dossier request against the session."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "doel_brin": "34CD",
+                    "doel_routeringskenmerk": "00000007000034000001",
+                    "overdrachtsoort": "overstapdossier",
+                    "zoeksleutel": "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
+                }
+            ]
+        },
+    )
+
     doel_brin: str = Field(max_length=16, json_schema_extra=BRIN)
     doel_routeringskenmerk: str = Field(max_length=40, json_schema_extra=ROUTERINGSKENMERK)
-    overdrachtsoort: str = Field(max_length=40)
+    overdrachtsoort: str = Field(max_length=40, json_schema_extra=OVERDRACHTSOORT)
     zoeksleutel: str = Field(max_length=256, json_schema_extra=ZOEKSLEUTEL)
 
 
 class SessionValid(BaseModel):
+    model_config = examples(
+        {
+            "resultaat": "SessieValide",
+            "doel_sector": "VO",
+            "sessie_id": "0b7e8f43-2d2c-4c55-9a57-3f3a1c2b9d10",
+        }
+    )
+
     resultaat: str = Field(json_schema_extra={"enum": ["SessieValide"]})
-    doel_sector: str
-    sessie_id: str
+    doel_sector: str = Field(
+        description="apply inzage (PO→PO, PO→VO) or toestemming (VO→VO)", json_schema_extra=SECTOR
+    )
+    sessie_id: str = Field(json_schema_extra=SESSIE_ID)
 
 
 class SessionCloseBody(Body):
     """afmeldingRequest: the doel closes the session with its best result."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"resultaat": "OverdrachtGeslaagd", "routeringskenmerk": "00000007000012000001"}
+            ]
+        },
+    )
 
     resultaat: str = Field(
         max_length=64,
@@ -98,31 +235,91 @@ class SessionCloseBody(Body):
             "`AanleverpuntTijdslimiet`, `OngeldigAntwoordAanleverpunt`, `DossierTeGroot`, a "
             "truncated stream) closes as `OverdrachtMislukt`"
         ),
-        json_schema_extra={"enum": [code.value for code in closing_results_best_first()]},
+        json_schema_extra=CLOSING_RESULTS,
     )
     routeringskenmerk: str = Field(max_length=40, json_schema_extra=ROUTERINGSKENMERK)
 
 
 class SessionClosed(BaseModel):
-    sessie_id: str
-    state: str
-    resultaat: str
-    routeringskenmerk: str
+    model_config = examples(
+        {
+            "sessie_id": "0b7e8f43-2d2c-4c55-9a57-3f3a1c2b9d10",
+            "state": "CLOSED",
+            "resultaat": "OverdrachtGeslaagd",
+            "routeringskenmerk": "00000007000012000001",
+            "closed_at": "2026-01-31T08:05:00Z",
+        }
+    )
+
+    sessie_id: str = Field(json_schema_extra=SESSIE_ID)
+    state: str = Field(json_schema_extra={"enum": [s.value for s in SessionState]})
+    resultaat: str = Field(json_schema_extra=CLOSING_RESULTS)
+    routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
     closed_at: dt.datetime
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details; `code` is stable and machine-readable."""
+class ValidationIssue(BaseModel):
+    """One reason a request did not match the schema (never the value itself)."""
 
-    type: str
+    loc: list[str] = Field(description="where: `body`, `query`, `header` or `path`, then names")
+    msg: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, the one error shape of every answer (and of a LAS's answers).
+
+    `code` is stable and machine-readable, and an open set: each operation documents the codes
+    it answers today (its responses' `x-codes`), but a client must accept a code it does not
+    know, reading `status` for what to do. `type` is `/v1/problems/{code}`, a page on the
+    Traffic Center that explains the code. Any path may also answer 404 `NietGevonden` (no
+    such resource) or 405 `MethodeNietToegestaan` (with `Allow`).
+    """
+
+    model_config = examples(
+        {
+            "type": "/v1/problems/SessieVerlopen",
+            "title": "The session has expired",
+            "status": 410,
+            "code": "SessieVerlopen",
+        },
+        {
+            "type": "/v1/problems/OngeldigeInvoer",
+            "title": "The request is not valid",
+            "status": 422,
+            "code": "OngeldigeInvoer",
+            "detail": "the request body or parameters do not match the schema",
+            "errors": [{"loc": ["body", "routeringskenmerk"], "msg": "Field required"}],
+        },
+    )
+
+    type: str = Field(
+        description="`/v1/problems/{code}`, relative to the Traffic Center's URL (RFC 9457 §3.1.1)",
+        json_schema_extra={"format": "uri-reference"},
+    )
     title: str
-    status: int
-    code: str
+    status: int = Field(ge=100, le=599)
+    code: str = Field(description="stable, machine-readable; an open set (see above)")
     detail: str | None = None
+    errors: list[ValidationIssue] | None = Field(
+        default=None, description="with `OngeldigeInvoer` only: what did not match the schema"
+    )
 
 
 class DossierRequestBody(Body):
     """documentRequest: ask the bron endpoint for the dossier, through the Traffic Center."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "routeringskenmerk": "00000007000012000001",
+                    "zoeksleutel": "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
+                    "aanvraagdatum": "2026-01-01",
+                }
+            ]
+        },
+    )
 
     routeringskenmerk: str = Field(
         max_length=40,
@@ -132,21 +329,48 @@ class DossierRequestBody(Body):
     zoeksleutel: str = Field(
         max_length=256, description="the session's zoeksleutel", json_schema_extra=ZOEKSLEUTEL
     )
-    aanvraagdatum: dt.date | None = Field(
-        default=None, description="only a dossier updated on or after this date"
+    aanvraagdatum: CalendarDay | None = Field(
+        default=None,
+        description=(
+            "only a dossier updated on or after this calendar day (YYYY-MM-DD, the bron "
+            "school's day, Europe/Amsterdam); a date-time or any other spelling is refused"
+        ),
     )
 
 
 class NotificationBody(Body):
     """meldenNotificatieRequest: tell the doel endpoint that asked that its dossier is ready."""
 
-    sessie_id: str = Field(max_length=64, description="the session in which the doel asked")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "sessie_id": "0b7e8f43-2d2c-4c55-9a57-3f3a1c2b9d10",
+                    "doel_routeringskenmerk": "00000007000034000001",
+                }
+            ]
+        },
+    )
+
+    sessie_id: str = Field(
+        max_length=64,
+        description="the session in which the doel asked",
+        json_schema_extra=SESSIE_ID,
+    )
     doel_routeringskenmerk: str = Field(max_length=40, json_schema_extra=ROUTERINGSKENMERK)
 
 
 class NotificationDelivered(BaseModel):
+    model_config = examples(
+        {
+            "resultaat": "NotificatieOntvangen",
+            "transactie_id": "5d0c8a6e-6a0e-4f7b-9a51-0d8e2b8f1c3a",
+        }
+    )
+
     resultaat: str = Field(json_schema_extra={"enum": ["NotificatieOntvangen"]})
-    transactie_id: str
+    transactie_id: str = Field(json_schema_extra={"format": "uuid"})
 
 
 # --- what the Traffic Center sends to a LAS endpoint (the contract a vendor's LAS implements) ---
@@ -155,24 +379,48 @@ class NotificationDelivered(BaseModel):
 class LasDossierRequest(BaseModel):
     """POST {endpoint url}/dossier, sent by the Traffic Center to the bron's LAS."""
 
-    sessie_id: str
+    model_config = examples(
+        {
+            "sessie_id": "0b7e8f43-2d2c-4c55-9a57-3f3a1c2b9d10",
+            "zoeksleutel": "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
+            "overdrachtsoort": "overstapdossier",
+            "aanvraagdatum": None,
+            "doel_brin": "34CD",
+            "doel_routeringskenmerk": "00000007000034000001",
+            "doel_sector": "VO",
+        }
+    )
+
+    sessie_id: str = Field(json_schema_extra=SESSIE_ID)
     zoeksleutel: str = Field(json_schema_extra=ZOEKSLEUTEL)
-    overdrachtsoort: str
+    overdrachtsoort: str = Field(json_schema_extra=OVERDRACHTSOORT)
     aanvraagdatum: dt.date | None
     doel_brin: str = Field(json_schema_extra=BRIN)
     doel_routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
-    doel_sector: str = Field(description="apply inzage (PO→PO, PO→VO) or toestemming (VO→VO)")
+    doel_sector: str = Field(
+        description="apply inzage (PO→PO, PO→VO) or toestemming (VO→VO)", json_schema_extra=SECTOR
+    )
 
 
 class LasNotification(BaseModel):
     """POST {endpoint url}/notification, sent by the Traffic Center to the doel's LAS."""
 
-    sessie_id: str
+    model_config = examples(
+        {
+            "sessie_id": "0b7e8f43-2d2c-4c55-9a57-3f3a1c2b9d10",
+            "bron_brin": "12AB",
+            "bron_routeringskenmerk": "00000007000012000001",
+        }
+    )
+
+    sessie_id: str = Field(json_schema_extra=SESSIE_ID)
     bron_brin: str = Field(json_schema_extra=BRIN)
     bron_routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
 
 
 class LasNotificationAnswer(BaseModel):
+    model_config = examples({"resultaat": "NotificatieOntvangen"})
+
     resultaat: str = Field(json_schema_extra={"enum": ["NotificatieOntvangen"]})
 
 
@@ -214,6 +462,41 @@ class AuditRecordOut(BaseModel):
 
 
 class AuditPage(BaseModel):
+    model_config = examples(
+        {
+            "records": [
+                {
+                    "id": 7,
+                    "type": "afmeldingRequest",
+                    "transactie_id": "5d0c8a6e-6a0e-4f7b-9a51-0d8e2b8f1c3a",
+                    "phase": "final",
+                    "recorded_at": "2026-01-31T08:05:00Z",
+                    "resultaat": "OverdrachtGeslaagd",
+                    "http_status": 200,
+                    "request_id": "9a1f3a52-1c0e-4a51-8f0e-2f7a0b1c2d3e",
+                    "caller_serial": "3A9F01C2",
+                    "subject": "00000007000034000001",
+                    "sessie_id": "0b7e8f43-2d2c-4c55-9a57-3f3a1c2b9d10",
+                    "doel_brin": "34CD",
+                    "doel_routeringskenmerk": "00000007000034000001",
+                    "bron_brin": "12AB",
+                    "bron_routeringskenmerk": "00000007000012000001",
+                    "upstream_status": None,
+                    "request_in": "2026-01-31T08:05:00Z",
+                    "forwarded_at": None,
+                    "response_in": None,
+                    "response_out": "2026-01-31T08:05:00Z",
+                    "size_bytes": None,
+                    "sha256": None,
+                    "key_id": "k1",
+                    "prev_hash": "0" * 64,
+                    "hash": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                }
+            ],
+            "next_cursor": None,
+        }
+    )
+
     records: list[AuditRecordOut]
     next_cursor: str | None = Field(
         description="pass as `cursor` for the next page; null at the end"

@@ -140,7 +140,7 @@ class InvalidCursor(InvalidInput):
 
 class InvalidPeriod(InvalidInput):
     code = "OngeldigePeriode"
-    title = "since and until must be ISO 8601 moments, since before until"
+    title = "since and until must be RFC 3339 date-times with a time zone, since before until"
 
 
 class IdempotencyKeyReused(InvalidInput):

@@ -6,13 +6,14 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from traffic_center.api.identity import PeerDep, ServicesDep
 from traffic_center.api.responses import EXCHANGE_ERRORS, problem_responses
-from traffic_center.api.schemas import AuditPage, AuditRecordOut
+from traffic_center.api.schemas import DATE_TIME, AuditPage, AuditRecordOut
 from traffic_center.domain import errors as e
 from traffic_center.domain.audit import ChainedRecord
 from traffic_center.exchanges.service import AuditQuery
@@ -36,15 +37,15 @@ MAX_PAGE = 500
 async def read_audit(
     peer: PeerDep,
     svc: ServicesDep,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: Annotated[str | None, Query(max_length=64, json_schema_extra=DATE_TIME)] = None,
+    until: Annotated[str | None, Query(max_length=64, json_schema_extra=DATE_TIME)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> AuditPage:
-    since, until = _period(since, until)
+    start, end = period(since, until)
     query = AuditQuery(
-        since=since,
-        until=until,
+        since=start,
+        until=end,
         after_id=decode_cursor(cursor) if cursor else 0,
         limit=limit + 1,  # one more tells whether there is a next page
     )
@@ -72,19 +73,31 @@ def decode_cursor(cursor: str) -> int:
         raise e.InvalidCursor() from None
 
 
-def _period(
-    since: dt.datetime | None, until: dt.datetime | None
-) -> tuple[dt.datetime | None, dt.datetime | None]:
-    since, until = _aware(since), _aware(until)
-    if since is not None and until is not None and since >= until:
+def period(since: str | None, until: str | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+    start, end = _moment("since", since), _moment("until", until)
+    if start is not None and end is not None and start >= end:
         raise e.InvalidPeriod("since must be before until")
-    return since, until
+    return start, end
 
 
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=dt.UTC)
+# RFC 3339 §5.6 date-time: the time offset is part of the grammar. A moment without one is
+# refused rather than guessed (UTC? Amsterdam?), and so is a bare date.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _moment(name: str, value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    if not _RFC3339.fullmatch(value):
+        raise e.InvalidPeriod(
+            f"{name} is not an RFC 3339 date-time with a time zone (e.g. 2026-01-31T08:00:00Z)"
+        )
+    try:
+        return dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise e.InvalidPeriod(f"{name} is not a date and time that exists") from None
 
 
 # Wire names: OSO nouns in Dutch (CHANGELOG.md lists the renames).

@@ -33,7 +33,13 @@ CRL_MEDIA_TYPE = "application/pkix-crl"  # RFC 5280 §4.2.1.13: DER
     responses={
         200: {
             "description": "The CRL, DER-encoded",
-            "content": {CRL_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                CRL_MEDIA_TYPE: {
+                    "schema": {"type": "string", "format": "binary"},
+                    # DER is binary: the example stands for it, as openssl shows it.
+                    "example": "(DER: openssl crl -inform DER -noout -text shows it)",
+                }
+            },
         },
         **problem_responses(e.CrlNotPublished, e.StoreUnavailable),
     },

@@ -14,7 +14,12 @@ from traffic_center.api.responses import (
     EXCHANGE_ERRORS,
     problem_responses,
 )
-from traffic_center.api.schemas import DossierRequestBody, NotificationBody, NotificationDelivered
+from traffic_center.api.schemas import (
+    DossierRequestBody,
+    NotificationBody,
+    NotificationDelivered,
+    SessieIdPath,
+)
 from traffic_center.broker.service import DossierRequest, NotificationRequest
 from traffic_center.domain import errors as e
 from traffic_center.domain.las_contract import (
@@ -78,10 +83,16 @@ class RelayResponse(StreamingResponse):
     responses={
         200: {
             "description": "The dossier, as the bron sent it",
-            "content": {DOSSIER_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                DOSSIER_MEDIA_TYPE: {
+                    "schema": {"type": "string", "format": "binary"},
+                    "example": '<dossier xmlns="http://www.edustandaard.nl/oso_gegevensset/2019/dossier"/>',
+                }
+            },
             "headers": {
                 TRANSACTION_HEADER: {
                     "description": "this exchange's id, also in the audit record",
+                    "required": True,
                     "schema": {"type": "string", "format": "uuid"},
                 },
                 RELEASE_HEADER: {
@@ -114,7 +125,7 @@ class RelayResponse(StreamingResponse):
     },
 )
 async def relay_dossier(
-    sessie_id: str,
+    sessie_id: SessieIdPath,
     body: DossierRequestBody,
     peer: PeerDep,
     svc: ServicesDep,

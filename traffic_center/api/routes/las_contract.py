@@ -6,14 +6,19 @@ Never served by the Traffic Center: a vendor's LAS implements these (the referen
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from traffic_center.api.responses import problem_responses
 from traffic_center.api.schemas import (
+    SESSIE_ID,
     LasDossierRequest,
     LasNotification,
     LasNotificationAnswer,
-    Problem,
 )
+from traffic_center.domain import errors as e
 from traffic_center.domain.las_contract import (
     DOSSIER_MEDIA_TYPE,
     RELEASE_HEADER,
@@ -31,17 +36,50 @@ _CALLER = (
     f"`{TRACEPARENT_HEADER}`."
 )
 
-_BRON_CODES = {
-    "404": ("DossierNietGevonden", "no dossier for this zoeksleutel"),
-    "409": ("DossierNogNietGereed or DossierVerouderd", "not ready yet, or not newer"),
-    "403": ("GeenInzage or GeenToestemming", "the parents' release is missing"),
+# What the Traffic Center sends with every call: parameters, so a vendor's server stub has them.
+_REQUEST_HEADERS: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": SESSION_HEADER,
+            "in": "header",
+            "required": True,
+            "description": "the session, as in the body's sessie_id",
+            "schema": {"type": "string", **SESSIE_ID},
+        },
+        {
+            "name": TRANSACTION_HEADER,
+            "in": "header",
+            "required": True,
+            "description": "this exchange's id, also in the Traffic Center's audit record",
+            "schema": {"type": "string", "format": "uuid"},
+        },
+        {
+            "name": TRACEPARENT_HEADER,
+            "in": "header",
+            "required": False,
+            "description": "W3C trace context, continued from the doel's call",
+            "schema": {"type": "string", "maxLength": 128},
+        },
+    ]
 }
+# The answers the Traffic Center understands from a LAS: the shared Problem, `code` the OSO
+# result code (the reference LAS answers exactly these, traffic_center/las/messages.py). The
+# Traffic Center reads `code` only; a LAS's `type` may be anything.
+_BRON_ANSWERS = problem_responses(
+    e.DossierNietGevonden,
+    e.DossierNogNietGereed,
+    e.DossierVerouderd,
+    e.GeenInzage,
+    e.GeenToestemming,
+)
 
 
 @webhooks.post(
     "las-dossier",
     summary="POST {endpoint url}/dossier: documentRequest, as the bron's LAS receives it",
     description=_CALLER,
+    response_class=Response,
+    openapi_extra=_REQUEST_HEADERS,
     responses={
         200: {
             "description": (
@@ -49,15 +87,20 @@ _BRON_CODES = {
                 "PO→VO) or `toestemming` (VO→VO); without it the Traffic Center refuses to "
                 "forward an overstapdossier."
             ),
-            "content": {DOSSIER_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                DOSSIER_MEDIA_TYPE: {
+                    "schema": {"type": "string", "format": "binary"},
+                    "example": '<dossier xmlns="http://www.edustandaard.nl/oso_gegevensset/2019/dossier"/>',
+                }
+            },
+            "headers": {
+                RELEASE_HEADER: {
+                    "description": "the parents' release you attest",
+                    "schema": {"type": "string", "enum": ["inzage", "toestemming"]},
+                }
+            },
         },
-        **{
-            status: {
-                "description": f"`code` {codes}: {why}",
-                "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
-            }
-            for status, (codes, why) in _BRON_CODES.items()
-        },
+        **_BRON_ANSWERS,
     },
 )
 def las_dossier(body: LasDossierRequest) -> None:
@@ -69,6 +112,8 @@ def las_dossier(body: LasDossierRequest) -> None:
     summary="POST {endpoint url}/notification: a notification, as the doel's LAS receives it",
     description=_CALLER + " Answer 200 with `NotificatieOntvangen`.",
     response_model=LasNotificationAnswer,
+    openapi_extra=_REQUEST_HEADERS,
+    responses=problem_responses(),
 )
 def las_notification(body: LasNotification) -> LasNotificationAnswer:
     """Documentation only."""

@@ -12,9 +12,13 @@ from traffic_center.api.responses import (
     problem_responses,
 )
 from traffic_center.api.schemas import (
+    BRIN,
+    ENDPOINT_KIND,
+    ROUTERINGSKENMERK,
     BronEndpoint,
     EndpointList,
     EndpointOut,
+    SessieIdPath,
     SessionCheckBody,
     SessionCloseBody,
     SessionClosed,
@@ -29,6 +33,26 @@ from traffic_center.domain.results import ResultCode
 router = APIRouter(tags=["sessions"])
 
 _ID_ERRORS = (e.InvalidSessieId, e.SessionNotFound, e.WrongRole, e.ClearPupilNumber)
+# OpenAPI links: what a client does next with the sessie_id it was granted.
+_BY_SESSIE_ID = {"sessie_id": "$response.body#/sessie_id"}
+_NEXT = {
+    "fetchDossier": ("relay_dossier", "fetch the dossier from a bron endpoint (doel)"),
+    "closeSession": ("close_session", "close the session with the best result (doel)"),
+    "checkSession": ("check_session", "check a dossier request against it (bron)"),
+}
+_GRANTED = {
+    "description": "The session is granted",
+    "headers": {
+        "Idempotent-Replayed": {
+            "description": "`true` when this is the session granted before for this Idempotency-Key",
+            "schema": {"type": "string", "enum": ["true"]},
+        }
+    },
+    "links": {
+        name: {"operationId": operation, "parameters": _BY_SESSIE_ID, "description": why}
+        for name, (operation, why) in _NEXT.items()
+    },
+}
 
 
 @router.get(
@@ -47,9 +71,13 @@ _ID_ERRORS = (e.InvalidSessieId, e.SessionNotFound, e.WrongRole, e.ClearPupilNum
 async def list_endpoints(
     peer: PeerDep,
     svc: ServicesDep,
-    brin: Annotated[str | None, Query(max_length=16)] = None,
-    kind: Annotated[str | None, Query(max_length=8)] = None,
-    routeringskenmerk: Annotated[str | None, Query(max_length=40)] = None,
+    brin: Annotated[str | None, Query(min_length=1, max_length=16, json_schema_extra=BRIN)] = None,
+    kind: Annotated[
+        str | None, Query(min_length=1, max_length=8, json_schema_extra=ENDPOINT_KIND)
+    ] = None,
+    routeringskenmerk: Annotated[
+        str | None, Query(min_length=1, max_length=40, json_schema_extra=ROUTERINGSKENMERK)
+    ] = None,
 ) -> EndpointList:
     found = await svc.exchanges.list_endpoints(
         peer, brin=brin, kind=kind, routeringskenmerk=routeringskenmerk
@@ -69,22 +97,25 @@ async def list_endpoints(
     status_code=201,
     summary="overdrachtRequest: open a session for one dossier (doel)",
     response_model=SessionGranted,
-    responses=problem_responses(
-        *EXCHANGE_ERRORS,
-        e.InvalidBrin,
-        e.InvalidRouteringskenmerk,
-        e.InvalidOverdrachtsoort,
-        e.InvalidZoeksleutel,
-        e.InvalidKoppelsleutel,
-        e.SearchKeyAmbiguous,
-        e.ClearPupilNumber,
-        e.IdempotencyKeyReused,
-        e.VerstrekkerNietBekend,
-        e.GeenRelatieMetDoel,
-        e.OnbekendAanleverpunt,
-        e.AanleverpuntNietActief,
-        e.RateLimited,
-    ),
+    responses={
+        201: _GRANTED,
+        **problem_responses(
+            *EXCHANGE_ERRORS,
+            e.InvalidBrin,
+            e.InvalidRouteringskenmerk,
+            e.InvalidOverdrachtsoort,
+            e.InvalidZoeksleutel,
+            e.InvalidKoppelsleutel,
+            e.SearchKeyAmbiguous,
+            e.ClearPupilNumber,
+            e.IdempotencyKeyReused,
+            e.VerstrekkerNietBekend,
+            e.GeenRelatieMetDoel,
+            e.OnbekendAanleverpunt,
+            e.AanleverpuntNietActief,
+            e.RateLimited,
+        ),
+    },
 )
 async def open_session(
     body: SessionCreate,
@@ -128,7 +159,7 @@ async def open_session(
     ),
 )
 async def check_session(
-    sessie_id: str, body: SessionCheckBody, peer: PeerDep, svc: ServicesDep
+    sessie_id: SessieIdPath, body: SessionCheckBody, peer: PeerDep, svc: ServicesDep
 ) -> SessionValid:
     session = await svc.exchanges.check_session(peer, sessie_id, CheckRequest(**body.model_dump()))
     return SessionValid(
@@ -154,7 +185,7 @@ async def check_session(
     ),
 )
 async def close_session(
-    sessie_id: str, body: SessionCloseBody, peer: PeerDep, svc: ServicesDep
+    sessie_id: SessieIdPath, body: SessionCloseBody, peer: PeerDep, svc: ServicesDep
 ) -> SessionClosed:
     closed = await svc.exchanges.close_session(
         peer, sessie_id, resultaat=body.resultaat, routeringskenmerk=body.routeringskenmerk
