@@ -7,7 +7,7 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from traffic_center.domain.identifiers import ZOEKSLEUTEL_PATTERN
+from traffic_center.domain.identifiers import KOPPELSLEUTEL_PATTERN, ZOEKSLEUTEL_PATTERN
 from traffic_center.domain.results import closing_results_best_first
 
 # Patterns are documentation for vendors; the domain validates, so errors carry stable codes.
@@ -18,6 +18,13 @@ ZOEKSLEUTEL: JsonDict = {
     "pattern": ZOEKSLEUTEL_PATTERN,
     "examples": ["rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc"],
 }
+
+KOPPELSLEUTEL: JsonDict = {
+    "pattern": KOPPELSLEUTEL_PATTERN,
+    "examples": ["0F8FAD5B-D9CB-469F-A165-70867728950E"],
+}
+# The SWV's feedback is relayed to the school, never stored; short, like a message.
+MAX_FEEDBACK_CHARS = 2000
 
 
 class Body(BaseModel):
@@ -57,7 +64,15 @@ class SessionCreate(Body):
         json_schema_extra={"enum": ["overstapdossier", "overdrachtbinnenbrin", "swv-dossier"]},
     )
     zoeksleutel: str | None = Field(default=None, max_length=256, json_schema_extra=ZOEKSLEUTEL)
-    koppelsleutel: str | None = Field(default=None, max_length=64)
+    koppelsleutel: str | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "for an swv-dossier (asked by an SWV endpoint), instead of the zoeksleutel: the "
+            "koppelsleutel the SWV's notification carried"
+        ),
+        json_schema_extra=KOPPELSLEUTEL,
+    )
 
 
 class BronEndpoint(BaseModel):
@@ -129,8 +144,17 @@ class DossierRequestBody(Body):
         description="the bron endpoint to ask, one of the session's bron_endpoints",
         json_schema_extra=ROUTERINGSKENMERK,
     )
-    zoeksleutel: str = Field(
-        max_length=256, description="the session's zoeksleutel", json_schema_extra=ZOEKSLEUTEL
+    zoeksleutel: str | None = Field(
+        default=None,
+        max_length=256,
+        description="the session's zoeksleutel (every overdrachtsoort but swv-dossier)",
+        json_schema_extra=ZOEKSLEUTEL,
+    )
+    koppelsleutel: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the session's koppelsleutel (swv-dossier only); give exactly one key",
+        json_schema_extra=KOPPELSLEUTEL,
     )
     aanvraagdatum: dt.date | None = Field(
         default=None, description="only a dossier updated on or after this date"
@@ -149,6 +173,43 @@ class NotificationDelivered(BaseModel):
     transactie_id: str
 
 
+class SwvNotificationBody(Body):
+    """meldenNotificatieRequest to a samenwerkingsverband: no session comes before it."""
+
+    doel_routeringskenmerk: str = Field(
+        max_length=40,
+        description="the SWV endpoint (kind SWV) of the samenwerkingsverband to tell",
+        json_schema_extra=ROUTERINGSKENMERK,
+    )
+
+
+class SwvNotificationDelivered(BaseModel):
+    resultaat: str = Field(json_schema_extra={"enum": ["NotificatieOntvangen"]})
+    koppelsleutel: str = Field(
+        description=(
+            "issued by the Traffic Center for this school endpoint and this SWV endpoint; the "
+            "SWV asks the dossier with it and gives its feedback with it"
+        ),
+        json_schema_extra=KOPPELSLEUTEL,
+    )
+    transactie_id: str
+
+
+class FeedbackBody(Body):
+    """meldenTerugkoppelingRequest: the SWV's feedback on a koppelsleutel, once."""
+
+    koppelsleutel: str = Field(max_length=64, json_schema_extra=KOPPELSLEUTEL)
+    terugkoppeling: str = Field(
+        max_length=MAX_FEEDBACK_CHARS,
+        description="the feedback for the school; relayed, never stored; no pupil numbers",
+    )
+
+
+class FeedbackDelivered(BaseModel):
+    resultaat: str = Field(json_schema_extra={"enum": ["TerugkoppelingOntvangen"]})
+    transactie_id: str
+
+
 # --- what the Traffic Center sends to a LAS endpoint (the contract a vendor's LAS implements) ---
 
 
@@ -156,7 +217,14 @@ class LasDossierRequest(BaseModel):
     """POST {endpoint url}/dossier, sent by the Traffic Center to the bron's LAS."""
 
     sessie_id: str
-    zoeksleutel: str = Field(json_schema_extra=ZOEKSLEUTEL)
+    zoeksleutel: str | None = Field(
+        default=None, description="absent for an swv-dossier", json_schema_extra=ZOEKSLEUTEL
+    )
+    koppelsleutel: str | None = Field(
+        default=None,
+        description="only for an swv-dossier: the one your notification to the SWV issued",
+        json_schema_extra=KOPPELSLEUTEL,
+    )
     overdrachtsoort: str
     aanvraagdatum: dt.date | None
     doel_brin: str = Field(json_schema_extra=BRIN)
@@ -167,13 +235,36 @@ class LasDossierRequest(BaseModel):
 class LasNotification(BaseModel):
     """POST {endpoint url}/notification, sent by the Traffic Center to the doel's LAS."""
 
-    sessie_id: str
+    sessie_id: str | None = Field(
+        description="the session the doel asked in; null for a notification to an SWV"
+    )
+    koppelsleutel: str | None = Field(
+        default=None,
+        description=(
+            "only on a notification to an SWV endpoint: open an swv-dossier session with it "
+            "(bron_brin, bron_routeringskenmerk) and give feedback with it"
+        ),
+        json_schema_extra=KOPPELSLEUTEL,
+    )
     bron_brin: str = Field(json_schema_extra=BRIN)
     bron_routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
 
 
 class LasNotificationAnswer(BaseModel):
     resultaat: str = Field(json_schema_extra={"enum": ["NotificatieOntvangen"]})
+
+
+class LasFeedback(BaseModel):
+    """POST {endpoint url}/terugkoppeling, sent by the Traffic Center to the school's LAS."""
+
+    koppelsleutel: str = Field(json_schema_extra=KOPPELSLEUTEL)
+    swv_brin: str = Field(json_schema_extra=BRIN)
+    swv_routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
+    terugkoppeling: str = Field(max_length=MAX_FEEDBACK_CHARS)
+
+
+class LasFeedbackAnswer(BaseModel):
+    resultaat: str = Field(json_schema_extra={"enum": ["TerugkoppelingOntvangen"]})
 
 
 class AuditRecordOut(BaseModel):
