@@ -48,6 +48,7 @@ from traffic_center.domain.results import ResultCode, parse_closing_result
 from traffic_center.domain.rules import (
     GrantRequest,
     bron_endpoints_for,
+    check_doel_kind,
     check_search_key_kind,
     check_swv_pair,
     is_bron_endpoint,
@@ -444,6 +445,7 @@ class Broker:
 
     async def _swv_grant(self, caller: Caller, grant: GrantRequest, key_hmac: str) -> GrantRequest:
         """Rule 10: the session's bron is the school endpoint of the koppelsleutel's triple."""
+        check_doel_kind(grant)  # an OV endpoint is told so, not that the key is unknown
         link = await self._store.swv_links.get(key_hmac)
         bron = swv_bron_for(
             link,

@@ -115,16 +115,16 @@ def check_swv_pair(
 ) -> None:
     """Rule 10: the SWV flow runs between a school's OV endpoint and an SWV endpoint of a
     samenwerkingsverband, nothing else."""
-    if school.sector not in SCHOOL_SECTORS:
-        raise GeenRelatieMetDoel("the SWV flow starts at a school, not at a samenwerkingsverband")
-    if swv.sector is not Sector.SWV:
-        raise GeenRelatieMetDoel(f"{swv.brin} is not a samenwerkingsverband (sector SWV)")
     if school_endpoint.kind is not EndpointKind.OV:
         raise AanleverpuntVerkeerdeSoort(
             f"{school_endpoint.routeringskenmerk} is an SWV endpoint; a school uses its OV one"
         )
     if swv_endpoint.kind is not EndpointKind.SWV:
         raise AanleverpuntVerkeerdeSoort(f"{swv_endpoint.routeringskenmerk} is not an SWV endpoint")
+    if school.sector not in SCHOOL_SECTORS:
+        raise GeenRelatieMetDoel("the SWV flow starts at a school, not at a samenwerkingsverband")
+    if swv.sector is not Sector.SWV:
+        raise GeenRelatieMetDoel(f"{swv.brin} is not a samenwerkingsverband (sector SWV)")
 
 
 def swv_bron_for(
@@ -171,8 +171,8 @@ def bron_endpoints_for(
     """Apply rules 2 and 3; return the bron endpoints the doel may ask."""
     if bron_school is None or not bron_school.active:
         raise VerstrekkerNietBekend(f"school {request.bron_brin} is not a known, active bron")
+    check_doel_kind(request)
     _check_relation(request, bron_school)
-    _check_doel_kind(request)
     wanted_kind = bron_endpoint_kind(request.overdrachtsoort)
     if request.bron_routeringskenmerk is not None:
         named = [e for e in bron_endpoints if e.routeringskenmerk == request.bron_routeringskenmerk]
@@ -195,7 +195,7 @@ def bron_endpoints_for(
     return usable
 
 
-def _check_doel_kind(request: GrantRequest) -> None:
+def check_doel_kind(request: GrantRequest) -> None:
     """Rule 10: the doel asks from an endpoint of the kind the overdrachtsoort goes to."""
     wanted = doel_endpoint_kind(request.overdrachtsoort)
     if request.doel_endpoint.kind is not wanted:
