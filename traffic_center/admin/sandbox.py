@@ -37,6 +37,11 @@ DEV_SCHOOLS = (
     SandboxSchool("school-a", "12AB", "Basisschool De Regenboog", "PO", "00000007000012000001"),
     SandboxSchool("school-b", "34CD", "Het Stedelijk College", "VO", "00000007000034000001"),
 )
+# The demo's samenwerkingsverband: an organisation of sector SWV with an SWV endpoint, for the
+# SWV flow (docs/rules.md, rule 10).
+DEV_SWV = SandboxSchool(
+    "swv-c", "56EF", "Samenwerkingsverband Passend Onderwijs", "SWV", "00000007000056000001", "SWV"
+)
 
 
 def open_or_create_ca(ca_dir: Path, *, name: str) -> tuple[CertificateAuthority, bool]:
