@@ -110,6 +110,19 @@ async def test_the_swv_flow_end_to_end(
         school.routeringskenmerk
     ]
 
+    # Peer to peer, the school checks the session with the koppelsleutel: doel sector SWV.
+    checked = await school.party.client().post(
+        f"/v1/sessions/{sessie_id}/check",
+        json={
+            "doel_brin": swv.brin,
+            "doel_routeringskenmerk": swv.routeringskenmerk,
+            "overdrachtsoort": "swv-dossier",
+            "koppelsleutel": koppelsleutel,
+        },
+    )
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["doel_sector"] == "SWV"
+
     # 3. The dossier is relayed with the koppelsleutel (a zoeksleutel does not fit the kind).
     path = f"/v1/sessions/{sessie_id}/dossier"
     wrong_key = await swv.party.client().post(
@@ -130,6 +143,8 @@ async def test_the_swv_flow_end_to_end(
     assert closed.status_code == 200, closed.text
 
     # 4. The feedback goes to the school endpoint, once; its text is relayed, never stored.
+    with_pgn = await feedback(swv.party, koppelsleutel, "leerling 662460613 toelaatbaar")
+    assert problem_code(with_pgn) == (422, "PgnNietToegestaan")  # refused, so not yet given
     canary = letters(24)
     given = await feedback(swv.party, koppelsleutel, f"toelaatbaar {canary}")
     assert given.status_code == 200, given.text

@@ -92,7 +92,13 @@ class SessionCheckBody(Body):
     doel_brin: str = Field(max_length=16, json_schema_extra=BRIN)
     doel_routeringskenmerk: str = Field(max_length=40, json_schema_extra=ROUTERINGSKENMERK)
     overdrachtsoort: str = Field(max_length=40)
-    zoeksleutel: str = Field(max_length=256, json_schema_extra=ZOEKSLEUTEL)
+    zoeksleutel: str | None = Field(
+        default=None,
+        max_length=256,
+        description="as the dossier request named it; for an swv-dossier the koppelsleutel",
+        json_schema_extra=ZOEKSLEUTEL,
+    )
+    koppelsleutel: str | None = Field(default=None, max_length=64, json_schema_extra=KOPPELSLEUTEL)
 
 
 class SessionValid(BaseModel):

@@ -89,12 +89,14 @@ class SessionRequest:
 
 @dataclass(frozen=True, slots=True)
 class CheckRequest:
-    """sessiecontroleRequest, as received."""
+    """sessiecontroleRequest, as received: the zoeksleutel, or for an swv-dossier the
+    koppelsleutel."""
 
     doel_brin: str
     doel_routeringskenmerk: str
     overdrachtsoort: str
-    zoeksleutel: str
+    zoeksleutel: str | None
+    koppelsleutel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +290,7 @@ class Broker:
             doel_brin=parse_brin(request.doel_brin),
             doel_routeringskenmerk=parse_routeringskenmerk(request.doel_routeringskenmerk),
             overdrachtsoort=parse_overdrachtsoort(request.overdrachtsoort),
-            search_key_hmac=self._keyed_hash("zoeksleutel", parse_zoeksleutel(request.zoeksleutel)),
+            search_key_hmac=self._keyed_hash(*_one_key(request.zoeksleutel, request.koppelsleutel)),
         )
         checked = verify_check(session, check, self._clock())
         if session.state is SessionState.GRANTED and not await self._store.sessions.transition(
@@ -336,7 +338,7 @@ class Broker:
         # Not the keys: their form checks replace the guard (docs/zoeksleutel.md).
         refuse_clear_pupil_numbers([("routeringskenmerk", request.routeringskenmerk)])
         routeringskenmerk = parse_routeringskenmerk(request.routeringskenmerk)
-        label, key = _dossier_key(request)
+        label, key = _one_key(request.zoeksleutel, request.koppelsleutel)
         session = await self._visible_session(caller, sessie_id)
         # The bron endpoint the doel named is recorded only once it is known to be the bron's:
         # else any school could be named, and would then read this transfer in GET /v1/audit.
@@ -522,14 +524,14 @@ class Broker:
             )
 
 
-def _dossier_key(request: DossierRequest) -> tuple[str, str]:
-    """The one key a documentRequest names, checked for its form, and which key it is."""
-    if (request.zoeksleutel is None) == (request.koppelsleutel is None):
+def _one_key(zoeksleutel: str | None, koppelsleutel: str | None) -> tuple[str, str]:
+    """The one key a check or documentRequest names, checked for its form, and which it is."""
+    if (zoeksleutel is None) == (koppelsleutel is None):
         raise SearchKeyAmbiguous()
-    if request.zoeksleutel is not None:
-        return "zoeksleutel", parse_zoeksleutel(request.zoeksleutel)
-    assert request.koppelsleutel is not None
-    return "koppelsleutel", parse_koppelsleutel(request.koppelsleutel)
+    if zoeksleutel is not None:
+        return "zoeksleutel", parse_zoeksleutel(zoeksleutel)
+    assert koppelsleutel is not None
+    return "koppelsleutel", parse_koppelsleutel(koppelsleutel)
 
 
 def guarded_fields(request: SessionRequest | CheckRequest) -> list[tuple[str, str | None]]:
