@@ -258,7 +258,8 @@ async def test_exactly_one_search_key_and_known_kinds_and_well_formed_ids(
     koppel = await open_session(
         doel, bron, zoeksleutel=None, koppelsleutel="0F8FAD5B-D9CB-469F-A165-70867728950E"
     )
-    assert koppel.status_code == 201
+    # A koppelsleutel names only an swv-dossier (rule 10); an overstapdossier needs a zoeksleutel.
+    assert_problem(koppel, 422, "SleutelPastNietBijOverdrachtsoort")
     both = await open_session(doel, bron, koppelsleutel="0F8FAD5B-D9CB-469F-A165-70867728950E")
     assert_problem(both, 422, "ZoeksleutelOfKoppelsleutel")
     neither = await open_session(doel, bron, zoeksleutel=None)

@@ -1,4 +1,5 @@
-"""`traffic-center demo`, as the README runs it: a real transfer and a late one, then nothing."""
+"""`traffic-center demo`, as the README runs it: a real transfer, a late one and the SWV flow,
+then nothing."""
 
 from __future__ import annotations
 
@@ -27,13 +28,19 @@ def test_the_demo_delivers_both_transfers_and_leaves_nothing_behind(tmp_path: Pa
     elapsed = time.monotonic() - started
     assert demo.returncode == 0, demo.stdout + demo.stderr
     timeline = demo.stdout
-    assert timeline.count("documentRequest    OverdrachtGeslaagd") == 2
+    assert timeline.count("documentRequest    OverdrachtGeslaagd") == 3
     assert "DossierNogNietGereed" in timeline
     assert "NotificatieOntvangen" in timeline
-    assert timeline.count("= what the doel received") == 2
+    assert timeline.count("= what the doel received") == 3
+    # The SWV flow: a koppelsleutel to the SWV, its dossier, and its feedback to the school.
+    assert re.search(r"school → TC → SWV .* \(koppelsleutel [0-9A-F]{8}…\)", timeline)
+    assert re.search(r"SWV → TC → school\s+terugkoppeling\s+TerugkoppelingOntvangen", timeline)
     # bytes and SHA-256 of what arrived
     assert re.search(r"OverdrachtGeslaagd\s+[\d,]+ B .* sha256 [0-9a-f]{16}", timeline)
-    assert "traffic-center exited 0, las-school-a exited 0, las-school-b exited 0" in timeline
+    assert (
+        "traffic-center exited 0, las-school-a exited 0, las-school-b exited 0, las-swv-c exited 0"
+        in timeline
+    )
     assert "demo complete" in timeline
     assert elapsed < 60
     # Nothing left running, nothing left in the temporary directory.

@@ -102,16 +102,22 @@ class LasWorld:
         )
 
     async def school(
-        self, sector: str, *, las_sector: str | None = None, notify_after: float = 0.2
+        self,
+        sector: str,
+        *,
+        las_sector: str | None = None,
+        notify_after: float = 0.2,
+        kind: str = "OV",
     ) -> LasParty:
-        """A school whose endpoint is a reference LAS (``las_sector``: what the LAS believes)."""
+        """A school whose endpoint is a reference LAS (``las_sector``: what the LAS believes;
+        ``kind`` SWV with sector SWV: a samenwerkingsverband's SWV endpoint)."""
         party = await self.tc.world.school(sector, register_endpoint=False)
         config = await self.config_for(
             party, sector=las_sector or sector, notify_after=notify_after
         )
         server = await asyncio.to_thread(LasServer(config, pupils=PUPILS).start)
         self.servers.append(server)
-        await self.register(party, server.url)
+        await self.register(party, server.url, kind=kind)
         return LasParty(party, server)
 
     async def school_with_app(self, sector: str, app: Any) -> tuple[Party, AppServer]:
@@ -123,9 +129,11 @@ class LasWorld:
         await self.register(party, server.url)
         return party, server
 
-    async def register(self, party: Party, url: str) -> None:
+    async def register(self, party: Party, url: str, *, kind: str = "OV") -> None:
         await self.tc.registry.add_endpoint(
-            new_endpoint(routeringskenmerk=party.routeringskenmerk, brin=party.brin, url=url)
+            new_endpoint(
+                routeringskenmerk=party.routeringskenmerk, brin=party.brin, url=url, kind=kind
+            )
         )
 
     async def stop(self) -> None:

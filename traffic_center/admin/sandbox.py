@@ -39,6 +39,11 @@ DEV_SCHOOLS = (
     SandboxSchool("school-b", "34CD", "Het Stedelijk College", "VO", "00000007000034000001"),
     SandboxSchool("school-00yy", "00YY", "Testschool 00YY", "PO", "00000007000000990001"),
 )
+# The demo's samenwerkingsverband: an organisation of sector SWV with an SWV endpoint, for the
+# SWV flow (docs/rules.md, rule 10).
+DEV_SWV = SandboxSchool(
+    "swv-c", "56EF", "Samenwerkingsverband Passend Onderwijs", "SWV", "00000007000056000001", "SWV"
+)
 
 
 def open_or_create_ca(ca_dir: Path, *, name: str) -> tuple[CertificateAuthority, bool]:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 from pydantic.config import JsonDict
 
 from traffic_center.domain.identifiers import (
+    KOPPELSLEUTEL_PATTERN,
     ZOEKSLEUTEL_PATTERN,
     EndpointKind,
     Overdrachtsoort,
@@ -28,10 +29,6 @@ ROUTERINGSKENMERK: JsonDict = {"pattern": "^[0-9]{20}$", "examples": ["000000070
 ZOEKSLEUTEL: JsonDict = {
     "pattern": ZOEKSLEUTEL_PATTERN,
     "examples": ["rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc"],
-}
-KOPPELSLEUTEL: JsonDict = {
-    "pattern": "^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$",
-    "examples": ["3F2504E0-4F89-41D3-9A0C-0305E82C3301"],
 }
 # identifiers.parse_sessie_id: a UUID in its 8-4-4-4-12 form, either case.
 SESSIE_ID: JsonDict = {
@@ -58,6 +55,14 @@ CalendarDay = Annotated[dt.date, Strict()]
 def examples(*values: dict[str, Any]) -> ConfigDict:
     """Whole-body examples, published in the schema; a test validates each against it."""
     return ConfigDict(json_schema_extra={"examples": list(values)})
+
+
+KOPPELSLEUTEL: JsonDict = {
+    "pattern": KOPPELSLEUTEL_PATTERN,
+    "examples": ["3F2504E0-4F89-41D3-9A0C-0305E82C3301"],
+}
+# The SWV's feedback is relayed to the school, never stored; short, like a message.
+MAX_FEEDBACK_CHARS = 2000
 
 
 class Body(BaseModel):
@@ -151,7 +156,15 @@ class SessionCreate(Body):
     )
     overdrachtsoort: str = Field(max_length=40, json_schema_extra=OVERDRACHTSOORT)
     zoeksleutel: str | None = Field(default=None, max_length=256, json_schema_extra=ZOEKSLEUTEL)
-    koppelsleutel: str | None = Field(default=None, max_length=64, json_schema_extra=KOPPELSLEUTEL)
+    koppelsleutel: str | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "for an swv-dossier (asked by an SWV endpoint), instead of the zoeksleutel: the "
+            "koppelsleutel the SWV's notification carried"
+        ),
+        json_schema_extra=KOPPELSLEUTEL,
+    )
 
 
 class BronEndpoint(BaseModel):
@@ -195,7 +208,13 @@ class SessionCheckBody(Body):
     doel_brin: str = Field(max_length=16, json_schema_extra=BRIN)
     doel_routeringskenmerk: str = Field(max_length=40, json_schema_extra=ROUTERINGSKENMERK)
     overdrachtsoort: str = Field(max_length=40, json_schema_extra=OVERDRACHTSOORT)
-    zoeksleutel: str = Field(max_length=256, json_schema_extra=ZOEKSLEUTEL)
+    zoeksleutel: str | None = Field(
+        default=None,
+        max_length=256,
+        description="as the dossier request named it; for an swv-dossier the koppelsleutel",
+        json_schema_extra=ZOEKSLEUTEL,
+    )
+    koppelsleutel: str | None = Field(default=None, max_length=64, json_schema_extra=KOPPELSLEUTEL)
 
 
 class SessionValid(BaseModel):
@@ -326,8 +345,17 @@ class DossierRequestBody(Body):
         description="the bron endpoint to ask, one of the session's bron_endpoints",
         json_schema_extra=ROUTERINGSKENMERK,
     )
-    zoeksleutel: str = Field(
-        max_length=256, description="the session's zoeksleutel", json_schema_extra=ZOEKSLEUTEL
+    zoeksleutel: str | None = Field(
+        default=None,
+        max_length=256,
+        description="the session's zoeksleutel (every overdrachtsoort but swv-dossier)",
+        json_schema_extra=ZOEKSLEUTEL,
+    )
+    koppelsleutel: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the session's koppelsleutel (swv-dossier only); give exactly one key",
+        json_schema_extra=KOPPELSLEUTEL,
     )
     aanvraagdatum: CalendarDay | None = Field(
         default=None,
@@ -373,6 +401,67 @@ class NotificationDelivered(BaseModel):
     transactie_id: str = Field(json_schema_extra={"format": "uuid"})
 
 
+class SwvNotificationBody(Body):
+    """meldenNotificatieRequest to a samenwerkingsverband: no session comes before it."""
+
+    model_config = examples({"doel_routeringskenmerk": "00000007000099000001"})
+
+    doel_routeringskenmerk: str = Field(
+        max_length=40,
+        description="the SWV endpoint (kind SWV) of the samenwerkingsverband to tell",
+        json_schema_extra=ROUTERINGSKENMERK,
+    )
+
+
+class SwvNotificationDelivered(BaseModel):
+    model_config = examples(
+        {
+            "resultaat": "NotificatieOntvangen",
+            "koppelsleutel": "3F2504E0-4F89-41D3-9A0C-0305E82C3301",
+            "transactie_id": "7c1f8a52-3e0b-4c1d-9f2a-6b5d4e3c2a10",
+        }
+    )
+
+    resultaat: str = Field(json_schema_extra={"enum": ["NotificatieOntvangen"]})
+    koppelsleutel: str = Field(
+        description=(
+            "issued by the Traffic Center for this school endpoint and this SWV endpoint; the "
+            "SWV asks the dossier with it and gives its feedback with it"
+        ),
+        json_schema_extra=KOPPELSLEUTEL,
+    )
+    transactie_id: str
+
+
+class FeedbackBody(Body):
+    """meldenTerugkoppelingRequest: the SWV's feedback on a koppelsleutel, once."""
+
+    model_config = examples(
+        {
+            "koppelsleutel": "3F2504E0-4F89-41D3-9A0C-0305E82C3301",
+            "terugkoppeling": "Aanvraag ontvangen; het SWV neemt contact op.",
+        }
+    )
+
+    koppelsleutel: str = Field(max_length=64, json_schema_extra=KOPPELSLEUTEL)
+    terugkoppeling: str = Field(
+        max_length=MAX_FEEDBACK_CHARS,
+        description="the feedback for the school; relayed, never stored; no pupil numbers",
+    )
+
+
+class FeedbackDelivered(BaseModel):
+    model_config = examples(
+        {
+            "resultaat": "TerugkoppelingOntvangen",
+            "transactie_id": "7c1f8a52-3e0b-4c1d-9f2a-6b5d4e3c2a10",
+        }
+    )
+
+    resultaat: str = Field(json_schema_extra={"enum": ["TerugkoppelingOntvangen"]})
+    transactie_id: str
+
+
 # --- what the Traffic Center sends to a LAS endpoint (the contract a vendor's LAS implements) ---
 
 
@@ -392,7 +481,14 @@ class LasDossierRequest(BaseModel):
     )
 
     sessie_id: str = Field(json_schema_extra=SESSIE_ID)
-    zoeksleutel: str = Field(json_schema_extra=ZOEKSLEUTEL)
+    zoeksleutel: str | None = Field(
+        default=None, description="absent for an swv-dossier", json_schema_extra=ZOEKSLEUTEL
+    )
+    koppelsleutel: str | None = Field(
+        default=None,
+        description="only for an swv-dossier: the one your notification to the SWV issued",
+        json_schema_extra=KOPPELSLEUTEL,
+    )
     overdrachtsoort: str = Field(json_schema_extra=OVERDRACHTSOORT)
     aanvraagdatum: dt.date | None
     doel_brin: str = Field(json_schema_extra=BRIN)
@@ -413,7 +509,18 @@ class LasNotification(BaseModel):
         }
     )
 
-    sessie_id: str = Field(json_schema_extra=SESSIE_ID)
+    sessie_id: str | None = Field(
+        description="the session the doel asked in; null for a notification to an SWV",
+        json_schema_extra=SESSIE_ID,
+    )
+    koppelsleutel: str | None = Field(
+        default=None,
+        description=(
+            "only on a notification to an SWV endpoint: open an swv-dossier session with it "
+            "(bron_brin, bron_routeringskenmerk) and give feedback with it"
+        ),
+        json_schema_extra=KOPPELSLEUTEL,
+    )
     bron_brin: str = Field(json_schema_extra=BRIN)
     bron_routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
 
@@ -422,6 +529,30 @@ class LasNotificationAnswer(BaseModel):
     model_config = examples({"resultaat": "NotificatieOntvangen"})
 
     resultaat: str = Field(json_schema_extra={"enum": ["NotificatieOntvangen"]})
+
+
+class LasFeedback(BaseModel):
+    """POST {endpoint url}/terugkoppeling, sent by the Traffic Center to the school's LAS."""
+
+    model_config = examples(
+        {
+            "koppelsleutel": "3F2504E0-4F89-41D3-9A0C-0305E82C3301",
+            "swv_brin": "99SV",
+            "swv_routeringskenmerk": "00000007000099000001",
+            "terugkoppeling": "Aanvraag ontvangen.",
+        }
+    )
+
+    koppelsleutel: str = Field(json_schema_extra=KOPPELSLEUTEL)
+    swv_brin: str = Field(json_schema_extra=BRIN)
+    swv_routeringskenmerk: str = Field(json_schema_extra=ROUTERINGSKENMERK)
+    terugkoppeling: str = Field(max_length=MAX_FEEDBACK_CHARS)
+
+
+class LasFeedbackAnswer(BaseModel):
+    model_config = examples({"resultaat": "TerugkoppelingOntvangen"})
+
+    resultaat: str = Field(json_schema_extra={"enum": ["TerugkoppelingOntvangen"]})
 
 
 class AuditRecordOut(BaseModel):

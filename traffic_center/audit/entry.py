@@ -12,7 +12,7 @@ from traffic_center.domain.las_contract import (
     TRACEPARENT_HEADER,
     TRANSACTION_HEADER,
 )
-from traffic_center.domain.models import Session
+from traffic_center.domain.models import Endpoint, Session
 from traffic_center.relay.trace import child_traceparent
 
 
@@ -47,13 +47,20 @@ class AuditEntry:
         self.bron_brin = session.bron_brin
         self.bron_routeringskenmerk = bron_routeringskenmerk or session.bron_routeringskenmerk
 
+    def between(self, *, bron: Endpoint, doel: Endpoint) -> None:
+        """The parties of an exchange outside a session (the SWV flow): both read it."""
+        self.bron_brin, self.bron_routeringskenmerk = bron.brin, bron.routeringskenmerk
+        self.doel_brin, self.doel_routeringskenmerk = doel.brin, doel.routeringskenmerk
+
     def upstream_headers(self, incoming_traceparent: str | None) -> dict[str, str]:
-        assert self.sessie_id is not None
-        return {
-            SESSION_HEADER: self.sessie_id,
+        """Headers on every call to a LAS; the session's id when there is a session."""
+        headers = {
             TRANSACTION_HEADER: self.transaction_id,
             TRACEPARENT_HEADER: child_traceparent(incoming_traceparent),
         }
+        if self.sessie_id is not None:
+            headers[SESSION_HEADER] = self.sessie_id
+        return headers
 
     def outcome(
         self,

@@ -13,12 +13,14 @@ import hmac
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 from traffic_center.broker.caller import Caller
 from traffic_center.domain.errors import (
     AanleverpuntNietActief,
+    FeedbackAlreadyGiven,
+    KoppelsleutelNotFound,
     NotificationNotRequested,
     OnbekendAanleverpunt,
     RateLimited,
@@ -30,6 +32,8 @@ from traffic_center.domain.errors import (
     WrongRole,
 )
 from traffic_center.domain.identifiers import (
+    Overdrachtsoort,
+    new_koppelsleutel,
     parse_brin,
     parse_endpoint_kind,
     parse_koppelsleutel,
@@ -39,9 +43,17 @@ from traffic_center.domain.identifiers import (
     parse_zoeksleutel,
     refuse_clear_pupil_numbers,
 )
-from traffic_center.domain.models import Endpoint, School, Session, SessionState
+from traffic_center.domain.models import Endpoint, School, Session, SessionState, SwvLink
 from traffic_center.domain.results import ResultCode, parse_closing_result
-from traffic_center.domain.rules import GrantRequest, bron_endpoints_for, is_bron_endpoint
+from traffic_center.domain.rules import (
+    GrantRequest,
+    bron_endpoints_for,
+    check_doel_kind,
+    check_search_key_kind,
+    check_swv_pair,
+    is_bron_endpoint,
+    swv_bron_for,
+)
 from traffic_center.domain.sessions import SessionCheck, close, ensure_open, verify_check
 from traffic_center.store.store import Store
 
@@ -51,6 +63,10 @@ class PartyNote(Protocol):
     point is still recorded against the session and its parties (the audit entry)."""
 
     def concerns(self, session: Session, *, bron_routeringskenmerk: str | None = None) -> None: ...
+
+    def between(self, *, bron: Endpoint, doel: Endpoint) -> None:
+        """The parties of an exchange outside a session (the SWV flow)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +89,14 @@ class SessionRequest:
 
 @dataclass(frozen=True, slots=True)
 class CheckRequest:
-    """sessiecontroleRequest, as received."""
+    """sessiecontroleRequest, as received: the zoeksleutel, or for an swv-dossier the
+    koppelsleutel."""
 
     doel_brin: str
     doel_routeringskenmerk: str
     overdrachtsoort: str
-    zoeksleutel: str
+    zoeksleutel: str | None
+    koppelsleutel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +108,13 @@ class GrantedSession:
 
 @dataclass(frozen=True, slots=True)
 class DossierRequest:
-    """documentRequest as the doel sends it."""
+    """documentRequest as the doel sends it: the zoeksleutel, or for an swv-dossier the
+    koppelsleutel."""
 
     routeringskenmerk: str
-    zoeksleutel: str
+    zoeksleutel: str | None
     aanvraagdatum: dt.date | None
+    koppelsleutel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +140,43 @@ class AuthorisedNotification:
 
     session: Session
     doel_endpoint: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class SwvNotificationRequest:
+    """meldenNotificatieRequest from a school to its samenwerkingsverband (the SWV flow)."""
+
+    doel_routeringskenmerk: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorisedSwvNotification:
+    """An SWV notification the broker allowed, its triple recorded under a new koppelsleutel:
+    the relay delivers it, with the koppelsleutel, to ``swv_endpoint``."""
+
+    koppelsleutel: str
+    school_endpoint: Endpoint
+    swv_endpoint: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRequest:
+    """meldenTerugkoppelingRequest: the SWV's feedback for a koppelsleutel."""
+
+    koppelsleutel: str
+    terugkoppeling: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorisedFeedback:
+    """Feedback the broker allowed and marked as given: the relay delivers it to the school
+    endpoint; if that fails, :meth:`Broker.feedback_undelivered` lets the SWV try again."""
+
+    koppelsleutel: str
+    link: SwvLink
+    school_endpoint: Endpoint
+    swv_endpoint: Endpoint
+    claimed_at: dt.datetime
 
 
 class Broker:
@@ -183,7 +240,12 @@ class Broker:
             ),
             overdrachtsoort=parse_overdrachtsoort(request.overdrachtsoort),
         )
+        check_search_key_kind(
+            grant.overdrachtsoort, koppelsleutel=request.koppelsleutel is not None
+        )
         await self._rate_limit("sessions", caller, self._limits.sessions_per_minute)
+        if grant.overdrachtsoort is Overdrachtsoort.SWV_DOSSIER:
+            grant = await self._swv_grant(caller, grant, search_key_hmac)
         registry = self._store.registry
         bron_school = await registry.get_school(grant.bron_brin)
         bron_endpoints = bron_endpoints_for(
@@ -228,7 +290,7 @@ class Broker:
             doel_brin=parse_brin(request.doel_brin),
             doel_routeringskenmerk=parse_routeringskenmerk(request.doel_routeringskenmerk),
             overdrachtsoort=parse_overdrachtsoort(request.overdrachtsoort),
-            search_key_hmac=self._keyed_hash("zoeksleutel", parse_zoeksleutel(request.zoeksleutel)),
+            search_key_hmac=self._keyed_hash(*_one_key(request.zoeksleutel, request.koppelsleutel)),
         )
         checked = verify_check(session, check, self._clock())
         if session.state is SessionState.GRANTED and not await self._store.sessions.transition(
@@ -272,11 +334,11 @@ class Broker:
     async def authorise_dossier(
         self, caller: Caller, sessie_id: str, request: DossierRequest, *, note: PartyNote
     ) -> AuthorisedDossier:
-        """The relay is its own session check: doel, open session, zoeksleutel, bron endpoint."""
-        # Not the zoeksleutel: its form check replaces the guard (docs/zoeksleutel.md).
+        """The relay is its own session check: doel, open session, search key, bron endpoint."""
+        # Not the keys: their form checks replace the guard (docs/zoeksleutel.md).
         refuse_clear_pupil_numbers([("routeringskenmerk", request.routeringskenmerk)])
         routeringskenmerk = parse_routeringskenmerk(request.routeringskenmerk)
-        zoeksleutel = parse_zoeksleutel(request.zoeksleutel)
+        label, key = _one_key(request.zoeksleutel, request.koppelsleutel)
         session = await self._visible_session(caller, sessie_id)
         # The bron endpoint the doel named is recorded only once it is known to be the bron's:
         # else any school could be named, and would then read this transfer in GET /v1/audit.
@@ -284,9 +346,12 @@ class Broker:
         if session.doel_routeringskenmerk != caller.routeringskenmerk:
             raise WrongRole("only the doel of the session asks for its dossier")
         ensure_open(session, self._clock())
-        expected = self._keyed_hash("zoeksleutel", zoeksleutel)
+        # Rule 10: an swv-dossier is fetched with its koppelsleutel, every other with the
+        # zoeksleutel; rule 4: the key must be the session's.
+        check_search_key_kind(session.overdrachtsoort, koppelsleutel=label == "koppelsleutel")
+        expected = self._keyed_hash(label, key)
         if not hmac.compare_digest(expected, session.search_key_hmac):
-            raise SessieAfwijkend("the zoeksleutel is not the session's")
+            raise SessieAfwijkend(f"the {label} is not the session's")
         found = await self._store.registry.endpoint_with_school(routeringskenmerk)
         if found is None or not is_bron_endpoint(session, found[0]):
             raise OnbekendAanleverpunt(f"{routeringskenmerk} is not an endpoint of the bron")
@@ -321,6 +386,76 @@ class Broker:
                 f"the doel endpoint {doel_routeringskenmerk} is not active"
             )
         return AuthorisedNotification(session, found[0])
+
+    # --- the SWV flow (rule 10) ----------------------------------------------------------------
+
+    async def authorise_swv_notification(
+        self, caller: Caller, request: SwvNotificationRequest, *, note: PartyNote
+    ) -> AuthorisedSwvNotification:
+        """A school tells its SWV: issue a koppelsleutel and record the triple before the
+        notification goes, so the SWV can use the koppelsleutel the moment it arrives."""
+        refuse_clear_pupil_numbers([("doel_routeringskenmerk", request.doel_routeringskenmerk)])
+        doel_routeringskenmerk = parse_routeringskenmerk(request.doel_routeringskenmerk)
+        found = await self._store.registry.endpoint_with_school(doel_routeringskenmerk)
+        if found is None:
+            raise OnbekendAanleverpunt(f"{doel_routeringskenmerk} is not a registered endpoint")
+        swv_endpoint, swv = found
+        check_swv_pair(caller.school, caller.endpoint, swv, swv_endpoint)
+        note.between(bron=caller.endpoint, doel=swv_endpoint)
+        if not (swv_endpoint.active and swv.active):
+            raise AanleverpuntNietActief(f"the SWV endpoint {doel_routeringskenmerk} is not active")
+        koppelsleutel = new_koppelsleutel()
+        await self._store.swv_links.add(
+            SwvLink(
+                koppelsleutel_hmac=self._keyed_hash("koppelsleutel", koppelsleutel),
+                school_brin=caller.brin,
+                school_routeringskenmerk=caller.routeringskenmerk,
+                swv_brin=swv.brin,
+                swv_routeringskenmerk=swv_endpoint.routeringskenmerk,
+                created_at=self._clock(),
+            )
+        )
+        return AuthorisedSwvNotification(koppelsleutel, caller.endpoint, swv_endpoint)
+
+    async def authorise_feedback(
+        self, caller: Caller, request: FeedbackRequest, *, note: PartyNote
+    ) -> AuthorisedFeedback:
+        """The SWV's feedback: only for its own recorded triple, and once."""
+        refuse_clear_pupil_numbers([("terugkoppeling", request.terugkoppeling)])
+        koppelsleutel = parse_koppelsleutel(request.koppelsleutel)
+        link = await self._store.swv_links.get(self._keyed_hash("koppelsleutel", koppelsleutel))
+        if link is None or link.swv_routeringskenmerk != caller.routeringskenmerk:
+            raise KoppelsleutelNotFound()  # another SWV's koppelsleutel does not exist for it
+        found = await self._store.registry.endpoint_with_school(link.school_routeringskenmerk)
+        assert found is not None  # endpoints are deactivated, never deleted
+        school_endpoint, school = found
+        note.between(bron=school_endpoint, doel=caller.endpoint)
+        if not (school_endpoint.active and school.active):
+            raise AanleverpuntNietActief(
+                f"the school endpoint {school_endpoint.routeringskenmerk} is not active"
+            )
+        claimed_at = self._clock()
+        if not await self._store.swv_links.claim_feedback(link.koppelsleutel_hmac, at=claimed_at):
+            raise FeedbackAlreadyGiven()
+        return AuthorisedFeedback(koppelsleutel, link, school_endpoint, caller.endpoint, claimed_at)
+
+    async def feedback_undelivered(self, authorised: AuthorisedFeedback) -> None:
+        """The school never confirmed the feedback: it was not given, so it may be sent again."""
+        await self._store.swv_links.release_feedback(
+            authorised.link.koppelsleutel_hmac, claimed_at=authorised.claimed_at
+        )
+
+    async def _swv_grant(self, caller: Caller, grant: GrantRequest, key_hmac: str) -> GrantRequest:
+        """Rule 10: the session's bron is the school endpoint of the koppelsleutel's triple."""
+        check_doel_kind(grant)  # an OV endpoint is told so, not that the key is unknown
+        link = await self._store.swv_links.get(key_hmac)
+        bron = swv_bron_for(
+            link,
+            swv_endpoint=caller.endpoint,
+            bron_brin=grant.bron_brin,
+            named=grant.bron_routeringskenmerk,
+        )
+        return replace(grant, bron_routeringskenmerk=bron)
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -387,6 +522,16 @@ class Broker:
                 f"at most {per_minute} {what} requests a minute per endpoint",
                 retry_after_seconds=retry_after,
             )
+
+
+def _one_key(zoeksleutel: str | None, koppelsleutel: str | None) -> tuple[str, str]:
+    """The one key a check or documentRequest names, checked for its form, and which it is."""
+    if (zoeksleutel is None) == (koppelsleutel is None):
+        raise SearchKeyAmbiguous()
+    if zoeksleutel is not None:
+        return "zoeksleutel", parse_zoeksleutel(zoeksleutel)
+    assert koppelsleutel is not None
+    return "koppelsleutel", parse_koppelsleutel(koppelsleutel)
 
 
 def guarded_fields(request: SessionRequest | CheckRequest) -> list[tuple[str, str | None]]:

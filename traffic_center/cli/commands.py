@@ -209,6 +209,13 @@ def add_las(subparsers: Subparsers) -> None:
     serve.add_argument(
         "--notify-after", type=float, default=1.0, help="seconds until nietgereed is ready [1]"
     )
+    serve.add_argument(
+        "--swv-melding",
+        action="append",
+        default=[],
+        metavar="PGN=ROUTERINGSKENMERK",
+        help="the SWV flow: at start, tell this SWV endpoint about this pupil; repeat",
+    )
     handled_by(serve, "traffic_center.cli.las:serve_command")
     serve.set_defaults(serves_tls=True)  # restarts with the TLS group policy (server/groups.py)
 

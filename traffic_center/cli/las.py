@@ -60,7 +60,18 @@ def config_from(args: argparse.Namespace) -> LasConfig:
         tc_url=args.tc_url,
         client_tls=_client_tls(args),
         notify_after=args.notify_after,
+        swv_meldingen=_swv_meldingen(args.swv_melding),
     )
+
+
+def _swv_meldingen(given: list[str]) -> dict[str, str]:
+    meldingen = {}
+    for item in given:
+        pgn, equals, routeringskenmerk = item.partition("=")
+        if not equals:
+            raise InvalidInput(f"--swv-melding {item!r}: write PGN=ROUTERINGSKENMERK")
+        meldingen[pgn] = routeringskenmerk
+    return meldingen
 
 
 def _scheme_key(path: Path | None) -> bytes:

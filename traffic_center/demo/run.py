@@ -1,4 +1,5 @@
-"""The demo: from nothing to two transfers over mTLS, told as a timeline, and back to nothing."""
+"""The demo: from nothing to two transfers and the SWV flow over mTLS, told as a timeline, and
+back to nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from traffic_center.demo.sandbox import BRON, DOEL, Sandbox
+from traffic_center.demo.sandbox import BRON, DOEL, SWV, Sandbox
 from traffic_center.domain.audit import AuditType, Phase
 from traffic_center.domain.results import ResultCode
 from traffic_center.las.doel import TransferRecord, TransferStep
@@ -49,7 +50,7 @@ class Timeline:
 async def run_demo(*, keep: bool = False, out: TextIO = sys.stdout) -> int:
     root = Path(tempfile.mkdtemp(prefix="traffic-center-demo-"))
     timeline = Timeline(out)
-    sandbox = Sandbox(root, notify_after_seconds=1.0)
+    sandbox = Sandbox(root, notify_after_seconds=1.0, swv_pupil=pupil_with("gereed"))
     ok = False
     try:
         timeline.note(f"building a CA, certificates and a store in {root}")
@@ -57,9 +58,10 @@ async def run_demo(*, keep: bool = False, out: TextIO = sys.stdout) -> int:
         timeline.note(
             f"Traffic Center on {sandbox.tc_url} (mTLS); bron LAS {BRON.name} ({BRON.brin}, "
             f"{BRON.sector}) on {sandbox.las[BRON.key].url}; doel LAS {DOEL.name} "
-            f"({DOEL.brin}, {DOEL.sector}) on {sandbox.las[DOEL.key].url}"
+            f"({DOEL.brin}, {DOEL.sector}) on {sandbox.las[DOEL.key].url}; SWV LAS {SWV.name} "
+            f"({SWV.brin}, endpoint kind {SWV.kind}) on {sandbox.las[SWV.key].url}"
         )
-        ok = await _transfers(sandbox, timeline)
+        ok = await _transfers(sandbox, timeline) and await _swv_flow(sandbox, timeline)
     finally:
         codes = await sandbox.stop()
         stopped = ", ".join(f"{name} exited {code}" for name, code in codes.items())
@@ -68,7 +70,9 @@ async def run_demo(*, keep: bool = False, out: TextIO = sys.stdout) -> int:
             timeline.note(f"kept {root} (certificates, store, logs)")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    timeline.note("demo complete: both transfers delivered" if ok else "demo FAILED")
+    timeline.note(
+        "demo complete: both transfers and the SWV dossier delivered" if ok else "demo FAILED"
+    )
     return 0 if ok else 1
 
 
@@ -103,6 +107,43 @@ async def _transfers(sandbox: Sandbox, timeline: Timeline) -> bool:
         and late.resultaat is ResultCode.DOSSIER_NOG_NIET_GEREED
         and second.resultaat is ResultCode.OVERDRACHT_GESLAAGD
         and all(recorded)
+    )
+
+
+async def _swv_flow(sandbox: Sandbox, timeline: Timeline) -> bool:
+    """The SWV flow: the school told its SWV at start-up (a koppelsleutel), the SWV fetches
+    the dossier with it and sends its feedback, once."""
+    timeline.note(f"3. the SWV flow: {BRON.brin} asks its samenwerkingsverband {SWV.brin} for help")
+    notification = await asyncio.to_thread(
+        sandbox.las[SWV.key].process.wait_for_event,
+        lambda event: event.get("event") == "notification" and bool(event.get("koppelsleutel")),
+        timeout=NOTIFICATION_SECONDS,
+    )
+    koppelsleutel = str(notification["koppelsleutel"])
+    timeline.note(
+        f"  school → TC → SWV notification        {ResultCode.NOTIFICATIE_ONTVANGEN:<22} "
+        f"(koppelsleutel {koppelsleutel[:8]}…)"
+    )
+    async with sandbox.doel_client(SWV) as swv:
+        transfer = await swv.transfer_swv(BRON.brin, koppelsleutel)
+        timeline.transfer(transfer)
+        started = time.perf_counter()
+        answer = await swv.give_feedback(koppelsleutel, "Toelaatbaarheidsverklaring afgegeven")
+        elapsed = round((time.perf_counter() - started) * 1000, 1)
+    timeline.step(
+        TransferStep("SWV → TC → school", "terugkoppeling", str(answer["resultaat"]), 200, elapsed)
+    )
+    received = await asyncio.to_thread(
+        sandbox.las[BRON.key].process.wait_for_event,
+        lambda event: (
+            event.get("event") == "terugkoppeling" and event.get("koppelsleutel") == koppelsleutel
+        ),
+        timeout=NOTIFICATION_SECONDS,
+    )
+    return (
+        transfer.resultaat is ResultCode.OVERDRACHT_GESLAAGD
+        and received["swv_routeringskenmerk"] == SWV.routeringskenmerk
+        and await _compare_with_record(sandbox, transfer, timeline)
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from traffic_center.admin.sandbox import DEV_SCHOOLS, SandboxBuilder, SandboxSchool
+from traffic_center.admin.sandbox import DEV_SCHOOLS, DEV_SWV, SandboxBuilder, SandboxSchool
 from traffic_center.admin.store import open_signed_store, open_store, utc_now
 from traffic_center.demo.processes import ChildProcess, child_env, free_port
 from traffic_center.domain.audit import AuditRecord
@@ -25,8 +25,10 @@ from traffic_center.settings import Settings
 
 READY_SECONDS = 30.0
 
-# The demo's parties: a primary school (bron) and a secondary school (doel), PO→VO.
+# The demo's parties: a primary school (bron) and a secondary school (doel), PO→VO; with
+# ``swv_pupil`` also the bron's samenwerkingsverband (the SWV flow).
 BRON, DOEL = DEV_SCHOOLS[:2]
+SWV = DEV_SWV
 
 
 @dataclass
@@ -45,6 +47,8 @@ class Sandbox:
     notify_after_seconds: float = 1.0
     # Pupils each LAS holds on top of test school 00YY's: PGN → scenario (las serve --pupil).
     pupils: dict[str, str] = field(default_factory=dict)
+    # The SWV flow: an SWV LAS too, and the bron tells it about this pupil at start-up.
+    swv_pupil: str | None = None
     las: dict[str, LasProcess] = field(default_factory=dict)
     tc: ChildProcess | None = None
     settings: Settings | None = None
@@ -71,7 +75,7 @@ class Sandbox:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.settings = Settings(home=self.root / "tc", port=free_port(), ops_port=free_port())
         await self._issue_certificates()
-        for school in (BRON, DOEL):
+        for school in self.schools:
             self.las[school.key] = await asyncio.to_thread(self._start_las, school)
         await self._register_schools()
         self.tc = ChildProcess(
@@ -101,6 +105,10 @@ class Sandbox:
         codes.update({child.name: code for child, code in zip(children, stopped, strict=True)})
         return codes
 
+    @property
+    def schools(self) -> tuple[SandboxSchool, ...]:
+        return (BRON, DOEL, SWV) if self.swv_pupil is not None else (BRON, DOEL)
+
     async def exchange_records(self, sessie_id: str) -> Sequence[AuditRecord]:
         """What the Traffic Center recorded about a session's exchanges (metadata only)."""
         assert self.settings is not None
@@ -125,7 +133,7 @@ class Sandbox:
             builder = SandboxBuilder(ca, store, secret=secret, clock=utc_now)
             await builder.server_certificate(home / "server", hosts=["127.0.0.1", "localhost"])
             await builder.relay_certificate(home / "relay")
-            for school in (BRON, DOEL):
+            for school in self.schools:
                 directory = self.root / f"las-{school.key}"
                 await builder.server_certificate(directory / "server", hosts=["127.0.0.1"])
                 await builder.client_certificate(school, directory / "client")
@@ -142,6 +150,7 @@ class Sandbox:
                 *("--client-cert", str(directory / "client.pem")),
                 *("--client-key", str(directory / "client.key")),
                 *(f"--pupil={pgn}={scenario}" for pgn, scenario in self.pupils.items()),
+                *self._swv_melding(school),
             ],
             log_dir=self.log_dir,
             env=child_env(),
@@ -150,6 +159,11 @@ class Sandbox:
             lambda event: event.get("event") == "listening", timeout=READY_SECONDS
         )
         return LasProcess(school, directory, process, str(listening["url"]))
+
+    def _swv_melding(self, school: SandboxSchool) -> list[str]:
+        if self.swv_pupil is None or school is not BRON:
+            return []
+        return [f"--swv-melding={self.swv_pupil}={SWV.routeringskenmerk}"]
 
     async def _register_schools(self) -> None:
         assert self.settings is not None

@@ -32,6 +32,10 @@ class AuditType(StrEnum):
     DOSSIER = "documentRequest"
     CLOSE = "afmeldingRequest"
     NOTIFICATION = "meldenNotificatieRequest"
+    # The SWV flow (docs/rules.md, rule 10): a school's notification to its SWV, which issues a
+    # koppelsleutel, and the SWV's feedback to the school.
+    SWV_NOTIFICATION = "meldenNotificatieRequestSwv"
+    FEEDBACK = "meldenTerugkoppelingRequest"
     ENDPOINT_OVERVIEW = "overzichtAanleverpuntRequest"
     AUDIT_READ = "auditOpvraag"  # a party reading its own records (GET /v1/audit)
     REFUSED_CALLER = "aanroepGeweigerd"
@@ -51,7 +55,9 @@ class Phase(StrEnum):
 
 
 # Recorded in two phases, started and final (see Phase).
-TWO_PHASE_TYPES = frozenset({AuditType.DOSSIER, AuditType.NOTIFICATION})
+TWO_PHASE_TYPES = frozenset(
+    {AuditType.DOSSIER, AuditType.NOTIFICATION, AuditType.SWV_NOTIFICATION, AuditType.FEEDBACK}
+)
 
 # Results besides the OSO codes and the error codes.
 DOEL_DISCONNECTED = "AfgebrokenDoorDoel"  # the doel hung up during the stream

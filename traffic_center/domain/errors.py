@@ -12,6 +12,7 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     │   ├── InvalidUrl
     │   ├── InvalidSessieId
     │   ├── SearchKeyAmbiguous            both or neither of zoeksleutel/koppelsleutel
+    │   ├── SearchKeyWrongKind            a zoeksleutel for an swv-dossier, or vice versa
     │   ├── ClearPupilNumber              a field looks like a BSN/onderwijsnummer
     │   └── IdempotencyKeyReused          same key, different request
     ├── CallerRefused                     the TLS peer may not act (403; 401 without a cert)
@@ -21,14 +22,17 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     │   └── ForwardedCertificateRefused, ForwardedCertificateMissing,
     │       ForwardedCertificateMalformed  (RFC 9440 Client-Cert through a proxy)
     ├── NotFound                          (404)
-    │   ├── SessionNotFound, SchoolNotFound, EndpointNotFound, CertificateNotFound
+    │   ├── SessionNotFound, SchoolNotFound, EndpointNotFound, CertificateNotFound, CrlNotPublished
+    │   └── KoppelsleutelNotFound         no SWV link with this koppelsleutel for the caller
     ├── Conflict                          (409)
     │   ├── SchoolExists, EndpointExists
+    │   └── FeedbackAlreadyGiven          the SWV's feedback for a koppelsleutel went once
     ├── OsoRefusal                        an OSO result code refusing the message
     │   ├── VerstrekkerNietBekend, GeenRelatieMetDoel, OnbekendAanleverpunt
     │   ├── SessieAfwijkend, SessieReedsAfgemeld, SessieVerlopen, AanleverpuntNietActief
     │   ├── ResultNotWitnessed            a close result the TC did not see happen
     │   ├── NotificationNotRequested      rule 6: that doel never asked this bron
+    │   ├── AanleverpuntVerkeerdeSoort    rule 10: an OV endpoint where an SWV one belongs
     │   └── BronAnswer                    the bron's own answer, passed through to the doel
     │       ├── DossierNietGevonden, DossierNogNietGereed, DossierVerouderd
     │       └── GeenInzage, GeenToestemming   (also the TC's parent gate, rule 8)
@@ -126,6 +130,14 @@ class InvalidSessieId(InvalidInput):
 class SearchKeyAmbiguous(InvalidInput):
     code = "ZoeksleutelOfKoppelsleutel"
     title = "Give exactly one of zoeksleutel and koppelsleutel"
+
+
+class SearchKeyWrongKind(InvalidInput):
+    code = "SleutelPastNietBijOverdrachtsoort"
+    title = (
+        "An swv-dossier is asked with the koppelsleutel the Traffic Center issued; every other "
+        "overdrachtsoort with a zoeksleutel"
+    )
 
 
 class ClearPupilNumber(InvalidInput):
@@ -248,6 +260,11 @@ class CrlNotPublished(NotFound):
     title = "No CRL has been published yet; the certificate admin publishes one with `ca crl`"
 
 
+class KoppelsleutelNotFound(NotFound):
+    code = "KoppelsleutelOnbekend"
+    title = "No SWV notification with this koppelsleutel between your endpoint and that school"
+
+
 class Conflict(TrafficCenterError):
     code = "Conflict"
     title = "The change conflicts with what exists"
@@ -261,6 +278,11 @@ class SchoolExists(Conflict):
 class EndpointExists(Conflict):
     code = "AanleverpuntBestaatAl"
     title = "An endpoint with this routeringskenmerk is already registered"
+
+
+class FeedbackAlreadyGiven(Conflict):
+    code = "TerugkoppelingAlGegeven"
+    title = "The feedback for this koppelsleutel has already been relayed to the school"
 
 
 # --- OSO refusals: the code is the OSO result code -------------------------------------------
@@ -317,6 +339,15 @@ class ResultNotWitnessed(OsoRefusal):
 class NotificationNotRequested(OsoRefusal):
     code = "GeenEerderVerzoek"
     title = "That doel endpoint never asked this bron for a dossier in that session (rule 6)"
+
+
+class AanleverpuntVerkeerdeSoort(OsoRefusal):
+    code = "AanleverpuntVerkeerdeSoort"
+    title = (
+        "The endpoint is of the wrong kind: an swv-dossier goes between a school's OV endpoint "
+        "and an SWV endpoint of a samenwerkingsverband, every other dossier between OV "
+        "endpoints (rule 10)"
+    )
 
 
 class BronAnswer(OsoRefusal):

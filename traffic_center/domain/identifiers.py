@@ -45,7 +45,8 @@ ZOEKSLEUTEL_LENGTH = 43
 ZOEKSLEUTEL_V1_LABEL = b"oso-zoeksleutel-v1"
 SCHEME_KEY_BYTES = 32
 _PGN = re.compile(r"[0-9]{9}")
-_KOPPELSLEUTEL = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
+KOPPELSLEUTEL_PATTERN = "^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$"
+_KOPPELSLEUTEL = re.compile(KOPPELSLEUTEL_PATTERN.strip("^$"))
 # A clear PGN is nine digits; inside a longer digit run it is part of another number.
 _NINE_DIGITS = re.compile(r"(?<![0-9])[0-9]{9}(?![0-9])")
 _DIGIT_RUN = re.compile(r"[0-9]+")
@@ -135,6 +136,11 @@ def parse_koppelsleutel(value: str) -> str:
     if not _KOPPELSLEUTEL.fullmatch(value):
         raise InvalidKoppelsleutel()
     return value
+
+
+def new_koppelsleutel() -> str:
+    """A fresh koppelsleutel: an upper-case GUID (OSO), random (UUID version 4)."""
+    return str(uuid.uuid4()).upper()
 
 
 def parse_sessie_id(value: str) -> str:

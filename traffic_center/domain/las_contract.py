@@ -10,6 +10,8 @@ from __future__ import annotations
 # Paths appended to an endpoint's registered URL: https://las.example/oso → …/oso/dossier.
 DOSSIER_PATH = "/dossier"
 NOTIFICATION_PATH = "/notification"
+# The SWV's feedback (meldenTerugkoppelingRequest), delivered to the school's endpoint.
+FEEDBACK_PATH = "/terugkoppeling"
 
 # Request headers the TC sets on every call to a LAS.
 SESSION_HEADER = "X-OSO-Sessie-Id"

@@ -103,3 +103,20 @@ class Session:
     closed_at: datetime | None = None
     result: ResultCode | None = None
     result_routeringskenmerk: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SwvLink:
+    """The SWV flow's triple: a school endpoint, a koppelsleutel, an SWV endpoint (rule 10).
+
+    Rule 7: the koppelsleutel is kept only as a keyed hash, like the zoeksleutel.
+    ``feedback_at``: when the SWV's feedback was relayed to the school (once only).
+    """
+
+    koppelsleutel_hmac: str
+    school_brin: str
+    school_routeringskenmerk: str
+    swv_brin: str
+    swv_routeringskenmerk: str
+    created_at: datetime
+    feedback_at: datetime | None = None

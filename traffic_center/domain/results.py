@@ -33,6 +33,7 @@ class ResultCode(StrEnum):
     # Answers rather than outcomes: never used to close a session.
     SESSIE_VALIDE = "SessieValide"
     NOTIFICATIE_ONTVANGEN = "NotificatieOntvangen"
+    TERUGKOPPELING_ONTVANGEN = "TerugkoppelingOntvangen"
 
 
 # Best first. Position is the rank; a lower index is a better result.

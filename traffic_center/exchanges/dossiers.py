@@ -85,9 +85,16 @@ class DossierRelay(RelayExchange):
         traceparent: str | None,
     ) -> httpx.Response:
         session = authorised.session
+        # Exactly one key, the one the session was granted with: the koppelsleutel of an
+        # swv-dossier (rule 10), else the zoeksleutel.
+        key = (
+            {"koppelsleutel": request.koppelsleutel}
+            if request.koppelsleutel is not None
+            else {"zoeksleutel": request.zoeksleutel}
+        )
         body = {
             "sessie_id": session.sessie_id,
-            "zoeksleutel": request.zoeksleutel,
+            **key,
             "overdrachtsoort": session.overdrachtsoort.value,
             "aanvraagdatum": request.aanvraagdatum.isoformat() if request.aanvraagdatum else None,
             "doel_brin": session.doel_brin,

@@ -1,18 +1,24 @@
-"""meldenNotificatieRequest through the Traffic Center: the bron tells the doel "it is ready".
+"""Messages the Traffic Center carries to a LAS that answer with a receipt: the notification
+("it is ready", rule 6 in docs/rules.md), the school's notification to its samenwerkingsverband
+and the SWV's feedback to the school (the SWV flow, rule 10).
 
-The broker decided the notification may go (rule 6 in docs/rules.md); this module delivers it
-to the doel endpoint and judges the doel's answer.
+The broker decided each may go; this module delivers it and judges the receipt.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 
-from traffic_center.broker.service import AuthorisedNotification
+from traffic_center.broker.service import (
+    AuthorisedFeedback,
+    AuthorisedNotification,
+    AuthorisedSwvNotification,
+)
 from traffic_center.domain.errors import UpstreamInvalidAnswer
-from traffic_center.domain.las_contract import NOTIFICATION_PATH
+from traffic_center.domain.las_contract import FEEDBACK_PATH, NOTIFICATION_PATH
 from traffic_center.domain.results import ResultCode
 from traffic_center.exchanges.base import RelayExchange
 from traffic_center.exchanges.runner import Exchange
@@ -23,23 +29,67 @@ class NotificationRelay(RelayExchange):
         self, exchange: Exchange, authorised: AuthorisedNotification, *, traceparent: str | None
     ) -> str:
         """Forward to the doel endpoint; its NotificatieOntvangen, or an error."""
+        caller = exchange.caller
+        body = {
+            "sessie_id": authorised.session.sessie_id,
+            "bron_brin": caller.brin,
+            "bron_routeringskenmerk": caller.routeringskenmerk,
+        }
+        url = authorised.doel_endpoint.url.rstrip("/") + NOTIFICATION_PATH
+        return await self._send(exchange, url, body, ResultCode.NOTIFICATIE_ONTVANGEN, traceparent)
+
+    async def deliver_swv(
+        self, exchange: Exchange, authorised: AuthorisedSwvNotification, *, traceparent: str | None
+    ) -> str:
+        """The school's notification to its SWV endpoint, carrying the new koppelsleutel."""
+        school = authorised.school_endpoint
+        body = {
+            "sessie_id": None,
+            "koppelsleutel": authorised.koppelsleutel,
+            "bron_brin": school.brin,
+            "bron_routeringskenmerk": school.routeringskenmerk,
+        }
+        url = authorised.swv_endpoint.url.rstrip("/") + NOTIFICATION_PATH
+        return await self._send(exchange, url, body, ResultCode.NOTIFICATIE_ONTVANGEN, traceparent)
+
+    async def deliver_feedback(
+        self,
+        exchange: Exchange,
+        authorised: AuthorisedFeedback,
+        terugkoppeling: str,
+        *,
+        traceparent: str | None,
+    ) -> str:
+        """The SWV's feedback to the school endpoint of the triple; relayed, never stored."""
+        swv = authorised.swv_endpoint
+        body = {
+            "koppelsleutel": authorised.koppelsleutel,
+            "swv_brin": swv.brin,
+            "swv_routeringskenmerk": swv.routeringskenmerk,
+            "terugkoppeling": terugkoppeling,
+        }
+        url = authorised.school_endpoint.url.rstrip("/") + FEEDBACK_PATH
+        return await self._send(
+            exchange, url, body, ResultCode.TERUGKOPPELING_ONTVANGEN, traceparent
+        )
+
+    async def _send(
+        self,
+        exchange: Exchange,
+        url: str,
+        body: dict[str, Any],
+        expected: ResultCode,
+        traceparent: str | None,
+    ) -> str:
         upstream = self._configured_upstream()
         upstream.acquire_slot()
         try:
             await exchange.open()  # fail closed: the started record, or nothing is forwarded
-            caller = exchange.caller
-            body = {
-                "sessie_id": authorised.session.sessie_id,
-                "bron_brin": caller.brin,
-                "bron_routeringskenmerk": caller.routeringskenmerk,
-            }
             headers = {
                 **exchange.entry.upstream_headers(traceparent),
                 "Accept": "application/json",
             }
-            response = await upstream.open(
-                authorised.doel_endpoint.url.rstrip("/") + NOTIFICATION_PATH, body, headers
-            )
+            response = await upstream.open(url, body, headers)
             try:
                 self._upstream_answered(exchange.entry, response.status_code)
                 answer = await upstream.read_answer(response)
@@ -47,17 +97,18 @@ class NotificationRelay(RelayExchange):
                 await upstream.release(response)
         finally:
             upstream.release_slot()
-        return _received(response, answer)
+        return _received(response, answer, expected)
 
 
-def _received(response: httpx.Response, answer: bytes) -> str:
-    """The doel must confirm with NotificatieOntvangen; anything else is not a delivery."""
-    expected = ResultCode.NOTIFICATIE_ONTVANGEN.value
+def _received(response: httpx.Response, answer: bytes, expected: ResultCode) -> str:
+    """The LAS must confirm with the expected receipt; anything else is not a delivery."""
     if response.status_code == httpx.codes.OK:
         try:
             parsed = json.loads(answer)
         except (ValueError, RecursionError):  # not JSON, or absurdly nested
             parsed = None
-        if isinstance(parsed, dict) and parsed.get("resultaat") == expected:
-            return expected
-    raise UpstreamInvalidAnswer(f"the doel answered HTTP {response.status_code} without {expected}")
+        if isinstance(parsed, dict) and parsed.get("resultaat") == expected.value:
+            return expected.value
+    raise UpstreamInvalidAnswer(
+        f"the LAS answered HTTP {response.status_code} without {expected.value}"
+    )

@@ -15,9 +15,11 @@ from traffic_center.broker.service import (
     Broker,
     CheckRequest,
     DossierRequest,
+    FeedbackRequest,
     GrantedSession,
     NotificationRequest,
     SessionRequest,
+    SwvNotificationRequest,
 )
 from traffic_center.domain.audit import DONE, SESSION_GRANTED, AuditType, ChainedRecord
 from traffic_center.domain.models import Endpoint, Session
@@ -32,6 +34,13 @@ from traffic_center.store.store import Store
 class NotificationDelivered:
     transaction_id: str
     resultaat: str
+
+
+@dataclass(frozen=True, slots=True)
+class SwvNotificationDelivered:
+    transaction_id: str
+    resultaat: str
+    koppelsleutel: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +154,41 @@ class Exchanges:
                 ex.caller, request, note=ex.entry
             )
             resultaat = await self._notifications.deliver(ex, authorised, traceparent=traceparent)
+            ex.succeed(resultaat, http_status=200)
+        return NotificationDelivered(ex.entry.transaction_id, resultaat)
+
+    async def notify_swv(
+        self, peer: Peer, request: SwvNotificationRequest, *, traceparent: str | None
+    ) -> SwvNotificationDelivered:
+        """meldenNotificatieRequest from a school to its SWV: issues the koppelsleutel."""
+        async with self._runner.run(
+            AuditType.SWV_NOTIFICATION, peer, role="bron", two_phase=True
+        ) as ex:
+            authorised = await self._broker.authorise_swv_notification(
+                ex.caller, request, note=ex.entry
+            )
+            resultaat = await self._notifications.deliver_swv(
+                ex, authorised, traceparent=traceparent
+            )
+            ex.succeed(resultaat, http_status=200)
+        return SwvNotificationDelivered(
+            ex.entry.transaction_id, resultaat, authorised.koppelsleutel
+        )
+
+    async def give_feedback(
+        self, peer: Peer, request: FeedbackRequest, *, traceparent: str | None
+    ) -> NotificationDelivered:
+        """meldenTerugkoppelingRequest: the SWV's feedback, relayed once to the school."""
+        async with self._runner.run(AuditType.FEEDBACK, peer, role="doel", two_phase=True) as ex:
+            authorised = await self._broker.authorise_feedback(ex.caller, request, note=ex.entry)
+            try:
+                resultaat = await self._notifications.deliver_feedback(
+                    ex, authorised, request.terugkoppeling, traceparent=traceparent
+                )
+            except BaseException:
+                # Not delivered (refused, LAS failed, log not writable, cancelled): not given.
+                await self._broker.feedback_undelivered(authorised)
+                raise
             ex.succeed(resultaat, http_status=200)
         return NotificationDelivered(ex.entry.transaction_id, resultaat)
 

@@ -1,8 +1,11 @@
 """The bron side of the reference LAS: the two routes the Traffic Center calls.
 
 ``POST {path}/dossier`` answers a relayed documentRequest with a streamed XML dossier or a
-problem+json result code; ``POST {path}/notification`` takes a relayed notificatieRequest.
-Only the TC's relay certificate may call either. Which answer a dossier request gets is up to
+problem+json result code; ``POST {path}/notification`` takes a relayed notificatieRequest
+(on an SWV endpoint: with a koppelsleutel); ``POST {path}/terugkoppeling`` takes an SWV's
+feedback. Only the TC's relay certificate may call any of them. In the SWV flow this LAS is
+the school: configured ``swv_meldingen`` (PGN → SWV endpoint) are notified at start-up, and a
+dossier request by koppelsleutel is answered for the pupil it was issued for. Which answer a dossier request gets is up to
 the pupil whose zoeksleutel it names: a file ``<PGN>.xml`` in the dossiers directory, else the
 pupil's scenario (see :mod:`traffic_center.las.pupils` and :mod:`traffic_center.las.scenarios`).
 
@@ -18,8 +21,9 @@ import dataclasses
 import datetime as dt
 import math
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -31,6 +35,7 @@ from starlette.routing import Route
 from traffic_center.domain.errors import InvalidInput
 from traffic_center.domain.las_contract import (
     DOSSIER_PATH,
+    FEEDBACK_PATH,
     NOTIFICATION_PATH,
     RELEASE_HEADER,
     TRANSACTION_HEADER,
@@ -52,6 +57,7 @@ from traffic_center.las.messages import (
     DossierRequest,
     is_relay_caller,
     parse_dossier_request,
+    parse_feedback_request,
     parse_notification_request,
     problem,
     read_json_body,
@@ -59,13 +65,23 @@ from traffic_center.las.messages import (
 )
 from traffic_center.las.notifier import TcNotifier
 from traffic_center.las.pupils import TEST_PUPILS, Roster
-from traffic_center.las.scenarios import NOT_READY, REFUSALS, Refusal, Scenario, ScenarioKind
+from traffic_center.las.scenarios import (
+    NOT_FOUND,
+    NOT_READY,
+    REFUSALS,
+    UNKNOWN,
+    Refusal,
+    Scenario,
+    ScenarioKind,
+)
 from traffic_center.las.state import (
     DossierCounters,
     NotificationInbox,
     PendingDossier,
     ReadinessBook,
+    ReceivedFeedback,
     ReceivedNotification,
+    SwvCases,
 )
 from traffic_center.las.streams import (
     DossierStream,
@@ -109,6 +125,7 @@ class ReferenceLas:
         self.pupils = pupils
         self.counters = DossierCounters()
         self.notifications = NotificationInbox()
+        self.swv_cases = SwvCases()
         self._emit: EventSink = on_event or (lambda event: None)
         self._readiness = ReadinessBook()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -117,6 +134,7 @@ class ReferenceLas:
             routes=[
                 Route(config.path + DOSSIER_PATH, self._dossier, methods=["POST"]),
                 Route(config.path + NOTIFICATION_PATH, self._notification, methods=["POST"]),
+                Route(config.path + FEEDBACK_PATH, self._feedback, methods=["POST"]),
             ],
             exception_handlers={HTTPException: _http_problem},
             lifespan=self._lifespan,
@@ -130,6 +148,8 @@ class ReferenceLas:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        for pgn, swv_routeringskenmerk in self.config.swv_meldingen.items():
+            self._background(self._melden_swv(pgn, swv_routeringskenmerk))
         try:
             yield
         finally:
@@ -169,17 +189,47 @@ class ReferenceLas:
             bron_routeringskenmerk=note.bron_routeringskenmerk,
             transactie_id=request.headers.get(TRANSACTION_HEADER),
             received_at=dt.datetime.now(dt.UTC),
+            koppelsleutel=note.koppelsleutel,
         )
         self.notifications.record(received)
         self._emit(
             {
                 "event": "notification",
                 "sessie_id": note.sessie_id,
+                "koppelsleutel": note.koppelsleutel,
                 "bron_brin": note.bron_brin,
                 "bron_routeringskenmerk": note.bron_routeringskenmerk,
             }
         )
         return JSONResponse({"resultaat": ResultCode.NOTIFICATIE_ONTVANGEN.value})
+
+    async def _feedback(self, request: Request) -> Response:
+        """The SWV's feedback on a koppelsleutel this school was issued (the SWV flow)."""
+        if not is_relay_caller(request):
+            return self._refuse(403, CALLER_REFUSED, "Only the Traffic Center relay may call")
+        try:
+            feedback = parse_feedback_request(await read_json_body(request))
+        except InvalidInput as exc:
+            return self._refuse(422, INVALID_INPUT, "The request is not valid", exc.detail)
+        self.swv_cases.record_feedback(
+            ReceivedFeedback(
+                koppelsleutel=feedback.koppelsleutel,
+                swv_brin=feedback.swv_brin,
+                swv_routeringskenmerk=feedback.swv_routeringskenmerk,
+                transactie_id=request.headers.get(TRANSACTION_HEADER),
+                received_at=dt.datetime.now(dt.UTC),
+            )
+        )
+        # Metadata only: the feedback's text stays out of the log.
+        self._emit(
+            {
+                "event": "terugkoppeling",
+                "koppelsleutel": feedback.koppelsleutel,
+                "swv_brin": feedback.swv_brin,
+                "swv_routeringskenmerk": feedback.swv_routeringskenmerk,
+            }
+        )
+        return JSONResponse({"resultaat": ResultCode.TERUGKOPPELING_ONTVANGEN.value})
 
     def _refuse(self, status: int, code: str, title: str, detail: str | None = None) -> Response:
         self._emit({"event": "refused", "status": status, "resultaat": code})
@@ -188,6 +238,13 @@ class ReferenceLas:
     # --- answering a dossier request ----------------------------------------------------------
 
     async def _answer(self, ask: DossierRequest, request: Request) -> Response:
+        if ask.koppelsleutel is not None:
+            # The SWV flow: the koppelsleutel stands for the pupil this school notified about.
+            zoeksleutel = self.swv_cases.zoeksleutel_for(ask.koppelsleutel)
+            if zoeksleutel is None:
+                return self._refused(ask, UNKNOWN, NOT_FOUND)
+            ask = dataclasses.replace(ask, zoeksleutel=zoeksleutel)
+        assert ask.zoeksleutel is not None  # the request named exactly one key
         file = self._dossier_file(ask.zoeksleutel)
         if file is not None:
             size = file.stat().st_size
@@ -331,14 +388,18 @@ class ReferenceLas:
     # --- nietgereed ---------------------------------------------------------------------------
 
     def _ready(self, ask: DossierRequest) -> bool:
+        assert ask.zoeksleutel is not None
         pending = self._readiness.get(ask.zoeksleutel)
         if pending is None:
             pending = PendingDossier(ask.sessie_id, ask.doel_routeringskenmerk)
             self._readiness.add(ask.zoeksleutel, pending)
-            task = asyncio.create_task(self._become_ready(pending))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._background(self._become_ready(pending))
         return pending.ready
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _become_ready(self, pending: PendingDossier) -> None:
         await asyncio.sleep(self.config.notify_after)
@@ -348,6 +409,24 @@ class ReferenceLas:
         # OSO: only the doel endpoint that asked may be notified, for the session it asked in.
         status = await self._notifier.notify(pending.sessie_id, pending.doel_routeringskenmerk)
         self._emit({"event": "notified", "sessie_id": pending.sessie_id, "status": status})
+
+    # --- the SWV flow: this LAS as the school ---------------------------------------------------
+
+    async def _melden_swv(self, pgn: str, swv_routeringskenmerk: str) -> None:
+        """Tell the SWV about this pupil's case; remember the koppelsleutel the TC issues."""
+        if self._notifier is None:
+            return
+        status, koppelsleutel = await self._notifier.notify_swv(swv_routeringskenmerk)
+        if koppelsleutel is not None:
+            self.swv_cases.add(koppelsleutel, self.pupils.zoeksleutel(pgn))
+        self._emit(
+            {
+                "event": "swv-gemeld",
+                "swv_routeringskenmerk": swv_routeringskenmerk,
+                "koppelsleutel": koppelsleutel,
+                "status": status,
+            }
+        )
 
     def _retry_after(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, math.ceil(self.config.notify_after)))}

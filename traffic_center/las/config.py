@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from traffic_center.domain.errors import InvalidInput
-from traffic_center.domain.identifiers import Sector, parse_brin, parse_sector, parse_url
+from traffic_center.domain.identifiers import (
+    Sector,
+    parse_brin,
+    parse_routeringskenmerk,
+    parse_sector,
+    parse_url,
+)
 from traffic_center.las.pupils import TEST_SCHEME_KEY, Roster
 from traffic_center.las.scenarios import TEST_BRIN
 
@@ -43,6 +49,9 @@ class LasConfig:
     tc_url: str | None = None  # where to send meldenNotificatieRequest (nietgereed)
     client_tls: ClientTLS | None = None  # this school's own client certificate, for tc_url
     notify_after: float = 1.0
+    # The SWV flow, this LAS as the school: at start, tell each SWV endpoint about the pupil
+    # (PGN → the SWV's routeringskenmerk); needs tc_url and client_tls.
+    swv_meldingen: Mapping[str, str] = field(default_factory=dict)
     # Hanging requests (scenario hangt) would otherwise hold a stopping server for long.
     shutdown_grace_seconds: int = 3
 
@@ -54,6 +63,9 @@ class LasConfig:
         if not (self.notify_after >= 0 and math.isfinite(self.notify_after)):
             raise InvalidInput("notify_after must be a number of seconds, at least 0")
         parse_brin(self.brin)
+        for pgn, routeringskenmerk in self.swv_meldingen.items():
+            parse_routeringskenmerk(routeringskenmerk)
+            Roster(self.scheme_key, {pgn: "gereed"})  # the PGN's form, checked
         Roster(self.scheme_key, self.pupils)  # every PGN, scenario and the key, checked
         # Accept "VO" as well as Sector.VO, but never a sector that does not exist.
         object.__setattr__(self, "sector", parse_sector(str(self.sector)))

@@ -206,6 +206,23 @@ class DoelClient:
         if bron_routeringskenmerk is not None:
             body["bron_routeringskenmerk"] = bron_routeringskenmerk
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return await self._grant(body, headers)
+
+    async def open_swv_session(self, bron_brin: str, koppelsleutel: str) -> GrantedSession:
+        """overdrachtRequest of an SWV (the SWV flow): an swv-dossier by koppelsleutel."""
+        body = {
+            "bron_brin": bron_brin,
+            "overdrachtsoort": "swv-dossier",
+            "koppelsleutel": koppelsleutel,
+        }
+        return await self._grant(body, {})
+
+    async def give_feedback(self, koppelsleutel: str, terugkoppeling: str) -> dict[str, Any]:
+        """meldenTerugkoppelingRequest: ``POST /v1/swv/feedback``, relayed once to the school."""
+        body = {"koppelsleutel": koppelsleutel, "terugkoppeling": terugkoppeling}
+        return await self._post_json("/v1/swv/feedback", body, expect=200)
+
+    async def _grant(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> GrantedSession:
         answer = await self._post_json("/v1/sessions", body, headers=headers, expect=201)
         return GrantedSession(
             sessie_id=str(answer["sessie_id"]),
@@ -227,18 +244,28 @@ class DoelClient:
         self,
         sessie_id: str,
         routeringskenmerk: str,
-        pgn: str,
+        pgn: str | None,
         aanvraagdatum: dt.date | str | None = None,
         sink: ChunkSink | None = None,
+        *,
+        koppelsleutel: str | None = None,
     ) -> FetchResult:
-        """documentRequest through the TC, streamed: size and SHA-256 are computed on the fly."""
+        """documentRequest through the TC, streamed: size and SHA-256 are computed on the fly.
+
+        The pupil by PGN (its zoeksleutel is sent), or for an swv-dossier the koppelsleutel.
+        """
+        if (pgn is None) == (koppelsleutel is None):
+            raise ValueError("name the pupil by PGN, or an swv-dossier by koppelsleutel")
         if isinstance(aanvraagdatum, dt.date):
             aanvraagdatum = aanvraagdatum.isoformat()
+        key = {"zoeksleutel": self.zoeksleutel(pgn)} if pgn is not None else {}
         body = {
             "routeringskenmerk": routeringskenmerk,
-            "zoeksleutel": self.zoeksleutel(pgn),
+            **key,
             "aanvraagdatum": aanvraagdatum,
         }
+        if koppelsleutel is not None:
+            body["koppelsleutel"] = koppelsleutel
         started = time.perf_counter()
         try:
             async with self._client.stream(
@@ -276,6 +303,22 @@ class DoelClient:
         """
         started = time.perf_counter()
         session = await self.open_session(bron_brin, pgn, overdrachtsoort, bron_routeringskenmerk)
+        return await self._fetch_and_close(session, started, pgn, None, aanvraagdatum)
+
+    async def transfer_swv(self, bron_brin: str, koppelsleutel: str) -> TransferRecord:
+        """The SWV's side of the SWV flow: an swv-dossier by koppelsleutel, fetched and closed."""
+        started = time.perf_counter()
+        session = await self.open_swv_session(bron_brin, koppelsleutel)
+        return await self._fetch_and_close(session, started, None, koppelsleutel, None)
+
+    async def _fetch_and_close(
+        self,
+        session: GrantedSession,
+        started: float,
+        pgn: str | None,
+        koppelsleutel: str | None,
+        aanvraagdatum: dt.date | str | None,
+    ) -> TransferRecord:
         record = TransferRecord(session.sessie_id, ResultCode.OVERDRACHT_MISLUKT)
         record.steps.append(
             TransferStep("doel → TC", "overdrachtRequest", _GRANTED, 201, _ms_since(started))
@@ -283,7 +326,11 @@ class DoelClient:
         attempts: list[tuple[BronEndpoint, FetchResult]] = []
         for endpoint in session.bron_endpoints:
             fetched = await self.fetch_dossier(
-                session.sessie_id, endpoint.routeringskenmerk, pgn, aanvraagdatum
+                session.sessie_id,
+                endpoint.routeringskenmerk,
+                pgn,
+                aanvraagdatum,
+                koppelsleutel=koppelsleutel,
             )
             attempts.append((endpoint, fetched))
             record.fetch = fetched

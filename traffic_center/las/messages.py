@@ -1,6 +1,6 @@
 """What the TC sends a reference LAS and the problems it gets back.
 
-Parsing the relayed documentRequest and notificatieRequest bodies, checking that the caller is
+Parsing the relayed documentRequest, notificatieRequest and terugkoppeling bodies, checking that the caller is
 the TC's relay, and building problem+json answers that carry an OSO result code.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from traffic_center.domain.identifiers import (
     Overdrachtsoort,
     Sector,
     parse_brin,
+    parse_koppelsleutel,
     parse_overdrachtsoort,
     parse_routeringskenmerk,
     parse_sector,
@@ -45,50 +46,87 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 @dataclass(frozen=True, slots=True)
 class DossierRequest:
-    """A documentRequest as the TC relays it."""
+    """A documentRequest as the TC relays it: a zoeksleutel, or for an swv-dossier the
+    koppelsleutel (then ``zoeksleutel`` is None until the bron looks the pupil up)."""
 
     sessie_id: str
-    zoeksleutel: str
+    zoeksleutel: str | None
     overdrachtsoort: Overdrachtsoort
     aanvraagdatum: dt.date | None
     doel_brin: str
     doel_routeringskenmerk: str
     doel_sector: Sector
     transactie_id: str | None
+    koppelsleutel: str | None = None
 
 
 def parse_dossier_request(body: object, headers: Mapping[str, str]) -> DossierRequest:
     fields = _json_object(body)
     request = DossierRequest(
         sessie_id=parse_sessie_id(_text(fields, "sessie_id")),
-        zoeksleutel=parse_zoeksleutel(_text(fields, "zoeksleutel")),
+        zoeksleutel=_optional(fields, "zoeksleutel", parse_zoeksleutel),
         overdrachtsoort=parse_overdrachtsoort(_text(fields, "overdrachtsoort")),
         aanvraagdatum=_date(fields.get("aanvraagdatum")),
         doel_brin=parse_brin(_text(fields, "doel_brin")),
         doel_routeringskenmerk=parse_routeringskenmerk(_text(fields, "doel_routeringskenmerk")),
         doel_sector=parse_sector(_text(fields, "doel_sector")),
         transactie_id=headers.get(TRANSACTION_HEADER),
+        koppelsleutel=_optional(fields, "koppelsleutel", parse_koppelsleutel),
     )
+    if (request.zoeksleutel is None) == (request.koppelsleutel is None):
+        raise InvalidInput("give exactly one of zoeksleutel and koppelsleutel")
     _check_session_header(request.sessie_id, headers)
     return request
 
 
 @dataclass(frozen=True, slots=True)
 class NotificationRequest:
-    sessie_id: str
+    """A notification: for a session the doel asked in, or (on an SWV endpoint, the SWV
+    flow) with the koppelsleutel a school's notification was issued and no session."""
+
+    sessie_id: str | None
     bron_brin: str
     bron_routeringskenmerk: str
+    koppelsleutel: str | None = None
 
 
 def parse_notification_request(body: object, headers: Mapping[str, str]) -> NotificationRequest:
     fields = _json_object(body)
     request = NotificationRequest(
-        sessie_id=parse_sessie_id(_text(fields, "sessie_id")),
+        sessie_id=_optional(fields, "sessie_id", parse_sessie_id),
         bron_brin=parse_brin(_text(fields, "bron_brin")),
         bron_routeringskenmerk=parse_routeringskenmerk(_text(fields, "bron_routeringskenmerk")),
+        koppelsleutel=_optional(fields, "koppelsleutel", parse_koppelsleutel),
     )
-    _check_session_header(request.sessie_id, headers)
+    if (request.sessie_id is None) == (request.koppelsleutel is None):
+        raise InvalidInput("a notification names a sessie_id, or (to an SWV) a koppelsleutel")
+    if request.sessie_id is not None:
+        _check_session_header(request.sessie_id, headers)
     return request
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRequest:
+    """The SWV's feedback (terugkoppeling) on a koppelsleutel, as the TC relays it."""
+
+    koppelsleutel: str
+    swv_brin: str
+    swv_routeringskenmerk: str
+    terugkoppeling: str
+
+
+def parse_feedback_request(body: object) -> FeedbackRequest:
+    fields = _json_object(body)
+    return FeedbackRequest(
+        koppelsleutel=parse_koppelsleutel(_text(fields, "koppelsleutel")),
+        swv_brin=parse_brin(_text(fields, "swv_brin")),
+        swv_routeringskenmerk=parse_routeringskenmerk(_text(fields, "swv_routeringskenmerk")),
+        terugkoppeling=_text(fields, "terugkoppeling"),
+    )
+
+
+def _optional(fields: Mapping[str, Any], name: str, parse: Callable[[str], str]) -> str | None:
+    return None if fields.get(name) is None else parse(_text(fields, name))
 
 
 def _json_object(body: object) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Telling the TC a nietgereed dossier has become ready (meldenNotificatieRequest)."""
+"""Telling the TC a nietgereed dossier has become ready (meldenNotificatieRequest), and in the
+SWV flow telling the school's samenwerkingsverband (which issues a koppelsleutel)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from traffic_center.las.doel import ClientTLS
 
 NOTIFY_ATTEMPTS = 3
 NOTIFY_BACKOFF_SECONDS = 0.5
+# At start-up the TC may not be listening yet: try for about a minute before giving up.
+SWV_NOTIFY_ATTEMPTS = 60
+SWV_NOTIFY_INTERVAL_SECONDS = 1.0
 
 
 class TcNotifier:
@@ -41,6 +45,26 @@ class TcNotifier:
             if status < 500:
                 return status
         return status
+
+    async def notify_swv(self, swv_routeringskenmerk: str) -> tuple[int, str | None]:
+        """``POST /v1/swv/notifications``: the TC's status and the koppelsleutel it issued
+        (None unless 200), retrying while the TC cannot be reached or is busy."""
+        body = {"doel_routeringskenmerk": swv_routeringskenmerk}
+        status = 0
+        for attempt in range(SWV_NOTIFY_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(SWV_NOTIFY_INTERVAL_SECONDS)
+            try:
+                response = await self._client.post("/v1/swv/notifications", json=body)
+            except httpx.TransportError:
+                continue
+            status = response.status_code
+            if status == httpx.codes.OK:
+                koppelsleutel = response.json().get("koppelsleutel")
+                return status, koppelsleutel if isinstance(koppelsleutel, str) else None
+            if status < 500:
+                return status, None
+        return status, None
 
     async def aclose(self) -> None:
         await self._client.aclose()

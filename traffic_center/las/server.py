@@ -11,7 +11,7 @@ import uvicorn
 from traffic_center.las.bron import EventSink, ReferenceLas
 from traffic_center.las.config import LasConfig
 from traffic_center.las.pupils import TEST_SCHEME_KEY, Roster
-from traffic_center.las.state import DossierCounters, NotificationInbox
+from traffic_center.las.state import DossierCounters, NotificationInbox, SwvCases
 from traffic_center.las.streams import DeliberateAbort
 from traffic_center.observability.expected_aborts import quiet_expected_aborts
 from traffic_center.server.embedded import QuietServer, ServerThread, exit_on_signals
@@ -64,6 +64,11 @@ class LasServer:
     @property
     def notifications(self) -> NotificationInbox:
         return self.las.notifications
+
+    @property
+    def swv_cases(self) -> SwvCases:
+        """The SWV flow, this LAS as the school: koppelsleutel → pupil, and feedback received."""
+        return self.las.swv_cases
 
     @property
     def pupils(self) -> Roster:

@@ -1,7 +1,8 @@
 """The reference LAS's state that tests and the demo, often in another thread, watch.
 
 Counters of dossier requests (started, in progress, completed, aborted), the notifications
-received, and the book of nietgereed dossiers that are not ready yet.
+and SWV feedback received, the SWV cases (koppelsleutel → pupil), and the book of nietgereed
+dossiers that are not ready yet.
 """
 
 from __future__ import annotations
@@ -79,11 +80,48 @@ class DossierCounters:
 
 @dataclass(frozen=True, slots=True)
 class ReceivedNotification:
-    sessie_id: str
+    sessie_id: str | None  # None on an SWV endpoint: the koppelsleutel names the case
     bron_brin: str
     bron_routeringskenmerk: str
     transactie_id: str | None
     received_at: dt.datetime
+    koppelsleutel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedFeedback:
+    koppelsleutel: str
+    swv_brin: str
+    swv_routeringskenmerk: str
+    transactie_id: str | None
+    received_at: dt.datetime
+
+
+class SwvCases:
+    """The school side of the SWV flow: which pupil each koppelsleutel stands for, and the
+    feedback received. Thread-safe: a test adds cases and reads feedback from its thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pupils: dict[str, str] = {}
+        self._feedback: list[ReceivedFeedback] = []
+
+    def add(self, koppelsleutel: str, zoeksleutel: str) -> None:
+        with self._lock:
+            self._pupils[koppelsleutel] = zoeksleutel
+
+    def zoeksleutel_for(self, koppelsleutel: str) -> str | None:
+        with self._lock:
+            return self._pupils.get(koppelsleutel)
+
+    def record_feedback(self, feedback: ReceivedFeedback) -> None:
+        with self._lock:
+            self._feedback.append(feedback)
+
+    @property
+    def feedback(self) -> list[ReceivedFeedback]:
+        with self._lock:
+            return list(self._feedback)
 
 
 class NotificationInbox:

@@ -117,6 +117,21 @@ sessions = Table(
 )
 Index("ix_sessions_doel_routeringskenmerk", sessions.c.doel_routeringskenmerk)
 
+# The SWV flow's triples (rule 10): which school endpoint notified which SWV endpoint under
+# which koppelsleutel, kept only as a keyed hash (rule 7); feedback_at once the SWV's
+# feedback went to the school, which it does once.
+swv_links = Table(
+    "swv_links",
+    metadata,
+    Column("koppelsleutel_hmac", String(64), primary_key=True),
+    Column("school_brin", String(4), nullable=False),
+    Column("school_routeringskenmerk", String(20), nullable=False),
+    Column("swv_brin", String(4), nullable=False),
+    Column("swv_routeringskenmerk", String(20), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("feedback_at", UtcDateTime, nullable=True),
+)
+
 rate_limits = Table(
     "rate_limits",
     metadata,

@@ -8,6 +8,7 @@ from traffic_center.store.database import Database, open_database
 from traffic_center.store.rate_limits import RateLimitRepository
 from traffic_center.store.registry import RegistryRepository
 from traffic_center.store.sessions import SessionRepository
+from traffic_center.store.swv_links import SwvLinkRepository
 
 
 class Store:
@@ -18,6 +19,7 @@ class Store:
         self.sessions = SessionRepository(database)
         self.rate_limits = RateLimitRepository(database)
         self.audit = AuditRepository(database)
+        self.swv_links = SwvLinkRepository(database)
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Store:

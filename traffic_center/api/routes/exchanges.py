@@ -1,4 +1,5 @@
-"""The relayed OSO messages: documentRequest (the dossier, streamed) and the notification."""
+"""The relayed OSO messages: documentRequest (the dossier, streamed), the notification, and
+the SWV flow's notification and feedback (rule 10)."""
 # Rule numbers refer to docs/rules.md.
 
 from __future__ import annotations
@@ -16,11 +17,20 @@ from traffic_center.api.responses import (
 )
 from traffic_center.api.schemas import (
     DossierRequestBody,
+    FeedbackBody,
+    FeedbackDelivered,
     NotificationBody,
     NotificationDelivered,
     SessieIdPath,
+    SwvNotificationBody,
+    SwvNotificationDelivered,
 )
-from traffic_center.broker.service import DossierRequest, NotificationRequest
+from traffic_center.broker.service import (
+    DossierRequest,
+    FeedbackRequest,
+    NotificationRequest,
+    SwvNotificationRequest,
+)
 from traffic_center.domain import errors as e
 from traffic_center.domain.las_contract import (
     DOSSIER_MEDIA_TYPE,
@@ -71,8 +81,9 @@ class RelayResponse(StreamingResponse):
     "/v1/sessions/{sessie_id}/dossier",
     summary="documentRequest: fetch the dossier from a bron endpoint, streamed through (doel)",
     description=(
-        "The Traffic Center checks the session (caller is its doel, open, the zoeksleutel "
-        "matches, the endpoint is the bron's), calls the bron's `POST {url}/dossier` over mTLS "
+        "The Traffic Center checks the session (caller is its doel, open, the key matches: "
+        "the zoeksleutel, or for an swv-dossier the koppelsleutel; the endpoint is the "
+        "bron's), calls the bron's `POST {url}/dossier` over mTLS "
         "and streams the XML back byte for byte. A result code the bron answers instead "
         "(`DossierNietGevonden`, `DossierNogNietGereed`, `GeenInzage`, …) is passed through. "
         "If the transfer breaks off after the headers, the connection is closed before the "
@@ -106,6 +117,9 @@ class RelayResponse(StreamingResponse):
             e.InvalidSessieId,
             e.InvalidRouteringskenmerk,
             e.InvalidZoeksleutel,
+            e.InvalidKoppelsleutel,
+            e.SearchKeyAmbiguous,
+            e.SearchKeyWrongKind,
             e.ClearPupilNumber,
             e.SessionNotFound,
             e.WrongRole,
@@ -134,7 +148,9 @@ async def relay_dossier(
     relayed = await svc.exchanges.fetch_dossier(
         peer,
         sessie_id,
-        DossierRequest(body.routeringskenmerk, body.zoeksleutel, body.aanvraagdatum),
+        DossierRequest(
+            body.routeringskenmerk, body.zoeksleutel, body.aanvraagdatum, body.koppelsleutel
+        ),
         traceparent=traceparent,
     )
     return RelayResponse(relayed)
@@ -174,3 +190,74 @@ async def relay_notification(
     return NotificationDelivered(
         resultaat=delivered.resultaat, transactie_id=delivered.transaction_id
     )
+
+
+@router.post(
+    "/v1/swv/notifications",
+    summary="meldenNotificatieRequest to an SWV: tell your samenwerkingsverband (school)",
+    description=(
+        "The SWV flow (rule 10): from your school's OV endpoint to an SWV endpoint of a "
+        "samenwerkingsverband; no session comes before it. The Traffic Center issues a "
+        "`koppelsleutel`, records (your endpoint, koppelsleutel, SWV endpoint), calls the "
+        "SWV's `POST {url}/notification` with it and returns it to you: the SWV asks your "
+        "`POST {url}/dossier` with it (an `swv-dossier` session) and sends its feedback to "
+        "your `POST {url}/terugkoppeling` with it."
+    ),
+    response_model=SwvNotificationDelivered,
+    responses=problem_responses(
+        *EXCHANGE_ERRORS,
+        e.InvalidRouteringskenmerk,
+        e.ClearPupilNumber,
+        e.OnbekendAanleverpunt,
+        e.GeenRelatieMetDoel,
+        e.AanleverpuntVerkeerdeSoort,
+        e.AanleverpuntNietActief,
+        *_RELAY_ERRORS,
+    ),
+)
+async def relay_swv_notification(
+    body: SwvNotificationBody,
+    peer: PeerDep,
+    svc: ServicesDep,
+    traceparent: _TRACEPARENT = None,
+) -> SwvNotificationDelivered:
+    delivered = await svc.exchanges.notify_swv(
+        peer, SwvNotificationRequest(body.doel_routeringskenmerk), traceparent=traceparent
+    )
+    return SwvNotificationDelivered(
+        resultaat=delivered.resultaat,
+        koppelsleutel=delivered.koppelsleutel,
+        transactie_id=delivered.transaction_id,
+    )
+
+
+@router.post(
+    "/v1/swv/feedback",
+    summary="meldenTerugkoppelingRequest: the SWV's feedback to the school, once (SWV)",
+    description=(
+        "Only from the SWV endpoint the koppelsleutel was issued to; the Traffic Center calls "
+        "the school endpoint's `POST {url}/terugkoppeling`. Feedback goes once: after the "
+        "school confirmed it, another for the same koppelsleutel is refused with "
+        "`TerugkoppelingAlGegeven`; if the school did not confirm it, you may send it again."
+    ),
+    response_model=FeedbackDelivered,
+    responses=problem_responses(
+        *EXCHANGE_ERRORS,
+        e.InvalidKoppelsleutel,
+        e.ClearPupilNumber,
+        e.KoppelsleutelNotFound,
+        e.FeedbackAlreadyGiven,
+        e.AanleverpuntNietActief,
+        *_RELAY_ERRORS,
+    ),
+)
+async def relay_feedback(
+    body: FeedbackBody,
+    peer: PeerDep,
+    svc: ServicesDep,
+    traceparent: _TRACEPARENT = None,
+) -> FeedbackDelivered:
+    delivered = await svc.exchanges.give_feedback(
+        peer, FeedbackRequest(body.koppelsleutel, body.terugkoppeling), traceparent=traceparent
+    )
+    return FeedbackDelivered(resultaat=delivered.resultaat, transactie_id=delivered.transaction_id)

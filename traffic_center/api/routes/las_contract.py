@@ -15,6 +15,8 @@ from traffic_center.api.responses import problem_responses
 from traffic_center.api.schemas import (
     SESSIE_ID,
     LasDossierRequest,
+    LasFeedback,
+    LasFeedbackAnswer,
     LasNotification,
     LasNotificationAnswer,
 )
@@ -83,7 +85,9 @@ _BRON_ANSWERS = problem_responses(
     responses={
         200: {
             "description": (
-                f"The dossier (OSO gegevensset XML). Send `{RELEASE_HEADER}: inzage` (PO→PO, "
+                "The dossier (OSO gegevensset XML), for the pupil the `zoeksleutel` names, or "
+                "for an `swv-dossier` the one your notification to the SWV issued the "
+                f"`koppelsleutel` for. Send `{RELEASE_HEADER}: inzage` (PO→PO, "
                 "PO→VO) or `toestemming` (VO→VO); without it the Traffic Center refuses to "
                 "forward an overstapdossier."
             ),
@@ -110,11 +114,26 @@ def las_dossier(body: LasDossierRequest) -> None:
 @webhooks.post(
     "las-notification",
     summary="POST {endpoint url}/notification: a notification, as the doel's LAS receives it",
-    description=_CALLER + " Answer 200 with `NotificatieOntvangen`.",
+    description=_CALLER
+    + " Answer 200 with `NotificatieOntvangen`. On an SWV endpoint the notification carries a "
+    "`koppelsleutel` and no `sessie_id`: a school's dossier awaits (the SWV flow).",
     response_model=LasNotificationAnswer,
     openapi_extra=_REQUEST_HEADERS,
     responses=problem_responses(),
 )
 def las_notification(body: LasNotification) -> LasNotificationAnswer:
+    """Documentation only."""
+    raise NotImplementedError
+
+
+@webhooks.post(
+    "las-terugkoppeling",
+    summary="POST {endpoint url}/terugkoppeling: the SWV's feedback, as the school's LAS gets it",
+    description=_CALLER
+    + f" No `{SESSION_HEADER}`: the `koppelsleutel` names the case. Sent once per koppelsleutel; "
+    "answer 200 with `TerugkoppelingOntvangen` (anything else lets the SWV send it again).",
+    response_model=LasFeedbackAnswer,
+)
+def las_terugkoppeling(body: LasFeedback) -> LasFeedbackAnswer:
     """Documentation only."""
     raise NotImplementedError

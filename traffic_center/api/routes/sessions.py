@@ -153,6 +153,8 @@ async def open_session(
         e.InvalidRouteringskenmerk,
         e.InvalidOverdrachtsoort,
         e.InvalidZoeksleutel,
+        e.InvalidKoppelsleutel,
+        e.SearchKeyAmbiguous,
         e.SessieAfwijkend,
         e.SessieReedsAfgemeld,
         e.SessieVerlopen,
