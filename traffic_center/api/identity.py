@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
+from starlette.types import Scope
 
 from traffic_center.api.services import Services
 
@@ -18,8 +19,12 @@ def services(request: Request) -> Services:
 
 
 def peer_certificate(request: Request) -> str | None:
+    return peer_certificate_of(request.scope)
+
+
+def peer_certificate_of(scope: Scope) -> str | None:
     """The leaf certificate the TLS layer verified (ASGI TLS extension, PEM)."""
-    extensions: dict[str, Any] = request.scope.get("extensions") or {}
+    extensions: dict[str, Any] = scope.get("extensions") or {}
     chain = (extensions.get("tls") or {}).get("client_cert_chain") or []
     return str(chain[0]) if chain else None
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 
+import anyio
 import httpx
 
 from traffic_center.broker.service import AuthorisedNotification
-from traffic_center.domain.errors import UpstreamInvalidAnswer
+from traffic_center.domain.errors import UpstreamInvalidAnswer, UpstreamTimeout
 from traffic_center.domain.las_contract import NOTIFICATION_PATH
 from traffic_center.domain.results import ResultCode
 from traffic_center.exchanges.base import RelayExchange
 from traffic_center.exchanges.runner import Exchange
+from traffic_center.relay.upstream import UpstreamClient
 
 
 class NotificationRelay(RelayExchange):
@@ -24,30 +26,49 @@ class NotificationRelay(RelayExchange):
     ) -> str:
         """Forward to the doel endpoint; its NotificatieOntvangen, or an error."""
         upstream = self._configured_upstream()
-        upstream.acquire_slot()
+        session = authorised.session
+        # The same fair shares as a dossier: the doel school, and the bron endpoint (the caller).
+        slot = upstream.acquire_slot(
+            doel_school=session.doel_brin, bron_endpoint=exchange.caller.routeringskenmerk
+        )
         try:
             await exchange.open()  # fail closed: the started record, or nothing is forwarded
-            caller = exchange.caller
-            body = {
-                "sessie_id": authorised.session.sessie_id,
-                "bron_brin": caller.brin,
-                "bron_routeringskenmerk": caller.routeringskenmerk,
-            }
-            headers = {
-                **exchange.entry.upstream_headers(traceparent),
-                "Accept": "application/json",
-            }
-            response = await upstream.open(
-                authorised.doel_endpoint.url.rstrip("/") + NOTIFICATION_PATH, body, headers
-            )
-            try:
-                self._upstream_answered(exchange.entry, response.status_code)
-                answer = await upstream.read_answer(response)
-            finally:
-                await upstream.release(response)
+            # A doel trickling its small answer a byte per read timeout is still cut off.
+            with anyio.fail_after(upstream.limits.total_seconds):
+                response, answer = await self._forward(upstream, exchange, authorised, traceparent)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                "the doel's answer took longer than the relay's deadline"
+            ) from None
         finally:
-            upstream.release_slot()
+            upstream.release_slot(slot)
         return _received(response, answer)
+
+    async def _forward(
+        self,
+        upstream: UpstreamClient,
+        exchange: Exchange,
+        authorised: AuthorisedNotification,
+        traceparent: str | None,
+    ) -> tuple[httpx.Response, bytes]:
+        caller = exchange.caller
+        body = {
+            "sessie_id": authorised.session.sessie_id,
+            "bron_brin": caller.brin,
+            "bron_routeringskenmerk": caller.routeringskenmerk,
+        }
+        headers = {
+            **exchange.entry.upstream_headers(traceparent),
+            "Accept": "application/json",
+        }
+        response = await upstream.open(
+            authorised.doel_endpoint.url.rstrip("/") + NOTIFICATION_PATH, body, headers
+        )
+        try:
+            self._upstream_answered(exchange.entry, response.status_code)
+            return response, await upstream.read_answer(response)
+        finally:
+            await upstream.release(response)
 
 
 def _received(response: httpx.Response, answer: bytes) -> str:
