@@ -2,14 +2,17 @@
 
 A hostile doel school opens 64 relays from a trickling bron, or relays it never reads; another
 school's transfer must still go through promptly, the total deadline cuts a relay that takes
-too long, and the write timeout frees the slot of a doel that stopped reading.
+too long (a dossier, or a notification the doel answers forever), and the write timeout frees
+the slot of a doel that stopped reading.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -201,3 +204,39 @@ def test_a_bron_endpoint_gets_its_share_and_the_node_its_total() -> None:
     for slot in held:
         slots.release(slot)
     assert slots.usage() == SlotUsage(0, 0, 0)
+
+
+def trickling_receipt() -> Any:
+    """A doel endpoint that answers a notification's headers, then a byte a second, forever:
+    never silent for a read timeout, never done."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for _ in range(120):
+            await send({"type": "http.response.body", "body": b" ", "more_body": True})
+            with contextlib.suppress(TimeoutError):
+                if (await asyncio.wait_for(receive(), 1.0))["type"] == "http.disconnect":
+                    return
+
+    return app
+
+
+async def test_the_deadline_cuts_a_notification_the_doel_answers_forever(
+    tc: TrafficCenterUnderTest, las: LasWorld
+) -> None:
+    bron = await las.school("PO")
+    doel, _ = await las.school_with_app("VO", trickling_receipt())
+    sessie_id = await open_session(doel, bron.party, scenario_key("gereed"))
+    started = time.monotonic()
+    answer = await bron.party.client().post(
+        "/v1/notifications",
+        json={"sessie_id": sessie_id, "doel_routeringskenmerk": doel.routeringskenmerk},
+    )
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 504, answer.text
+    assert answer.json()["code"] == "AanleverpuntTijdslimiet"
+    assert TOTAL_SECONDS - 1 <= elapsed <= TOTAL_SECONDS + 3
+    assert await slots_free(tc, within=2) is not None
