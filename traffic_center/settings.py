@@ -104,6 +104,25 @@ class Settings(BaseSettings):
         default=1000, ge=1, le=100_000, description="open vendor connections per process"
     )
 
+    # --- Fair relay slots and request bodies (issue 10; docs/security.md) -------------------------
+    # One school, with one valid certificate, must never make another wait; a refused or
+    # oversized request costs nothing lasting.
+    relay_max_per_doel_school: int = Field(
+        default=16, ge=1, le=10_000, description="relay slots one doel school may hold at once"
+    )
+    relay_max_per_bron_endpoint: int = Field(
+        default=16, ge=1, le=10_000, description="relay slots one bron endpoint may hold at once"
+    )
+    relay_total_seconds: float = Field(
+        default=900.0, gt=0, le=86_400, description="a whole relay, first byte to last, at most"
+    )
+    relay_doel_write_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="longest wait for a doel to read the next chunk"
+    )
+    max_request_body_bytes: int = Field(
+        default=16 * 1024, ge=1024, le=1024**2, description="largest request body on the API"
+    )
+
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

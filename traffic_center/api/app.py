@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from traffic_center import __version__
 from traffic_center.api import problems
+from traffic_center.api.guard import RequestGuard
 from traffic_center.api.middleware import MetricsMiddleware
 from traffic_center.api.ops import Lifecycle
 from traffic_center.api.routes import (
@@ -46,6 +47,7 @@ from traffic_center.observability.context import RequestIdMiddleware
 from traffic_center.observability.expected_aborts import quiet_expected_aborts
 from traffic_center.observability.metrics import Metrics
 from traffic_center.relay.limits import RelayLimits
+from traffic_center.relay.slots import Share, SlotUsage
 from traffic_center.relay.upstream import UpstreamClient, upstream_ssl_context
 from traffic_center.settings import Settings
 from traffic_center.store.store import Store
@@ -118,6 +120,8 @@ def create_app(
     app.webhooks.include_router(las_contract.webhooks)
     install_error_handlers(app)
     quiet_expected_aborts(TransferAborted)
+    # Before any parsing, inside the request id and metrics (neither reads a body).
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_request_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     return app
@@ -212,14 +216,26 @@ def build_upstream(
         read_timeout_seconds=settings.relay_read_timeout_seconds,
         max_dossier_bytes=settings.relay_max_dossier_bytes,
         max_in_flight=settings.relay_max_in_flight,
+        max_per_doel_school=settings.relay_max_per_doel_school,
+        max_per_bron_endpoint=settings.relay_max_per_bron_endpoint,
+        total_seconds=settings.relay_total_seconds,
+        doel_write_timeout_seconds=settings.relay_doel_write_timeout_seconds,
     )
     user_agent = f"oso-traffic-center/{__version__}"
+
+    def count_refusal(share: Share) -> None:
+        metrics.relay_refusals.labels(share.value).inc()
+
+    def observe(usage: SlotUsage) -> None:
+        _observe_slots(metrics, usage)
+
     if transport is not None:
         return UpstreamClient(
             limits,
             transport=transport,
             user_agent=user_agent,
-            on_in_flight=metrics.relays_in_flight.set,
+            on_usage=observe,
+            on_refused=count_refusal,
         )
     if not (cert.is_file() and key.is_file()):
         log.warning("no relay certificate at %s: dossier and notification relays answer 503", cert)
@@ -229,8 +245,15 @@ def build_upstream(
         limits,
         ssl_context=context,
         user_agent=user_agent,
-        on_in_flight=metrics.relays_in_flight.set,
+        on_usage=observe,
+        on_refused=count_refusal,
     )
+
+
+def _observe_slots(metrics: Metrics, usage: SlotUsage) -> None:
+    metrics.relays_in_flight.set(usage.in_flight)
+    metrics.relay_largest_share.labels(Share.DOEL_SCHOOL.value).set(usage.largest_doel_school)
+    metrics.relay_largest_share.labels(Share.BRON_ENDPOINT.value).set(usage.largest_bron_endpoint)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
+from starlette.types import Scope
 
 from traffic_center.api.services import Services
 from traffic_center.broker.caller import Peer
@@ -23,20 +24,25 @@ def services(request: Request) -> Services:
     return cast(Services, request.app.state.services)
 
 
-def peer_certificate(request: Request) -> str | None:
+def peer_certificate_of(scope: Scope) -> str | None:
     """The leaf certificate the TLS layer verified (ASGI TLS extension, PEM)."""
-    extensions: dict[str, Any] = request.scope.get("extensions") or {}
+    extensions: dict[str, Any] = scope.get("extensions") or {}
     chain = (extensions.get("tls") or {}).get("client_cert_chain") or []
     return str(chain[0]) if chain else None
 
 
 def peer(request: Request) -> Peer:
+    return peer_of(request.scope)
+
+
+def peer_of(scope: Scope) -> Peer:
     """The TLS peer and any Client-Cert it sent; several field lines are kept together (RFC
     9110 §5.3) so a second certificate cannot hide behind the first: the authenticator
     refuses the combination as malformed."""
-    forwarded = request.headers.getlist(CLIENT_CERT_HEADER)
+    name = CLIENT_CERT_HEADER.encode()
+    forwarded = [v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == name]
     return Peer(
-        tls_certificate=peer_certificate(request),
+        tls_certificate=peer_certificate_of(scope),
         client_cert_header=", ".join(forwarded) if forwarded else None,
     )
 

@@ -85,6 +85,7 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.GeenInzage: 403,
     e.GeenToestemming: 403,
     e.RateLimited: 429,
+    e.RequestTooLarge: 413,
     e.StoreUnavailable: 503,
     e.AuditUnavailable: 503,
     e.AuditKeyMismatch: 503,

@@ -61,6 +61,10 @@ TWO_PHASE_TYPES = frozenset(
 
 # Results besides the OSO codes and the error codes.
 DOEL_DISCONNECTED = "AfgebrokenDoorDoel"  # the doel hung up during the stream
+# The relay cut off by the Traffic Center's own limits (docs/security.md): the doel did not read
+# within the write timeout, or the whole relay passed its total deadline.
+DOEL_STOPPED_READING = "DoelLeestNiet"
+RELAY_DEADLINE_PASSED = "OverdrachtTeLang"
 DONE = "Uitgevoerd"  # an administrative action that was carried out
 SESSION_GRANTED = "SessieToegekend"  # overdrachtRequest answered with a session
 INTERNAL_ERROR = "InterneFout"  # an unexpected error: answered 500

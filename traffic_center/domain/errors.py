@@ -37,6 +37,7 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     │       ├── DossierNietGevonden, DossierNogNietGereed, DossierVerouderd
     │       └── GeenInzage, GeenToestemming   (also the TC's parent gate, rule 8)
     ├── RateLimited                       (429)
+    ├── RequestTooLarge                   a request body over the API's cap (413)
     ├── StoreUnavailable                  (503)
     │   └── AuditUnavailable              the audit log cannot be written: refused (503)
     │       └── AuditKeyMismatch          this node's secret does not sign the chain
@@ -397,6 +398,11 @@ class RateLimited(TrafficCenterError):
     def __init__(self, detail: str | None = None, *, retry_after_seconds: int) -> None:
         super().__init__(detail)
         self.retry_after_seconds = retry_after_seconds
+
+
+class RequestTooLarge(TrafficCenterError):
+    code = "VerzoekTeGroot"
+    title = "The request body is larger than this API accepts"
 
 
 class StoreUnavailable(TrafficCenterError):

@@ -4,6 +4,10 @@ The broker has authorised the request (``AuthorisedDossier``); this module only 
 The dossier is opaque bytes to us. It flows from the bron's socket to the doel's socket in
 the chunks it arrives in; nothing holds it whole and nothing writes it anywhere. Its size and
 SHA-256 are computed on the way and recorded with the exchange's final record.
+
+What one relay may hold (docs/security.md): a slot within the doel school's and the bron
+endpoint's fair share, for at most the relay's total deadline, and no write toward the doel
+waits longer than the write timeout; past either the stream is cut and recorded as failed.
 """
 # Rule numbers refer to docs/rules.md.
 
@@ -12,11 +16,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+import anyio
 import httpx
 import structlog
 
 from traffic_center.broker.service import AuthorisedDossier, DossierRequest
-from traffic_center.domain.audit import DOEL_DISCONNECTED, INTERNAL_ERROR
+from traffic_center.domain.audit import (
+    DOEL_DISCONNECTED,
+    DOEL_STOPPED_READING,
+    INTERNAL_ERROR,
+    RELAY_DEADLINE_PASSED,
+)
 from traffic_center.domain.errors import DossierTooLarge, TransferAborted
 from traffic_center.domain.identifiers import Overdrachtsoort
 from traffic_center.domain.las_contract import DOSSIER_PATH, TRANSACTION_HEADER
@@ -29,6 +39,7 @@ from traffic_center.observability.logging import raised_at
 from traffic_center.observability.metrics import Metrics
 from traffic_center.relay.headers import forwardable_answer_headers
 from traffic_center.relay.metering import MeteredStream
+from traffic_center.relay.slots import RelaySlot
 from traffic_center.relay.upstream import UpstreamClient
 
 log = structlog.get_logger("traffic_center.exchanges")
@@ -41,12 +52,14 @@ class RelayedDossier:
     ``finish`` is idempotent and safe whether or not the body was ever iterated. The response
     awaits it once the doel has the last byte (or is gone), however it ended: it gives back
     the upstream connection and the slot and closes the exchange's record, off the doel's
-    clock.
+    clock. ``write`` runs one send toward the doel: one the doel does not take within the
+    write timeout (or the relay's deadline) aborts the transfer with TransferAborted.
     """
 
     headers: dict[str, str]
     body: AsyncIterator[bytes]
     finish: Callable[[], Awaitable[None]]
+    write: Callable[[Awaitable[None]], Awaitable[None]]
 
 
 class DossierRelay(RelayExchange):
@@ -64,17 +77,23 @@ class DossierRelay(RelayExchange):
     ) -> RelayedDossier:
         """Everything up to the bron's answer headers; refusals raise before a byte is sent."""
         upstream = self._configured_upstream()
-        upstream.acquire_slot()
+        deadline = anyio.current_time() + upstream.limits.total_seconds
+        slot = upstream.acquire_slot(
+            doel_school=authorised.session.doel_brin,
+            bron_endpoint=authorised.endpoint.routeringskenmerk,
+        )
         try:
             await exchange.open()  # fail closed: the started record, or nothing is forwarded
             response = await self._forward(upstream, exchange, authorised, request, traceparent)
         except BaseException:
-            upstream.release_slot()
+            upstream.release_slot(slot)
             raise
-        streaming = _StreamBack(self._metrics, upstream, response, exchange.hand_off())
+        streaming = _StreamBack(
+            self._metrics, upstream, response, exchange.hand_off(), slot=slot, deadline=deadline
+        )
         headers = forwardable_answer_headers(response.headers)
         headers[TRANSACTION_HEADER] = exchange.entry.transaction_id
-        return RelayedDossier(headers, streaming.body(), streaming.finish)
+        return RelayedDossier(headers, streaming.body(), streaming.finish, streaming.write)
 
     async def _forward(
         self,
@@ -137,20 +156,36 @@ class _StreamBack:
         upstream: UpstreamClient,
         response: httpx.Response,
         exchange: Exchange,
+        *,
+        slot: RelaySlot,
+        deadline: float,
     ) -> None:
         self._metrics = metrics
         self._upstream = upstream
         self._response = response
         self._exchange = exchange
+        self._slot = slot
+        self._deadline = deadline  # anyio time: the slot comes back by then, however it ends
         self._metered = MeteredStream(response.aiter_raw(), limit=upstream.limits.max_dossier_bytes)
         self._result = DOEL_DISCONNECTED  # unless the stream says otherwise
         self._finished = False
 
     async def body(self) -> AsyncIterator[bytes]:
+        chunks = aiter(self._metered)
         try:
-            async for chunk in self._metered:
+            while True:
+                # The scope holds no yield: it bounds only the wait for the bron's next chunk.
+                with anyio.move_on_after(self._deadline - anyio.current_time()) as waiting:
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
+                if waiting.cancelled_caught:
+                    self._cut(RELAY_DEADLINE_PASSED)
                 yield chunk
             self._result = ResultCode.OVERDRACHT_GESLAAGD.value
+        except TransferAborted:
+            raise
         except DossierTooLarge as too_large:
             self._result = too_large.code
             raise TransferAborted(too_large.detail) from None
@@ -172,6 +207,23 @@ class _StreamBack:
             )
             raise TransferAborted("the relay failed mid-stream") from None
 
+    async def write(self, sending: Awaitable[None]) -> None:
+        """One send toward the doel, within the write timeout and what is left of the deadline.
+
+        uvicorn's flow control parks a send while the doel's TCP window is shut; a doel that
+        never reads would hold its slot for good.
+        """
+        patience = self._upstream.limits.doel_write_timeout_seconds
+        remaining = self._deadline - anyio.current_time()
+        with anyio.move_on_after(min(patience, remaining)) as waiting:
+            await sending
+        if waiting.cancelled_caught:
+            self._cut(RELAY_DEADLINE_PASSED if remaining <= patience else DOEL_STOPPED_READING)
+
+    def _cut(self, result: str) -> None:
+        self._result = result
+        raise TransferAborted(f"the relay was cut off: {result}")
+
     async def finish(self) -> None:
         """Give back the connection and the slot, then close the record; once, however it
         ended."""
@@ -179,7 +231,7 @@ class _StreamBack:
             return
         self._finished = True
         await self._upstream.release(self._response)
-        self._upstream.release_slot()
+        self._upstream.release_slot(self._slot)
         entry = self._exchange.entry
         kind = entry.type.value
         entry.size_bytes, entry.sha256 = self._metered.size, self._metered.sha256

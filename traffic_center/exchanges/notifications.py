@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import httpx
 
 from traffic_center.broker.service import (
@@ -17,11 +18,12 @@ from traffic_center.broker.service import (
     AuthorisedNotification,
     AuthorisedSwvNotification,
 )
-from traffic_center.domain.errors import UpstreamInvalidAnswer
+from traffic_center.domain.errors import UpstreamInvalidAnswer, UpstreamTimeout
 from traffic_center.domain.las_contract import FEEDBACK_PATH, NOTIFICATION_PATH
 from traffic_center.domain.results import ResultCode
 from traffic_center.exchanges.base import RelayExchange
 from traffic_center.exchanges.runner import Exchange
+from traffic_center.relay.upstream import UpstreamClient
 
 
 class NotificationRelay(RelayExchange):
@@ -36,7 +38,15 @@ class NotificationRelay(RelayExchange):
             "bron_routeringskenmerk": caller.routeringskenmerk,
         }
         url = authorised.doel_endpoint.url.rstrip("/") + NOTIFICATION_PATH
-        return await self._send(exchange, url, body, ResultCode.NOTIFICATIE_ONTVANGEN, traceparent)
+        return await self._send(
+            exchange,
+            url,
+            body,
+            ResultCode.NOTIFICATIE_ONTVANGEN,
+            traceparent,
+            receiver_brin=authorised.session.doel_brin,
+            sender=caller.routeringskenmerk,
+        )
 
     async def deliver_swv(
         self, exchange: Exchange, authorised: AuthorisedSwvNotification, *, traceparent: str | None
@@ -50,7 +60,15 @@ class NotificationRelay(RelayExchange):
             "bron_routeringskenmerk": school.routeringskenmerk,
         }
         url = authorised.swv_endpoint.url.rstrip("/") + NOTIFICATION_PATH
-        return await self._send(exchange, url, body, ResultCode.NOTIFICATIE_ONTVANGEN, traceparent)
+        return await self._send(
+            exchange,
+            url,
+            body,
+            ResultCode.NOTIFICATIE_ONTVANGEN,
+            traceparent,
+            receiver_brin=authorised.swv_endpoint.brin,
+            sender=school.routeringskenmerk,
+        )
 
     async def deliver_feedback(
         self,
@@ -70,7 +88,13 @@ class NotificationRelay(RelayExchange):
         }
         url = authorised.school_endpoint.url.rstrip("/") + FEEDBACK_PATH
         return await self._send(
-            exchange, url, body, ResultCode.TERUGKOPPELING_ONTVANGEN, traceparent
+            exchange,
+            url,
+            body,
+            ResultCode.TERUGKOPPELING_ONTVANGEN,
+            traceparent,
+            receiver_brin=authorised.school_endpoint.brin,
+            sender=swv.routeringskenmerk,
         )
 
     async def _send(
@@ -80,24 +104,44 @@ class NotificationRelay(RelayExchange):
         body: dict[str, Any],
         expected: ResultCode,
         traceparent: str | None,
+        *,
+        receiver_brin: str,
+        sender: str,
     ) -> str:
         upstream = self._configured_upstream()
-        upstream.acquire_slot()
+        # The same fair shares as a dossier: the receiving school, and the sending endpoint.
+        slot = upstream.acquire_slot(doel_school=receiver_brin, bron_endpoint=sender)
         try:
             await exchange.open()  # fail closed: the started record, or nothing is forwarded
             headers = {
                 **exchange.entry.upstream_headers(traceparent),
                 "Accept": "application/json",
             }
-            response = await upstream.open(url, body, headers)
-            try:
-                self._upstream_answered(exchange.entry, response.status_code)
-                answer = await upstream.read_answer(response)
-            finally:
-                await upstream.release(response)
+            # A LAS trickling its small answer a byte per read timeout is still cut off.
+            with anyio.fail_after(upstream.limits.total_seconds):
+                response, answer = await self._post(upstream, exchange, url, body, headers)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                "the LAS's answer took longer than the relay's deadline"
+            ) from None
         finally:
-            upstream.release_slot()
+            upstream.release_slot(slot)
         return _received(response, answer, expected)
+
+    async def _post(
+        self,
+        upstream: UpstreamClient,
+        exchange: Exchange,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+    ) -> tuple[httpx.Response, bytes]:
+        response = await upstream.open(url, body, headers)
+        try:
+            self._upstream_answered(exchange.entry, response.status_code)
+            return response, await upstream.read_answer(response)
+        finally:
+            await upstream.release(response)
 
 
 def _received(response: httpx.Response, answer: bytes, expected: ResultCode) -> str:

@@ -75,6 +75,10 @@ class Exchanges:
         self._notifications = notifications
         self._store = store
 
+    async def screen(self, peer: Peer) -> None:
+        """Rule 1's certificate checks before the request is read; a refusal is recorded."""
+        await self._runner.identify(peer)
+
     async def whoami(self, peer: Peer) -> Identity:
         certificate = await self._runner.identify(peer)
         endpoint = await self._store.registry.get_endpoint(certificate.routeringskenmerk)

@@ -85,3 +85,23 @@ class Metrics:
             buckets=STORE_BUCKETS,
             registry=registry,
         )
+        # Fair relay slots (docs/security.md): who holds slots, as counts, never a BRIN.
+        self.relay_largest_share = Gauge(
+            f"{PREFIX}_relay_largest_share",
+            "Relay slots held by the one doel school (or bron endpoint) that holds the most.",
+            ["share"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.relay_refusals = Counter(
+            f"{PREFIX}_relay_refusals",
+            "Relays refused at once because slots were full, by share: node, doel_school, "
+            "bron_endpoint.",
+            ["share"],
+            registry=registry,
+        )
+        self.request_bodies_too_large = Counter(
+            f"{PREFIX}_request_bodies_too_large",
+            "Requests answered 413 because their body exceeded TC_MAX_REQUEST_BODY_BYTES.",
+            registry=registry,
+        )

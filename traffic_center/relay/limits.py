@@ -15,3 +15,13 @@ class RelayLimits:
     read_timeout_seconds: float
     max_dossier_bytes: int
     max_in_flight: int
+    # A fair share of the slots (docs/security.md): one doel school, or one bron endpoint, never
+    # holds more than this many, so a school trickling from its own LAS (or never reading) cannot
+    # make the others wait. Capped at ``max_in_flight``.
+    max_per_doel_school: int = 16
+    max_per_bron_endpoint: int = 16
+    # The whole relay, from taking the slot to the last byte: however slowly both sides move,
+    # the slot comes back by then.
+    total_seconds: float = 900.0
+    # How long one write toward the doel may wait for it to read (its TCP window stays shut).
+    doel_write_timeout_seconds: float = 30.0

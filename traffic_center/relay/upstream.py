@@ -12,13 +12,13 @@ import anyio
 import httpx
 
 from traffic_center.domain.errors import (
-    RelayBusy,
     UpstreamInvalidAnswer,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
 from traffic_center.relay.headers import clear_default_headers
 from traffic_center.relay.limits import MAX_ANSWER_BYTES, RelayLimits
+from traffic_center.relay.slots import RelaySlot, RelaySlots, Share, SlotUsage
 
 
 def upstream_ssl_context(*, cert: Path, key: Path, trust: Path) -> ssl.SSLContext:
@@ -30,7 +30,7 @@ def upstream_ssl_context(*, cert: Path, key: Path, trust: Path) -> ssl.SSLContex
 
 
 class UpstreamClient:
-    """One pooled httpx client per node, with an in-flight limit and error translation."""
+    """One pooled httpx client per node, with its relay slots and error translation."""
 
     def __init__(
         self,
@@ -39,11 +39,18 @@ class UpstreamClient:
         ssl_context: ssl.SSLContext | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         user_agent: str = "oso-traffic-center",
-        on_in_flight: Callable[[int], None] = lambda count: None,
+        on_usage: Callable[[SlotUsage], None] = lambda usage: None,
+        on_refused: Callable[[Share], None] = lambda share: None,
     ) -> None:
         self.limits = limits
-        # Told the number of relays in flight whenever it changes (the operators' gauge).
-        self._on_in_flight = on_in_flight
+        # Told the slots' usage whenever it changes, and each refusal (the operators' metrics).
+        self.slots = RelaySlots(
+            total=limits.max_in_flight,
+            per_doel_school=limits.max_per_doel_school,
+            per_bron_endpoint=limits.max_per_bron_endpoint,
+            on_change=on_usage,
+            on_refused=on_refused,
+        )
         self._client = httpx.AsyncClient(
             verify=ssl_context if ssl_context is not None else True,
             transport=transport,
@@ -58,25 +65,25 @@ class UpstreamClient:
             trust_env=False,  # no proxy or netrc from the environment
         )
         clear_default_headers(self._client, user_agent)
-        self.in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.slots.in_flight
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def acquire_slot(self) -> None:
-        """Take one of the node's relay slots; refuse at once rather than queue when full.
+    def acquire_slot(self, *, doel_school: str, bron_endpoint: str) -> RelaySlot:
+        """Take one of the node's relay slots within the doel school's and the bron endpoint's
+        fair share; refuse at once (RelayBusy) rather than queue when one is full.
 
         Not a context manager: a streamed dossier holds its slot until its last byte, long
         after the route function returned.
         """
-        if self.in_flight >= self.limits.max_in_flight:
-            raise RelayBusy(f"{self.in_flight} relays in flight, the limit of this node")
-        self.in_flight += 1
-        self._on_in_flight(self.in_flight)
+        return self.slots.acquire(doel_school=doel_school, bron_endpoint=bron_endpoint)
 
-    def release_slot(self) -> None:
-        self.in_flight -= 1
-        self._on_in_flight(self.in_flight)
+    def release_slot(self, slot: RelaySlot) -> None:
+        self.slots.release(slot)
 
     async def open(
         self, url: str, body: Mapping[str, Any], headers: Mapping[str, str]

@@ -10,8 +10,11 @@ and their settings are listed in docs/security.md.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import logging
 import resource
+from asyncio import selector_events, sslproto
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +45,7 @@ class ListenerConfig(Config):
         super().__init__(app, **kwargs)
         self.limits = limits
         self.refusals = Throttle(REFUSAL_LOG_SECONDS)
+        self.memory = MemoryReturn()
 
     def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
         """The loop uvicorn's own ``Server.run`` (each worker) creates."""
@@ -69,6 +73,91 @@ class BoundedHandshakeLoop(asyncio.SelectorEventLoop):
             kwargs.setdefault("ssl_handshake_timeout", self.handshake_seconds)
             kwargs.setdefault("ssl_shutdown_timeout", self.handshake_seconds)
         return await super().create_server(*args, **kwargs)
+
+    def _make_ssl_transport(
+        self,
+        rawsock: Any,
+        protocol: asyncio.BaseProtocol,
+        sslcontext: Any,
+        waiter: Any = None,
+        *,
+        server_side: bool = False,
+        server: Any = None,
+        extra: Any = None,
+        **kwargs: Any,
+    ) -> asyncio.Transport:
+        """asyncio's own, but an accepted connection gets a small read buffer (see below)."""
+        if not server_side:
+            return super()._make_ssl_transport(  # type: ignore[misc,no-any-return]
+                rawsock,
+                protocol,
+                sslcontext,
+                waiter,
+                server_side=server_side,
+                server=server,
+                extra=extra,
+                **kwargs,
+            )
+        ssl_protocol = _ServerSSLProtocol(
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            kwargs.get("server_hostname"),
+            ssl_handshake_timeout=kwargs.get("ssl_handshake_timeout"),
+            ssl_shutdown_timeout=kwargs.get("ssl_shutdown_timeout"),
+        )
+        # asyncio's private transport class: the override keeps its construction exactly.
+        selector_events._SelectorSocketTransport(  # type: ignore[attr-defined]
+            self, rawsock, ssl_protocol, extra=extra, server=server
+        )
+        return ssl_protocol._app_transport
+
+
+class _ServerSSLProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB per connection.
+
+    asyncio allocates the whole buffer for every accepted connection, idle or not: 500 idle
+    connections held about 150 MB. A request on the vendor API is small (its body is capped
+    at a few kB) and a TLS record at most 16 KiB (RFC 8446 §5.1), so 32 KiB costs nothing.
+    """
+
+    max_size = 32 * 1024
+
+
+class MemoryReturn:
+    """Gives the memory of a flood of connections back to the system once it has passed.
+
+    Freed, the buffers of hundreds of connections stay in the C allocator's heap (glibc trims
+    only its top), so a node that survived a flood would keep its peak for good. When the open
+    connections fall to a quarter of a peak of at least ``FLOOD`` (or below), the heap is
+    trimmed: once per flood, a few milliseconds.
+    """
+
+    FLOOD = 100
+
+    def __init__(self) -> None:
+        self.peak = 0
+
+    def opened(self, count: int) -> None:
+        self.peak = max(self.peak, count)
+
+    def closed(self, count: int) -> None:
+        if self.peak >= self.FLOOD and count <= self.peak // 4:
+            self.peak = count
+            _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Collect the connections' reference cycles, then glibc's malloc_trim(0) (a no-op where
+    there is no glibc: musl, macOS)."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
 
 
 def raise_open_files_limit() -> int:
@@ -102,6 +191,7 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.listener.memory.opened(len(self.connections))
         if len(self.connections) > self.listener.limits.max_connections:
             self._refuse()
             return
@@ -123,6 +213,7 @@ class BoundedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_deadline()
         super().connection_lost(exc)
+        self.listener.memory.closed(len(self.connections))
 
     def _cancel_header_deadline(self) -> None:
         if self._header_deadline is not None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from traffic_center.api.identity import PeerDep, ServicesDep
 from traffic_center.api.responses import (
@@ -63,7 +63,8 @@ class RelayResponse(StreamingResponse):
     """Streams the bron's answer and always gives back the upstream connection and slot.
 
     If the bron breaks off, the body iterator raises and the server drops the doel's
-    connection: the doel sees a truncated transfer, never a complete-looking 200.
+    connection: the doel sees a truncated transfer, never a complete-looking 200. Every send
+    goes through the relay's write guard, so a doel that stops reading is cut off too.
     """
 
     def __init__(self, relayed: RelayedDossier) -> None:
@@ -71,8 +72,11 @@ class RelayResponse(StreamingResponse):
         self._relayed = relayed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def guarded(message: Message) -> None:
+            await self._relayed.write(send(message))
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, guarded)
         finally:
             await self._relayed.finish()
 
