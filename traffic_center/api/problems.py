@@ -44,6 +44,7 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.CertificateRevoked: 403,
     e.CertificateExpired: 403,
     e.CertificateWrongPurpose: 403,
+    e.CertificateInconsistent: 403,
     e.WrongRole: 403,
     e.EndpointNotRegistered: 403,
     e.EndpointInactive: 403,

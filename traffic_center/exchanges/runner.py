@@ -11,7 +11,9 @@ a TrafficCenterError       its code and status (refusals, bron answers, relay fa
 any other exception        ``InterneFout`` 500; logged with the request id, re-raised as
                            :class:`InternalError` so the client gets problem+json
 cancelled (client gone)    ``AfgebrokenDoorDoel``, no status
-the caller refused         an ``aanroepGeweigerd`` record with the certificate's serial
+the caller refused         an ``aanroepGeweigerd`` record with the certificate's serial,
+                           one per certificate and window with a count (``refusals``)
+over its rate limit        429, recorded like a refused caller (rule 9)
 =========================  ===============================================================
 
 "Open the record" is fail-closed: a relayed exchange writes its *started* record before a
@@ -36,15 +38,18 @@ from traffic_center.audit.entry import AuditEntry
 from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.authenticator import Authenticator
 from traffic_center.broker.caller import Caller, CertificateIdentity
+from traffic_center.broker.rate_limits import RateLimiter
 from traffic_center.domain.audit import DOEL_DISCONNECTED, INTERNAL_ERROR, AuditRecord, AuditType
 from traffic_center.domain.errors import (
     CallerRefused,
     InternalError,
     InvalidInput,
+    RateLimited,
     TrafficCenterError,
     UpstreamFailure,
 )
 from traffic_center.domain.identifiers import parse_sessie_id
+from traffic_center.exchanges.refusals import RefusalLog
 from traffic_center.observability.logging import raised_at
 from traffic_center.observability.metrics import Metrics
 from traffic_center.pki.inspect import serial_hex
@@ -52,6 +57,17 @@ from traffic_center.pki.inspect import serial_hex
 log = structlog.get_logger("traffic_center.exchanges")
 
 Role = Literal["doel", "bron"]
+
+# Rule 9: the budget (broker/rate_limits.ROUTES) each exchange counts against.
+_ROUTE_OF = {
+    AuditType.SESSION: "sessions",
+    AuditType.CHECK: "checks",
+    AuditType.DOSSIER: "dossiers",
+    AuditType.CLOSE: "closes",
+    AuditType.NOTIFICATION: "notifications",
+    AuditType.ENDPOINT_OVERVIEW: "endpoints",
+    AuditType.AUDIT_READ: "audit_reads",
+}
 
 
 class Exchange:
@@ -96,10 +112,20 @@ class Exchange:
 
 
 class ExchangeRunner:
-    def __init__(self, *, authenticator: Authenticator, audit: AuditTrail, metrics: Metrics):
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        audit: AuditTrail,
+        metrics: Metrics,
+        limiter: RateLimiter,
+        refusals: RefusalLog,
+    ):
         self._authenticator = authenticator
         self._audit = audit
         self._metrics = metrics
+        self._limiter = limiter
+        self._refusals = refusals
 
     @asynccontextmanager
     async def run(
@@ -122,6 +148,7 @@ class ExchangeRunner:
             entry.sessie_id = parse_sessie_id(sessie_id) if sessie_id is not None else None
         caller = await self._authenticate(peer_certificate, entry)
         _file_under(entry, caller, role)
+        await self._admit(_ROUTE_OF[kind], caller.identity.serial, caller.routeringskenmerk, entry)
         exchange = Exchange(caller, entry, self._audit, self._metrics)
         try:
             if not two_phase:
@@ -151,10 +178,12 @@ class ExchangeRunner:
     async def identify(self, peer_certificate: str | None) -> CertificateIdentity:
         """Who the certificate says the caller is (whoami); a refusal is recorded like any."""
         try:
-            return await self._authenticator.identify(peer_certificate)
+            identity = await self._authenticator.identify(peer_certificate)
         except CallerRefused as refused:
             await self._refused(refused, peer_certificate)
             raise
+        await self._admit("whoami", identity.serial, identity.routeringskenmerk, None)
+        return identity
 
     async def _authenticate(self, peer_certificate: str | None, entry: AuditEntry) -> Caller:
         """Rule 1; a refused caller is recorded as such, a store outage as the exchange."""
@@ -167,12 +196,24 @@ class ExchangeRunner:
             await self._audit.failed(entry, error)
             raise
 
+    async def _admit(
+        self, route: str, serial: str, routeringskenmerk: str, entry: AuditEntry | None
+    ) -> None:
+        """Rule 9, before the record is opened: a limited caller costs one counted record per
+        window, like a refused one, not one record per request."""
+        try:
+            await self._limiter.admit(route, routeringskenmerk)
+        except RateLimited as limited:
+            await self._refusals.note(limited, serial=serial)
+            raise
+        except TrafficCenterError as error:  # the store is down: recorded as the exchange
+            if entry is not None:
+                await self._audit.failed(entry, error)
+            raise
+
     async def _refused(self, refused: CallerRefused, peer_certificate: str | None) -> None:
         self._metrics.refused_callers.labels(reason=refused.code).inc()
-        entry = self._audit.begin(
-            AuditType.REFUSED_CALLER, caller_serial=_serial_of(peer_certificate)
-        )
-        await self._audit.failed(entry, refused)
+        await self._refusals.note(refused, serial=_serial_of(peer_certificate))
 
 
 def _file_under(entry: AuditEntry, caller: Caller, role: Role) -> None:
