@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.support.server import TrafficCenterUnderTest
+from tests.conftest import DatabaseFactory
+from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from traffic_center.domain.audit import AuditRecord, AuditType
 
 WINDOW_SECONDS = 2.0
@@ -81,3 +84,26 @@ async def test_a_revoked_certificate_hammering_adds_a_handful_of_records(
     added = (await tc.store.audit.head()).count - records_before
     assert added == len(records), "no other record for the attack"  # whoami records nothing
     assert {r.result for r in records} == {"CertificaatIngetrokken"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_node_that_stops_records_the_count_of_its_open_window(
+    backend: str, database_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    url = await database_factory(backend)
+    tc = await start_traffic_center(tmp_path, url, refusal_audit_window_seconds=3600)
+    try:
+        attacker = await tc.world.school("VO")
+        await tc.certificates.revoke(attacker.serial, reason="keyCompromise")
+        client = attacker.client()
+        statuses = [(await client.get("/v1/whoami")).status_code for _ in range(25)]
+        assert set(statuses) == {403}
+        assert counted(await refusals_of(tc, attacker.serial)) == 1  # the window is open
+    finally:
+        await tc.world.aclose()
+        await asyncio.to_thread(tc.thread.stop)
+    try:
+        records = await refusals_of(tc, attacker.serial)
+        assert [r.subject for r in records] == ["n=1", "n=24"]
+    finally:
+        await tc.store.close()
