@@ -11,6 +11,7 @@ from tests.support.pupils import new_pgn, zoeksleutel_of
 from tests.support.server import TrafficCenterUnderTest
 from tests.test_broker_api import assert_problem, open_session
 from traffic_center.broker.rate_limits import judge
+from traffic_center.domain.audit import AuditType
 
 TRAFFIC_CENTER_SETTINGS = {
     "rate_limit_sessions_per_minute": 3,
@@ -139,3 +140,10 @@ async def test_every_route_has_its_budget(tc: TrafficCenterUnderTest) -> None:
         assert 429 not in (first.status_code, second.status_code), name
         assert_problem(third, 429, "TeVeelVerzoeken")
         assert 1 <= int(third.headers["Retry-After"]) <= 120, name
+    # Six 429s, one record so far: the rest are counted into the window's record.
+    limited = [
+        item.record
+        async for item in tc.store.audit.walk()
+        if item.record.caller_serial == party.serial and item.record.result == "TeVeelVerzoeken"
+    ]
+    assert [(r.type, r.subject) for r in limited] == [(AuditType.REFUSED_CALLER, "n=1")]
