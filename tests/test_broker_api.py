@@ -393,6 +393,8 @@ async def test_idempotency_key_reused_for_another_request_is_refused(
     assert first.status_code == replay.status_code == 201
     assert replay.json()["sessie_id"] == first.json()["sessie_id"]
     assert replay.headers["Idempotent-Replayed"] == "true"
+    # Rule 7: the key is the caller's free text; the store keeps only its HMAC.
+    assert headers["Idempotency-Key"] not in await dump_database(tc)
     other = await doel.client().post(
         "/v1/sessions", json=session_body(bron, zoeksleutel=OTHER_ZOEKSLEUTEL), headers=headers
     )

@@ -1,43 +1,149 @@
-"""Rule 9: per-endpoint rate limits on session creation and the endpoint overview (both backends)."""
+"""Rule 9: per-endpoint rate limits on every route, sliding windows (both backends)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
+import httpx
+
+from tests.support.pupils import new_pgn, zoeksleutel_of
 from tests.support.server import TrafficCenterUnderTest
 from tests.test_broker_api import assert_problem, open_session
+from traffic_center.broker.rate_limits import judge
+from traffic_center.domain.audit import AuditType
 
 TRAFFIC_CENTER_SETTINGS = {
     "rate_limit_sessions_per_minute": 3,
     "rate_limit_endpoints_per_minute": 2,
+    "rate_limit_checks_per_minute": 2,
+    "rate_limit_dossiers_per_minute": 2,
+    "rate_limit_closes_per_minute": 2,
+    "rate_limit_notifications_per_minute": 2,
+    "rate_limit_audit_reads_per_minute": 2,
+    "rate_limit_whoami_per_minute": 2,
 }
+
+
+def at_second(tc: TrafficCenterUnderTest, minute: int, second: int) -> None:
+    """Move the server's clock to ``second`` into the ``minute``-th window from now."""
+    now = dt.datetime.now(dt.UTC)
+    window = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=minute)
+    tc.clock.offset = window + dt.timedelta(seconds=second) - now
+
+
+def test_the_estimate_slides_over_the_previous_window() -> None:
+    # 3 hits late in the last window still weigh 5/6 ten seconds into this one.
+    assert not judge(current=1, previous=3, elapsed=10, per_minute=3).allowed
+    assert judge(current=1, previous=3, elapsed=50, per_minute=3).allowed
+    # Retry-After: when 3 × (1 − t/60) + 2 ≤ 3, i.e. at t = 40, 30 s from now.
+    assert judge(current=1, previous=3, elapsed=10, per_minute=3).retry_after_seconds == 30
+    # Over budget in this window alone: wait into the next one.
+    assert judge(current=4, previous=0, elapsed=10, per_minute=3).retry_after_seconds == 50 + 30
 
 
 async def test_session_creation_is_limited_per_endpoint(tc: TrafficCenterUnderTest) -> None:
     doel, other, bron = await tc.world.schools("PO", "PO", "PO")
-    tc.clock.offset = dt.timedelta(minutes=10)  # a fresh window, whatever ran before
+    at_second(tc, 10, 5)  # a fresh window, whatever ran before
     try:
         statuses = [(await open_session(doel, bron)).status_code for _ in range(3)]
         limited = await open_session(doel, bron)
         # Another endpoint has its own budget.
         assert (await open_session(other, bron)).status_code == 201
-        tc.clock.offset += dt.timedelta(minutes=1)
+        at_second(tc, 12, 5)  # the windows slid past
         after_window = await open_session(doel, bron)
     finally:
         tc.clock.offset = dt.timedelta()
     assert statuses == [201, 201, 201]
     assert_problem(limited, 429, "TeVeelVerzoeken")
-    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert 1 <= int(limited.headers["Retry-After"]) <= 120
     assert after_window.status_code == 201
+
+
+async def test_a_window_boundary_does_not_double_the_budget(tc: TrafficCenterUnderTest) -> None:
+    """A fixed window allows 3 at :50 and 3 more at :10; the sliding estimate does not."""
+    doel, bron = await tc.world.schools("PO", "PO")
+    try:
+        at_second(tc, 30, 50)
+        late = [(await open_session(doel, bron)).status_code for _ in range(3)]
+        at_second(tc, 31, 10)
+        early = await open_session(doel, bron)
+        at_second(tc, 31, 50)  # 3 × 1/6 + 1 (the refused one counts) + 1 ≤ 3
+        later = await open_session(doel, bron)
+    finally:
+        tc.clock.offset = dt.timedelta()
+    assert late == [201, 201, 201]
+    assert_problem(early, 429, "TeVeelVerzoeken")
+    assert 28 <= int(early.headers["Retry-After"]) <= 32
+    assert later.status_code == 201
 
 
 async def test_endpoint_overview_is_limited_per_endpoint(tc: TrafficCenterUnderTest) -> None:
     asking = await tc.world.school("VO")
-    tc.clock.offset = dt.timedelta(minutes=20)
+    at_second(tc, 20, 5)
     try:
         client = asking.client()
         statuses = [(await client.get("/v1/endpoints")).status_code for _ in range(3)]
     finally:
         tc.clock.offset = dt.timedelta()
-    assert statuses[:2] == [200, 200]
-    assert statuses[2] == 429
+    assert statuses == [200, 200, 429]
+
+
+async def test_every_route_has_its_budget(tc: TrafficCenterUnderTest) -> None:
+    """Each route counts on its own: two calls (answered, or refused by the broker) and the
+    third is 429 with a Retry-After, whatever the route."""
+    party, other = await tc.world.schools("PO", "PO")
+    sessie = str(uuid.uuid4())
+    calls = {
+        "whoami": ("GET", "/v1/whoami", None),
+        "audit": ("GET", "/v1/audit", None),
+        "check": (
+            "POST",
+            f"/v1/sessions/{sessie}/check",
+            {
+                "doel_brin": other.brin,
+                "doel_routeringskenmerk": other.routeringskenmerk,
+                "overdrachtsoort": "overstapdossier",
+                "zoeksleutel": zoeksleutel_of(new_pgn()),
+            },
+        ),
+        "close": (
+            "POST",
+            f"/v1/sessions/{sessie}/close",
+            {"resultaat": "OverdrachtMislukt", "routeringskenmerk": other.routeringskenmerk},
+        ),
+        "dossier": (
+            "POST",
+            f"/v1/sessions/{sessie}/dossier",
+            {
+                "routeringskenmerk": other.routeringskenmerk,
+                "zoeksleutel": zoeksleutel_of(new_pgn()),
+            },
+        ),
+        "notification": (
+            "POST",
+            "/v1/notifications",
+            {"sessie_id": sessie, "doel_routeringskenmerk": other.routeringskenmerk},
+        ),
+    }
+    client = party.client()
+    at_second(tc, 40, 5)
+    try:
+        answers: dict[str, list[httpx.Response]] = {}
+        for name, (method, path, body) in calls.items():
+            answers[name] = [await client.request(method, path, json=body) for _ in range(3)]
+        # The budgets are the endpoint's, not the route's: another endpoint is unaffected.
+        assert (await other.client().get("/v1/whoami")).status_code == 200
+    finally:
+        tc.clock.offset = dt.timedelta()
+    for name, (first, second, third) in answers.items():
+        assert 429 not in (first.status_code, second.status_code), name
+        assert_problem(third, 429, "TeVeelVerzoeken")
+        assert 1 <= int(third.headers["Retry-After"]) <= 120, name
+    # Six 429s, one record so far: the rest are counted into the window's record.
+    limited = [
+        item.record
+        async for item in tc.store.audit.walk()
+        if item.record.caller_serial == party.serial and item.record.result == "TeVeelVerzoeken"
+    ]
+    assert [(r.type, r.subject) for r in limited] == [(AuditType.REFUSED_CALLER, "n=1")]

@@ -343,6 +343,40 @@ async def test_headers_upstream_and_back_are_only_what_the_contract_says(
     assert span != "1" * 16  # our hop has its own span id
 
 
+async def test_a_trace_id_that_could_carry_a_pupil_number_is_not_forwarded(
+    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty
+) -> None:
+    """Rule 7: the trace id travels to the bron, so a PGN-looking one starts a fresh trace."""
+    seen: list[dict[str, str]] = []
+    bron_app = fixed_answer(
+        200,
+        [
+            ("content-type", "application/xml"),
+            ("content-length", "4"),
+            ("x-oso-vrijgave", "inzage"),
+        ],
+        b"<a/>",
+        requests_seen=seen,
+    )
+    bron_party, _ = await las.school_with_app("PO", bron_app)
+    key = scenario_key("gereed")
+    sessie_id = await open_session(doel.party, bron_party, key)
+    trace_id = "a662460613b" + "c" * 21  # a valid trace id with a BSN in it
+    fetched = await fetch(
+        doel.party,
+        sessie_id,
+        bron_party.routeringskenmerk,
+        key,
+        headers={"traceparent": f"00-{trace_id}-{'1' * 16}-01"},
+    )
+    assert fetched.status == 200
+    [upstream] = seen
+    _, trace, _, _ = upstream["traceparent"].split("-")
+    assert len(trace) == 32
+    assert trace != trace_id
+    assert "662460613" not in upstream["traceparent"]
+
+
 async def test_the_reference_doel_hashes_what_travelled_like_the_tc_when_the_bron_gzips(
     tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty
 ) -> None:

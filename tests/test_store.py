@@ -73,6 +73,10 @@ async def test_a_closed_session_cannot_be_closed_again_by_another_node(store: St
 
 
 async def test_rate_limit_counter_counts_per_bucket_and_window(store: Store) -> None:
-    assert [await store.rate_limits.hit("a", window_start=60) for _ in range(3)] == [1, 2, 3]
-    assert await store.rate_limits.hit("b", window_start=60) == 1
-    assert await store.rate_limits.hit("a", window_start=120) == 1
+    hits = [await store.rate_limits.hit("a", window_start=60) for _ in range(3)]
+    assert [h.current for h in hits] == [1, 2, 3]
+    assert await store.rate_limits.hit("b", window_start=60) == (1, 0)
+    # The next window sees the previous one (the sliding estimate needs it) ...
+    assert await store.rate_limits.hit("a", window_start=120) == (1, 3)
+    # ... and one further on does not.
+    assert await store.rate_limits.hit("a", window_start=240) == (1, 0)

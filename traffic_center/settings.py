@@ -104,7 +104,7 @@ class Settings(BaseSettings):
         default=1000, ge=1, le=100_000, description="open vendor connections per process"
     )
 
-    # --- Fair relay slots and request bodies (issue 10; docs/security.md) -------------------------
+    # --- Fair relay slots and request bodies (docs/security.md) ----------------------------------
     # One school, with one valid certificate, must never make another wait; a refused or
     # oversized request costs nothing lasting.
     relay_max_per_doel_school: int = Field(
@@ -121,6 +121,28 @@ class Settings(BaseSettings):
     )
     max_request_body_bytes: int = Field(
         default=16 * 1024, ge=1024, le=1024**2, description="largest request body on the API"
+    )
+
+    # --- Rate limits, refusal records and retention (docs/security.md) ---------------------------
+    # Rule 9: every route is limited per endpoint (sliding window, shared by all nodes); the
+    # sessions and endpoints limits are TC_RATE_LIMIT_SESSIONS/ENDPOINTS_PER_MINUTE above.
+    rate_limit_checks_per_minute: int = Field(default=600, ge=1)
+    rate_limit_dossiers_per_minute: int = Field(default=600, ge=1)
+    rate_limit_closes_per_minute: int = Field(default=600, ge=1)
+    rate_limit_notifications_per_minute: int = Field(default=600, ge=1)
+    rate_limit_audit_reads_per_minute: int = Field(default=60, ge=1)
+    rate_limit_whoami_per_minute: int = Field(default=60, ge=1)
+    refusal_audit_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="repeated refusals of one certificate: one audit record per window, counted",
+    )
+    session_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        le=3650,
+        description="closed and expired sessions are purged this long after they ended",
     )
 
     @field_validator("home")

@@ -92,6 +92,12 @@ async def start_traffic_center(
         "orphan_grace_seconds": 5.0,
         "rate_limit_sessions_per_minute": 100_000,
         "rate_limit_endpoints_per_minute": 100_000,
+        "rate_limit_checks_per_minute": 100_000,
+        "rate_limit_dossiers_per_minute": 100_000,
+        "rate_limit_closes_per_minute": 100_000,
+        "rate_limit_notifications_per_minute": 100_000,
+        "rate_limit_audit_reads_per_minute": 100_000,
+        "rate_limit_whoami_per_minute": 100_000,
     }
     settings = Settings(**{**defaults, **overrides})
     clock = AdjustableClock()

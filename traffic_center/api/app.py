@@ -36,11 +36,14 @@ from traffic_center.audit.keys import chain_secret
 from traffic_center.audit.nodes import NodeKeeper
 from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.authenticator import Authenticator
+from traffic_center.broker.rate_limits import RateLimiter
+from traffic_center.broker.retention import SessionRetention
 from traffic_center.broker.service import Broker, BrokerLimits
 from traffic_center.domain.errors import TrafficCenterError, TransferAborted
 from traffic_center.exchanges.base import RelayCollaborators
 from traffic_center.exchanges.dossiers import DossierRelay
 from traffic_center.exchanges.notifications import NotificationRelay
+from traffic_center.exchanges.refusals import RefusalLog
 from traffic_center.exchanges.runner import ExchangeRunner
 from traffic_center.exchanges.service import Exchanges
 from traffic_center.observability.context import RequestIdMiddleware
@@ -167,8 +170,6 @@ def build_services(
         secret=secret,
         limits=BrokerLimits(
             session_ttl=dt.timedelta(seconds=settings.session_ttl_seconds),
-            sessions_per_minute=settings.rate_limit_sessions_per_minute,
-            endpoint_lists_per_minute=settings.rate_limit_endpoints_per_minute,
         ),
         clock=clock,
     )
@@ -185,9 +186,19 @@ def build_services(
         status_for=problems.status_for,
         node_id=node_id,
     )
+    refusals = RefusalLog(trail, window_seconds=settings.refusal_audit_window_seconds)
+    retention = SessionRetention(
+        store, retention=dt.timedelta(days=settings.session_retention_days), clock=clock
+    )
     relays = RelayCollaborators(upstream=upstream, metrics=metrics, clock=clock)
     exchanges_service = Exchanges(
-        runner=ExchangeRunner(authenticator=authenticator, audit=trail, metrics=metrics),
+        runner=ExchangeRunner(
+            authenticator=authenticator,
+            audit=trail,
+            metrics=metrics,
+            limiter=RateLimiter(store, per_minute=rate_limits_per_minute(settings), clock=clock),
+            refusals=refusals,
+        ),
         broker=broker,
         dossiers=DossierRelay(relays, require_release=settings.require_parent_release),
         notifications=NotificationRelay(relays),
@@ -200,9 +211,26 @@ def build_services(
         heartbeat_seconds=settings.node_heartbeat_seconds,
         grace_seconds=settings.orphan_grace_seconds,
         clock=clock,
+        chores=[refusals.flush, retention.purge_now_and_then],
     )
-    services = Services(settings, store, metrics, clock, upstream, exchanges_service, trail)
+    services = Services(
+        settings, store, metrics, clock, upstream, exchanges_service, trail, refusals=refusals
+    )
     return services, keeper
+
+
+def rate_limits_per_minute(settings: Settings) -> dict[str, int]:
+    """Rule 9: each route's budget per endpoint and minute (broker/rate_limits.ROUTES)."""
+    return {
+        "sessions": settings.rate_limit_sessions_per_minute,
+        "checks": settings.rate_limit_checks_per_minute,
+        "dossiers": settings.rate_limit_dossiers_per_minute,
+        "closes": settings.rate_limit_closes_per_minute,
+        "notifications": settings.rate_limit_notifications_per_minute,
+        "endpoints": settings.rate_limit_endpoints_per_minute,
+        "audit_reads": settings.rate_limit_audit_reads_per_minute,
+        "whoami": settings.rate_limit_whoami_per_minute,
+    }
 
 
 def build_upstream(

@@ -50,6 +50,7 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.CertificateRevoked: 403,
     e.CertificateExpired: 403,
     e.CertificateWrongPurpose: 403,
+    e.CertificateInconsistent: 403,
     e.WrongRole: 403,
     e.EndpointNotRegistered: 403,
     e.EndpointInactive: 403,
@@ -151,7 +152,7 @@ async def handle_validation_error(_request: Request, exc: Exception) -> JSONResp
     assert isinstance(exc, RequestValidationError)
     # Echo where and what, never the input itself: it may hold a pupil's data.
     errors = [
-        {"loc": [str(p) for p in item.get("loc", ())], "msg": item.get("msg", "")}
+        {"loc": _location_without_input(item), "msg": _message_without_input(item)}
         for item in exc.errors()
     ]
     return problem(
@@ -161,6 +162,62 @@ async def handle_validation_error(_request: Request, exc: Exception) -> JSONResp
         detail="the request body or parameters do not match the schema",
         errors=errors,
     )
+
+
+# Pydantic messages that are fixed texts or quote only the schema (a pattern, a length, the
+# allowed values). Any other message, e.g. a validator's "Value error, …", may quote the input.
+_SCHEMA_ONLY_MESSAGES = frozenset(
+    {
+        "missing",
+        "extra_forbidden",
+        "string_type",
+        "int_type",
+        "int_parsing",
+        "bool_type",
+        "bool_parsing",
+        "dict_type",
+        "model_type",
+        "list_type",
+        "date_type",
+        "date_parsing",
+        "date_from_datetime_parsing",
+        "datetime_type",
+        "datetime_parsing",
+        "datetime_from_date_parsing",
+        "string_too_short",
+        "string_too_long",
+        "string_pattern_mismatch",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "literal_error",
+        "enum",
+        "json_invalid",
+        "json_type",
+        "too_short",
+        "too_long",
+    }
+)
+
+
+def _location_without_input(item: Any) -> list[str]:
+    """Where: the schema's names; an unknown field's name is the caller's text, so not it."""
+    location = [str(p) for p in item.get("loc", ())]
+    if item.get("type") == "extra_forbidden" and location:
+        location[-1] = "(unknown field)"
+    return location
+
+
+def _message_without_input(item: Any) -> str:
+    """Pydantic's message when it cannot quote the caller's input, else only its kind."""
+    kind = str(item.get("type", ""))
+    message = str(item.get("msg", ""))
+    value = item.get("input")
+    quoted = isinstance(value, str) and len(value) >= 3 and value in message
+    if kind in _SCHEMA_ONLY_MESSAGES and not quoted:
+        return message
+    return f"invalid value ({kind or 'error'})"
 
 
 _HTTP_CODES = {

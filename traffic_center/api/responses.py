@@ -28,7 +28,9 @@ CALLER_ERRORS: tuple[type[e.TrafficCenterError], ...] = (
     e.ForwardedCertificateRefused,
     e.ForwardedCertificateMissing,
     e.ForwardedCertificateMalformed,
+    e.CertificateInconsistent,
     e.StoreUnavailable,
+    e.RateLimited,  # rule 9: every route has a per-endpoint budget
 )
 REGISTERED_CALLER_ERRORS = (*CALLER_ERRORS, e.EndpointNotRegistered, e.EndpointInactive)
 # Every exchange is refused when it cannot be recorded (fail closed), and any can fail

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from traffic_center.audit.trail import AuditTrail
+from traffic_center.exchanges.refusals import RefusalLog
 from traffic_center.exchanges.service import Exchanges
 from traffic_center.observability.metrics import Metrics
 from traffic_center.relay.upstream import UpstreamClient
@@ -23,8 +24,11 @@ class Services:
     upstream: UpstreamClient | None
     exchanges: Exchanges
     audit: AuditTrail
+    refusals: RefusalLog | None = None
 
     async def aclose(self) -> None:
+        if self.refusals is not None:
+            await self.refusals.flush(everything=True)  # the counts of windows still open
         await self.audit.close()
         if self.upstream is not None:
             await self.upstream.aclose()

@@ -7,7 +7,8 @@ exchanges of nodes silent for longer than TC_ORPHAN_GRACE_SECONDS: it closes eac
 record whose result is ``Onvolledig``. A long transfer on a live node is never touched (its
 node keeps beating); a restarted node is a new node, so its predecessor's open exchanges are
 closed like any other's. The heartbeat is a store write, so it also tells the audit trail
-whether the store takes writes, and retries the trail's outbox.
+whether the store takes writes, and retries the trail's outbox. Other periodic housekeeping
+(``chores``: recording counted refusals, purging ended sessions) runs on the same beat.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
@@ -41,8 +42,10 @@ class NodeKeeper:
         heartbeat_seconds: float,
         grace_seconds: float,
         clock: Callable[[], dt.datetime],
+        chores: Sequence[Callable[[], Awaitable[object]]] = (),
     ) -> None:
         self._store = store
+        self._chores = tuple(chores)
         self._trail = trail
         self.node_id = node_id
         self._heartbeat_seconds = heartbeat_seconds
@@ -67,6 +70,8 @@ class NodeKeeper:
         await self._trail.flush_pending()
         try:
             await self.close_orphans()
+            for chore in self._chores:
+                await chore()
         except StoreUnavailable:
             self._trail.note_write(ok=False)
 

@@ -1,7 +1,8 @@
 """Per-request certificate checks against the inventory, with a cache of a few seconds.
 
 TLS already proved the chain to our CA and the validity dates; here we add what TLS cannot
-know: that the certificate is in the inventory, is not revoked, and is for clientAuth only.
+know: that the certificate is in the inventory, is not revoked, is for clientAuth only, and
+that its serialNumber, OU and endpoint URI name one endpoint, the inventory's.
 The cache is short so a revocation reaches every worker and node within seconds, also on
 keep-alive connections opened before it.
 
@@ -24,6 +25,7 @@ from traffic_center.broker.caller import Caller, CertificateIdentity, Peer
 from traffic_center.domain.errors import (
     CallerRefused,
     CertificateExpired,
+    CertificateInconsistent,
     CertificateMissing,
     CertificateRevoked,
     CertificateUnknown,
@@ -37,9 +39,11 @@ from traffic_center.domain.errors import (
 from traffic_center.domain.models import CertificateRecord, CertificateRole, CertificateStatus
 from traffic_center.pki.inspect import (
     certificate_from_client_cert_header,
+    endpoint_names_agree,
     is_client_certificate,
     is_issued_by,
     organisation_of,
+    organisational_unit_of,
     role_of,
     routeringskenmerk_of,
     serial_hex,
@@ -87,11 +91,15 @@ class Authenticator:
             raise CertificateRevoked()
         if status is CertificateStatus.EXPIRED:
             raise CertificateExpired()
+        # Rule 1, defence in depth: the names agree with each other and with the inventory.
+        if not endpoint_names_agree(certificate) or record.routeringskenmerk != routeringskenmerk:
+            raise CertificateInconsistent()
         return CertificateIdentity(
             serial=record.serial,
             routeringskenmerk=routeringskenmerk,
             name=organisation_of(certificate) or "",
             not_after=record.not_after,
+            brin=organisational_unit_of(certificate),
         )
 
     async def caller(self, peer: Peer) -> Caller:
@@ -101,6 +109,8 @@ class Authenticator:
         if registered is None:
             raise EndpointNotRegistered()
         endpoint, school = registered
+        if school.brin != identity.brin:  # the OU names another school than the inventory
+            raise CertificateInconsistent()
         if not school.active or not endpoint.active:
             raise EndpointInactive()
         return Caller(identity=identity, endpoint=endpoint, school=school)

@@ -32,6 +32,7 @@ class CertificateIdentity:
     routeringskenmerk: str
     name: str
     not_after: dt.datetime
+    brin: str | None = None  # the OU: the school the certificate was issued for
 
 
 @dataclass(frozen=True, slots=True)

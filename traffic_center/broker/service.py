@@ -23,7 +23,6 @@ from traffic_center.domain.errors import (
     KoppelsleutelNotFound,
     NotificationNotRequested,
     OnbekendAanleverpunt,
-    RateLimited,
     ResultNotWitnessed,
     SearchKeyAmbiguous,
     SessieAfwijkend,
@@ -72,8 +71,6 @@ class PartyNote(Protocol):
 @dataclass(frozen=True, slots=True)
 class BrokerLimits:
     session_ttl: dt.timedelta
-    sessions_per_minute: int
-    endpoint_lists_per_minute: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +204,6 @@ class Broker:
             [("brin", brin), ("kind", kind), ("routeringskenmerk", routeringskenmerk)]
         )
         parsed_kind = parse_endpoint_kind(kind) if kind is not None else None
-        await self._rate_limit("endpoints", caller, self._limits.endpoint_lists_per_minute)
         return await self._store.registry.list_endpoints(
             brin=parse_brin(brin) if brin is not None else None,
             kind=parsed_kind,
@@ -243,7 +239,6 @@ class Broker:
         check_search_key_kind(
             grant.overdrachtsoort, koppelsleutel=request.koppelsleutel is not None
         )
-        await self._rate_limit("sessions", caller, self._limits.sessions_per_minute)
         if grant.overdrachtsoort is Overdrachtsoort.SWV_DOSSIER:
             grant = await self._swv_grant(caller, grant, search_key_hmac)
         registry = self._store.registry
@@ -268,7 +263,7 @@ class Broker:
         )
         session, created = await self._store.sessions.create(
             candidate,
-            idempotency_key=idempotency_key,
+            idempotency_key=self._idempotency_hmac(idempotency_key),
             fingerprint=self._fingerprint(request),
         )
         note.concerns(session)
@@ -472,6 +467,11 @@ class Broker:
         assert request.koppelsleutel is not None
         return self._keyed_hash("koppelsleutel", parse_koppelsleutel(request.koppelsleutel))
 
+    def _idempotency_hmac(self, key: str | None) -> str | None:
+        """Rule 7: the key is the caller's free text, so it is kept only as a keyed hash
+        (a retry with the same key finds the same hash; nobody reads the key back)."""
+        return None if key is None else self._keyed_hash("idempotency-key", key)
+
     def _fingerprint(self, request: SessionRequest) -> str:
         # Keyed, because the request holds the zoeksleutel.
         canonical = json.dumps(asdict(request), sort_keys=True)
@@ -509,19 +509,6 @@ class Broker:
         assert current is not None
         ensure_open(current, self._clock())
         raise SessieReedsAfgemeld()
-
-    async def _rate_limit(self, what: str, caller: Caller, per_minute: int) -> None:
-        now = self._clock()
-        window_start = int(now.timestamp()) // 60 * 60
-        hits = await self._store.rate_limits.hit(
-            f"{what}:{caller.routeringskenmerk}", window_start=window_start
-        )
-        if hits > per_minute:
-            retry_after = max(1, window_start + 60 - int(now.timestamp()))
-            raise RateLimited(
-                f"at most {per_minute} {what} requests a minute per endpoint",
-                retry_after_seconds=retry_after,
-            )
 
 
 def _one_key(zoeksleutel: str | None, koppelsleutel: str | None) -> tuple[str, str]:

@@ -18,6 +18,7 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     ├── CallerRefused                     the TLS peer may not act (403; 401 without a cert)
     │   ├── CertificateMissing, CertificateUnknown, CertificateRevoked
     │   ├── CertificateExpired, CertificateWrongPurpose
+    │   ├── CertificateInconsistent       serialNumber, OU, SAN URI and inventory disagree
     │   ├── WrongRole, EndpointNotRegistered, EndpointInactive   (the caller's own endpoint)
     │   └── ForwardedCertificateRefused, ForwardedCertificateMissing,
     │       ForwardedCertificateMalformed  (RFC 9440 Client-Cert through a proxy)
@@ -192,6 +193,14 @@ class CertificateExpired(CallerRefused):
 class CertificateWrongPurpose(CallerRefused):
     code = "CertificaatOngeldig"
     title = "The certificate is not a client certificate for an endpoint"
+
+
+class CertificateInconsistent(CallerRefused):
+    code = "CertificaatInconsistent"
+    title = (
+        "The certificate's serialNumber, OU and endpoint URI do not name one endpoint, "
+        "or do not match the inventory"
+    )
 
 
 class WrongRole(CallerRefused):

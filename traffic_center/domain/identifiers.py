@@ -30,6 +30,8 @@ from traffic_center.domain.errors import (
     InvalidZoeksleutel,
 )
 
+# Error details name what is wrong, never the rejected value: it may be a pupil's data, and
+# an error body or log line is no place for it (design.md, "Non-negotiables" 2 and 6).
 _BRIN = re.compile(r"[0-9]{2}[A-Z]{2}")
 _ROUTERINGSKENMERK = re.compile(r"[0-9]{20}")
 # Zoeksleutel v1: 32 bytes as unpadded base64url, so 43 characters; the last one carries only
@@ -79,13 +81,13 @@ class EndpointKind(StrEnum):
 
 def parse_brin(value: str) -> str:
     if not _BRIN.fullmatch(value):
-        raise InvalidBrin(f"{value!r} is not a BRIN: two digits and two upper-case letters")
+        raise InvalidBrin("not a BRIN: two digits and two upper-case letters")
     return value
 
 
 def parse_routeringskenmerk(value: str) -> str:
     if not _ROUTERINGSKENMERK.fullmatch(value):
-        raise InvalidRouteringskenmerk(f"{value!r} is not a routeringskenmerk: 20 digits")
+        raise InvalidRouteringskenmerk("not a routeringskenmerk: 20 digits")
     return value
 
 
@@ -147,9 +149,9 @@ def parse_sessie_id(value: str) -> str:
     try:
         parsed = uuid.UUID(value)
     except ValueError:
-        raise InvalidSessieId(f"{value!r} is not a UUID") from None
+        raise InvalidSessieId("not a UUID") from None
     if str(parsed) != value.lower():
-        raise InvalidSessieId(f"{value!r} is not a UUID in its canonical form")
+        raise InvalidSessieId("not a UUID in its canonical form (lower case, with hyphens)")
     return str(parsed)
 
 
@@ -158,21 +160,21 @@ def parse_sector(value: str) -> Sector:
         return Sector(value)
     except ValueError:
         allowed = ", ".join(s.value for s in Sector)
-        raise InvalidSector(f"{value!r} is not a sector; use one of {allowed}") from None
+        raise InvalidSector(f"not a sector; use one of {allowed}") from None
 
 
 def parse_endpoint_kind(value: str) -> EndpointKind:
     try:
         return EndpointKind(value)
     except ValueError:
-        raise InvalidEndpointKind(f"{value!r} is not an endpoint kind; use OV or SWV") from None
+        raise InvalidEndpointKind("not an endpoint kind; use OV or SWV") from None
 
 
 def parse_url(value: str) -> str:
     """An endpoint's base URL: absolute https, no query or fragment (we append paths)."""
     parsed = urlsplit(value)
     if parsed.scheme != "https" or not parsed.hostname or parsed.query or parsed.fragment:
-        raise InvalidUrl(f"{value!r} is not an absolute https URL without query or fragment")
+        raise InvalidUrl("not an absolute https URL without query or fragment")
     return value.rstrip("/")
 
 
@@ -181,7 +183,7 @@ def parse_overdrachtsoort(value: str) -> Overdrachtsoort:
         return Overdrachtsoort(value)
     except ValueError:
         allowed = ", ".join(s.value for s in Overdrachtsoort)
-        raise InvalidOverdrachtsoort(f"{value!r} is unknown; use one of {allowed}") from None
+        raise InvalidOverdrachtsoort(f"unknown overdrachtsoort; use one of {allowed}") from None
 
 
 def is_bsn(digits: str) -> bool:

@@ -104,7 +104,7 @@ def parse_closing_result(value: str) -> ResultCode:
     try:
         code = ResultCode(value)
     except ValueError:
-        raise InvalidResultCode(f"{value!r} is not an OSO result code") from None
+        raise InvalidResultCode("not an OSO result code") from None
     if code not in CLOSING_RESULTS:
-        raise InvalidResultCode(f"{value!r} cannot close a session")
+        raise InvalidResultCode(f"{code.value} cannot close a session")
     return code

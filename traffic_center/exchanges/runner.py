@@ -11,7 +11,9 @@ a TrafficCenterError       its code and status (refusals, bron answers, relay fa
 any other exception        ``InterneFout`` 500; logged with the request id, re-raised as
                            :class:`InternalError` so the client gets problem+json
 cancelled (client gone)    ``AfgebrokenDoorDoel``, no status
-the caller refused         an ``aanroepGeweigerd`` record with the certificate's serial
+the caller refused         an ``aanroepGeweigerd`` record with the certificate's serial,
+                           one per certificate and window with a count (``refusals``)
+over its rate limit        429, recorded like a refused caller (rule 9)
 =========================  ===============================================================
 
 "Open the record" is fail-closed: a relayed exchange writes its *started* record before a
@@ -35,21 +37,38 @@ from traffic_center.audit.entry import AuditEntry
 from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.authenticator import Authenticator
 from traffic_center.broker.caller import Caller, CertificateIdentity, Peer
+from traffic_center.broker.rate_limits import RateLimiter
 from traffic_center.domain.audit import DOEL_DISCONNECTED, INTERNAL_ERROR, AuditRecord, AuditType
 from traffic_center.domain.errors import (
     CallerRefused,
     InternalError,
     InvalidInput,
+    RateLimited,
     TrafficCenterError,
     UpstreamFailure,
 )
 from traffic_center.domain.identifiers import parse_sessie_id
+from traffic_center.exchanges.refusals import RefusalLog
 from traffic_center.observability.logging import raised_at
 from traffic_center.observability.metrics import Metrics
 
 log = structlog.get_logger("traffic_center.exchanges")
 
 Role = Literal["doel", "bron"]
+
+# Rule 9: the budget (broker/rate_limits.ROUTES) each exchange counts against.
+_ROUTE_OF = {
+    AuditType.SESSION: "sessions",
+    AuditType.CHECK: "checks",
+    AuditType.DOSSIER: "dossiers",
+    AuditType.CLOSE: "closes",
+    AuditType.NOTIFICATION: "notifications",
+    # The SWV flow's messages share the notifications budget: the same kind of traffic.
+    AuditType.SWV_NOTIFICATION: "notifications",
+    AuditType.FEEDBACK: "notifications",
+    AuditType.ENDPOINT_OVERVIEW: "endpoints",
+    AuditType.AUDIT_READ: "audit_reads",
+}
 
 
 class Exchange:
@@ -94,10 +113,20 @@ class Exchange:
 
 
 class ExchangeRunner:
-    def __init__(self, *, authenticator: Authenticator, audit: AuditTrail, metrics: Metrics):
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        audit: AuditTrail,
+        metrics: Metrics,
+        limiter: RateLimiter,
+        refusals: RefusalLog,
+    ):
         self._authenticator = authenticator
         self._audit = audit
         self._metrics = metrics
+        self._limiter = limiter
+        self._refusals = refusals
 
     @asynccontextmanager
     async def run(
@@ -120,6 +149,7 @@ class ExchangeRunner:
             entry.sessie_id = parse_sessie_id(sessie_id) if sessie_id is not None else None
         caller = await self._authenticate(peer, entry)
         _file_under(entry, caller, role)
+        await self._admit(_ROUTE_OF[kind], caller.identity.serial, caller.routeringskenmerk, entry)
         exchange = Exchange(caller, entry, self._audit, self._metrics)
         try:
             if not two_phase:
@@ -147,12 +177,19 @@ class ExchangeRunner:
             await exchange.close(result, http_status=status)
 
     async def identify(self, peer: Peer) -> CertificateIdentity:
-        """Who the certificate says the caller is (whoami); a refusal is recorded like any."""
+        """Who the certificate says the caller is; a refusal is recorded like any. Also the
+        request guard's early screen, so it spends no route's budget."""
         try:
             return await self._authenticator.identify(peer)
         except CallerRefused as refused:
             await self._refused(refused, peer)
             raise
+
+    async def whoami(self, peer: Peer) -> CertificateIdentity:
+        """identify, as the whoami route: within its own budget (rule 9)."""
+        identity = await self.identify(peer)
+        await self._admit("whoami", identity.serial, identity.routeringskenmerk, None)
+        return identity
 
     async def _authenticate(self, peer: Peer, entry: AuditEntry) -> Caller:
         """Rule 1; a refused caller is recorded as such, a store outage as the exchange."""
@@ -165,13 +202,26 @@ class ExchangeRunner:
             await self._audit.failed(entry, error)
             raise
 
+    async def _admit(
+        self, route: str, serial: str, routeringskenmerk: str, entry: AuditEntry | None
+    ) -> None:
+        """Rule 9, before the record is opened: a limited caller costs one counted record per
+        window, like a refused one, not one record per request."""
+        try:
+            await self._limiter.admit(route, routeringskenmerk)
+        except RateLimited as limited:
+            await self._refusals.note(limited, serial=serial)
+            raise
+        except TrafficCenterError as error:  # the store is down: recorded as the exchange
+            if entry is not None:
+                await self._audit.failed(entry, error)
+            raise
+
     async def _refused(self, refused: CallerRefused, peer: Peer) -> None:
         self._metrics.refused_callers.labels(reason=refused.code).inc()
-        entry = self._audit.begin(
-            AuditType.REFUSED_CALLER,
-            caller_serial=self._authenticator.serial_on_record(peer, refused),
+        await self._refusals.note(
+            refused, serial=self._authenticator.serial_on_record(peer, refused)
         )
-        await self._audit.failed(entry, refused)
 
 
 def _file_under(entry: AuditEntry, caller: Caller, role: Role) -> None:

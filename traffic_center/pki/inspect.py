@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from traffic_center.domain.errors import ForwardedCertificateMalformed
 from traffic_center.domain.models import CertificateRecord, CertificateRole
-from traffic_center.pki.ca import PROXY_URI, RELAY_URI
+from traffic_center.pki.ca import ENDPOINT_URI_PREFIX, PROXY_URI, RELAY_URI
 
 
 def serial_hex(certificate: x509.Certificate) -> str:
@@ -38,6 +38,36 @@ def organisation_of(certificate: x509.Certificate) -> str | None:
     return str(values[0].value) if values else None
 
 
+def organisational_unit_of(certificate: x509.Certificate) -> str | None:
+    values = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return str(values[0].value) if values else None
+
+
+def uris_of(certificate: x509.Certificate) -> list[str]:
+    try:
+        sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return list(sans.get_values_for_type(x509.UniformResourceIdentifier))
+
+
+def endpoint_names_agree(certificate: x509.Certificate) -> bool:
+    """One serialNumber, one OU and one endpoint SAN URI, all naming the same endpoint.
+
+    The CA writes all three from one routeringskenmerk and BRIN (``issue_client_certificate``);
+    a certificate where they differ was mis-issued or forged, and which name to believe would
+    be a guess (design.md, "Certificates").
+    """
+    subject = certificate.subject
+    serials = subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    units = subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    endpoint_uris = [u for u in uris_of(certificate) if u.startswith(ENDPOINT_URI_PREFIX)]
+    if len(serials) != 1 or len(units) != 1 or len(endpoint_uris) != 1:
+        return False
+    expected = f"{ENDPOINT_URI_PREFIX}{units[0].value!s}:{serials[0].value!s}"
+    return endpoint_uris[0] == expected
+
+
 def extended_key_usages(certificate: x509.Certificate) -> set[x509.ObjectIdentifier]:
     try:
         return set(certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
@@ -52,11 +82,7 @@ def is_client_certificate(certificate: x509.Certificate) -> bool:
 def role_of(certificate: x509.Certificate) -> CertificateRole:
     if ExtendedKeyUsageOID.SERVER_AUTH in extended_key_usages(certificate):
         return CertificateRole.SERVER
-    try:
-        sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
-    except x509.ExtensionNotFound:
-        uris = []
+    uris = uris_of(certificate)
     if RELAY_URI in uris:
         return CertificateRole.RELAY
     return CertificateRole.PROXY if PROXY_URI in uris else CertificateRole.CLIENT

@@ -1,8 +1,14 @@
-"""Fixed-window rate-limit counters kept in the store, so every node counts the same hits."""
+"""Rate-limit counters kept in the store, so every node counts the same hits.
+
+One row per bucket and fixed window; a check reads the current and the previous window, which
+is all a sliding-window estimate needs (``broker/rate_limits.py``).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+from typing import NamedTuple
+
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -10,12 +16,19 @@ from traffic_center.store.database import Database
 from traffic_center.store.schema import rate_limits
 
 
+class WindowHits(NamedTuple):
+    """Hits in the current window (this one included) and in the one before it."""
+
+    current: int
+    previous: int
+
+
 class RateLimitRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def hit(self, bucket: str, *, window_start: int) -> int:
-        """Count one hit in the window and return the hits so far, this one included."""
+    async def hit(self, bucket: str, *, window_start: int, window_seconds: int = 60) -> WindowHits:
+        """Count one hit in the window; one write, in one transaction with the read."""
         insert = postgresql_insert if self._db.dialect == "postgresql" else sqlite_insert
         statement = (
             insert(rate_limits)
@@ -26,13 +39,22 @@ class RateLimitRepository:
             )
             .returning(rate_limits.c.hits)
         )
+        previous_start = window_start - window_seconds
         async with self._db.transaction() as conn:
             hits = int((await conn.execute(statement)).scalar_one())
-            if hits == 1:
-                # A new window: forget the old ones so the table stays small.
+            previous = (
                 await conn.execute(
-                    delete(rate_limits).where(
-                        rate_limits.c.bucket == bucket, rate_limits.c.window_start < window_start
+                    select(rate_limits.c.hits).where(
+                        rate_limits.c.bucket == bucket,
+                        rate_limits.c.window_start == previous_start,
                     )
                 )
-        return hits
+            ).scalar_one_or_none()
+            if hits == 1:
+                # A new window: forget all but the previous one so the table stays small.
+                await conn.execute(
+                    delete(rate_limits).where(
+                        rate_limits.c.bucket == bucket, rate_limits.c.window_start < previous_start
+                    )
+                )
+        return WindowHits(hits, int(previous or 0))

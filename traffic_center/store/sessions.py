@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from traffic_center.domain.errors import IdempotencyKeyReused
@@ -88,6 +89,17 @@ class SessionRepository:
                 .order_by(sessions.c.created_at)
             )
             return [_session(row._mapping) for row in rows]
+
+    async def purge_ended(self, *, ended_before: dt.datetime) -> int:
+        """Delete sessions closed, or expired, before the moment; how many. Audit records
+        keep their sessie_id: they are the lasting account, the session row is not."""
+        ended = or_(
+            and_(sessions.c.closed_at.is_not(None), sessions.c.closed_at < ended_before),
+            sessions.c.expires_at < ended_before,
+        )
+        async with self._db.transaction() as conn:
+            result = await conn.execute(delete(sessions).where(ended))
+        return int(result.rowcount or 0)
 
     async def count(self) -> int:
         async with self._db.transaction(read_only=True) as conn:

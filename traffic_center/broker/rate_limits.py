@@ -1,0 +1,97 @@
+"""Rule 9 (docs/rules.md): per-endpoint rate limits on every route, as sliding windows.
+
+The sliding-window counter (as in nginx's and Cloudflare's limiters): the store keeps one
+counter per endpoint, route and minute; a check adds one hit (one write) and estimates the
+hits of the last 60 seconds as ``previous × (1 − elapsed/60) + current``. A fixed window lets
+a caller send twice its budget across a window boundary; this estimate does not. Every node
+counts in the same rows, so the limit holds for the cluster, not per node. Refused hits count
+too: a caller that keeps hammering stays limited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from traffic_center.domain.errors import RateLimited
+from traffic_center.store.store import Store
+
+WINDOW_SECONDS = 60
+
+# The routes, as the settings name them (TC_RATE_LIMIT_<ROUTE>_PER_MINUTE).
+ROUTES = (
+    "sessions",
+    "checks",
+    "dossiers",
+    "closes",
+    "notifications",
+    "endpoints",
+    "audit_reads",
+    "whoami",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    retry_after_seconds: int
+
+
+def judge(*, current: int, previous: int, elapsed: float, per_minute: int) -> Verdict:
+    """The sliding estimate for hits ``current`` (this one included) and ``previous``."""
+    weight = 1 - elapsed / WINDOW_SECONDS
+    if previous * weight + current <= per_minute:
+        return Verdict(True, 0)
+    return Verdict(False, _retry_after(current, previous, elapsed, per_minute))
+
+
+def _retry_after(current: int, previous: int, elapsed: float, per_minute: int) -> int:
+    """Seconds until one more hit fits the estimate again, if the caller waits that long."""
+    room = per_minute - 1  # the retried hit itself must fit
+    if current <= room and previous > 0:
+        # Within this window, once enough of the previous one has slid out.
+        wait = WINDOW_SECONDS * (1 - (room - current) / previous) - elapsed
+    else:
+        # In the next window, once enough of this one has slid out.
+        wait = (WINDOW_SECONDS - elapsed) + WINDOW_SECONDS * max(0.0, 1 - room / current)
+    return max(1, math.ceil(round(wait, 6)))  # 40.000000001 s is 40 s, not 41
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        per_minute: Mapping[str, int],
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        missing = set(ROUTES) - set(per_minute)
+        if missing:
+            raise ValueError(f"no rate limit for {sorted(missing)}")
+        self._store = store
+        self._per_minute = dict(per_minute)
+        self._clock = clock
+
+    async def admit(self, route: str, routeringskenmerk: str) -> None:
+        """One hit of ``route`` by an endpoint; RateLimited (429) when over its budget."""
+        per_minute = self._per_minute[route]
+        now = self._clock().timestamp()
+        window_start = int(now) // WINDOW_SECONDS * WINDOW_SECONDS
+        hits = await self._store.rate_limits.hit(
+            f"{route}:{routeringskenmerk}",
+            window_start=window_start,
+            window_seconds=WINDOW_SECONDS,
+        )
+        verdict = judge(
+            current=hits.current,
+            previous=hits.previous,
+            elapsed=now - window_start,
+            per_minute=per_minute,
+        )
+        if not verdict.allowed:
+            raise RateLimited(
+                f"at most {per_minute} {route.replace('_', ' ')} a minute per endpoint",
+                retry_after_seconds=verdict.retry_after_seconds,
+            )
