@@ -21,6 +21,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from traffic_center.observability.logging import Throttle
+from traffic_center.observability.metrics import HandshakeRefusals
 
 # Connections refused at the cap: one log line per interval, with the count.
 REFUSAL_LOG_SECONDS = 10.0
@@ -53,7 +54,8 @@ def event_loop_factory(limits: ConnectionLimits) -> Callable[[], asyncio.Abstrac
 
 
 class BoundedHandshakeLoop(asyncio.SelectorEventLoop):
-    """asyncio's loop whose TLS servers bound the handshake (uvicorn passes no timeout: 60 s).
+    """asyncio's loop whose TLS servers bound the handshake (uvicorn passes no timeout: 60 s),
+    and report the handshakes they refuse.
 
     Until the handshake is done the connection is asyncio's, not the protocol's: only the
     server's ``ssl_handshake_timeout`` can cut off a client that connects and sends nothing.
@@ -63,6 +65,22 @@ class BoundedHandshakeLoop(asyncio.SelectorEventLoop):
     def __init__(self, *, handshake_seconds: float) -> None:
         super().__init__()
         self.handshake_seconds = handshake_seconds
+        # The app on this loop listens here (api/app.py); metrics, not logs, by design:
+        # a scan of the port must not flood the log.
+        self.handshake_refusals = HandshakeRefusals()
+
+    def _make_ssl_transport(self, *args: Any, **kwargs: Any) -> Any:
+        """asyncio reports a failed server-side handshake nowhere (only in debug mode, as a
+        debug line); the future it resolves when the handshake ends is the one place its
+        outcome is visible. (asyncio's own method, Python 3.11–3.13: same arguments.)"""
+        waiter = kwargs.get("waiter") if len(args) < 4 else args[3]
+        if kwargs.get("server_side") and isinstance(waiter, asyncio.Future):
+            waiter.add_done_callback(self._handshake_done)
+        return super()._make_ssl_transport(*args, **kwargs)  # type: ignore[misc]
+
+    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.cancelled() and (error := waiter.exception()) is not None:
+            self.handshake_refusals.report(error)
 
     async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
         if kwargs.get("ssl") is not None:
