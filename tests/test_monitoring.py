@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import re
+import signal
 import sqlite3
 import ssl
 import time
@@ -21,6 +23,7 @@ from tests.support.las import LasWorld, scenario_key
 from tests.support.messages import open_session
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from tests.support.world import client_context, unique_brin, unique_routeringskenmerk
+from traffic_center.demo.sandbox import Sandbox
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 
 MB = 1024 * 1024
@@ -272,3 +275,59 @@ async def test_a_refused_relay_has_a_duration_too(tc: TrafficCenterUnderTest) ->
         } == dict.fromkeys(kinds, 1.0)
     finally:
         await las.stop()
+
+
+# --- with --workers --------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def workers(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    world = Sandbox(tmp_path, tc_env={"TC_WORKERS": "2"})
+    await world.start()
+    yield world
+    codes = await world.stop()
+    assert set(codes.values()) == {0}, codes
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+def metrics_directory(pids: set[int]) -> Path:
+    """The supervisor's multiprocess directory, from a worker's environment."""
+    for pid in pids:
+        for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            if entry.startswith(b"PROMETHEUS_MULTIPROC_DIR="):
+                return Path(entry.split(b"=", 1)[1].decode())
+    raise AssertionError("no worker with PROMETHEUS_MULTIPROC_DIR")
+
+
+def live_gauge_pids(directory: Path) -> set[int]:
+    return {int(p.stem.rsplit("_", 1)[1]) for p in directory.glob("gauge_livesum_*.db")}
+
+
+async def test_workers_export_every_process_and_forget_a_dead_worker(workers: Sandbox) -> None:
+    directory = metrics_directory(children(workers.tc.pid))
+    deadline = time.monotonic() + 30
+    while len(live := live_gauge_pids(directory)) != 2:  # the workers may still be starting
+        assert time.monotonic() < deadline, live
+        await asyncio.sleep(0.2)
+    async with httpx.AsyncClient(base_url=workers.ops_url) as ops:
+        body = (await ops.get("/metrics")).text
+        assert "traffic_center_build_info{" in body
+        for worker in ("supervisor", "0", "1"):
+            assert re.search(
+                rf'^process_resident_memory_bytes\{{worker="{worker}"\}} [1-9]', body, re.M
+            ), worker
+        assert "_created" not in body
+
+        victim = min(live)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while victim in (live := live_gauge_pids(directory)) or len(live) != 2:
+            assert time.monotonic() < deadline, f"dead worker {victim} not forgotten: {live}"
+            await asyncio.sleep(0.2)
+        assert (await ops.get("/metrics")).status_code == 200
