@@ -36,6 +36,7 @@ from traffic_center.observability.metrics import Metrics, NodeGauges
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "traffic-center.json"
 COMPOSE = DEPLOY / "compose.yaml"
 KUBERNETES = DEPLOY / "kubernetes"
@@ -109,6 +110,21 @@ def test_promtool_accepts_the_config_and_the_rules() -> None:
     for args in (("check", "config", str(PROMETHEUS_CONFIG)), ("check", "rules", str(ALERTS))):
         result = run_promtool(*args)
         assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+def test_every_alert_passes_its_promtool_unit_test() -> None:
+    """`promtool test rules alerts.test.yml`: each alert fires in a scenario with the texts
+    expected, and a store outage does not fire TrafficCenterDown."""
+    result = run_promtool("test", "rules", str(ALERT_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    tests = yaml.safe_load(ALERT_TESTS.read_text())["tests"]
+    fired = {
+        case["alertname"]
+        for test in tests
+        for case in test["alert_rule_test"]
+        if case["exp_alerts"]
+    }
+    assert {rule["alert"] for rule in alert_rules()} <= fired
 
 
 def test_the_config_scrapes_the_ops_listener() -> None:
