@@ -89,6 +89,8 @@ def create_app(
             try:
                 yield
             finally:
+                if lifecycle is not None:
+                    lifecycle.store = None  # closed below: the ops app stops reading it
                 if refusals is not None:
                     refusals.remove(metrics.count_refused_handshake)
                 keeping.cancel()

@@ -181,6 +181,8 @@ class _Refresher:
                     await self.refresh(store)
                 except TrafficCenterError as error:
                     log.warning("ops_refresh_failed", code=error.code)
+                except Exception as error:  # a bug must not freeze the gauges for good
+                    log.error("ops_refresh_failed", error=type(error).__name__)
             await asyncio.sleep(interval)
 
     async def refresh(self, store: Store) -> None:
