@@ -31,11 +31,12 @@ from prometheus_client import CollectorRegistry
 
 import traffic_center.api.ops
 from tests.support.processes import clean_env
-from traffic_center.observability.metrics import Metrics
+from traffic_center.observability.metrics import Metrics, NodeGauges
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "traffic-center.json"
 COMPOSE = DEPLOY / "compose.yaml"
 KUBERNETES = DEPLOY / "kubernetes"
@@ -44,9 +45,7 @@ NGINX = DEPLOY / "nginx"
 ENVOY = DEPLOY / "envoy" / "tls-terminating.yaml"
 DRAIN_SECONDS = 30  # TC_DRAIN_SECONDS in compose.yaml and the Deployment
 
-METRIC_NAME = re.compile(r"\b(traffic_center_[a-z_]+|up)\b")
-# Served by the ops app from its own registry, next to the worker metrics.
-OPS_GAUGES = {"traffic_center_certificate_soonest_expiry_seconds", "traffic_center_ready"}
+METRIC_NAME = re.compile(r"\b(traffic_center_[a-z_]+|process_[a-z_]+|up)\b")
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
 
 
@@ -76,7 +75,8 @@ def exported_metric_names() -> set[str]:
     """Every sample name a Traffic Center serves on /metrics, plus Prometheus's own `up`."""
     registry = CollectorRegistry()
     Metrics(registry)
-    names = set(OPS_GAUGES) | {"up"}
+    NodeGauges(registry, worker_pids=lambda: None)  # the ops listener's own
+    names = {"up"}
     for family in registry.collect():
         names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
     return names
@@ -112,6 +112,21 @@ def test_promtool_accepts_the_config_and_the_rules() -> None:
         assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}{result.stderr}"
 
 
+def test_every_alert_passes_its_promtool_unit_test() -> None:
+    """`promtool test rules alerts.test.yml`: each alert fires in a scenario with the texts
+    expected, and a store outage does not fire TrafficCenterDown."""
+    result = run_promtool("test", "rules", str(ALERT_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    tests = yaml.safe_load(ALERT_TESTS.read_text())["tests"]
+    fired = {
+        case["alertname"]
+        for test in tests
+        for case in test["alert_rule_test"]
+        if case["exp_alerts"]
+    }
+    assert {rule["alert"] for rule in alert_rules()} <= fired
+
+
 def test_the_config_scrapes_the_ops_listener() -> None:
     """Job traffic-center, /metrics over plain HTTP, the rule file next to it."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
@@ -123,11 +138,10 @@ def test_the_config_scrapes_the_ops_listener() -> None:
     assert all(target.endswith(":9464") for target in targets)
 
 
-def test_the_ops_gauges_are_still_defined_in_the_ops_app() -> None:
-    """The two gauges the registry cannot show are still created by the ops app."""
+def test_the_ops_app_serves_the_node_gauges() -> None:
+    """The gauges counted as exported above are the ones the ops app builds."""
     source = inspect.getsource(traffic_center.api.ops)
-    for name in OPS_GAUGES:
-        assert f'"{name}"' in source, f"{name} is no longer defined in traffic_center/api/ops.py"
+    assert "NodeGauges(" in source, "traffic_center/api/ops.py no longer builds NodeGauges"
 
 
 def test_every_metric_in_the_alerts_exists() -> None:

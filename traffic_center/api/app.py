@@ -48,7 +48,7 @@ from traffic_center.exchanges.runner import ExchangeRunner
 from traffic_center.exchanges.service import Exchanges
 from traffic_center.observability.context import RequestIdMiddleware
 from traffic_center.observability.expected_aborts import quiet_expected_aborts
-from traffic_center.observability.metrics import Metrics
+from traffic_center.observability.metrics import HandshakeRefusals, Metrics
 from traffic_center.relay.limits import RelayLimits
 from traffic_center.relay.slots import Share, SlotUsage
 from traffic_center.relay.upstream import UpstreamClient, upstream_ssl_context
@@ -93,11 +93,20 @@ def create_app(
             )
             app.state.services = services
             if lifecycle is not None:
+                lifecycle.store = opened  # the ops app reads through this pool: one per node
                 lifecycle.audit_writable = lambda: services.audit.writable
+                lifecycle.last_store_success = lambda: services.audit.last_success
+            refusals = _handshake_refusals()
+            if refusals is not None:
+                refusals.add(metrics.count_refused_handshake)
             keeping = asyncio.create_task(keeper.run(), name="node-keeper")
             try:
                 yield
             finally:
+                if lifecycle is not None:
+                    lifecycle.store = None  # closed below: the ops app stops reading it
+                if refusals is not None:
+                    refusals.remove(metrics.count_refused_handshake)
                 keeping.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeping
@@ -128,6 +137,13 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _handshake_refusals() -> HandshakeRefusals | None:
+    """Where the loop serving this app reports refused TLS handshakes (server/limits.py);
+    None on a plain loop (an app under test without the vendor listener)."""
+    refusals = getattr(asyncio.get_running_loop(), "handshake_refusals", None)
+    return refusals if isinstance(refusals, HandshakeRefusals) else None
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -59,10 +60,19 @@ class AuditTrail:
         self._lock = anyio.Lock()
         # The last write's verdict: readiness reads it, so a probe never waits on the store.
         self._failing = False
+        # When a write last succeeded (monotonic): readiness notices a store that stopped
+        # answering without waiting for a write to give up (SQLite waits out its busy timeout).
+        # Start-up has just read the store (the chain's key), which counts as an answer.
+        self._succeeded_at = time.monotonic()
 
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def last_success(self) -> float:
+        """``time.monotonic()`` of the last write the store took (a record or a heartbeat)."""
+        return self._succeeded_at
 
     @property
     def writable(self) -> bool:
@@ -71,6 +81,8 @@ class AuditTrail:
 
     def note_write(self, *, ok: bool) -> None:
         """Told by other writes of this node (the heartbeat) whether the store took them."""
+        if ok:
+            self._succeeded_at = time.monotonic()
         if ok and not self._pending:
             self._failing = False
         elif not ok:
@@ -94,6 +106,7 @@ class AuditTrail:
             await _once_more_if_unavailable(
                 lambda: self._store.audit.probe_write(self._clock(), secret=self._secret)
             )
+            self._succeeded_at = time.monotonic()
         except StoreUnavailable as exc:
             self._write_failed()
             if isinstance(exc, AuditUnavailable):
@@ -144,6 +157,7 @@ class AuditTrail:
         with anyio.CancelScope(shield=True):
             if len(self._pending) < MAX_PENDING:
                 self._pending.append(record)
+                self._metrics.audit_outbox_pending.set(len(self._pending))
             else:
                 log.error("audit_outbox_full", dropped_transaction=record.transaction_id)
             why_not = None
@@ -168,6 +182,7 @@ class AuditTrail:
         await _once_more_if_unavailable(
             lambda: self._store.audit.append(record, secret=self._secret)
         )
+        self._succeeded_at = time.monotonic()
 
     def _write_failed(self) -> None:
         self._failing = True
@@ -195,6 +210,7 @@ class AuditTrail:
                         error=type(exc).__name__,
                     )
                 self._pending.popleft()
+                self._metrics.audit_outbox_pending.set(len(self._pending))
             self._failing = False
 
     async def close(self) -> None:

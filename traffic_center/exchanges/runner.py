@@ -74,11 +74,20 @@ _ROUTE_OF = {
 class Exchange:
     """One exchange while it runs: who asked, what the record will say, and how it ends."""
 
-    def __init__(self, caller: Caller, entry: AuditEntry, trail: AuditTrail, metrics: Metrics):
+    def __init__(
+        self,
+        caller: Caller,
+        entry: AuditEntry,
+        trail: AuditTrail,
+        metrics: Metrics,
+        *,
+        relayed: bool = False,
+    ):
         self.caller = caller
         self.entry = entry
         self._trail = trail
         self._metrics = metrics
+        self._relayed = relayed
         self.outcome: tuple[str, int] | None = None
         self.handed_off = False
         self._closed = False
@@ -101,7 +110,9 @@ class Exchange:
         if self._closed:
             return None
         self._closed = True
-        return await self._trail.finished(self.entry, result, http_status=http_status)
+        record = await self._trail.finished(self.entry, result, http_status=http_status)
+        self._observe_duration(record)
+        return record
 
     async def close_with_error(self, error: TrafficCenterError) -> None:
         if self._closed:
@@ -109,7 +120,14 @@ class Exchange:
         self._closed = True
         if isinstance(error, UpstreamFailure):
             self._metrics.upstream_errors.labels(type=self.entry.type.value, code=error.code).inc()
-        await self._trail.failed(self.entry, error)
+        self._observe_duration(await self._trail.failed(self.entry, error))
+
+    def _observe_duration(self, record: AuditRecord) -> None:
+        """A relay's duration, whatever its outcome: refused, failed, broken off or delivered."""
+        if self._relayed and record.request_in is not None:
+            self._metrics.relay_duration.labels(type=record.type.value).observe(
+                (record.recorded_at - record.request_in).total_seconds()
+            )
 
 
 class ExchangeRunner:
@@ -150,7 +168,7 @@ class ExchangeRunner:
         caller = await self._authenticate(peer, entry)
         _file_under(entry, caller, role)
         await self._admit(_ROUTE_OF[kind], caller.identity.serial, caller.routeringskenmerk, entry)
-        exchange = Exchange(caller, entry, self._audit, self._metrics)
+        exchange = Exchange(caller, entry, self._audit, self._metrics, relayed=two_phase)
         try:
             if not two_phase:
                 await self._audit.ensure_writable()

@@ -24,6 +24,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from traffic_center.observability.logging import Throttle
+from traffic_center.observability.metrics import HandshakeRefusals
 
 # Connections refused at the cap: one log line per interval, with the count.
 REFUSAL_LOG_SECONDS = 10.0
@@ -57,7 +58,8 @@ def event_loop_factory(limits: ConnectionLimits) -> Callable[[], asyncio.Abstrac
 
 
 class BoundedHandshakeLoop(asyncio.SelectorEventLoop):
-    """asyncio's loop whose TLS servers bound the handshake (uvicorn passes no timeout: 60 s).
+    """asyncio's loop whose TLS servers bound the handshake (uvicorn passes no timeout: 60 s),
+    and report the handshakes they refuse.
 
     Until the handshake is done the connection is asyncio's, not the protocol's: only the
     server's ``ssl_handshake_timeout`` can cut off a client that connects and sends nothing.
@@ -67,6 +69,13 @@ class BoundedHandshakeLoop(asyncio.SelectorEventLoop):
     def __init__(self, *, handshake_seconds: float) -> None:
         super().__init__()
         self.handshake_seconds = handshake_seconds
+        # The app on this loop listens here (api/app.py); metrics, not logs, by design:
+        # a scan of the port must not flood the log.
+        self.handshake_refusals = HandshakeRefusals()
+
+    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.cancelled() and (error := waiter.exception()) is not None:
+            self.handshake_refusals.report(error)
 
     async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
         if kwargs.get("ssl") is not None:
@@ -86,7 +95,13 @@ class BoundedHandshakeLoop(asyncio.SelectorEventLoop):
         extra: Any = None,
         **kwargs: Any,
     ) -> asyncio.Transport:
-        """asyncio's own, but an accepted connection gets a small read buffer (see below)."""
+        """asyncio's own, but an accepted connection gets a small read buffer (see below), and
+        its handshake's outcome is watched: asyncio reports a failed server-side handshake
+        nowhere (only in debug mode, as a debug line); the future it resolves when the
+        handshake ends is the one place its outcome is visible. (asyncio's own method, Python
+        3.11–3.13: same arguments.)"""
+        if server_side and isinstance(waiter, asyncio.Future):
+            waiter.add_done_callback(self._handshake_done)
         if not server_side:
             return super()._make_ssl_transport(  # type: ignore[misc,no-any-return]
                 rawsock,

@@ -83,7 +83,13 @@ class TrafficCenterServer:
             self.servers.append(self.vendor)
         # The TLS handshake bound lives in the event loop (server/limits.py).
         self.loop_factory = event_loop_factory(connection_limits(settings))
-        ops_app = create_ops_app(settings, registry=registry, lifecycle=self.lifecycle, clock=clock)
+        ops_app = create_ops_app(
+            settings,
+            registry=registry,
+            lifecycle=self.lifecycle,
+            clock=clock,
+            own_store=not serve_vendor_api,  # else it reads through the vendor app's pool
+        )
         self.ops = QuietServer(ops_config(settings, ops_app))
         self.servers.append(self.ops)
 

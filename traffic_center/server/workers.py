@@ -10,6 +10,7 @@ import tempfile
 import threading
 
 from fastapi import FastAPI
+from prometheus_client.multiprocess import mark_process_dead
 from pydantic import SecretStr
 from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
@@ -48,7 +49,9 @@ class _DrainingSupervisor(Multiprocess):
     """uvicorn's supervisor, turning the ops listener's /readyz to 503 as the drain begins.
 
     The workers then drain on their own (uvicorn sends them SIGTERM; each finishes its
-    requests in flight within TC_DRAIN_SECONDS).
+    requests in flight within TC_DRAIN_SECONDS). A worker that exited (died and was
+    replaced, or stopped at shutdown) is marked dead for prometheus_client's multiprocess
+    mode, so its live gauges (relays in flight, the audit outbox) leave the sums.
     """
 
     def __init__(
@@ -56,6 +59,25 @@ class _DrainingSupervisor(Multiprocess):
     ) -> None:
         super().__init__(config, sockets=sockets)
         self._lifecycle = lifecycle
+        self._live_pids: set[int] = set()
+        lifecycle.worker_pids = self.worker_pids
+
+    def worker_pids(self) -> list[int]:
+        return [pid for process in list(self.processes) if (pid := process.pid) is not None]
+
+    def keep_subprocess_alive(self) -> None:
+        super().keep_subprocess_alive()
+        self._mark_exited_workers_dead()
+
+    def join_all(self) -> None:
+        super().join_all()
+        self._mark_exited_workers_dead()
+
+    def _mark_exited_workers_dead(self) -> None:
+        live = {p.pid for p in list(self.processes) if p.pid is not None and p.process.is_alive()}
+        for pid in self._live_pids - live:
+            mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        self._live_pids = live
 
     def handle_term(self) -> None:
         self._lifecycle.draining = True

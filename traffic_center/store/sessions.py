@@ -107,6 +107,19 @@ class SessionRepository:
                 (await conn.execute(select(func.count()).select_from(sessions))).scalar_one()
             )
 
+    async def open_count(self, now: dt.datetime) -> int:
+        """Sessions still open and not expired (the ops listener's gauge)."""
+        query = (
+            select(func.count())
+            .select_from(sessions)
+            .where(
+                sessions.c.state.in_([state.value for state in OPEN_STATES]),
+                sessions.c.expires_at > now,
+            )
+        )
+        async with self._db.transaction(read_only=True) as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def _by_idempotency_key(
         self, session: Session, key: str, fingerprint: str
     ) -> Session | None:
