@@ -47,7 +47,7 @@ from traffic_center.domain.errors import (
 from traffic_center.domain.identifiers import parse_sessie_id
 from traffic_center.observability.logging import raised_at
 from traffic_center.observability.metrics import Metrics
-from traffic_center.pki.inspect import serial_hex
+from traffic_center.pki.inspect import fingerprint_sha256, serial_hex
 
 log = structlog.get_logger("traffic_center.exchanges")
 
@@ -169,9 +169,15 @@ class ExchangeRunner:
 
     async def _refused(self, refused: CallerRefused, peer_certificate: str | None) -> None:
         self._metrics.refused_callers.labels(reason=refused.code).inc()
+        certificate = _certificate_of(peer_certificate)
         entry = self._audit.begin(
-            AuditType.REFUSED_CALLER, caller_serial=_serial_of(peer_certificate)
+            AuditType.REFUSED_CALLER,
+            caller_serial=serial_hex(certificate) if certificate is not None else None,
         )
+        # Serial and fingerprint name the certificate on the warning line; nothing else of
+        # the caller's (no body, no subject text) is logged.
+        if certificate is not None:
+            entry.caller_fingerprint = fingerprint_sha256(certificate)
         await self._audit.failed(entry, refused)
 
 
@@ -184,10 +190,10 @@ def _file_under(entry: AuditEntry, caller: Caller, role: Role) -> None:
         entry.bron_brin, entry.bron_routeringskenmerk = caller.brin, caller.routeringskenmerk
 
 
-def _serial_of(pem: str | None) -> str | None:
+def _certificate_of(pem: str | None) -> x509.Certificate | None:
     if pem is None:
         return None
     try:
-        return serial_hex(x509.load_pem_x509_certificate(pem.encode()))
+        return x509.load_pem_x509_certificate(pem.encode())
     except ValueError:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from traffic_center.domain.models import CertificateRecord, CertificateRole
@@ -12,6 +13,11 @@ from traffic_center.pki.ca import RELAY_URI
 def serial_hex(certificate: x509.Certificate) -> str:
     """The serial as `openssl x509 -serial` prints it (upper-case hex, no separators)."""
     return format(certificate.serial_number, "X")
+
+
+def fingerprint_sha256(certificate: x509.Certificate) -> str:
+    """As `openssl x509 -noout -fingerprint -sha256` prints it: upper-case hex, colons."""
+    return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 def normalise_serial(text: str) -> str:
