@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from structlog.testing import capture_logs
 
 from tests.conftest import DatabaseFactory
@@ -177,6 +179,8 @@ async def test_a_domain_error_is_recorded_against_the_session_and_nothing_is_for
     )
     [line] = exchange_lines(logs, answered.headers["x-request-id"])
     assert line["result"] == "SessieAfwijkend"
+    # An error answer names its record, as a relay's 200 does.
+    assert answered.headers["x-oso-transactie-id"] == final.transaction_id == line["transaction_id"]
 
 
 async def test_an_unexpected_exception_is_a_recorded_500_and_its_message_stays_out_of_the_log(
@@ -198,6 +202,7 @@ async def test_an_unexpected_exception_is_a_recorded_500_and_its_message_stays_o
     assert started.phase is Phase.STARTED
     assert (final.result, final.http_status) == ("InterneFout", 500)
     request_id = answered.headers["x-request-id"]
+    assert answered.headers["x-oso-transactie-id"] == final.transaction_id
     [line] = exchange_lines(logs, request_id)
     assert line["log_level"] == "error"
     [internal] = [x for x in logs if x["event"] == "exchange_internal_error"]
@@ -322,6 +327,54 @@ async def test_every_refusal_and_every_answer_outside_an_exchange_has_a_log_line
         lines = [x for x in logs if x.get("request_id") == request_id]
         assert lines[-1]["status"] == answered.status_code
         assert lines[-1]["code"] == answered.json()["code"]
+        # Refused before any exchange began: there is no record to name.
+        assert "x-oso-transactie-id" not in answered.headers
+
+
+async def test_a_refused_caller_is_a_warning_naming_its_certificate_never_its_body(
+    pipeline: Pipeline,
+) -> None:
+    stranger = await pipeline.tc.world.school("VO", register_endpoint=False)
+    pem = x509.load_pem_x509_certificate(stranger.cert.read_bytes())
+    with capture_logs() as logs:
+        refused = await open_session(stranger, pipeline.bron)
+        await logged(logs, refused.headers["x-request-id"])
+    assert refused.status_code == 403
+    [line] = exchange_lines(logs, refused.headers["x-request-id"])
+    assert (line["log_level"], line["type"], line["status"]) == ("warning", "aanroepGeweigerd", 403)
+    assert line["caller_serial"] == stranger.serial
+    # The fingerprint as `openssl x509 -noout -fingerprint -sha256` prints it.
+    assert line["caller_fingerprint"] == pem.fingerprint(hashes.SHA256()).hex(":").upper()
+    assert refused.headers["x-oso-transactie-id"] == line["transaction_id"]
+    assert ZOEKSLEUTEL not in repr(logs)  # the body's secret, as an example
+
+
+@pytest.mark.parametrize(
+    ("sent", "logged_as"),
+    [
+        (
+            "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+        ("00-secret-canary-9034-01", "malformed"),
+        ("00-00000000000000000000000000000000-b7ad6b7169203331-01", "malformed"),
+        (None, None),
+    ],
+)
+async def test_the_callers_traceparent_is_on_the_exchange_line_only_when_well_formed(
+    pipeline: Pipeline, sent: str | None, logged_as: str | None
+) -> None:
+    headers = {"traceparent": sent} if sent is not None else {}
+    with capture_logs() as logs:
+        answered = await pipeline.doel.client().get(
+            "/v1/endpoints", params={"brin": pipeline.bron.brin}, headers=headers
+        )
+        await logged(logs, answered.headers["x-request-id"])
+    assert answered.status_code == 200
+    [line] = exchange_lines(logs, answered.headers["x-request-id"])
+    assert line["traceparent"] == logged_as
+    assert answered.headers["x-oso-transactie-id"] == line["transaction_id"]
+    assert "secret-canary-9034" not in repr(logs)
 
 
 async def test_the_chain_verifies_after_every_exit(pipeline: Pipeline) -> None:

@@ -42,7 +42,7 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[Path, int, int, subprocess.Pope
             "2",
         ],
         env=clean_env(),
-        stdout=subprocess.DEVNULL,
+        stdout=open(tmp_path / "serve.out", "wb"),  # noqa: SIM115
         stderr=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115
     )
     deadline = time.monotonic() + 60
@@ -163,3 +163,13 @@ def test_dev_server_curl_workers_revocation_and_sigterm(
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=45) == 0
+
+    # Not a terminal: every line, start-up and shutdown included, is a JSON log event.
+    lines = [
+        json.loads(line)
+        for name in ("serve.out", "serve.log")
+        for line in (home.parent / name).read_text().splitlines()
+    ]
+    [starting] = [line for line in lines if line["event"] == "starting"]
+    assert (starting["api"], starting["workers"]) == (f"https://127.0.0.1:{port}", 2)
+    assert any(line["event"] == "dev_try" for line in lines)

@@ -38,6 +38,9 @@ class AuditEntry:
     # Set by a broker route on success: the result to record and the status it answers.
     result: str | None = None
     http_status: int | None = None
+    # A refused caller's certificate fingerprint (SHA-256, as `openssl x509 -fingerprint
+    # -sha256` prints it): for the log line only; the record names the serial.
+    caller_fingerprint: str | None = None
 
     def concerns(self, session: Session, *, bron_routeringskenmerk: str | None = None) -> None:
         """The parties, once the session is known to be the caller's."""

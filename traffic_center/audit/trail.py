@@ -29,8 +29,13 @@ from traffic_center.domain.errors import (
     StoreUnavailable,
     TrafficCenterError,
 )
-from traffic_center.observability.context import current_request_id, note_answer_logged
+from traffic_center.observability.context import (
+    current_request_id,
+    incoming_traceparent,
+    note_answer_logged,
+)
 from traffic_center.observability.metrics import Metrics
+from traffic_center.relay.trace import traceparent_for_log
 from traffic_center.store.store import Store
 
 log = structlog.get_logger("traffic_center.audit")
@@ -143,14 +148,17 @@ class AuditTrail:
     ) -> AuditRecord:
         """Record the outcome, now; returns the record (its timestamps give the duration)."""
         record = entry.outcome(result, http_status=http_status, response_out=self._clock())
-        await self.record(record)
+        await self.record(record, caller_fingerprint=entry.caller_fingerprint)
         return record
 
     async def failed(self, entry: AuditEntry, error: TrafficCenterError) -> AuditRecord:
         return await self.finished(entry, error.code, http_status=self._status_for(type(error)))
 
-    async def record(self, record: AuditRecord) -> None:
-        """Append, or keep for later; never raises: by now the caller has its answer."""
+    async def record(self, record: AuditRecord, *, caller_fingerprint: str | None = None) -> None:
+        """Append, or keep for later; never raises: by now the caller has its answer.
+
+        ``caller_fingerprint`` goes to the log line only (the record names the serial).
+        """
         if record.phase is Phase.FINAL:
             self._metrics.exchanges.labels(type=record.type.value, result=record.result).inc()
         # Shielded: a doel that hung up cancels its request, but the record must still land.
@@ -167,7 +175,7 @@ class AuditTrail:
                 self._write_failed()
                 why_not = exc.code
                 log.error("audit_write_failed", pending=len(self._pending), code=exc.code)
-        _log_line(record, unrecorded_because=why_not)
+        _log_line(record, unrecorded_because=why_not, caller_fingerprint=caller_fingerprint)
 
     async def flush_pending(self) -> None:
         """Retry the outbox (the heartbeat calls this); clears the failing state on success."""
@@ -233,13 +241,16 @@ async def _once_more_if_unavailable(write: Callable[[], Awaitable[None]]) -> Non
         await write()
 
 
-def _log_line(record: AuditRecord, *, unrecorded_because: str | None) -> None:
+def _log_line(
+    record: AuditRecord, *, unrecorded_because: str | None, caller_fingerprint: str | None
+) -> None:
     """The one canonical log line per exchange, when its outcome is known. Metadata only.
 
     Its level pages by outcome: an answer of 500 or more, or a record the store did not take,
-    is an error; a refused certificate a warning; everything else info.
+    is an error; a refused certificate a warning; everything else info. The answer carries
+    the record's transaction id (``note_answer_logged``).
     """
-    note_answer_logged()
+    note_answer_logged(transaction_id=record.transaction_id)
     status = record.http_status
     if unrecorded_because is not None or (status is not None and status >= 500):
         emit = log.error
@@ -258,6 +269,8 @@ def _log_line(record: AuditRecord, *, unrecorded_because: str | None) -> None:
         doel=record.doel_routeringskenmerk,
         bron=record.bron_routeringskenmerk,
         caller_serial=record.caller_serial,
+        caller_fingerprint=caller_fingerprint,
+        traceparent=traceparent_for_log(incoming_traceparent()),
         upstream_status=record.upstream_status,
         bytes=record.size_bytes,
         sha256=record.sha256,

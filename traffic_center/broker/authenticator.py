@@ -115,15 +115,15 @@ class Authenticator:
             raise EndpointInactive()
         return Caller(identity=identity, endpoint=endpoint, school=school)
 
-    def serial_on_record(self, peer: Peer, refused: CallerRefused) -> str | None:
+    def certificate_on_record(self, peer: Peer, refused: CallerRefused) -> x509.Certificate | None:
         """Whose refusal the record shows: the forwarded certificate's once the proxy was
         believed, else the certificate that connected."""
         if peer.client_cert_header is not None and not isinstance(refused, _CONNECTION_REFUSALS):
             try:
-                return serial_hex(certificate_from_client_cert_header(peer.client_cert_header))
+                return certificate_from_client_cert_header(peer.client_cert_header)
             except ForwardedCertificateMalformed:
                 pass
-        return _serial_of_pem(peer.tls_certificate)
+        return _certificate_of_pem(peer.tls_certificate)
 
     async def _presented(self, peer: Peer) -> x509.Certificate:
         """The certificate to check: the TLS peer's own, or the one a valid proxy forwarded."""
@@ -175,10 +175,10 @@ class Authenticator:
         return record
 
 
-def _serial_of_pem(pem: str | None) -> str | None:
+def _certificate_of_pem(pem: str | None) -> x509.Certificate | None:
     if pem is None:
         return None
     try:
-        return serial_hex(x509.load_pem_x509_certificate(pem.encode()))
+        return x509.load_pem_x509_certificate(pem.encode())
     except ValueError:
         return None

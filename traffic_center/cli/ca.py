@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from traffic_center.admin.certificates import CertificateAdmin
+from traffic_center.admin.certificates import CertificateAdmin, ListedCertificate
 from traffic_center.cli.context import (
     open_signed_store,
     open_store,
     say,
     settings_from,
-    show_records,
     utc_now,
 )
 from traffic_center.domain.errors import InvalidCsr
@@ -82,38 +81,6 @@ async def revoke_certificate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def list_certificates(args: argparse.Namespace) -> int:
-    async with _certificate_admin(*_load_ca(args)) as admin:
-        listed = await admin.list()
-    rows = [
-        {
-            "serial": item.record.serial,
-            "role": item.record.role.value,
-            "routeringskenmerk": item.record.routeringskenmerk,
-            "subject": item.record.subject,
-            "not_before": item.record.not_before.isoformat(),
-            "not_after": item.record.not_after.isoformat(),
-            "status": item.status.value,
-            "revoked_at": item.record.revoked_at.isoformat() if item.record.revoked_at else None,
-            "revocation_reason": item.record.revocation_reason,
-        }
-        for item in listed
-    ]
-    show_records(
-        rows,
-        as_json=args.json,
-        columns=[
-            ("SERIAL", "serial"),
-            ("ROLE", "role"),
-            ("ROUTERINGSKENMERK", "routeringskenmerk"),
-            ("STATUS", "status"),
-            ("NOT AFTER", "not_after"),
-            ("SUBJECT", "subject"),
-        ],
-    )
-    return 0
-
-
 async def write_crl(args: argparse.Namespace) -> int:
     async with _certificate_admin(*_load_ca(args)) as admin:
         if args.out is None:
@@ -130,6 +97,13 @@ def _load_ca(args: argparse.Namespace) -> tuple[Settings, CertificateAuthority]:
     ca = CertificateAuthority.load(settings.ca_dir)
     ca.crl_url = settings.crl_url
     return settings, ca
+
+
+async def list_from_store(args: argparse.Namespace) -> list[ListedCertificate]:
+    """`ca list` the ordinary way (see ``cli/ca_list.py``): opens, and if need be migrates,
+    the store."""
+    async with _certificate_admin(*_load_ca(args)) as admin:
+        return await admin.list()
 
 
 @asynccontextmanager

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from traffic_center.admin.registry import RegistryAdmin
 from traffic_center.admin.sandbox import (
     DEV_SCHOOLS,
@@ -19,7 +21,6 @@ from traffic_center.admin.sandbox import (
     open_or_create_ca,
 )
 from traffic_center.admin.store import open_signed_store, utc_now
-from traffic_center.cli.context import say
 from traffic_center.demo.processes import ChildProcess, child_env
 from traffic_center.settings import Settings
 
@@ -33,11 +34,14 @@ class DevLas:
     url: str
 
 
+log = structlog.get_logger("traffic_center.serve")
+
+
 async def bootstrap_dev(settings: Settings) -> list[Path]:
     """Idempotent: creates only what is missing, so a restart keeps the same identities."""
     ca, made = open_or_create_ca(settings.ca_dir, name="OSO Traffic Center dev CA")
     if made:
-        say(f"dev: created CA in {settings.ca_dir}")
+        log.info("dev_ca_created", ca_dir=str(settings.ca_dir))
     written: list[Path] = []
     async with open_signed_store(settings) as (store, secret):
         builder = SandboxBuilder(ca, store, secret=secret, clock=utc_now)

@@ -10,11 +10,14 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from traffic_center import __version__
 from traffic_center.cli.commands import add_all
 from traffic_center.domain.errors import AuditKeyMismatch, StoreUnavailable, TrafficCenterError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 1
@@ -45,18 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    # asyncio and pydantic load with a command, not with the parser: `--help` needs neither.
-    import asyncio
-
-    from pydantic import ValidationError
-
     try:
         outcome = load_handler(args.handler)(args)
-        return asyncio.run(outcome) if isinstance(outcome, Coroutine) else int(outcome)
-    except ValidationError as exc:
-        from traffic_center.settings import describe_validation_error
-
-        return _fail(describe_validation_error(exc), EXIT_USAGE)
+        return _complete(outcome) if isinstance(outcome, Coroutine) else int(outcome)
     except AuditKeyMismatch as exc:  # the admin's secret is wrong: a usage error, not an outage
         return _fail(exc.detail, EXIT_USAGE)
     except StoreUnavailable as exc:
@@ -65,6 +59,26 @@ def dispatch(args: argparse.Namespace) -> int:
         return _fail(exc.detail, EXIT_USAGE)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not _invalid_settings(exc):
+            raise
+        from traffic_center.settings import describe_validation_error
+
+        return _fail(describe_validation_error(exc), EXIT_USAGE)
+
+
+def _complete(outcome: Coroutine[Any, Any, int]) -> int:
+    # asyncio loads with a command that needs it, not with the parser or a quick command.
+    import asyncio
+
+    return asyncio.run(outcome)
+
+
+def _invalid_settings(exc: Exception) -> TypeGuard[ValidationError]:
+    """Settings that do not validate. Looked up, not imported: a command that never loaded
+    pydantic (`ca list`, `--help`) cannot have raised its error, and should not pay for it."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(exc, pydantic.ValidationError)
 
 
 def _fail(message: str, code: int) -> int:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+import structlog
+
+from traffic_center import __version__
 from traffic_center.cli.context import open_signed_store, open_store, say, settings_from
 from traffic_center.cli.dev import (
     DevLas,
@@ -20,6 +23,8 @@ from traffic_center.server.limits import raise_open_files_limit
 from traffic_center.server.runner import TrafficCenterServer
 from traffic_center.server.workers import run_workers
 from traffic_center.settings import Settings
+
+log = structlog.get_logger("traffic_center.serve")
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -40,8 +45,15 @@ def serve_command(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     raise_open_files_limit()
     asyncio.run(_prepare(settings))
-    say(f"vendor API (mTLS) on https://{settings.host}:{settings.port}")
-    say(f"ops (/metrics /healthz /readyz) on http://{settings.ops_host}:{settings.ops_port}")
+    # Log events, not prints: a log shipper reading JSON lines sees the start-up too.
+    log.info(
+        "starting",
+        api=f"https://{settings.host}:{settings.port}",
+        ops=f"http://{settings.ops_host}:{settings.ops_port}",
+        workers=settings.workers,
+        version=__version__,
+        dev=settings.dev,
+    )
     dev_las = _start_dev_world(settings) if settings.dev else []
     try:
         if settings.workers > 1:
@@ -62,8 +74,8 @@ def _start_dev_world(settings: Settings) -> list[DevLas]:
         stop_dev_las(running)
         raise
     for las in running:
-        say(f"dev: reference LAS of {las.school.brin} ({las.school.name}) at {las.url}")
-    say("try: " + curl_line(settings))
+        log.info("dev_las", brin=las.school.brin, name=las.school.name, url=las.url)
+    log.info("dev_try", command=curl_line(settings))
     return running
 
 

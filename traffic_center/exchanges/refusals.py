@@ -49,8 +49,12 @@ class RefusalLog:
         self._monotonic = monotonic
         self._windows: dict[Key, _Window] = {}
 
-    async def note(self, error: TrafficCenterError, *, serial: str | None) -> None:
-        """One refusal: recorded now if it opens a window, else counted for the window's record."""
+    async def note(
+        self, error: TrafficCenterError, *, serial: str | None, fingerprint: str | None = None
+    ) -> None:
+        """One refusal: recorded now if it opens a window, else counted for the window's record.
+
+        ``fingerprint`` (SHA-256 of the certificate) goes on the log line only."""
         now = self._monotonic()
         key = (serial, error.code)
         window = self._windows.get(key)
@@ -66,6 +70,7 @@ class RefusalLog:
             await self._record(window)
         entry = self._audit.begin(AuditType.REFUSED_CALLER, caller_serial=serial)
         entry.subject = count_subject(1)
+        entry.caller_fingerprint = fingerprint
         await self._audit.failed(entry, error)
         await self.flush()
 

@@ -51,6 +51,7 @@ from traffic_center.domain.identifiers import parse_sessie_id
 from traffic_center.exchanges.refusals import RefusalLog
 from traffic_center.observability.logging import raised_at
 from traffic_center.observability.metrics import Metrics
+from traffic_center.pki.inspect import fingerprint_sha256, serial_hex
 
 log = structlog.get_logger("traffic_center.exchanges")
 
@@ -237,8 +238,13 @@ class ExchangeRunner:
 
     async def _refused(self, refused: CallerRefused, peer: Peer) -> None:
         self._metrics.refused_callers.labels(reason=refused.code).inc()
+        certificate = self._authenticator.certificate_on_record(peer, refused)
+        # Serial and fingerprint name the certificate on the warning line; nothing else of
+        # the caller's (no body, no subject text) is logged.
         await self._refusals.note(
-            refused, serial=self._authenticator.serial_on_record(peer, refused)
+            refused,
+            serial=serial_hex(certificate) if certificate is not None else None,
+            fingerprint=fingerprint_sha256(certificate) if certificate is not None else None,
         )
 
 

@@ -3,6 +3,10 @@
 Also the backstop log line: every answer of 400 or more that no exchange line covered (a
 refusal before the exchange runner, a 503 while the store is away, a 404 for an unknown path)
 gets one ``answer`` line with its request id, status, code and route.
+
+An answer to an exchange also carries the exchange's transaction id (``X-OSO-Transactie-Id``,
+the key of its audit record), whatever its status: the exchange line notes it here, the
+middleware puts it in the header. The caller's ``traceparent`` is kept here for that line.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from dataclasses import dataclass
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from traffic_center.domain.las_contract import TRACEPARENT_HEADER, TRANSACTION_HEADER
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # A caller's own id is kept only when it is a UUID: it ends up in logs and the audit record,
@@ -40,16 +46,27 @@ class AnswerNote:
 
     logged: bool = False
     code: str | None = None
+    transaction_id: str | None = None
+    traceparent: str | None = None  # as the caller sent it: validate before logging
 
 
 _answer_note: ContextVar[AnswerNote | None] = ContextVar("answer_note", default=None)
 
 
-def note_answer_logged() -> None:
-    """An exchange line covers this request's answer: no backstop line is needed."""
+def note_answer_logged(*, transaction_id: str | None = None) -> None:
+    """An exchange line covers this request's answer: no backstop line is needed; the answer
+    carries ``transaction_id`` unless it already names one (a relay's own)."""
     note = _answer_note.get()
     if note is not None:
         note.logged = True
+        if transaction_id is not None:
+            note.transaction_id = transaction_id
+
+
+def incoming_traceparent() -> str | None:
+    """The ``traceparent`` header of this request, unchecked (see ``relay.trace``)."""
+    note = _answer_note.get()
+    return note.traceparent if note is not None else None
 
 
 def note_answer_code(code: str) -> None:
@@ -77,7 +94,7 @@ class RequestIdMiddleware:
         given = _header(scope, REQUEST_ID_HEADER.lower())
         request_id = given.lower() if given and _ACCEPTABLE.match(given) else str(uuid.uuid4())
 
-        note = AnswerNote()
+        note = AnswerNote(traceparent=_header(scope, TRACEPARENT_HEADER))
         status = 500  # if the app raises before answering, the server answers 500
 
         async def send_with_id(message: Message) -> None:
@@ -86,6 +103,7 @@ class RequestIdMiddleware:
                 status = int(message["status"])
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+                _add_transaction_id(headers, note.transaction_id)
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -99,6 +117,14 @@ class RequestIdMiddleware:
                         _log_answer(scope, status, note.code, request_id)
         finally:
             _answer_note.reset(token)
+
+
+def _add_transaction_id(headers: list[tuple[bytes, bytes]], transaction_id: str | None) -> None:
+    """The exchange's transaction id, unless the answer names it already (a relay's 200)."""
+    name = TRANSACTION_HEADER.lower().encode()
+    if transaction_id is None or any(key.lower() == name for key, _ in headers):
+        return
+    headers.append((name, transaction_id.encode()))
 
 
 def _header(scope: Scope, name: str) -> str | None:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from traffic_center.domain.errors import ForwardedCertificateMalformed
@@ -20,6 +21,11 @@ from traffic_center.pki.ca import ENDPOINT_URI_PREFIX, PROXY_URI, RELAY_URI
 def serial_hex(certificate: x509.Certificate) -> str:
     """The serial as `openssl x509 -serial` prints it (upper-case hex, no separators)."""
     return format(certificate.serial_number, "X")
+
+
+def fingerprint_sha256(certificate: x509.Certificate) -> str:
+    """As `openssl x509 -noout -fingerprint -sha256` prints it: upper-case hex, colons."""
+    return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 def normalise_serial(text: str) -> str:

@@ -10,13 +10,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from traffic_center.domain.errors import StoreUnavailable
+from traffic_center.store.revisions import READ_REVISIONS, VERSION_TABLE, at_head
 
 # Execution option marking a read-only transaction, so SQLite may start it deferred.
 READ_ONLY = "traffic_center_read_only"
@@ -72,13 +73,23 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def migrate(self) -> None:
-        from traffic_center.store.migrate import upgrade_to_head
-
+        """Upgrade to head; a database already there costs one SELECT and no Alembic import."""
         async with self.transaction() as connection:
+            if at_head(await connection.run_sync(recorded_revisions)):
+                return
+            from traffic_center.store.migrate import upgrade_to_head
+
             await connection.run_sync(upgrade_to_head)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def recorded_revisions(connection: Connection) -> list[str]:
+    """The revisions ``alembic_version`` holds; none for a database never migrated."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return []
+    return [str(v) for v in connection.execute(text(READ_REVISIONS)).scalars()]
 
 
 async def _drop(connection: AsyncConnection | None) -> None:
