@@ -435,6 +435,7 @@ class Run:
             # starting and finishing, as in a day's traffic.
             await asyncio.sleep(max(0.0, self.started + PACE_SECONDS * index - time.monotonic()))
             self.in_flight.add(pgn)
+            self.progress.set()
             self.done.append(await transfer(self.cluster.lb_url, self.cluster.doel_tls, pgn))
             self.in_flight.discard(pgn)
             self.progress.set()
@@ -444,9 +445,16 @@ class Run:
             self.progress.clear()
             await self.progress.wait()
 
+    async def some_in_flight(self) -> None:
+        while not self.in_flight:
+            self.progress.clear()
+            await self.progress.wait()
+
     async def kill_at_a_third(self, victim: Node) -> None:
         await self.reached(1 / 3)
         await asyncio.wait_for(self.trickling.wait(), timeout=20)
+        # Kill with a transfer through the load balancer on the way, too.
+        await asyncio.wait_for(self.some_in_flight(), timeout=10)
         self.exposed_at_kill.update(self.in_flight)
         self.moments["kill"] = time.monotonic()
         await asyncio.to_thread(victim.kill)
