@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import json
 import re
 import secrets
 import shutil
@@ -23,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,7 +36,13 @@ from traffic_center.admin.store import open_signed_store, open_store, utc_now
 from traffic_center.demo.processes import ChildProcess, child_env, free_port
 from traffic_center.domain.audit import INCOMPLETE, AuditType, Phase
 from traffic_center.las.config import LasConfig
-from traffic_center.las.doel import ClientTLS, DoelClient, DoelError, FetchResult
+from traffic_center.las.doel import (
+    ClientTLS,
+    DoelClient,
+    DoelError,
+    FetchResult,
+    TrafficCenterRefused,
+)
 from traffic_center.las.dossier import generated_digest
 from traffic_center.las.server import LasServer
 from traffic_center.pki.ca import CA_CERT_FILE, CertificateAuthority
@@ -301,10 +309,17 @@ class Transfer:
     sessie_id: str | None = None
     fetched: FetchResult | None = None
     error: str | None = None
+    refused_status: int | None = None  # a broker message answered with a problem
 
     @property
     def delivered(self) -> bool:
         return self.fetched is not None and self.fetched.status == httpx.codes.OK
+
+    @property
+    def server_error(self) -> bool:
+        """A node answered 500 or more (not: no answer at all)."""
+        status = self.fetched.status if self.fetched is not None else self.refused_status
+        return status is not None and status >= httpx.codes.INTERNAL_SERVER_ERROR
 
     def overlaps(self, start: float, end: float) -> bool:
         return self.started <= end and self.ended >= start
@@ -318,6 +333,8 @@ async def transfer(url: str, tls: ClientTLS, pgn: str) -> Transfer:
             granted = await doel.open_session(BRON.brin, pgn)
             done.sessie_id = granted.sessie_id
             done.fetched = await doel.fetch_dossier(granted.sessie_id, BRON.routeringskenmerk, pgn)
+    except TrafficCenterRefused as exc:
+        done.error, done.refused_status = str(exc), exc.status
     except DoelError as exc:
         done.error = f"{type(exc).__name__}: {exc}"
     done.ended = time.monotonic()
@@ -359,7 +376,9 @@ async def test_a_node_crash_and_a_postgresql_restart_lose_only_what_was_in_fligh
     run = Run(cluster, pgns=list(cluster.pupils)[5 : 5 + TRANSFERS])
     # A relay that takes minutes, straight to the victim: the kill surely cuts one mid-stream.
     long_relay = asyncio.create_task(trickle(cluster, victim, run.trickling))
-    chaos = asyncio.gather(run.kill_at_a_third(victim), run.restart_postgres_at_two_thirds())
+    chaos = asyncio.gather(
+        run.kill_at_a_third(victim), run.restart_postgres_at_two_thirds(survivor)
+    )
     await asyncio.wait_for(asyncio.gather(*(run.worker() for _ in range(AT_ONCE))), timeout=120)
     await asyncio.wait_for(chaos, timeout=60)
     cut = await asyncio.wait_for(long_relay, timeout=30)
@@ -400,6 +419,13 @@ async def test_a_node_crash_and_a_postgresql_restart_lose_only_what_was_in_fligh
     assert kill < outage[0]
 
     await every_transfer_on_the_record(cluster, run, cut)
+    # Every 5xx a node answered has its error line with a request id (the logs of both,
+    # the killed node's included: written line by line as it went).
+    logged = server_error_lines(cluster)
+    answered_5xx = [t for t in done if t.server_error]
+    print(f"{len(answered_5xx)} answered 5xx to the doel; {len(logged)} 5xx lines logged")
+    assert len(logged) >= len(answered_5xx), logged
+    assert all(line.get("request_id") for line in logged)
     await the_killed_node_rejoins(cluster, victim)
     await revocation_reaches_both_nodes_and_the_lb(cluster)
     assert cluster.cli("audit", "verify").startswith("OK ")
@@ -459,17 +485,35 @@ class Run:
         self.moments["kill"] = time.monotonic()
         await asyncio.to_thread(victim.kill)
 
-    async def restart_postgres_at_two_thirds(self) -> None:
+    async def restart_postgres_at_two_thirds(self, survivor: Node) -> None:
         await self.reached(2 / 3)
         self.moments["pg_stop"] = time.monotonic()
         await asyncio.to_thread(self.cluster.postgres.stop, "fast")
         await asyncio.to_thread(self.cluster.postgres.start)
-        # Over when the load balancer answers again: nodes healthy, HAProxy sending.
+        # Over when the node and the load balancer have recovered from it, not at the first
+        # answer: a node's /readyz stays 503 until its next heartbeat writes, and health
+        # checks failed meanwhile may still take it out of HAProxy (then rise 2 brings it back).
         deadline = time.monotonic() + 20
-        while await whoami(self.cluster.lb_url, self.cluster.doel_tls) != httpx.codes.OK:
-            assert time.monotonic() < deadline, "no node answered after PostgreSQL came back"
+        while not await self.recovered(survivor):
+            assert time.monotonic() < deadline, "the node did not recover from the restart"
             await asyncio.sleep(0.1)
         self.moments["pg_back"] = time.monotonic()
+
+    async def recovered(self, node: Node) -> bool:
+        async with httpx.AsyncClient() as ops:
+            try:
+                ready = await ops.get(f"http://127.0.0.1:{node.ops_port}/readyz", timeout=2)
+            except httpx.TransportError:
+                return False
+        if ready.status_code != httpx.codes.OK:
+            return False
+        servers = await self.cluster.lb.servers()
+        check = servers[node.name]["check_status"]
+        return (
+            servers[node.name]["status"] == "UP"
+            and check == "L7OK"
+            and await whoami(self.cluster.lb_url, self.cluster.doel_tls) == httpx.codes.OK
+        )
 
 
 class Counting:
@@ -492,6 +536,20 @@ async def trickle(cluster: Cluster, node: Node, trickling: asyncio.Event) -> Fet
         return await doel.fetch_dossier(
             granted.sessie_id, BRON.routeringskenmerk, cluster.trickle_pgn, sink=sink
         )
+
+
+def server_error_lines(cluster: Cluster) -> list[dict[str, Any]]:
+    """The nodes' canonical exchange lines for answers of 500 or more."""
+    lines = []
+    for node in cluster.nodes:
+        assert node.process is not None
+        for line in node.process.log_path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if event.get("event") == "exchange" and (event.get("status") or 0) >= 500:
+                    assert event["level"] == "error", event
+                    lines.append(event)
+    return lines
 
 
 async def every_transfer_on_the_record(cluster: Cluster, run: Run, cut: FetchResult) -> None:
