@@ -35,6 +35,7 @@ from traffic_center.admin.sandbox import DEV_SCHOOLS, SandboxBuilder, SandboxSch
 from traffic_center.admin.store import open_signed_store, open_store, utc_now
 from traffic_center.demo.processes import ChildProcess, child_env, free_port
 from traffic_center.domain.audit import INCOMPLETE, AuditType, Phase
+from traffic_center.domain.identifiers import Sector
 from traffic_center.las.config import LasConfig
 from traffic_center.las.doel import (
     ClientTLS,
@@ -242,10 +243,26 @@ def las_config(
         cert=directory / "server.pem",
         key=directory / "server.key",
         ca=ca_pem,
-        sector=school.sector,  # type: ignore[arg-type]  # parsed by LasConfig
+        sector=Sector(school.sector),
         brin=school.brin,
         pupils=pupils,
     )
+
+
+def new_node(name: str, root: Path, *, url: str, secret: str) -> Node:
+    """A node as a second machine would run it: its own home, the shared store and secret;
+    a dead node's open exchanges are closed by the others within seconds."""
+    port, ops_port = free_port(), free_port()
+    env = child_env(
+        TC_DATABASE_URL=url,
+        TC_SECRET_KEY=secret,
+        TC_PORT=str(port),
+        TC_OPS_PORT=str(ops_port),
+        TC_LOG_LEVEL="warning",
+        TC_NODE_HEARTBEAT_SECONDS="0.5",
+        TC_ORPHAN_GRACE_SECONDS="2",
+    )
+    return Node(name, root / name, port, ops_port, env, root / "logs")
 
 
 @pytest.fixture(scope="module")
@@ -263,17 +280,8 @@ async def cluster(
     las_pupils = {**pupils, trickle_pgn: "trickle-4000000"}
     las, doel_tls, doel_serial = await issue_everything(admin, root, las_pupils)
     (root / "logs").mkdir()
-    nodes = [Node(name, root / name, free_port(), free_port(), {}, root / "logs") for name in NODES]
+    nodes = [new_node(name, root, url=url, secret=secret) for name in NODES]
     for node in nodes:
-        node.env = child_env(
-            TC_DATABASE_URL=url,
-            TC_SECRET_KEY=secret,
-            TC_PORT=str(node.port),
-            TC_OPS_PORT=str(node.ops_port),
-            TC_LOG_LEVEL="warning",
-            TC_NODE_HEARTBEAT_SECONDS="0.5",
-            TC_ORPHAN_GRACE_SECONDS="2",
-        )
         node.start()
     lb = HaProxy(root / "haproxy.cfg", free_port(), free_port(), root / "logs" / "haproxy.log")
     lb.config.write_text(haproxy_config(nodes, lb.port, lb.stats_port))
@@ -297,8 +305,10 @@ async def cluster(
 
 
 def scenario_digest(scenario: str) -> str:
-    size, marker = re.fullmatch(r"grootte-(\d+)-m(\w+)", scenario).groups()  # type: ignore[union-attr]
-    return generated_digest(int(size), marker)
+    """The SHA-256 of the dossier the bron generates for ``grootte-<N>-m<marker>``."""
+    sized = re.fullmatch(r"grootte-(\d+)-m(\w+)", scenario)
+    assert sized is not None, scenario
+    return generated_digest(int(sized[1]), sized[2])
 
 
 @dataclass
