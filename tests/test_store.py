@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from tests.conftest import BACKENDS, DatabaseFactory
 from tests.support.builders import granted_session
+from traffic_center.admin.store import open_store
 from traffic_center.domain.results import ResultCode
 from traffic_center.domain.sessions import close
+from traffic_center.settings import Settings
 from traffic_center.store.migrate import alembic_config, current_revision
 from traffic_center.store.schema import metadata
 from traffic_center.store.store import Store
@@ -80,3 +83,24 @@ async def test_rate_limit_counter_counts_per_bucket_and_window(store: Store) -> 
     assert await store.rate_limits.hit("a", window_start=120) == (1, 3)
     # ... and one further on does not.
     assert await store.rate_limits.hit("a", window_start=240) == (1, 0)
+
+
+async def test_a_process_pool_on_postgresql_is_sized_by_the_settings(
+    database_factory: DatabaseFactory,
+) -> None:
+    """TC_DATABASE_POOL_SIZE + TC_DATABASE_MAX_OVERFLOW bound one process's connections."""
+    settings = Settings(
+        database_url=await database_factory("postgresql"),
+        database_pool_size=2,
+        database_max_overflow=1,
+    )
+    async with open_store(settings) as store:
+        pool = store.database.engine.pool
+        assert isinstance(pool, AsyncAdaptedQueuePool)
+        assert (pool.size(), pool._max_overflow) == (2, 1)
+        # Three transactions at once is all the pool gives: each holds a connection.
+        held = [await store.database.engine.connect() for _ in range(3)]
+        assert pool.checkedout() == 3
+        for connection in held:
+            await connection.close()
+    assert (Settings().database_pool_size, Settings().database_max_overflow) == (5, 5)

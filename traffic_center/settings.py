@@ -145,6 +145,16 @@ class Settings(BaseSettings):
         description="closed and expired sessions are purged this long after they ended",
     )
 
+    # --- PostgreSQL connection pool, per process (docs/operations-multinode.md) -------------------
+    # PostgreSQL's max_connections is shared by every node: plan it by
+    # nodes × workers × (pool size + overflow) + CLI headroom. SQLite ignores both.
+    database_pool_size: int = Field(
+        default=5, ge=1, le=1000, description="PostgreSQL connections a process keeps open"
+    )
+    database_max_overflow: int = Field(
+        default=5, ge=0, le=1000, description="extra connections a process opens under load"
+    )
+
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

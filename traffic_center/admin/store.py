@@ -17,7 +17,12 @@ def utc_now() -> dt.datetime:
 
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
-    store = await Store.open(settings.effective_database_url, migrate=settings.run_migrations)
+    store = await Store.open(
+        settings.effective_database_url,
+        migrate=settings.run_migrations,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     try:
         yield store
     finally:

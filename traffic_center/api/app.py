@@ -152,7 +152,12 @@ async def _opened(given: Store | None, settings: Settings) -> AsyncIterator[Stor
     if given is not None:
         yield given
         return
-    store = await Store.open(settings.effective_database_url, migrate=settings.run_migrations)
+    store = await Store.open(
+        settings.effective_database_url,
+        migrate=settings.run_migrations,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     try:
         yield store
     finally:

@@ -80,7 +80,12 @@ def create_ops_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             if own_store:
-                store = await Store.open(settings.effective_database_url, migrate=False)
+                store = await Store.open(
+                    settings.effective_database_url,
+                    migrate=False,
+                    pool_size=settings.database_pool_size,
+                    max_overflow=settings.database_max_overflow,
+                )
                 stack.push_async_callback(store.close)
                 beat = _WriteProbe(store, clock)
                 lifecycle.store = store

@@ -109,7 +109,20 @@ def _about_the_data(exc: DBAPIError) -> bool:
     return code.startswith(("22", "23"))
 
 
-def open_database(url: str, *, echo: bool = False) -> Database:
+# The settings' defaults (TC_DATABASE_POOL_SIZE, TC_DATABASE_MAX_OVERFLOW), for callers
+# without settings: 10 connections at most per process.
+DEFAULT_POOL_SIZE = 5
+DEFAULT_MAX_OVERFLOW = 5
+
+
+def open_database(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    max_overflow: int = DEFAULT_MAX_OVERFLOW,
+) -> Database:
+    """An engine for ``url``; on PostgreSQL with a pool of ``pool_size`` + ``max_overflow``."""
     parsed = make_url(url)
     options: dict[str, Any] = {"echo": echo}
     if parsed.get_backend_name() == "sqlite":
@@ -120,7 +133,9 @@ def open_database(url: str, *, echo: bool = False) -> Database:
         options["connect_args"] = {"timeout": 30}
     else:
         # Recover by itself after the store was away: test connections before use.
-        options.update(pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=10)
+        options.update(
+            pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=10
+        )
     try:
         engine = create_async_engine(url, **options)
     except ModuleNotFoundError as exc:

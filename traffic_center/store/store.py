@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from traffic_center.store.audit import AuditRepository
 from traffic_center.store.certificates import CertificateRepository
-from traffic_center.store.database import Database, open_database
+from traffic_center.store.database import (
+    DEFAULT_MAX_OVERFLOW,
+    DEFAULT_POOL_SIZE,
+    Database,
+    open_database,
+)
 from traffic_center.store.rate_limits import RateLimitRepository
 from traffic_center.store.registry import RegistryRepository
 from traffic_center.store.sessions import SessionRepository
@@ -22,8 +27,15 @@ class Store:
         self.swv_links = SwvLinkRepository(database)
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True) -> Store:
-        store = cls(open_database(url))
+    async def open(
+        cls,
+        url: str,
+        *,
+        migrate: bool = True,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        max_overflow: int = DEFAULT_MAX_OVERFLOW,
+    ) -> Store:
+        store = cls(open_database(url, pool_size=pool_size, max_overflow=max_overflow))
         if migrate:
             try:
                 await store.database.migrate()
