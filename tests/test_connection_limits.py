@@ -57,7 +57,7 @@ class Node:
         )
 
 
-def _start(tmp: Path, *, open_files: int | None = None) -> Node:
+def _start(tmp: Path, *, open_files: int | None = None, **settings: str) -> Node:
     home, port, ops_port, log = tmp / "home", free_port(), free_port(), tmp / "serve.log"
     env = {
         **clean_env(),
@@ -65,6 +65,7 @@ def _start(tmp: Path, *, open_files: int | None = None) -> Node:
         "TC_KEEP_ALIVE_TIMEOUT_SECONDS": str(KEEP_ALIVE_SECONDS),
         "TC_HEADER_TIMEOUT_SECONDS": str(HEADER_SECONDS),
         "TC_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        **settings,
     }
 
     def limit_files() -> None:
@@ -296,3 +297,33 @@ def test_bare_connections_beyond_the_file_limit(tmp_path: Path) -> None:
     ]
     assert accept_errors, "the flood did not exhaust the descriptors: the test proves nothing"
     assert len(accept_errors) <= 3
+
+
+def test_one_certificate_cannot_take_every_connection(tmp_path: Path) -> None:
+    """A school holding its per-certificate share is refused more; another school is not."""
+    node = _start(tmp_path, TC_MAX_CONNECTIONS_PER_CERTIFICATE="4")
+    try:
+        # The readiness probe's connection may still be closing: let it go first.
+        time.sleep(0.5)
+        held = [node.tls() for _ in range(4)]
+        try:
+            with node.tls() as extra:
+                closed = _seconds_until_closed(extra, give_up=2)
+            assert closed is not None, "a fifth connection with the same certificate was kept"
+            assert closed < 1.0
+            other = ssl.create_default_context(cafile=str(node.home / "ca" / "ca.pem"))
+            other.load_cert_chain(
+                str(node.home / "dev" / "school-b.pem"), str(node.home / "dev" / "school-b.key")
+            )
+            with httpx.Client(
+                base_url=f"https://127.0.0.1:{node.port}", verify=other, timeout=5
+            ) as school_b:
+                assert school_b.get("/v1/whoami").status_code == 200
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.5)
+        with node.client() as client:  # the share is given back when connections close
+            assert client.get("/v1/whoami").status_code == 200
+    finally:
+        _stop(node)

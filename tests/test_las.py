@@ -697,7 +697,7 @@ def test_las_serve_runs_serves_and_stops_on_sigterm(pki: Pki) -> None:
     [
         (["--ca", "{tmp}/nope.pem"], "nope.pem"),
         (["--tc-url", FAKE_TC], "--client-cert"),
-        (["--sector", "MBO"], "MBO"),
+        (["--sector", "MBO"], "not a sector"),  # named, never echoed
         (["--path", "oso"], "path"),
         (["--port", "{busy}"], "cannot listen"),
         (["--pupil", "12345678=gereed"], "--pupil"),

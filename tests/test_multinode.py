@@ -1,5 +1,6 @@
-"""Two nodes on one PostgreSQL behind a real HAProxy in TCP passthrough (deploy/haproxy/tcp.cfg),
-as an operator runs them: nodes without the CA key, a node SIGKILLed and PostgreSQL restarted
+"""Two nodes on one PostgreSQL behind a real HAProxy, in TCP passthrough (deploy/haproxy/tcp.cfg)
+and TLS-terminating (deploy/haproxy/tls-terminating.cfg, the school's certificate forwarded in
+RFC 9440 Client-Cert over a proxy certificate), as an operator runs them: nodes without the CA key, a node SIGKILLed and PostgreSQL restarted
 while transfers run, the killed node rejoining by itself, and a revocation reaching both.
 
 Processes, no containers: the nodes are `traffic-center serve`, the load balancer is Debian's
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -50,8 +52,11 @@ from traffic_center.pki.ca import CA_CERT_FILE, CertificateAuthority
 from traffic_center.pki.inspect import serial_hex
 from traffic_center.settings import Settings
 
-TCP_CFG = Path(__file__).resolve().parent.parent / "deploy" / "haproxy" / "tcp.cfg"
-BRON, DOEL = DEV_SCHOOLS
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "haproxy"
+TCP_CFG = DEPLOY / "tcp.cfg"
+TLS_CFG = DEPLOY / "tls-terminating.cfg"
+MODES = ("tcp", "tls-terminating")
+BRON, DOEL = DEV_SCHOOLS[:2]
 NODES = ("tc-1", "tc-2")
 TRANSFERS, AT_ONCE, DOSSIER_BYTES = 60, 4, 200_000
 READY_SECONDS = 30.0
@@ -99,20 +104,22 @@ class Node:
 
 @dataclass
 class HaProxy:
-    """haproxy -db on deploy/haproxy/tcp.cfg, with loopback addresses put in."""
+    """haproxy -db on one of deploy/haproxy's files, with loopback addresses put in."""
 
     config: Path
     port: int
     stats_port: int
     log: Path
+    certs: Path | None = None  # TLS-terminating: lb.pem, proxy.pem, ca.pem (TC_PROXY_CERTS)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
         assert Path(binary).exists(), "haproxy not found: scripts/setup --for-tests installs it"
+        env = child_env(**({"TC_PROXY_CERTS": str(self.certs)} if self.certs else {}))
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [binary, "-db", "-f", str(self.config)], stdout=log, stderr=log
+                [binary, "-db", "-f", str(self.config)], stdout=log, stderr=log, env=env
             )
 
     def stop(self) -> None:
@@ -140,7 +147,39 @@ class HaProxy:
             await asyncio.sleep(0.1)
 
 
-def haproxy_config(nodes: list[Node], port: int, stats_port: int) -> str:
+def haproxy_config(nodes: list[Node], port: int, stats_port: int, mode: str) -> str:
+    if mode == "tls-terminating":
+        return tls_haproxy_config(nodes, port, stats_port)
+    return tcp_haproxy_config(nodes, port, stats_port)
+
+
+def tls_haproxy_config(nodes: list[Node], port: int, stats_port: int) -> str:
+    """tls-terminating.cfg as shipped, adapted as tcp.cfg is below; each node's server line
+    names its own ops port, and its certificate's name (localhost) for verifyhost."""
+    text = TLS_CFG.read_text().replace("maxconn 20000", "maxconn 1000")
+    text = re.sub(r"\nresolvers dns\n(?:[ \t]+.*\n|[ \t]*#.*\n)*", "\n", text)
+    text = text.replace(" resolvers dns", "").replace(" port 9464 ", " ")
+    text = text.replace("bind :8443 ", f"bind 127.0.0.1:{port} ")
+    text = text.replace("bind :8404", f"bind 127.0.0.1:{stats_port}")
+    servers = "".join(
+        f"    server {n.name} 127.0.0.1:{n.port} verifyhost localhost port {n.ops_port}\n"
+        for n in nodes
+    )
+    text, replaced = re.subn(r"(?:    server tc-\d tc-\d:8443 verifyhost tc-\d\n)+", servers, text)
+    assert replaced == 1, "tls-terminating.cfg's server lines changed: adapt this template"
+    for kept in (
+        "option redispatch 1",
+        "retries 3",
+        "option httpchk GET /readyz",
+        "fall 3 rise 2",
+        "http-request set-header Client-Cert :%[ssl_c_der,base64]:",
+        "crt proxy.pem",
+    ):
+        assert kept in text, kept
+    return text
+
+
+def tcp_haproxy_config(nodes: list[Node], port: int, stats_port: int) -> str:
     """tcp.cfg as shipped, with only what a deployment adapts replaced (its header says so):
     the bind address, the server lines with their ops port, no Docker resolver; and a
     maxconn this test process's open-files limit allows (HAProxy needs two per connection)."""
@@ -180,7 +219,7 @@ class Cluster:
         done = subprocess.run(
             [sys.executable, "-m", "traffic_center", "--home", str(self.admin.home), *args],
             capture_output=True, text=True, timeout=60, check=False,
-            env=child_env(TC_DATABASE_URL=self.postgres.server.url("postgres"),
+            env=child_env(TC_DATABASE_URL=self.admin.effective_database_url,
                           TC_SECRET_KEY=self.secret),
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
@@ -206,11 +245,25 @@ def own_postgres() -> Iterator[ThrowawayPostgres]:
     cluster.remove()
 
 
+async def own_database(postgres: ThrowawayPostgres, name: str) -> str:
+    """A database per load-balancer mode: each cluster has its own CA, secret and chain."""
+    server = postgres.server
+    connection = await asyncpg.connect(
+        host=server.host, port=server.port, user=server.user, database="postgres"
+    )
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return server.url(name)
+
+
 async def issue_everything(
     admin: Settings, root: Path, pupils: dict[str, str]
 ) -> tuple[list[LasServer], ClientTLS, str]:
     """The admin's CA and certificates; each node's home gets ca.pem and its own two
-    certificates, never ca.key; the schools are registered with their running LAS."""
+    certificates, never ca.key; the load balancer its server and proxy certificates (for
+    TLS-terminating mode); the schools are registered with their running LAS."""
     ca = CertificateAuthority.create(admin.ca_dir, name="OSO Traffic Center multinode CA")
     ca_pem = admin.ca_dir / CA_CERT_FILE
     async with open_signed_store(admin) as (store, secret):
@@ -218,8 +271,10 @@ async def issue_everything(
         for name in NODES:
             (root / name / "ca").mkdir(parents=True)
             shutil.copy(ca_pem, root / name / "ca" / CA_CERT_FILE)
-            await builder.server_certificate(root / name / "server", hosts=["127.0.0.1"])
+            hosts = ["127.0.0.1", "localhost"]
+            await builder.server_certificate(root / name / "server", hosts=hosts)
             await builder.relay_certificate(root / name / "relay")
+        await lb_certificates(builder, ca_pem, root / "lb")
         servers, serial = [], ""
         for school in (BRON, DOEL):
             directory = root / f"las-{school.key}"
@@ -234,6 +289,17 @@ async def issue_everything(
             await builder.register(school, url=server.url)
     doel = root / f"las-{DOEL.key}"
     return servers, ClientTLS(doel / "client.pem", doel / "client.key", ca_pem), serial
+
+
+async def lb_certificates(builder: SandboxBuilder, ca_pem: Path, directory: Path) -> None:
+    """What tls-terminating.cfg's header asks for: lb.pem (its server certificate), proxy.pem
+    (`ca issue-proxy`), ca.pem; HAProxy wants certificate and key in one file."""
+    await builder.server_certificate(directory / "lb-cert", hosts=["127.0.0.1"])
+    await builder.certificates.issue_proxy(out=directory / "proxy-cert")
+    shutil.copy(ca_pem, directory / "ca.pem")
+    for name in ("lb", "proxy"):
+        pem, key = directory / f"{name}-cert.pem", directory / f"{name}-cert.key"
+        (directory / f"{name}.pem").write_text(pem.read_text() + key.read_text())
 
 
 def las_config(
@@ -265,12 +331,15 @@ def new_node(name: str, root: Path, *, url: str, secret: str) -> Node:
     return Node(name, root / name, port, ops_port, env, root / "logs")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=MODES)
 async def cluster(
-    tmp_path_factory: pytest.TempPathFactory, own_postgres: ThrowawayPostgres
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    own_postgres: ThrowawayPostgres,
 ) -> AsyncIterator[Cluster]:
-    root = tmp_path_factory.mktemp("multinode")
-    url = own_postgres.server.url("postgres")
+    mode = str(request.param)
+    root = tmp_path_factory.mktemp(f"multinode-{mode}")
+    url = await own_database(own_postgres, f"multinode_{mode.replace('-', '_')}")
     secret = secrets.token_urlsafe(48)  # made now, never stored in the repository
     admin = Settings(home=root / "admin", database_url=url, secret_key=secret)
     # Every pupil carries its own marker: a dossier delivered to the wrong request shows.
@@ -284,7 +353,9 @@ async def cluster(
     for node in nodes:
         node.start()
     lb = HaProxy(root / "haproxy.cfg", free_port(), free_port(), root / "logs" / "haproxy.log")
-    lb.config.write_text(haproxy_config(nodes, lb.port, lb.stats_port))
+    if mode == "tls-terminating":
+        lb.certs = root / "lb"
+    lb.config.write_text(haproxy_config(nodes, lb.port, lb.stats_port, mode))
     world = Cluster(
         root, own_postgres, admin, nodes, lb, las, doel_tls, doel_serial, pupils, trickle_pgn
     )

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         default=1000, ge=1, le=100_000, description="open vendor connections per process"
     )
+    max_connections_per_certificate: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="open vendor connections one client certificate may hold, per process",
+    )
 
     # --- Fair relay slots and request bodies (docs/security.md) ----------------------------------
     # One school, with one valid certificate, must never make another wait; a refused or

@@ -10,8 +10,10 @@ and their settings are listed in docs/security.md.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ctypes
 import gc
+import hashlib
 import logging
 import resource
 from asyncio import selector_events, sslproto
@@ -37,6 +39,13 @@ class ConnectionLimits:
     handshake_seconds: float = 10.0
     header_seconds: float = 10.0
     max_connections: int = 1000
+    # One school's certificate may not take the whole process: design.md, "Limits".
+    max_connections_per_certificate: int = 64
+
+
+# A TLS-terminating load balancer's proxy certificate carries every school's traffic: the
+# per-certificate cap is not for it (pki.ca.PROXY_URI, as it stands in the DER).
+_PROXY_URI_DER = b"urn:oso:traffic-center:proxy"
 
 
 class ListenerConfig(Config):
@@ -47,6 +56,8 @@ class ListenerConfig(Config):
         self.limits = limits
         self.refusals = Throttle(REFUSAL_LOG_SECONDS)
         self.memory = MemoryReturn()
+        # Open connections per client certificate (its SHA-256), in this process.
+        self.per_certificate: collections.Counter[bytes] = collections.Counter()
 
     def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
         """The loop uvicorn's own ``Server.run`` (each worker) creates."""
@@ -203,6 +214,7 @@ class BoundedH11Protocol(H11Protocol):
             else _SingleFramingConnection(h11.SERVER, size)
         )
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._certificate: bytes | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -210,6 +222,13 @@ class BoundedH11Protocol(H11Protocol):
         if len(self.connections) > self.listener.limits.max_connections:
             self._refuse()
             return
+        self._certificate = _certificate_key(transport)
+        if self._certificate is not None:
+            held = self.listener.per_certificate
+            held[self._certificate] += 1
+            if held[self._certificate] > self.listener.limits.max_connections_per_certificate:
+                self._refuse(per_certificate=True)
+                return
         # uvicorn arms keep-alive only after a response; a connection that never asks is idle too.
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
@@ -229,20 +248,29 @@ class BoundedH11Protocol(H11Protocol):
         self._cancel_header_deadline()
         super().connection_lost(exc)
         self.listener.memory.closed(len(self.connections))
+        if self._certificate is not None:
+            held = self.listener.per_certificate
+            held[self._certificate] -= 1
+            if held[self._certificate] <= 0:
+                del held[self._certificate]
+            self._certificate = None
 
     def _cancel_header_deadline(self) -> None:
         if self._header_deadline is not None:
             self._header_deadline.cancel()
             self._header_deadline = None
 
-    def _refuse(self) -> None:
-        """Over the cap: closed at once, before a byte is read; logged at most once an interval."""
+    def _refuse(self, *, per_certificate: bool = False) -> None:
+        """Over a cap: closed at once, before a byte is read; logged at most once an interval."""
         self.transport.abort()
         count = self.listener.refusals.hit()
         if count is not None:
+            limits = self.listener.limits
             logger.warning(
-                "connection limit (%d) reached: %d connections refused since the last such line",
-                self.listener.limits.max_connections,
+                "connection limit (%s) reached: %d connections refused since the last such line",
+                f"{limits.max_connections_per_certificate} per certificate"
+                if per_certificate
+                else str(limits.max_connections),
                 count,
             )
 
@@ -250,6 +278,16 @@ class BoundedH11Protocol(H11Protocol):
         self._header_deadline = None
         if self.conn.their_state is h11.IDLE:
             self.transport.abort()
+
+
+def _certificate_key(transport: asyncio.Transport) -> bytes | None:
+    """The client certificate's SHA-256 (TLS verified it), or None: no certificate, or a
+    proxy's, which the per-certificate cap does not count."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der or _PROXY_URI_DER in der:
+        return None
+    return hashlib.sha256(der).digest()
 
 
 class _SingleFramingConnection(h11.Connection):
