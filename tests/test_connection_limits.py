@@ -64,6 +64,7 @@ def _start(tmp: Path, *, open_files: int | None = None, **settings: str) -> Node
         "TC_TLS_HANDSHAKE_TIMEOUT_SECONDS": str(HANDSHAKE_SECONDS),
         "TC_KEEP_ALIVE_TIMEOUT_SECONDS": str(KEEP_ALIVE_SECONDS),
         "TC_HEADER_TIMEOUT_SECONDS": str(HEADER_SECONDS),
+        "TC_BODY_TIMEOUT_SECONDS": str(HEADER_SECONDS),
         "TC_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
         **settings,
     }
@@ -184,6 +185,28 @@ def test_headers_one_line_at_a_time_are_cut_off(node: Node) -> None:
                 cut_off = time.monotonic() - started
                 break
     assert cut_off is not None, "headers trickled for 12 s without being cut off"
+    assert cut_off <= HEADER_SECONDS + SLACK_SECONDS
+
+
+def test_a_body_trickled_a_byte_at_a_time_is_cut_off(node: Node) -> None:
+    started = time.monotonic()
+    with node.tls() as sock:
+        sock.sendall(
+            b"POST /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        cut_off = None
+        for _ in range(40):  # a byte every 0.3 s, never the whole body
+            time.sleep(0.3)
+            try:
+                sock.sendall(b" ")
+            except (ConnectionError, ssl.SSLError, OSError):
+                cut_off = time.monotonic() - started
+                break
+            if _seconds_until_closed(sock, give_up=0.01) is not None:
+                cut_off = time.monotonic() - started
+                break
+    assert cut_off is not None, "a body trickled for 12 s without being cut off"
     assert cut_off <= HEADER_SECONDS + SLACK_SECONDS
 
 

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(
         default=10.0, gt=0, le=300, description="a request's headers must be complete by then"
     )
+    body_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="a request's body must be complete by then"
+    )
     max_connections: int = Field(
         default=1000, ge=1, le=100_000, description="open vendor connections per process"
     )

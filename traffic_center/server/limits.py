@@ -38,6 +38,7 @@ logger = logging.getLogger("traffic_center.server")
 class ConnectionLimits:
     handshake_seconds: float = 10.0
     header_seconds: float = 10.0
+    body_seconds: float = 10.0
     max_connections: int = 1000
     # One school's certificate may not take the whole process: design.md, "Limits".
     max_connections_per_certificate: int = 64
@@ -200,8 +201,9 @@ def raise_open_files_limit() -> int:
 
 
 class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a connection cap, an idle deadline before the first request,
-    a deadline for each request's headers, and no request with two framings."""
+    """uvicorn's h11 protocol with connection caps (per process and per client certificate), an
+    idle deadline before the first request, deadlines for each request's headers and body, and
+    no request with two framings."""
 
     def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
         assert isinstance(config, ListenerConfig), "built by mtls_config"
@@ -214,6 +216,7 @@ class BoundedH11Protocol(H11Protocol):
             else _SingleFramingConnection(h11.SERVER, size)
         )
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._body_deadline: asyncio.TimerHandle | None = None
         self._certificate: bytes | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -243,9 +246,11 @@ class BoundedH11Protocol(H11Protocol):
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
             self._cancel_header_deadline()
+        self._watch_body()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_deadline()
+        self._cancel_body_deadline()
         super().connection_lost(exc)
         self.listener.memory.closed(len(self.connections))
         if self._certificate is not None:
@@ -273,6 +278,27 @@ class BoundedH11Protocol(H11Protocol):
                 else str(limits.max_connections),
                 count,
             )
+
+    def _watch_body(self) -> None:
+        """A request's body must arrive within the body timeout once its headers are in: the
+        API's bodies are small, so a body trickled a byte at a time is an attack, not a LAS."""
+        if self.conn.their_state is h11.SEND_BODY:
+            if self._body_deadline is None:
+                self._body_deadline = self.loop.call_later(
+                    self.listener.limits.body_seconds, self._body_too_slow
+                )
+        else:
+            self._cancel_body_deadline()
+
+    def _cancel_body_deadline(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
+    def _body_too_slow(self) -> None:
+        self._body_deadline = None
+        if self.conn.their_state is h11.SEND_BODY:
+            self.transport.abort()
 
     def _headers_too_slow(self) -> None:
         self._header_deadline = None

@@ -39,6 +39,7 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
     return ConnectionLimits(
         handshake_seconds=settings.tls_handshake_timeout_seconds,
         header_seconds=settings.header_timeout_seconds,
+        body_seconds=settings.body_timeout_seconds,
         max_connections=settings.max_connections,
         max_connections_per_certificate=settings.max_connections_per_certificate,
     )
