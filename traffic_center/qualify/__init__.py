@@ -1,0 +1,1 @@
+"""Qualifying a vendor's LAS: checks run against its bron endpoint or its doel client."""
