@@ -40,6 +40,9 @@ TRAFFIC_CENTER_SETTINGS = {
     "relay_total_seconds": TOTAL_SECONDS,
     "relay_doel_write_timeout_seconds": WRITE_TIMEOUT,
     "relay_read_timeout_seconds": 5.0,
+    # The hog opens 64 relays at once: let its connections through (the per-certificate
+    # connection cap has its own test) so the relay slots are what turns it away.
+    "max_connections_per_certificate": 256,
 }
 
 
