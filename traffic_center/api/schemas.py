@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, Strict
-from pydantic.config import JsonDict
+from pydantic.config import JsonDict, JsonValue
 
 from traffic_center.domain.identifiers import (
     KOPPELSLEUTEL_PATTERN,
@@ -115,41 +115,70 @@ class EndpointList(BaseModel):
     endpoints: list[EndpointOut]
 
 
+def _exactly_one_of(first: str, second: str, *whole: dict[str, Any]) -> Any:
+    """Publish a body as a `oneOf` of two whole objects: `first` a string and `second` absent
+    or null, or the other way round (the server: exactly one of the two is not None).
+
+    Each branch carries every property, so a generated client gets two complete models
+    (openapi-python-client drops the sibling `properties` of a `oneOf`), and the rule stays
+    exactly as strict as the server.
+    """
+
+    def rewrite(schema: JsonDict) -> None:
+        properties: dict[str, Any] = dict(schema.pop("properties"))  # type: ignore[arg-type]
+        required: list[str] = list(schema.pop("required", []))  # type: ignore[arg-type]
+        closed = schema.pop("additionalProperties", False)
+        schema.pop("type", None)
+        branches: list[JsonValue] = []
+        for given, absent in ((first, second), (second, first)):
+            prop = dict(properties[given])
+            (string,) = (v for v in prop.pop("anyOf") if v != {"type": "null"})
+            prop.pop("default", None)
+            branch = {
+                **{k: v for k, v in properties.items() if k != absent},
+                given: {**string, **prop},
+                absent: {"type": "null", "description": f"absent (or null): `{given}` is given"},
+            }
+            branches.append(
+                {
+                    "title": f"{schema['title']}By{given.capitalize()}",
+                    "type": "object",
+                    "properties": branch,
+                    "required": [*required, given],
+                    "additionalProperties": closed,
+                }
+            )
+        schema["oneOf"] = branches
+        schema["examples"] = list(whole)
+
+    return rewrite
+
+
 class SessionCreate(Body):
     """overdrachtRequest: ask a session for one dossier from a bron school.
 
-    Exactly one of `zoeksleutel` and `koppelsleutel` (the `oneOf`); else 422
-    `ZoeksleutelOfKoppelsleutel`.
+    Exactly one of `zoeksleutel` and `koppelsleutel` (the `oneOf`: a whole body of each
+    kind); else 422 `ZoeksleutelOfKoppelsleutel`.
     """
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            # Exactly one of the two is a string (the other absent or null): broker rule
-            # "exactly one of zoeksleutel/koppelsleutel" (docs/rules.md, overdrachtRequest).
-            "oneOf": [
-                {"required": ["zoeksleutel"], "properties": {"zoeksleutel": {"type": "string"}}},
-                {
-                    "required": ["koppelsleutel"],
-                    "properties": {"koppelsleutel": {"type": "string"}},
-                },
-            ],
-            "examples": [
-                {
-                    "bron_brin": "12AB",
-                    "overdrachtsoort": "overstapdossier",
-                    "zoeksleutel": "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
-                },
-                {
-                    "bron_brin": "12AB",
-                    "bron_routeringskenmerk": "00000007000012000001",
-                    "overdrachtsoort": "swv-dossier",
-                    "koppelsleutel": "3F2504E0-4F89-41D3-9A0C-0305E82C3301",
-                },
-            ],
-        },
+        json_schema_extra=_exactly_one_of(
+            "zoeksleutel",
+            "koppelsleutel",
+            {
+                "bron_brin": "12AB",
+                "overdrachtsoort": "overstapdossier",
+                "zoeksleutel": "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
+            },
+            {
+                "bron_brin": "12AB",
+                "bron_routeringskenmerk": "00000007000012000001",
+                "overdrachtsoort": "swv-dossier",
+                "koppelsleutel": "3F2504E0-4F89-41D3-9A0C-0305E82C3301",
+            },
+        ),
     )
-
     bron_brin: str = Field(max_length=16, json_schema_extra=BRIN)
     bron_routeringskenmerk: str | None = Field(
         default=None, max_length=40, json_schema_extra=ROUTERINGSKENMERK
