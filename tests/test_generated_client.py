@@ -92,7 +92,7 @@ async def test_a_generated_client_runs_the_doel_flow(
         dossier = await relay_dossier.asyncio_detailed(
             granted.sessie_id,
             client=client,
-            body=models.DossierRequestBody(
+            body=models.DossierRequestBodyByZoeksleutel(
                 routeringskenmerk=bron.routeringskenmerk, zoeksleutel=zoeksleutel
             ),
         )
