@@ -78,3 +78,14 @@ async def test_schemathesis_finds_no_server_error(
     assert "failed" not in cases[3], report
     assert int(cases[1]) > 300, "too few cases to mean anything"
     assert "Stateful" in report, report  # the phase ran
+    # The contract is as strict as the server: no operation mostly refuses what the schema
+    # calls valid. Known exception: POST /v1/swv/notifications answers a well-formed but
+    # unregistered routeringskenmerk with 422 OnbekendAanleverpunt, which Schemathesis counts
+    # as a validation mismatch although it is missing test data (a 404 would say so).
+    assert _mismatched(report) <= {"POST /v1/swv/notifications"}, report
+
+
+def _mismatched(report: str) -> set[str]:
+    """The operations under Schemathesis' "Schema validation mismatch" warning."""
+    found = re.search(r"Schema validation mismatch:[^\n]*\n\n((?:  - [^\n]+\n)+)", report)
+    return set() if found is None else {line[4:] for line in found[1].splitlines()}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, Strict
-from pydantic.config import JsonDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.config import JsonDict, JsonValue
 
 from traffic_center.domain.identifiers import (
     KOPPELSLEUTEL_PATTERN,
@@ -47,9 +48,21 @@ CLOSING_RESULTS: JsonDict = {"enum": [code.value for code in closing_results_bes
 SessieIdPath = Annotated[
     str, Path(max_length=36, description="the session's sessie_id", json_schema_extra=SESSIE_ID)
 ]
+
+
 # An aanvraagdatum is a calendar day (YYYY-MM-DD, the bron school's day in Europe/Amsterdam):
 # strict, so a date-time, a number or another spelling is refused rather than converted.
-CalendarDay = Annotated[dt.date, Strict()]
+def _calendar_day(value: object) -> object:
+    """YYYY-MM-DD only (RFC 3339 full-date, JSON Schema's `format: date`), refused otherwise."""
+    if isinstance(value, str) and _FULL_DATE.fullmatch(value):
+        return dt.date.fromisoformat(value)
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    raise ValueError("not a calendar day YYYY-MM-DD")
+
+
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+CalendarDay = Annotated[dt.date, BeforeValidator(_calendar_day)]
 
 
 def examples(*values: dict[str, Any]) -> ConfigDict:
@@ -115,41 +128,91 @@ class EndpointList(BaseModel):
     endpoints: list[EndpointOut]
 
 
+def _exactly_one_of(
+    first: str,
+    second: str,
+    *whole: dict[str, Any],
+    narrow: dict[str, dict[str, JsonDict]] | None = None,
+) -> Any:
+    """Publish a body as a `oneOf` of two whole objects: `first` a string and `second` absent
+    or null, or the other way round (the server: exactly one of the two is not None).
+
+    Each branch carries every property, so a generated client gets two complete models
+    (openapi-python-client drops the sibling `properties` of a `oneOf`), and the rule stays
+    exactly as strict as the server. ``narrow`` tightens a property within one branch
+    (given key -> property -> schema keywords), for a rule that ties another field to the key.
+    """
+
+    def rewrite(schema: JsonDict) -> None:
+        properties: dict[str, Any] = dict(schema.pop("properties"))  # type: ignore[arg-type]
+        required: list[str] = list(schema.pop("required", []))  # type: ignore[arg-type]
+        closed = schema.pop("additionalProperties", False)
+        schema.pop("type", None)
+        branches: list[JsonValue] = []
+        for given, absent in ((first, second), (second, first)):
+            prop = dict(properties[given])
+            (string,) = (v for v in prop.pop("anyOf") if v != {"type": "null"})
+            prop.pop("default", None)
+            branch: JsonDict = {
+                **{k: v for k, v in properties.items() if k != absent},
+                given: {**string, **prop},
+                **{
+                    name: {**properties[name], **keywords}
+                    for name, keywords in (narrow or {}).get(given, {}).items()
+                },
+                absent: {"type": "null", "description": f"absent (or null): `{given}` is given"},
+            }
+            branches.append(
+                {
+                    "title": f"{schema['title']}By{given.capitalize()}",
+                    "type": "object",
+                    "properties": branch,
+                    "required": [*required, given],
+                    "additionalProperties": closed,
+                }
+            )
+        schema["oneOf"] = branches
+        schema["examples"] = list(whole)
+
+    return rewrite
+
+
 class SessionCreate(Body):
     """overdrachtRequest: ask a session for one dossier from a bron school.
 
-    Exactly one of `zoeksleutel` and `koppelsleutel` (the `oneOf`); else 422
-    `ZoeksleutelOfKoppelsleutel`.
+    Exactly one of `zoeksleutel` and `koppelsleutel` (the `oneOf`: a whole body of each
+    kind); else 422 `ZoeksleutelOfKoppelsleutel`.
     """
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            # Exactly one of the two is a string (the other absent or null): broker rule
-            # "exactly one of zoeksleutel/koppelsleutel" (docs/rules.md, overdrachtRequest).
-            "oneOf": [
-                {"required": ["zoeksleutel"], "properties": {"zoeksleutel": {"type": "string"}}},
-                {
-                    "required": ["koppelsleutel"],
-                    "properties": {"koppelsleutel": {"type": "string"}},
+        json_schema_extra=_exactly_one_of(
+            "zoeksleutel",
+            "koppelsleutel",
+            {
+                "bron_brin": "12AB",
+                "overdrachtsoort": "overstapdossier",
+                "zoeksleutel": "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
+            },
+            {
+                "bron_brin": "12AB",
+                "bron_routeringskenmerk": "00000007000012000001",
+                "overdrachtsoort": "swv-dossier",
+                "koppelsleutel": "3F2504E0-4F89-41D3-9A0C-0305E82C3301",
+            },
+            # domain/rules.check_search_key_kind: the koppelsleutel for an swv-dossier only
+            narrow={
+                "zoeksleutel": {
+                    "overdrachtsoort": {
+                        "enum": [
+                            s.value for s in Overdrachtsoort if s is not Overdrachtsoort.SWV_DOSSIER
+                        ]
+                    }
                 },
-            ],
-            "examples": [
-                {
-                    "bron_brin": "12AB",
-                    "overdrachtsoort": "overstapdossier",
-                    "zoeksleutel": "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
-                },
-                {
-                    "bron_brin": "12AB",
-                    "bron_routeringskenmerk": "00000007000012000001",
-                    "overdrachtsoort": "swv-dossier",
-                    "koppelsleutel": "3F2504E0-4F89-41D3-9A0C-0305E82C3301",
-                },
-            ],
-        },
+                "koppelsleutel": {"overdrachtsoort": {"enum": [Overdrachtsoort.SWV_DOSSIER.value]}},
+            },
+        ),
     )
-
     bron_brin: str = Field(max_length=16, json_schema_extra=BRIN)
     bron_routeringskenmerk: str | None = Field(
         default=None, max_length=40, json_schema_extra=ROUTERINGSKENMERK
@@ -325,19 +388,27 @@ class Problem(BaseModel):
 
 
 class DossierRequestBody(Body):
-    """documentRequest: ask the bron endpoint for the dossier, through the Traffic Center."""
+    """documentRequest: ask the bron endpoint for the dossier, through the Traffic Center.
+
+    Exactly one of `zoeksleutel` and `koppelsleutel` (the `oneOf`: a whole body of each
+    kind); else 422 `ZoeksleutelOfKoppelsleutel`.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "routeringskenmerk": "00000007000012000001",
-                    "zoeksleutel": "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
-                    "aanvraagdatum": "2026-01-01",
-                }
-            ]
-        },
+        json_schema_extra=_exactly_one_of(
+            "zoeksleutel",
+            "koppelsleutel",
+            {
+                "routeringskenmerk": "00000007000012000001",
+                "zoeksleutel": "rs6DZvDiIVPMOHJwkW6gLiuFqNkcw408BVfUSVfkslc",
+                "aanvraagdatum": "2026-01-01",
+            },
+            {
+                "routeringskenmerk": "00000007000012000001",
+                "koppelsleutel": "3F2504E0-4F89-41D3-9A0C-0305E82C3301",
+            },
+        ),
     )
 
     routeringskenmerk: str = Field(

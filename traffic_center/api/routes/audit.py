@@ -21,6 +21,17 @@ from traffic_center.exchanges.service import AuditQuery
 router = APIRouter(tags=["audit"])
 
 MAX_PAGE = 500
+# A cursor is base64url("audit:" + 1 to 18 digits), unpadded: "audit:" is YXVkaXQ6, each
+# three digits four characters, one or two trailing digits two or three (canonical: no
+# stray low bits). The server checks this pattern before decoding, so the contract and the
+# server refuse the same strings.
+_FIRST = "([MN][DTjz]|O[DT])"  # the first digit, and the high half of the next byte
+_THREE = f"{_FIRST}[AEIMQUYcgk][w-z0-5]"
+CURSOR_PATTERN = (
+    f"^(YXVkaXQ6(({_THREE}){{1,6}}|({_THREE}){{0,5}}([MN][AQgw]|O[AQ])"
+    f"|({_THREE}){{0,5}}{_FIRST}[AEIMQUYcgk]))?$"
+)
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 @router.get(
@@ -38,9 +49,24 @@ async def read_audit(
     peer: PeerDep,
     svc: ServicesDep,
     since: Annotated[str | None, Query(max_length=64, json_schema_extra=DATE_TIME)] = None,
-    until: Annotated[str | None, Query(max_length=64, json_schema_extra=DATE_TIME)] = None,
+    until: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            # since < until, which JSON Schema cannot say; the examples at least keep it
+            description="exclusive; after `since` when both are given (else OngeldigePeriode)",
+            json_schema_extra={**DATE_TIME, "examples": ["2026-02-28T08:00:00Z"]},
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="a `next_cursor` this Traffic Center handed out; empty: the first page",
+            json_schema_extra={"pattern": CURSOR_PATTERN, "examples": ["YXVkaXQ6MTAw"]},
+        ),
+    ] = None,
 ) -> AuditPage:
     start, end = period(since, until)
     query = AuditQuery(
@@ -63,6 +89,8 @@ def encode_cursor(record_id: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
+    if not _CURSOR.fullmatch(cursor):
+        raise e.InvalidCursor()
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, number = text.partition(":")
