@@ -248,6 +248,10 @@ def test_a_usage_mistake_is_one_line_and_exit_2(
     home = ["--home", str(sandbox.home), "qualify", "bron"]
     assert main([*home, "--url", "http://127.0.0.1:1/oso"]) == 2
     assert main([*home, "--url", "https://127.0.0.1:1/oso", "--pupil", "gereed"]) == 2
+    not_pem = sandbox.home / "not-a-ca.pem"
+    not_pem.write_text("geen certificaat\n")
+    assert main([*home, "--url", "https://127.0.0.1:1/oso", "--ca", str(not_pem)]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2
+    assert len(errors) == 3
+    assert "--ca" in errors[2]
     assert all(line.startswith("traffic-center: error:") for line in errors)

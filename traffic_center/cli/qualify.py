@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import ssl
 import sys
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def target_from(args: argparse.Namespace) -> BronTarget:
     for flag, path in (("--ca", ca), ("--relay-cert", relay.cert), ("--relay-key", relay.key)):
         if not path.is_file():
             raise InvalidInput(f"{flag} {path}: no such file (give it, or --home of a sandbox)")
+    _check_tls_files(ca, relay)
     scheme_key = _scheme_key(args.scheme_key_file)
     return BronTarget(
         url=args.url.rstrip("/"),
@@ -74,6 +76,15 @@ def target_from(args: argparse.Namespace) -> BronTarget:
         read_timeout=args.timeout,
         connect_timeout=min(RELAY_CONNECT_SECONDS, args.timeout),
     )
+
+
+def _check_tls_files(ca: Path, relay: Identity) -> None:
+    """Unreadable PEM files are the user's mistake, not the vendor's: say so before calling."""
+    try:
+        context = ssl.create_default_context(cafile=str(ca))
+        context.load_cert_chain(str(relay.cert), str(relay.key))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise InvalidInput(f"--ca/--relay-cert/--relay-key: not usable for TLS ({exc})") from None
 
 
 def _pupils(given: list[str], scheme_key: bytes) -> dict[str, str]:
@@ -96,7 +107,12 @@ def _scheme_key(path: Path | None) -> bytes:
         except InvalidInput as exc:
             raise InvalidInput(f"--scheme-key-file {path}: {exc.detail}") from None
     given = os.environ.get(SCHEME_KEY_ENV)
-    return parse_scheme_key(given) if given else TEST_SCHEME_KEY
+    if not given:
+        return TEST_SCHEME_KEY
+    try:
+        return parse_scheme_key(given)
+    except InvalidInput as exc:
+        raise InvalidInput(f"${SCHEME_KEY_ENV}: {exc.detail}") from None
 
 
 def _tc_ca(directory: Path) -> CertificateAuthority | None:
