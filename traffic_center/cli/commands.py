@@ -39,6 +39,7 @@ def add_all(commands: Subparsers) -> None:
     add_las(commands)
     add_demo(commands)
     add_audit(commands)
+    add_qualify(commands)
 
 
 def add_ca(subparsers: Subparsers) -> None:
@@ -259,3 +260,59 @@ def add_audit(subparsers: Subparsers) -> None:
     export.add_argument("--until", help="up to, not including, this moment (ISO 8601)")
     export.add_argument("--out", type=Path, help="file to write [standard output]")
     handled_by(export, "traffic_center.cli.audit:export_command")
+
+
+def add_qualify(subparsers: Subparsers) -> None:
+    qualify = subparsers.add_parser(
+        "qualify", help="qualify a vendor's LAS against the OSO contract (test school 00YY)"
+    )
+    verbs = qualify.add_subparsers(dest="verb", required=True, metavar="VERB")
+    add_qualify_bron(verbs)
+
+
+def add_qualify_bron(verbs: Subparsers) -> None:
+    bron = verbs.add_parser(
+        "bron",
+        help="call a LAS's POST {url}/dossier as the relay does and judge every answer",
+        description=(
+            "Calls the bron endpoint with the relay certificate for one test pupil per "
+            "scenario, and as callers it must refuse (none, a school's certificate, a foreign "
+            "CA's). With --home of the sandbox the CA, the relay certificate and the CA key (to "
+            "issue the school probe) are found there. Exit 0 only when every check passed."
+        ),
+    )
+    bron.add_argument(
+        "--url", required=True, help="the endpoint's base URL, e.g. https://las.example/oso"
+    )
+    bron.add_argument(
+        "--ca", type=Path, help="CA the LAS's server certificate chains to [TC_HOME/ca/ca.pem]"
+    )
+    bron.add_argument("--relay-cert", type=Path, help="the relay's certificate [TC_HOME/relay.pem]")
+    bron.add_argument("--relay-key", type=Path, help="the relay's key [TC_HOME/relay.key]")
+    bron.add_argument(
+        "--pupil",
+        action="append",
+        default=[],
+        metavar="SCENARIO=PGN",
+        help="the test pupil for gereed, nietgereed, geeninzage, geentoestemming, verouderd, "
+        "onbekend; repeat [test school 00YY's pupils]",
+    )
+    bron.add_argument(
+        "--scheme-key-file",
+        type=Path,
+        help="zoeksleutel v1 scheme key, 64 hex digits (or $OSO_SCHEME_KEY) [the public TEST key]",
+    )
+    bron.add_argument("--bron-sector", default=Sector.PO.value, help="the LAS's school sector [PO]")
+    bron.add_argument(
+        "--doel-sector", default=Sector.VO.value, help="the asking doel's sector [VO]"
+    )
+    bron.add_argument("--xsd", type=Path, help="validate the dossier against this XSD (xmlschema)")
+    bron.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds allowed between reads, as the relay [30]; connect: at most 5",
+    )
+    bron.add_argument("--junit", type=Path, help="also write the results as JUnit XML")
+    bron.add_argument("--json", type=Path, help="also write the results as JSON")
+    handled_by(bron, "traffic_center.cli.qualify:bron_command")

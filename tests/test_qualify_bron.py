@@ -1,0 +1,257 @@
+"""`qualify bron` over real mutual TLS: the reference LAS passes; each broken bron is named."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.gegevensset import EXAMPLES, XSD
+from tests.support.las import AppServer, fixed_answer
+from traffic_center.cli.main import main
+from traffic_center.domain.las_contract import DOSSIER_NAMESPACE, RELEASE_HEADER
+from traffic_center.las.config import LasConfig
+from traffic_center.las.pupils import TEST_PUPILS, TEST_SCHEME_KEY, Roster
+from traffic_center.las.server import LasServer
+from traffic_center.pki.ca import CertificateAuthority, write_issued
+
+# Valid against the OSO gegevensset XSD (the standard's own example): for the broken brons.
+VALID_DOSSIER = (EXAMPLES / "Voorbeelddossier_OV_POVO_full.xml").read_bytes()
+ACCESS_CHECKS = {
+    "refuses a caller without a certificate",
+    "refuses a certificate from a foreign CA",
+    "refuses a school's certificate",
+}
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """A TC home as the sandbox lays it out: ca/ca.pem and ca.key, relay.pem and relay.key."""
+
+    home: Path
+    ca: Path
+    server: tuple[Path, Path]
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
+    home = tmp_path_factory.mktemp("qualify-home")
+    ca = CertificateAuthority.create(home / "ca")
+    write_issued(ca.issue_relay_certificate(), home / "relay")
+    key, pem = write_issued(ca.issue_server_certificate(hosts=["127.0.0.1"]), home / "las")
+    return Sandbox(home=home, ca=home / "ca" / "ca.pem", server=(pem, key))
+
+
+def las_config(sandbox: Sandbox) -> LasConfig:
+    # nietgereed stays not ready for the whole run: nobody is notified, nothing turns ready.
+    return LasConfig(cert=sandbox.server[0], key=sandbox.server[1], ca=sandbox.ca, notify_after=300)
+
+
+@pytest.fixture
+def reference_las(sandbox: Sandbox) -> Iterator[LasServer]:
+    pupils = Roster(TEST_SCHEME_KEY, TEST_PUPILS)
+    with LasServer(las_config(sandbox), pupils=pupils).start() as server:
+        yield server
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    results: dict[str, Any]
+    junit: ET.Element
+    table: str
+
+    def failed(self, scenario: str) -> set[str]:
+        return {
+            check["name"]
+            for check in self.results["checks"]
+            if check["scenario"] == scenario and not check["passed"]
+        }
+
+    def passed(self, scenario: str) -> set[str]:
+        return {
+            check["name"]
+            for check in self.results["checks"]
+            if check["scenario"] == scenario and check["passed"]
+        }
+
+
+def qualify(
+    sandbox: Sandbox,
+    url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    *extra: str,
+) -> Outcome:
+    junit, results = tmp_path / "junit.xml", tmp_path / "results.json"
+    argv = ["--home", str(sandbox.home), "qualify", "bron", "--url", url, "--xsd", str(XSD)]
+    argv += ["--junit", str(junit), "--json", str(results), *extra]
+    exit_code = main(argv)
+    table = capsys.readouterr().out
+    return Outcome(exit_code, json.loads(results.read_text()), ET.parse(junit).getroot(), table)
+
+
+def test_the_reference_las_passes_every_check(
+    sandbox: Sandbox,
+    reference_las: LasServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outcome = qualify(sandbox, reference_las.url, tmp_path, capsys)
+    failed = [c for c in outcome.results["checks"] if not c["passed"]]
+    assert failed == []
+    assert outcome.exit_code == 0
+    assert outcome.results["ok"] is True
+    assert outcome.passed("toegang") == ACCESS_CHECKS
+    assert outcome.passed("gereed") >= {
+        "answers HTTP 200",
+        "dossier is application/xml",
+        "Content-Length or chunked framing",
+        "well-formed XML",
+        "valid against the XSD",
+        f"{RELEASE_HEADER} attests inzage",
+        "answers within the relay's timeouts",
+    }
+    assert "result code DossierNogNietGereed" in outcome.passed("nietgereed")
+    assert "result code DossierVerouderd" in outcome.passed("verouderd")
+    assert "answers HTTP 404" in outcome.passed("onbekend")
+    suites = {suite.get("name"): suite for suite in outcome.junit.iter("testsuite")}
+    assert set(suites) == {"toegang", "gereed", *("nietgereed", "geeninzage")} | {
+        "geentoestemming",
+        "verouderd",
+        "onbekend",
+    }
+    assert all(suite.get("failures") == "0" for suite in suites.values())
+    assert "0 failed" in outcome.table
+
+
+def test_a_vo_to_vo_transfer_needs_toestemming(
+    sandbox: Sandbox,
+    reference_las: LasServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The reference LAS is a PO school: it attests inzage, which a VO bron may not."""
+    outcome = qualify(sandbox, reference_las.url, tmp_path, capsys, "--bron-sector", "VO")
+    assert outcome.failed("gereed") == {f"{RELEASE_HEADER} attests toestemming"}
+    assert outcome.exit_code == 1
+
+
+def _app_server(sandbox: Sandbox, app: Any) -> Iterator[AppServer]:
+    server = AppServer(las_config(sandbox), app).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _dossier_app(body: bytes, *, content_type: str, release: str | None) -> Any:
+    headers = [("content-type", content_type), ("content-length", str(len(body)))]
+    if release is not None:
+        headers.append((RELEASE_HEADER, release))
+    return fixed_answer(200, headers, body)
+
+
+async def _hangs(scope: Any, receive: Any, send: Any) -> None:
+    """Reads the request, then never answers: waits until the caller hangs up."""
+    if scope["type"] != "http":
+        return
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+INVALID_DOSSIER = f'<dossier xmlns="{DOSSIER_NAMESPACE}"><onzin/></dossier>'.encode()
+
+BROKEN = {
+    # Any certificate of the CA gets the dossier, a school's too: only the relay may.
+    "accepts any client certificate": (
+        _dossier_app(VALID_DOSSIER, content_type="application/xml", release="inzage"),
+        "toegang",
+        {"refuses a school's certificate"},
+    ),
+    "answers 200 with HTML": (
+        _dossier_app(
+            b"<html><body>Inloggen</body></html>", content_type="text/html", release="inzage"
+        ),
+        "gereed",
+        {"dossier is application/xml", "valid against the XSD"},
+    ),
+    "dossier invalid against the XSD": (
+        _dossier_app(INVALID_DOSSIER, content_type="application/xml", release="inzage"),
+        "gereed",
+        {"valid against the XSD"},
+    ),
+    "no release header": (
+        _dossier_app(VALID_DOSSIER, content_type="application/xml", release=None),
+        "gereed",
+        {f"{RELEASE_HEADER} attests inzage"},
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(BROKEN))
+def test_a_broken_bron_is_reported_by_name(
+    fault: str, sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app, scenario, named = BROKEN[fault]
+    for server in _app_server(sandbox, app):
+        outcome = qualify(sandbox, server.url, tmp_path, capsys)
+    assert outcome.exit_code == 1
+    assert outcome.results["ok"] is False
+    assert outcome.failed(scenario) == named
+    for name in named:
+        assert f"FAIL {scenario}: {name}" in outcome.table
+    # Each failure says how to reproduce it with curl.
+    reproduce = [c["reproduce"] for c in outcome.results["checks"] if c["name"] in named]
+    assert all(r and r.startswith("curl ") for r in reproduce)
+    suite = next(s for s in outcome.junit.iter("testsuite") if s.get("name") == scenario)
+    assert suite.get("failures") == str(len(named))
+
+
+def test_a_bron_that_hangs_fails_the_timeout_everywhere(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for server in _app_server(sandbox, _hangs):
+        outcome = qualify(sandbox, server.url, tmp_path, capsys, "--timeout", "0.5")
+    assert outcome.exit_code == 1
+    for scenario in ("gereed", "nietgereed", "onbekend"):
+        assert "answers within the relay's timeouts" in outcome.failed(scenario)
+    # No answer is not a refusal: the school's certificate got through the handshake.
+    assert "refuses a school's certificate" in outcome.failed("toegang")
+    assert "refuses a certificate from a foreign CA" in outcome.passed("toegang")
+
+
+def test_without_the_ca_key_the_school_probe_is_reported_not_run(
+    sandbox: Sandbox,
+    reference_las: LasServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    elsewhere = tmp_path / "home"
+    extra = ["--ca", str(sandbox.ca), "--relay-cert", str(sandbox.home / "relay.pem")]
+    extra += ["--relay-key", str(sandbox.home / "relay.key")]
+    argv = ["--home", str(elsewhere), "qualify", "bron", "--url", reference_las.url, *extra]
+    assert main(argv) == 1
+    table = capsys.readouterr().out
+    assert "FAIL toegang: refuses a school's certificate" in table
+    assert "not run" in table
+
+
+def test_a_usage_mistake_is_one_line_and_exit_2(
+    sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = ["--home", str(sandbox.home), "qualify", "bron"]
+    assert main([*home, "--url", "http://127.0.0.1:1/oso"]) == 2
+    assert main([*home, "--url", "https://127.0.0.1:1/oso", "--pupil", "gereed"]) == 2
+    not_pem = sandbox.home / "not-a-ca.pem"
+    not_pem.write_text("geen certificaat\n")
+    assert main([*home, "--url", "https://127.0.0.1:1/oso", "--ca", str(not_pem)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3
+    assert "--ca" in errors[2]
+    assert all(line.startswith("traffic-center: error:") for line in errors)

@@ -1,0 +1,463 @@
+"""`qualify bron`: calls a vendor's ``POST {url}/dossier`` as the relay does, and judges it.
+
+Three kinds of scenario, each a list of named checks in a :class:`~.report.Report`:
+
+- ``toegang``: callers that are not the relay (no certificate, a school's certificate from
+  the same CA, a certificate from a foreign CA) must be refused, by TLS or with 401/403;
+- one per result code (``nietgereed``, ``geeninzage``, ``geentoestemming``, ``verouderd``,
+  ``onbekend``): the right status and ``code`` as ``application/problem+json``;
+- ``gereed``: a 200 ``application/xml`` dossier, framed, well-formed, valid against the XSD
+  when one is given, with the ``X-OSO-Vrijgave`` the sector pair needs (rule 8).
+
+Every answer must also come within the relay's timeouts. The checks that need a Traffic
+Center to watch (the session check, the notification after not-ready) are not made here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+import ssl
+import tempfile
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from traffic_center.domain.errors import InvalidInput
+from traffic_center.domain.identifiers import Overdrachtsoort, Sector
+from traffic_center.domain.las_contract import (
+    DOSSIER_MEDIA_TYPE,
+    DOSSIER_PATH,
+    RELEASE_HEADER,
+    SESSION_HEADER,
+    TRANSACTION_HEADER,
+)
+from traffic_center.domain.results import ResultCode
+from traffic_center.domain.rules import ParentRelease, release_satisfies, required_release
+from traffic_center.las.pupils import TEST_PUPILS, pupil_with, pupil_zoeksleutel
+from traffic_center.pki.ca import CertificateAuthority, write_issued
+from traffic_center.qualify.report import Report
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+ACCESS = "toegang"
+DOSSIER = "gereed"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """What a scenario's pupil must get instead of the dossier (the LAS contract)."""
+
+    status: int
+    code: ResultCode
+
+
+REFUSALS: Mapping[str, Refusal] = {
+    "nietgereed": Refusal(409, ResultCode.DOSSIER_NOG_NIET_GEREED),
+    "geeninzage": Refusal(403, ResultCode.GEEN_INZAGE),
+    "geentoestemming": Refusal(403, ResultCode.GEEN_TOESTEMMING),
+    "verouderd": Refusal(409, ResultCode.DOSSIER_VEROUDERD),
+    "onbekend": Refusal(404, ResultCode.DOSSIER_NIET_GEVONDEN),
+}
+SCENARIOS = (DOSSIER, *REFUSALS)
+
+# Test school 00YY's pupils on the reference LAS; "onbekend" is a valid BSN it does not hold.
+DEFAULT_PUPILS: Mapping[str, str] = {
+    **{name: pupil_with(name) for name in SCENARIOS if name in TEST_PUPILS.values()},
+    "onbekend": "999900511",
+}
+
+# The relay's limits (settings: relay_connect_timeout_seconds, relay_read_timeout_seconds).
+RELAY_CONNECT_SECONDS = 5.0
+RELAY_READ_SECONDS = 30.0
+# A qualification dossier is a test pupil's: far below the relay's 1 GiB, and held in memory.
+MAX_JUDGED_BYTES = 256 * 1024**2
+# Who the qualifier says is asking: a doel endpoint of the sandbox (any well-formed one works).
+DOEL_BRIN = "12AB"
+DOEL_ROUTERINGSKENMERK = "00000007000012000001"
+# The school certificate of the "toegang" probe: a registered-looking endpoint, not the relay.
+PROBE_ROUTERINGSKENMERK = "00000007000099000001"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A client certificate and its key (PEM files)."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class BronTarget:
+    """Everything `qualify bron` needs to know; the CLI builds one from its flags."""
+
+    url: str  # the endpoint's base URL, e.g. https://las.example/oso
+    ca: Path  # what the vendor's server certificate chains to
+    relay: Identity
+    scheme_key: bytes
+    pupils: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PUPILS))
+    bron_sector: Sector = Sector.PO
+    doel_sector: Sector = Sector.VO
+    tc_ca: CertificateAuthority | None = None  # issues the school probe; None: not run
+    schema: Any = None  # an xmlschema.XMLSchema, or None: no XSD check
+    read_timeout: float = RELAY_READ_SECONDS
+    connect_timeout: float = RELAY_CONNECT_SECONDS
+
+    @property
+    def dossier_url(self) -> str:
+        return self.url.rstrip("/") + DOSSIER_PATH
+
+
+def load_schema(path: Path) -> Any:
+    """The XSD, with xmlschema (a dev dependency): imported only when --xsd is given."""
+    try:
+        import xmlschema
+    except ImportError:
+        raise InvalidInput("--xsd needs the xmlschema package: pip install xmlschema") from None
+    try:
+        return xmlschema.XMLSchema(str(path))
+    except (OSError, xmlschema.XMLSchemaException) as exc:
+        raise InvalidInput(f"--xsd {path}: not a schema ({exc})") from None
+
+
+async def qualify_bron(target: BronTarget, report: Report) -> Report:
+    """Run every check against the target, recording each in ``report``."""
+    with (
+        tempfile.TemporaryDirectory(prefix="qualify-bron-") as scratch,
+        report.scenario(ACCESS),
+    ):
+        await _check_access(target, report, Path(scratch))
+    for name in SCENARIOS:
+        with report.scenario(name):
+            await _check_scenario(target, report, name)
+    return report
+
+
+# --- the calls ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One dossier request: its body and headers, and how to repeat it with curl."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+    def curl(self, target: BronTarget, identity: str | None = None) -> str:
+        who = identity or (
+            f"--cert {shlex.quote(str(target.relay.cert))} "
+            f"--key {shlex.quote(str(target.relay.key))}"
+        )
+        headers = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in self.headers.items())
+        return (
+            f"curl -sS -i --cacert {shlex.quote(str(target.ca))} {who} {headers} "
+            f"--data {shlex.quote(json.dumps(self.body))} {shlex.quote(target.dossier_url)}"
+        )
+
+
+def dossier_call(target: BronTarget, pgn: str, *, aanvraagdatum: dt.date | None) -> Call:
+    sessie_id = str(uuid.uuid4())
+    body = {
+        "sessie_id": sessie_id,
+        "zoeksleutel": pupil_zoeksleutel(target.scheme_key, pgn),
+        "overdrachtsoort": Overdrachtsoort.OVERSTAPDOSSIER.value,
+        "aanvraagdatum": None if aanvraagdatum is None else aanvraagdatum.isoformat(),
+        "doel_brin": DOEL_BRIN,
+        "doel_routeringskenmerk": DOEL_ROUTERINGSKENMERK,
+        "doel_sector": target.doel_sector.value,
+    }
+    headers = {
+        "Content-Type": "application/json",
+        SESSION_HEADER: sessie_id,
+        TRANSACTION_HEADER: str(uuid.uuid4()),
+    }
+    return Call(body, headers)
+
+
+@dataclass(slots=True)
+class Answer:
+    """What came back: an HTTP answer read to its end, or why there was none."""
+
+    response: httpx.Response | None = None
+    body: bytes = b""
+    error: str | None = None
+    timed_out: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        if self.response is None:
+            return self.error or "no answer"
+        kind = self.response.headers.get("content-type", "no Content-Type")
+        return f"HTTP {self.response.status_code} ({kind}), {len(self.body)} bytes"
+
+
+def _ssl_context(target: BronTarget, identity: Identity | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(target.ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if identity is not None:
+        context.load_cert_chain(str(identity.cert), str(identity.key))
+    return context
+
+
+async def send(target: BronTarget, call: Call, identity: Identity | None) -> Answer:
+    """POST the call as ``identity`` and read the whole answer, bounded by the timeouts."""
+    timeout = httpx.Timeout(
+        target.read_timeout, connect=target.connect_timeout, pool=target.connect_timeout
+    )
+    started = time.monotonic()
+    answer = Answer()
+    try:
+        async with (
+            httpx.AsyncClient(verify=_ssl_context(target, identity), timeout=timeout) as client,
+            client.stream(
+                "POST", target.dossier_url, content=json.dumps(call.body), headers=call.headers
+            ) as response,
+        ):
+            answer.response = response
+            answer.body = await _read_bounded(response)
+    except httpx.TimeoutException as exc:
+        answer.timed_out, answer.error = True, f"timed out ({type(exc).__name__})"
+    except httpx.HTTPError as exc:
+        answer.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except ssl.SSLError as exc:
+        answer.error = f"TLS: {exc}"
+    answer.seconds = time.monotonic() - started
+    return answer
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    parts, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_JUDGED_BYTES:
+            raise httpx.ReadError(f"more than {MAX_JUDGED_BYTES} bytes: too large to judge")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+# --- toegang: only the relay --------------------------------------------------------------------
+
+
+async def _check_access(target: BronTarget, report: Report, scratch: Path) -> None:
+    pgn = target.pupils.get(DOSSIER) or target.pupils.get("onbekend") or DEFAULT_PUPILS["onbekend"]
+    call = dossier_call(target, pgn, aanvraagdatum=None)
+    await _probe(target, report, call, "refuses a caller without a certificate", None, "")
+    foreign = _foreign_identity(scratch)
+    await _probe(
+        target,
+        report,
+        call,
+        "refuses a certificate from a foreign CA",
+        foreign,
+        "--cert foreign.pem --key foreign.key (any self-signed client certificate)",
+    )
+    name = "refuses a school's certificate"
+    if target.tc_ca is None:
+        report.expect(
+            ACCESS,
+            name,
+            False,
+            expected="a school certificate of the TC CA refused",
+            got="not run: no CA key to issue one; run with --home of the sandbox",
+        )
+        return
+    school = _school_identity(target.tc_ca, scratch)
+    await _probe(
+        target,
+        report,
+        call,
+        name,
+        school,
+        "--cert school.pem --key school.key (traffic-center ca issue --routeringskenmerk "
+        f"{PROBE_ROUTERINGSKENMERK} --brin 00YY --name Probe --out school)",
+    )
+
+
+async def _probe(
+    target: BronTarget,
+    report: Report,
+    call: Call,
+    name: str,
+    identity: Identity | None,
+    curl_identity: str,
+) -> None:
+    answer = await send(target, call, identity)
+    refused = (answer.response is None and not answer.timed_out) or (
+        answer.response is not None and answer.response.status_code in (401, 403)
+    )
+    report.expect(
+        ACCESS,
+        name,
+        refused,
+        expected="the TLS handshake refused, or HTTP 401/403",
+        got=answer.summary(),
+        reproduce=call.curl(target, curl_identity),
+    )
+
+
+def _foreign_identity(scratch: Path) -> Identity:
+    foreign = CertificateAuthority.create(scratch / "foreign-ca", name="Not the TC's CA")
+    issued = foreign.issue_relay_certificate(name="A relay of a foreign CA")
+    return _written(issued, scratch / "foreign")
+
+
+def _school_identity(ca: CertificateAuthority, scratch: Path) -> Identity:
+    issued = ca.issue_client_certificate(
+        routeringskenmerk=PROBE_ROUTERINGSKENMERK, brin="00YY", name="Qualification probe"
+    )
+    return _written(issued, scratch / "school")
+
+
+def _written(issued: Any, prefix: Path) -> Identity:
+    key, cert = write_issued(issued, prefix)
+    return Identity(cert=cert, key=key)
+
+
+# --- the scenarios ----------------------------------------------------------------------------
+
+
+async def _check_scenario(target: BronTarget, report: Report, name: str) -> None:
+    pgn = target.pupils.get(name)
+    if pgn is None:
+        report.expect(
+            name, "has a test pupil", False, expected=f"--pupil {name}=PGN", got="none given"
+        )
+        return
+    # verouderd: the doel asks for a dossier at least as new as today; the pupil's is older.
+    asked = dt.datetime.now(dt.UTC).date() if name == "verouderd" else None
+    call = dossier_call(target, pgn, aanvraagdatum=asked)
+    answer = await send(target, call, target.relay)
+    check = _Checker(report, name, call.curl(target))
+    check(
+        "answers within the relay's timeouts",
+        not answer.timed_out,
+        f"connect within {target.connect_timeout:g} s, "
+        f"at most {target.read_timeout:g} s between reads",
+        answer.summary() if answer.timed_out else f"answered in {answer.seconds:.1f} s",
+    )
+    if answer.response is None:
+        check(
+            "answers over TLS with the relay certificate", False, "an HTTP answer", answer.summary()
+        )
+        return
+    if name == DOSSIER:
+        _judge_dossier(target, check, answer.response, answer.body)
+    else:
+        _judge_refusal(check, REFUSALS[name], answer.response, answer.body)
+
+
+@dataclass(slots=True)
+class _Checker:
+    """Records checks of one scenario, all reproduced by the same curl command."""
+
+    report: Report
+    scenario: str
+    reproduce: str
+
+    def __call__(self, name: str, passed: bool, expected: str, got: str) -> bool:
+        return self.report.expect(
+            self.scenario, name, passed, expected=expected, got=got, reproduce=self.reproduce
+        )
+
+
+def _judge_refusal(
+    check: _Checker, refusal: Refusal, response: httpx.Response, body: bytes
+) -> None:
+    check(
+        f"answers HTTP {refusal.status}",
+        response.status_code == refusal.status,
+        str(refusal.status),
+        str(response.status_code),
+    )
+    kind = _media_type(response)
+    check(
+        "answers application/problem+json",
+        kind == PROBLEM_MEDIA_TYPE,
+        PROBLEM_MEDIA_TYPE,
+        kind or "no Content-Type",
+    )
+    code = _problem_code(body)
+    check(f"result code {refusal.code}", code == refusal.code, refusal.code, str(code))
+
+
+def _judge_dossier(
+    target: BronTarget, check: _Checker, response: httpx.Response, body: bytes
+) -> None:
+    if not check("answers HTTP 200", response.status_code == 200, "200", str(response.status_code)):
+        return
+    kind = _media_type(response)
+    check("dossier is application/xml", kind == DOSSIER_MEDIA_TYPE, DOSSIER_MEDIA_TYPE, kind)
+    _judge_framing(check, response, body)
+    document = _judge_well_formed(check, body)
+    if document is not None and target.schema is not None:
+        errors = [str(e.reason or e) for e in target.schema.iter_errors(document)]
+        check(
+            "valid against the XSD",
+            not errors,
+            "no errors",
+            f"{len(errors)} errors, first: {errors[0]}" if errors else "no errors",
+        )
+    needed = required_release(target.bron_sector, target.doel_sector)
+    if needed is not None:
+        _judge_release(check, needed, response, target)
+
+
+def _judge_framing(check: _Checker, response: httpx.Response, body: bytes) -> None:
+    declared = response.headers.get("content-length")
+    chunked = "chunked" in response.headers.get("transfer-encoding", "").lower()
+    check(
+        "Content-Length or chunked framing",
+        declared is not None or chunked,
+        "Content-Length or Transfer-Encoding: chunked",
+        "neither: the end of the dossier is only the connection closing",
+    )
+    if declared is not None:
+        check(
+            "Content-Length matches the bytes sent",
+            declared.isdigit() and int(declared) == len(body),
+            f"{declared} bytes",
+            f"{len(body)} bytes",
+        )
+
+
+def _judge_well_formed(check: _Checker, body: bytes) -> ET.Element | None:
+    try:
+        # expat fetches no external entities and (since 2.4) stops entity expansion bombs;
+        # the body is bounded by MAX_JUDGED_BYTES.
+        document = ET.fromstring(body)  # noqa: S314
+    except ET.ParseError as exc:
+        check("well-formed XML", False, "a well-formed XML document", str(exc))
+        return None
+    check("well-formed XML", True, "a well-formed XML document", f"<{document.tag}>")
+    return document
+
+
+def _judge_release(
+    check: _Checker, needed: ParentRelease, response: httpx.Response, target: BronTarget
+) -> None:
+    attested = response.headers.get(RELEASE_HEADER)
+    check(
+        f"{RELEASE_HEADER} attests {needed.value}",
+        attested is not None and release_satisfies(needed, attested),
+        f"{RELEASE_HEADER}: {needed.value} ({target.bron_sector}→{target.doel_sector}, rule 8)",
+        f"{RELEASE_HEADER}: {attested}" if attested is not None else "no such header",
+    )
+
+
+def _media_type(response: httpx.Response) -> str:
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower()
+
+
+def _problem_code(body: bytes) -> object:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return parsed.get("code") if isinstance(parsed, dict) else None
