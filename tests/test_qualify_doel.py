@@ -4,6 +4,10 @@ that closes a truncated transfer as OverdrachtGeslaagd is reported by name."""
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -84,3 +88,24 @@ async def test_a_truncated_transfer_closed_as_a_success_is_reported(
     assert "409 ResultaatNietVastgesteld" in check.got
     assert check.reproduce is not None
     assert "/close" in check.reproduce
+
+
+def test_the_command_judges_a_doel_that_never_came(tmp_path: Path) -> None:
+    """No doel at all within --wait: every scenario fails, exit 1, JUnit and JSON written."""
+    junit, report_json = tmp_path / "doel.xml", tmp_path / "doel.json"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "traffic_center", "qualify", "doel", "--wait", "2"),
+            *("--junit", str(junit), "--json", str(report_json)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TC_")},
+    )
+    assert done.returncode == 1, done.stderr
+    assert AFBREKEN_PGN in done.stderr  # what the doel must fetch was printed
+    document = json.loads(report_json.read_text())
+    assert document["ok"] is False
+    assert "fetched the ready dossier" in {c["name"] for c in document["checks"]}
+    assert "<testsuites" in junit.read_text()
