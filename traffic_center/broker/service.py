@@ -455,9 +455,7 @@ class Broker:
     # --- helpers ------------------------------------------------------------------------------
 
     def _keyed_hash(self, label: str, value: str) -> str:
-        """Rule 7: the search key is kept only as an HMAC under the server secret."""
-        message = f"{label}:{value}".encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+        return keyed_hash(self._secret, label, value)
 
     def _search_key_hmac(self, request: SessionRequest) -> str:
         if (request.zoeksleutel is None) == (request.koppelsleutel is None):
@@ -509,6 +507,13 @@ class Broker:
         assert current is not None
         ensure_open(current, self._clock())
         raise SessieReedsAfgemeld()
+
+
+def keyed_hash(secret: bytes, label: str, value: str) -> str:
+    """Rule 7: the search key is kept only as an HMAC under the server secret. Public so the
+    qualification can find a test pupil's sessions again from its zoeksleutel."""
+    message = f"{label}:{value}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
 def _one_key(zoeksleutel: str | None, koppelsleutel: str | None) -> tuple[str, str]:

@@ -40,6 +40,7 @@ def add_all(commands: Subparsers) -> None:
     add_demo(commands)
     add_audit(commands)
     add_qualify(commands)
+    add_sandbox(commands)
 
 
 def add_ca(subparsers: Subparsers) -> None:
@@ -268,6 +269,7 @@ def add_qualify(subparsers: Subparsers) -> None:
     )
     verbs = qualify.add_subparsers(dest="verb", required=True, metavar="VERB")
     add_qualify_bron(verbs)
+    add_qualify_doel(verbs)
 
 
 def add_qualify_bron(verbs: Subparsers) -> None:
@@ -316,3 +318,42 @@ def add_qualify_bron(verbs: Subparsers) -> None:
     bron.add_argument("--junit", type=Path, help="also write the results as JUnit XML")
     bron.add_argument("--json", type=Path, help="also write the results as JSON")
     handled_by(bron, "traffic_center.cli.qualify:bron_command")
+
+
+def add_sandbox(subparsers: Subparsers) -> None:
+    sandbox = subparsers.add_parser(
+        "sandbox",
+        help="a TC, test school 00YY's reference LAS and a doel endpoint for your LAS; "
+        "runs until Ctrl-C",
+    )
+    sandbox.add_argument(
+        "--home",
+        dest="sandbox_home",
+        type=Path,
+        help="keep certificates and logs here (a new directory) [a temporary one, removed]",
+    )
+    sandbox.add_argument("--port", type=int, help="the TC's vendor port [a free one]")
+    handled_by(sandbox, "traffic_center.cli.sandbox:sandbox_command")
+
+
+def add_qualify_doel(verbs: Subparsers) -> None:
+    doel = verbs.add_parser(
+        "doel", help="qualify your doel client: it fetches test pupils, the TC's records judge"
+    )
+    doel.add_argument(
+        "--home",
+        dest="sandbox_home",
+        type=Path,
+        help="keep the sandbox here (a new directory) [a temporary one, removed]",
+    )
+    doel.add_argument("--port", type=int, help="the sandbox TC's vendor port [a free one]")
+    doel.add_argument(
+        "--wait",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="judge when your doel has done everything, or after this long [600]",
+    )
+    doel.add_argument("--junit", type=Path, help="also write the results as JUnit XML")
+    doel.add_argument("--json", type=Path, help="also write the results as JSON")
+    handled_by(doel, "traffic_center.cli.qualify_doel:doel_command")

@@ -49,6 +49,9 @@ class Sandbox:
     pupils: dict[str, str] = field(default_factory=dict)
     # The SWV flow: an SWV LAS too, and the bron tells it about this pupil at start-up.
     swv_pupil: str | None = None
+    # Other parties than the demo's (e.g. the qualification's 00YY bron and a vendor's doel).
+    parties: tuple[SandboxSchool, ...] | None = None
+    port: int | None = None  # the Traffic Center's vendor port; None picks a free one
     las: dict[str, LasProcess] = field(default_factory=dict)
     tc: ChildProcess | None = None
     settings: Settings | None = None
@@ -73,7 +76,8 @@ class Sandbox:
 
     async def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.settings = Settings(home=self.root / "tc", port=free_port(), ops_port=free_port())
+        port = self.port if self.port is not None else free_port()
+        self.settings = Settings(home=self.root / "tc", port=port, ops_port=free_port())
         await self._issue_certificates()
         for school in self.schools:
             self.las[school.key] = await asyncio.to_thread(self._start_las, school)
@@ -107,6 +111,8 @@ class Sandbox:
 
     @property
     def schools(self) -> tuple[SandboxSchool, ...]:
+        if self.parties is not None:
+            return self.parties
         return (BRON, DOEL, SWV) if self.swv_pupil is not None else (BRON, DOEL)
 
     async def exchange_records(self, sessie_id: str) -> Sequence[AuditRecord]:

@@ -1,0 +1,270 @@
+"""`qualify doel`: judge a vendor's doel client from what the Traffic Center recorded.
+
+The doel fetches the sandbox's test pupils (:data:`~traffic_center.qualify.sandbox.ASSIGNMENTS`)
+through the sandbox TC; afterwards its sessions and the audit log say what it did: how it
+opened, fetched and closed each session, whether it asked again after a notification, and
+whether it ever sent a clear pupil number. Nothing the doel says about itself counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from traffic_center.domain.audit import AuditRecord, AuditType, Phase
+from traffic_center.domain.models import Session, SessionState
+from traffic_center.domain.results import ResultCode
+from traffic_center.qualify.report import Report
+from traffic_center.qualify.sandbox import Evidence, QualifySandbox
+
+# How the vendor's doel is driven in-process (the tests, a reference run); None: a real vendor
+# drives it from outside while `qualify doel` waits.
+DoelDriver = Callable[[QualifySandbox], Awaitable[None]]
+
+GESLAAGD = ResultCode.OVERDRACHT_GESLAAGD.value
+NIET_GEREED = ResultCode.DOSSIER_NOG_NIET_GEREED.value
+MISLUKT = ResultCode.OVERDRACHT_MISLUKT.value
+# What the TC answers a close it cannot hold to what it relayed (docs/vendors.md §4).
+REFUSED_CLOSE = "ResultaatNietVastgesteld"
+CLEAR_PGN = "PgnNietToegestaan"
+POLL_SECONDS = 1.0
+
+
+async def qualify_doel(
+    sandbox: QualifySandbox,
+    report: Report,
+    *,
+    wait_seconds: float,
+    drive: DoelDriver | None = None,
+) -> Report:
+    """Let the doel work (``drive``, or until it is done or ``wait_seconds`` passed), then judge."""
+    if drive is not None:
+        await asyncio.wait_for(drive(sandbox), timeout=wait_seconds)
+    else:
+        await _wait_until_done(sandbox, wait_seconds)
+    judge(await sandbox.evidence(), report, curl=_curl_prefix(sandbox))
+    return report
+
+
+async def _wait_until_done(sandbox: QualifySandbox, wait_seconds: float) -> None:
+    """Until every check would pass (the doel finished), or the time is up."""
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        trial = Report("trial", out=io.StringIO())
+        judge(await sandbox.evidence(), trial, curl="")
+        if trial.ok:
+            return
+        await asyncio.sleep(POLL_SECONDS)
+
+
+def judge(evidence: Evidence, report: Report, *, curl: str) -> None:
+    """Every check, one scenario at a time, from the TC's records."""
+    judge_gereed(evidence, report, curl)
+    judge_nietgereed(evidence, report, curl)
+    judge_afbreken(evidence, report, curl)
+    judge_all_sessions(evidence, report, curl)
+
+
+def judge_gereed(evidence: Evidence, report: Report, curl: str) -> None:
+    with report.scenario("gereed"):
+        delivered = [s for s in _of(evidence, "gereed") if _delivered(evidence, s)]
+        report.expect(
+            "gereed",
+            "fetched the ready dossier",
+            bool(delivered),
+            expected="a session for the gereed pupil with a complete documentRequest",
+            got=_summary(evidence, "gereed"),
+            reproduce=f'{curl}/v1/sessions -d \'{{"bron_brin": "00YY", …}}\'',
+        )
+        report.expect(
+            "gereed",
+            "closed a delivered transfer as OverdrachtGeslaagd",
+            bool(delivered) and all(s.result == GESLAAGD for s in delivered),
+            expected=f"resultaat {GESLAAGD}",
+            got=", ".join(_closed_as(s) for s in delivered) or "no delivered session",
+            reproduce=_close_line(curl, delivered, GESLAAGD),
+        )
+
+
+def judge_nietgereed(evidence: Evidence, report: Report, curl: str) -> None:
+    with report.scenario("nietgereed"):
+        sessions = _of(evidence, "nietgereed")
+        not_ready = [s for s in sessions if _dossier_results(evidence, s) & {NIET_GEREED}]
+        report.expect(
+            "nietgereed",
+            "closed a not-ready transfer as DossierNogNietGereed",
+            bool(not_ready) and all(s.result == NIET_GEREED for s in not_ready),
+            expected=f"a session answered {NIET_GEREED}, closed as {NIET_GEREED}",
+            got=", ".join(_closed_as(s) for s in not_ready) or _summary(evidence, "nietgereed"),
+            reproduce=_close_line(curl, not_ready, NIET_GEREED),
+        )
+        notified = _notifications(evidence, {s.sessie_id for s in not_ready})
+        # From the moment the notification was forwarded: a quick doel asks again before the
+        # TC has written the notification's final record (after the doel's receipt).
+        told_at = (notified[0].forwarded_at or notified[0].recorded_at) if notified else None
+        after = [
+            s
+            for s in sessions
+            if told_at is not None and s.created_at > told_at and _delivered(evidence, s)
+        ]
+        report.expect(
+            "nietgereed",
+            "asked again after the notification, in a new session, and got the dossier",
+            bool(after) and all(s.result == GESLAAGD for s in after),
+            expected=(
+                "after the meldenNotificatieRequest record: a new session, a complete "
+                f"documentRequest, closed as {GESLAAGD}"
+            ),
+            got=(
+                "no notification recorded (the doel never got DossierNogNietGereed)"
+                if not notified
+                else ", ".join(_closed_as(s) for s in after)
+                or "no delivered session after the notification"
+            ),
+        )
+
+
+def judge_afbreken(evidence: Evidence, report: Report, curl: str) -> None:
+    with report.scenario("afbreken"):
+        relayed = [s for s in _of(evidence, "afbreken") if _dossier_results(evidence, s)]
+        report.expect(
+            "afbreken",
+            "asked for the dossier that breaks off",
+            bool(relayed),
+            expected="a session for the afbreken pupil with a documentRequest",
+            got=_summary(evidence, "afbreken"),
+        )
+        refused = [
+            r
+            for r in evidence.records
+            if r.type is AuditType.CLOSE
+            and r.result == REFUSED_CLOSE
+            and evidence.scenario_of.get(r.sessie_id or "") == "afbreken"
+        ]
+        report.expect(
+            "afbreken",
+            "never closed a truncated transfer as OverdrachtGeslaagd",
+            not refused,
+            expected=f"no afmeldingRequest with {GESLAAGD} for a dossier that broke off",
+            got=(
+                f"{len(refused)} close(s) as {GESLAAGD} refused with 409 {REFUSED_CLOSE} "
+                f"(session {', '.join(sorted({str(r.sessie_id)[:8] for r in refused}))}…)"
+                if refused
+                else "none"
+            ),
+            reproduce=_close_line(
+                curl,
+                [s for s in relayed if s.sessie_id in {r.sessie_id for r in refused}],
+                GESLAAGD,
+            ),
+        )
+        report.expect(
+            "afbreken",
+            "closed a truncated transfer as OverdrachtMislukt",
+            bool(relayed) and all(s.result == MISLUKT for s in relayed),
+            expected=f"resultaat {MISLUKT}",
+            got=", ".join(_closed_as(s) for s in relayed) or "no session with a relay",
+            reproduce=_close_line(curl, relayed, MISLUKT),
+        )
+
+
+def judge_all_sessions(evidence: Evidence, report: Report, curl: str) -> None:
+    with report.scenario("every session"):
+        opened = [r for r in evidence.records if r.type is AuditType.SESSION]
+        refused = [r for r in opened if r.http_status not in (200, 201)]
+        report.expect(
+            "every session",
+            "opened sessions the TC granted",
+            bool(opened) and not refused,
+            expected="every overdrachtRequest answered 201 SessieToegekend",
+            got=", ".join(f"{r.http_status} {r.result}" for r in refused)
+            or f"{len(opened)} granted",
+        )
+        unclosed = [s for s in evidence.sessions if s.state is not SessionState.CLOSED]
+        report.expect(
+            "every session",
+            "closed every session it opened",
+            bool(evidence.sessions) and not unclosed,
+            expected="every session CLOSED with an afmeldingRequest",
+            got=", ".join(f"{s.sessie_id[:8]}… {s.state.value}" for s in unclosed)
+            or f"{len(evidence.sessions)} closed",
+            reproduce=_close_line(curl, unclosed, "<resultaat>"),
+        )
+        clear = [r for r in evidence.records if r.result == CLEAR_PGN]
+        report.expect(
+            "every session",
+            "never sent a clear pupil number",
+            not clear,
+            expected=f"no request refused with {CLEAR_PGN}",
+            got=", ".join(f"{r.type.value} {r.http_status} {r.result}" for r in clear) or "none",
+        )
+
+
+# --- reading the records -------------------------------------------------------------------
+
+
+def _of(evidence: Evidence, scenario: str) -> list[Session]:
+    return [s for s in evidence.sessions if evidence.scenario_of.get(s.sessie_id) == scenario]
+
+
+def _dossier_records(evidence: Evidence, session: Session) -> list[AuditRecord]:
+    return [
+        r
+        for r in evidence.records
+        if r.sessie_id == session.sessie_id
+        and r.type is AuditType.DOSSIER
+        and r.phase is Phase.FINAL
+    ]
+
+
+def _dossier_results(evidence: Evidence, session: Session) -> set[str]:
+    return {r.result for r in _dossier_records(evidence, session)}
+
+
+def _delivered(evidence: Evidence, session: Session) -> bool:
+    return GESLAAGD in _dossier_results(evidence, session)
+
+
+def _notifications(evidence: Evidence, sessie_ids: set[str]) -> list[AuditRecord]:
+    return [
+        r
+        for r in evidence.records
+        if r.type is AuditType.NOTIFICATION and r.phase is Phase.FINAL and r.sessie_id in sessie_ids
+    ]
+
+
+def _summary(evidence: Evidence, scenario: str) -> str:
+    sessions = _of(evidence, scenario)
+    if not sessions:
+        return "no session for this pupil"
+    parts = []
+    for s in sessions:
+        results = ", ".join(sorted(_dossier_results(evidence, s))) or "no documentRequest"
+        parts.append(f"{s.sessie_id[:8]}…: {results}; {_closed_as(s)}")
+    return " | ".join(parts)
+
+
+def _closed_as(session: Session) -> str:
+    if session.state is SessionState.CLOSED:
+        return f"closed as {session.result}"
+    return f"{session.state.value.lower()}, not closed"
+
+
+def _curl_prefix(sandbox: QualifySandbox) -> str:
+    tls = sandbox.vendor_tls
+    return (
+        f"curl --cacert {tls.ca} --cert {tls.cert} --key {tls.key} "
+        f"-H 'Content-Type: application/json' {sandbox.tc_url}"
+    )
+
+
+def _close_line(curl: str, sessions: Sequence[Session], resultaat: str) -> str | None:
+    if not sessions or not curl:
+        return None
+    session = sessions[0]
+    body = (
+        f'{{"resultaat": "{resultaat}", "routeringskenmerk": "{session.bron_routeringskenmerk}"}}'
+    )
+    return f"{curl}/v1/sessions/{session.sessie_id}/close -d '{body}'"

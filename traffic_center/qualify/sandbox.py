@@ -1,0 +1,189 @@
+"""The qualification sandbox: a Traffic Center, test school 00YY's reference LAS as the bron,
+and a doel endpoint made for the vendor (school 99DL), all on loopback.
+
+A vendor points its doel at it with the certificate it prints; `qualify doel` then judges what
+that doel did from the Traffic Center's own records (its sessions and its audit log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from traffic_center.admin.sandbox import DEV_SCHOOLS, SandboxSchool
+from traffic_center.admin.store import open_signed_store
+from traffic_center.broker.service import keyed_hash
+from traffic_center.demo.sandbox import Sandbox
+from traffic_center.domain.audit import AuditRecord
+from traffic_center.domain.identifiers import derive_zoeksleutel
+from traffic_center.domain.models import Session
+from traffic_center.las.doel import ClientTLS, DoelClient
+from traffic_center.las.pupils import TEST_SCHEME_KEY, pupil_with
+
+# Test school 00YY (its reference LAS serves the test pupils) and the vendor's doel: a VO
+# school, so a PO→VO overstapdossier is allowed (docs/rules.md).
+QUALIFY_BRON = DEV_SCHOOLS[2]
+VENDOR_DOEL = SandboxSchool(
+    "doel-99dl", "99DL", "Kwalificatieschool 99DL", "VO", "00000007000099100001"
+)
+# A pupil of the sandbox only: the bron declares 200,000 bytes, sends about half and hangs up.
+AFBREKEN_PGN = "999990056"
+AFBREKEN_SCENARIO = "afbreken-200000"
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """One pupil the vendor's doel must fetch, and what its doel must then do."""
+
+    scenario: str
+    pgn: str
+    task: str
+
+
+ASSIGNMENTS: tuple[Assignment, ...] = (
+    Assignment("gereed", pupil_with("gereed"), "fetch the dossier; close as OverdrachtGeslaagd"),
+    Assignment(
+        "nietgereed",
+        pupil_with("nietgereed"),
+        "close as DossierNogNietGereed; after the notification, ask again in a new session, "
+        "fetch, close as OverdrachtGeslaagd",
+    ),
+    Assignment(
+        "afbreken",
+        AFBREKEN_PGN,
+        "the stream breaks off halfway: never use the bytes; close as OverdrachtMislukt",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What the Traffic Center recorded about the vendor's doel."""
+
+    sessions: Sequence[Session]
+    records: Sequence[AuditRecord]  # every audit record about the doel, in chain order
+    scenario_of: Mapping[str, str]  # sessie_id → scenario, by the pupil's zoeksleutel
+
+
+@dataclass
+class QualifySandbox:
+    root: Path
+    port: int | None = None
+    notify_after_seconds: float = 1.0
+    world: Sandbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.world = Sandbox(
+            self.root,
+            notify_after_seconds=self.notify_after_seconds,
+            pupils={AFBREKEN_PGN: AFBREKEN_SCENARIO},
+            parties=(QUALIFY_BRON, VENDOR_DOEL),
+            port=self.port,
+        )
+
+    async def start(self) -> None:
+        try:
+            await self.world.start()
+        except BaseException:
+            await self.world.stop()
+            raise
+
+    async def stop(self) -> dict[str, int]:
+        return await self.world.stop()
+
+    @property
+    def tc_url(self) -> str:
+        return self.world.tc_url
+
+    @property
+    def vendor_tls(self) -> ClientTLS:
+        return self.world.doel_tls(VENDOR_DOEL)
+
+    def vendor_client(self) -> DoelClient:
+        return self.world.doel_client(VENDOR_DOEL)
+
+    def description(self) -> dict[str, Any]:
+        """Everything a vendor needs to point its doel (or its LAS) at the sandbox."""
+        tls = self.vendor_tls
+        return {
+            "tc_url": self.world.tc_url,
+            "ops_url": self.world.ops_url,
+            "ca": str(self.world.ca_pem),
+            "doel": {
+                "brin": VENDOR_DOEL.brin,
+                "routeringskenmerk": VENDOR_DOEL.routeringskenmerk,
+                "cert": str(tls.cert),
+                "key": str(tls.key),
+                "notification_url": self.world.las[VENDOR_DOEL.key].url,
+            },
+            "bron": {
+                "brin": QUALIFY_BRON.brin,
+                "routeringskenmerk": QUALIFY_BRON.routeringskenmerk,
+                "url": self.world.las[QUALIFY_BRON.key].url,
+            },
+            "scheme_key": TEST_SCHEME_KEY.hex(),
+            "pupils": {a.scenario: a.pgn for a in ASSIGNMENTS},
+            "logs": str(self.world.log_dir),
+        }
+
+    async def wait_for_notification(self, sessie_id: str, *, within: float = 30.0) -> None:
+        """Until the vendor's doel endpoint was told about this session (the test doels)."""
+        await asyncio.to_thread(
+            self.world.las[VENDOR_DOEL.key].process.wait_for_event,
+            lambda event: (
+                event.get("sessie_id") == sessie_id
+                and "notification" in str(event.get("event", ""))
+            ),
+            timeout=within,
+        )
+
+    async def evidence(self) -> Evidence:
+        """The vendor doel's sessions and audit records, read from the TC's store."""
+        assert self.world.settings is not None
+        async with open_signed_store(self.world.settings) as (store, secret):
+            sessions = await store.sessions.involving(VENDOR_DOEL.routeringskenmerk)
+            mine = {
+                s.sessie_id
+                for s in sessions
+                if s.doel_routeringskenmerk == VENDOR_DOEL.routeringskenmerk
+            }
+            records = [
+                chained.record
+                async for chained in store.audit.walk()
+                if chained.record.doel_routeringskenmerk == VENDOR_DOEL.routeringskenmerk
+                or chained.record.sessie_id in mine
+            ]
+        by_hmac = {
+            keyed_hash(
+                secret, "zoeksleutel", derive_zoeksleutel(TEST_SCHEME_KEY, a.pgn)
+            ): a.scenario
+            for a in ASSIGNMENTS
+        }
+        doel_sessions = [s for s in sessions if s.sessie_id in mine]
+        scenario_of = {
+            s.sessie_id: by_hmac[s.search_key_hmac]
+            for s in doel_sessions
+            if s.search_key_hmac in by_hmac
+        }
+        return Evidence(doel_sessions, records, scenario_of)
+
+
+def describe(sandbox: QualifySandbox) -> str:
+    """The sandbox as a block a person reads."""
+    info = sandbox.description()
+    doel, bron = info["doel"], info["bron"]
+    lines = [
+        f"Traffic Center   {info['tc_url']}   (ops {info['ops_url']})",
+        f"CA               {info['ca']}",
+        f"your doel        {doel['brin']} {doel['routeringskenmerk']}",
+        f"  certificate    {doel['cert']}",
+        f"  key            {doel['key']}",
+        f"bron             {bron['brin']} {bron['routeringskenmerk']} (reference LAS)",
+        f"scheme key       {info['scheme_key']} (public test key: test pupils only)",
+        "pupils to fetch from bron 00YY:",
+        *(f"  {a.scenario:<11} {a.pgn}  {a.task}" for a in ASSIGNMENTS),
+    ]
+    return "\n".join(lines) + "\n"
