@@ -7,21 +7,18 @@ and the small things: Content-Length with Transfer-Encoding, slash redirects, st
 
 from __future__ import annotations
 
-import resource
 import socket
 import ssl
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.processes import clean_env, free_port
+from tests.support.node import Node, start_node
 
 HANDSHAKE_SECONDS = 2.0
 KEEP_ALIVE_SECONDS = 3.0
@@ -30,78 +27,19 @@ MAX_CONNECTIONS = 20
 SLACK_SECONDS = 1.5
 
 
-@dataclass
-class Node:
-    home: Path
-    port: int
-    ops_port: int
-    log: Path
-    process: subprocess.Popen[bytes]
-
-    def context(self) -> ssl.SSLContext:
-        """School A's client context."""
-        context = ssl.create_default_context(cafile=str(self.home / "ca" / "ca.pem"))
-        context.load_cert_chain(
-            str(self.home / "dev" / "school-a.pem"), str(self.home / "dev" / "school-a.key")
-        )
-        return context
-
-    def tls(self) -> ssl.SSLSocket:
-        """A connection with school A's certificate, handshake done."""
-        raw = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        return self.context().wrap_socket(raw, server_hostname="127.0.0.1")
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=f"https://127.0.0.1:{self.port}", verify=self.context(), timeout=5
-        )
-
-
 def _start(tmp: Path, *, open_files: int | None = None, **settings: str) -> Node:
-    home, port, ops_port, log = tmp / "home", free_port(), free_port(), tmp / "serve.log"
-    env = {
-        **clean_env(),
+    limits = {
         "TC_TLS_HANDSHAKE_TIMEOUT_SECONDS": str(HANDSHAKE_SECONDS),
         "TC_KEEP_ALIVE_TIMEOUT_SECONDS": str(KEEP_ALIVE_SECONDS),
         "TC_HEADER_TIMEOUT_SECONDS": str(HEADER_SECONDS),
         "TC_BODY_TIMEOUT_SECONDS": str(HEADER_SECONDS),
         "TC_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
-        **settings,
     }
-
-    def limit_files() -> None:
-        if open_files is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
-
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "traffic_center", "--home", str(home), "serve", "--dev"),
-            *("--port", str(port), "--ops-port", str(ops_port)),
-        ],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        preexec_fn=limit_files,  # only setrlimit, before exec
-    )
-    node = Node(home, port, ops_port, log, process)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with node.client() as client:
-                if client.get("/v1/whoami").status_code == 200:
-                    return node
-        except (httpx.TransportError, OSError):
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(log.read_text())
-        time.sleep(0.3)
+    return start_node(tmp, {**limits, **settings}, open_files=open_files)
 
 
 def _stop(node: Node) -> None:
-    if node.process.poll() is None:
-        node.process.kill()
-        node.process.wait()
+    node.stop()
 
 
 @pytest.fixture(scope="module")

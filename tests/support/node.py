@@ -6,6 +6,7 @@ they need the process's own RSS, so the node is a child process, not a thread.
 
 from __future__ import annotations
 
+import resource
 import socket
 import ssl
 import subprocess
@@ -98,9 +99,15 @@ class Node:
             self.process.wait()
 
 
-def start_node(tmp: Path, settings: dict[str, str]) -> Node:
-    """`serve --dev` with these TC_* settings; returns once school A's whoami answers."""
+def start_node(tmp: Path, settings: dict[str, str], *, open_files: int | None = None) -> Node:
+    """`serve --dev` with these TC_* settings (and, if given, a lower open-file limit);
+    returns once school A's whoami answers."""
     home, port, ops_port, log = tmp / "home", free_port(), free_port(), tmp / "serve.log"
+
+    def limit_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "traffic_center", "--home", str(home), "serve", "--dev"),
@@ -109,6 +116,7 @@ def start_node(tmp: Path, settings: dict[str, str]) -> Node:
         env={**child_env(), **settings},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        preexec_fn=limit_files,  # only setrlimit, before exec
     )
     node = Node(home, port, ops_port, log, process)
     deadline = time.monotonic() + 60
