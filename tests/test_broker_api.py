@@ -155,7 +155,7 @@ async def test_rule_2_named_bron_endpoint_must_belong_to_the_bron_and_be_active(
         bron.routeringskenmerk
     ]
     foreign = await open_session(doel, bron, bron_routeringskenmerk=elsewhere.routeringskenmerk)
-    assert_problem(foreign, 422, "OnbekendAanleverpunt")
+    assert_problem(foreign, 404, "OnbekendAanleverpunt")
     await tc.registry.deactivate_endpoint(bron.routeringskenmerk)
     inactive = await open_session(doel, bron, bron_routeringskenmerk=bron.routeringskenmerk)
     assert_problem(inactive, 409, "AanleverpuntNietActief")
@@ -238,7 +238,7 @@ async def test_close_needs_a_closing_result_and_a_bron_endpoint(tc: TrafficCente
     not_bron = await doel.client().post(
         path, json={"resultaat": "GeenInzage", "routeringskenmerk": doel.routeringskenmerk}
     )
-    assert_problem(not_bron, 422, "OnbekendAanleverpunt")
+    assert_problem(not_bron, 404, "OnbekendAanleverpunt")
     assert await stored_state(tc, sessie_id) == ("GRANTED", None)
     ok = await doel.client().post(
         path,

@@ -275,7 +275,7 @@ async def test_only_the_doel_with_the_right_zoeksleutel_on_an_open_session_is_re
     stranger = await tc.world.school("VO")
     assert await code(stranger, bron.routeringskenmerk, key) == (404, "SessieNietGevonden")
     assert await code(doel.party, other_bron.routeringskenmerk, key) == (
-        422,
+        404,
         "OnbekendAanleverpunt",
     )
     # Naming another school's endpoint does not show it this transfer (design rule 4).

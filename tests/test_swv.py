@@ -209,7 +209,7 @@ async def test_a_notification_to_an_swv_goes_only_from_a_school_to_an_swv_endpoi
     unknown = await client.post(
         "/v1/swv/notifications", json={"doel_routeringskenmerk": "00000007999999999999"}
     )
-    assert problem_code(unknown) == (422, "OnbekendAanleverpunt")
+    assert problem_code(unknown) == (404, "OnbekendAanleverpunt")
     assert not [n for n in vo_school.server.notifications.received if n.koppelsleutel]
 
 

@@ -71,7 +71,9 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.OsoRefusal: 409,
     e.VerstrekkerNietBekend: 404,
     e.GeenRelatieMetDoel: 403,
-    e.OnbekendAanleverpunt: 422,
+    # "Unknown X" is 404, as VerstrekkerNietBekend: a well-formed routeringskenmerk that
+    # names no endpoint of that school is not a malformed request.
+    e.OnbekendAanleverpunt: 404,
     e.AanleverpuntNietActief: 409,
     e.SessieAfwijkend: 409,
     e.SessieReedsAfgemeld: 409,
