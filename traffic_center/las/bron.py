@@ -238,6 +238,9 @@ class ReferenceLas:
     # --- answering a dossier request ----------------------------------------------------------
 
     async def _answer(self, ask: DossierRequest, request: Request) -> Response:
+        refused = await self._check_session(ask)
+        if refused is not None:
+            return refused
         if ask.koppelsleutel is not None:
             # The SWV flow: the koppelsleutel stands for the pupil this school notified about.
             zoeksleutel = self.swv_cases.zoeksleutel_for(ask.koppelsleutel)
@@ -257,6 +260,27 @@ class ReferenceLas:
         if scenario.kind in REFUSALS:
             return self._refused(ask, scenario, REFUSALS[scenario.kind])
         return self._serve(ask, scenario)
+
+    async def _check_session(self, ask: DossierRequest) -> Response | None:
+        """Ask the TC whether this request fits its session; its refusal (4xx) is passed on."""
+        if not self.config.check_session or self._notifier is None:
+            return None
+        body = {
+            "doel_brin": ask.doel_brin,
+            "doel_routeringskenmerk": ask.doel_routeringskenmerk,
+            "overdrachtsoort": ask.overdrachtsoort.value,
+        }
+        if ask.zoeksleutel is not None:
+            body["zoeksleutel"] = ask.zoeksleutel
+        if ask.koppelsleutel is not None:
+            body["koppelsleutel"] = ask.koppelsleutel
+        status, code = await self._notifier.check_session(ask.sessie_id, body)
+        self._emit({"event": "sessiecontrole", "sessie_id": ask.sessie_id, "status": status})
+        if 400 <= status < 500:
+            self.counters.finish(completed=True)
+            code = code or "SessieOngeldig"
+            return problem(status, code, "The Traffic Center refused the session check")
+        return None
 
     def _serve(self, ask: DossierRequest, scenario: Scenario) -> Response:
         name, kind = scenario.kind.value, scenario.kind

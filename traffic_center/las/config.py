@@ -49,6 +49,10 @@ class LasConfig:
     tc_url: str | None = None  # where to send meldenNotificatieRequest (nietgereed)
     client_tls: ClientTLS | None = None  # this school's own client certificate, for tc_url
     notify_after: float = 1.0
+    # sessiecontroleRequest: before answering a relayed dossier request, check it against its
+    # session at tc_url (what a conforming bron does; off by default, so the relay tests' audit
+    # trails and counters stay as they were).
+    check_session: bool = False
     # The SWV flow, this LAS as the school: at start, tell each SWV endpoint about the pupil
     # (PGN → the SWV's routeringskenmerk); needs tc_url and client_tls.
     swv_meldingen: Mapping[str, str] = field(default_factory=dict)

@@ -46,6 +46,19 @@ class TcNotifier:
                 return status
         return status
 
+    async def check_session(self, sessie_id: str, body: dict[str, str]) -> tuple[int, str | None]:
+        """sessiecontroleRequest: the TC's status and result code; (0, None) if unreachable."""
+        try:
+            response = await self._client.post(f"/v1/sessions/{sessie_id}/check", json=body)
+        except httpx.TransportError:
+            return 0, None
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        code = answer.get("code") if isinstance(answer, dict) else None
+        return response.status_code, code if isinstance(code, str) else None
+
     async def notify_swv(self, swv_routeringskenmerk: str) -> tuple[int, str | None]:
         """``POST /v1/swv/notifications``: the TC's status and the koppelsleutel it issued
         (None unless 200), retrying while the TC cannot be reached or is busy."""
