@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from traffic_center.las.config import LasConfig
 from traffic_center.las.pupils import TEST_PUPILS, TEST_SCHEME_KEY, Roster
 from traffic_center.las.server import LasServer
 from traffic_center.pki.ca import CertificateAuthority, write_issued
+from traffic_center.qualify.sandbox import QUALIFY_BRON, QualifySandbox
+from traffic_center.qualify.watched import CHECK_FIRST, NOTIFIES, WATCHED
 
 # Valid against the OSO gegevensset XSD (the standard's own example): for the broken brons.
 VALID_DOSSIER = (EXAMPLES / "Voorbeelddossier_OV_POVO_full.xml").read_bytes()
@@ -255,3 +258,88 @@ def test_a_usage_mistake_is_one_line_and_exit_2(
     assert len(errors) == 3
     assert "--ca" in errors[2]
     assert all(line.startswith("traffic-center: error:") for line in errors)
+
+
+# --- the checks only a Traffic Center sees: through a running qualification sandbox -----------
+
+
+@pytest.fixture
+async def qualify_sandbox(tmp_path: Path) -> AsyncIterator[QualifySandbox]:
+    world = QualifySandbox(tmp_path / "sandbox")
+    await world.start()
+    try:
+        yield world
+    finally:
+        await world.stop()
+
+
+def vendor_las(
+    world: QualifySandbox, *, notify_after: float, check_session: bool = True
+) -> LasServer:
+    """The vendor's LAS: the reference bron with the sandbox's 00YY client certificate and TC."""
+    directory = world.root / f"las-{QUALIFY_BRON.key}"
+    config = LasConfig(
+        cert=directory / "server.pem",
+        key=directory / "server.key",
+        ca=world.world.ca_pem,
+        tc_url=world.tc_url,
+        client_tls=world.world.doel_tls(QUALIFY_BRON),
+        notify_after=notify_after,
+        check_session=check_session,
+    )
+    return LasServer(config, pupils=Roster(TEST_SCHEME_KEY, TEST_PUPILS))
+
+
+async def qualify_through(
+    world: QualifySandbox, url: str, tmp_path: Path, *extra: str
+) -> tuple[int, dict[str, Any]]:
+    results = tmp_path / "watched.json"
+    assert world.world.settings is not None
+    argv = ["--home", str(world.world.settings.home), "qualify", "bron", "--url", url]
+    argv += ["--sandbox-checks", world.tc_url, "--json", str(results), *extra]
+    exit_code = await asyncio.to_thread(main, argv)
+    return exit_code, json.loads(results.read_text())
+
+
+def _by_name(results: dict[str, Any], scenario: str) -> dict[str, bool]:
+    return {c["name"]: c["passed"] for c in results["checks"] if c["scenario"] == scenario}
+
+
+async def test_a_conforming_bron_passes_the_checks_the_tc_sees(
+    qualify_sandbox: QualifySandbox, tmp_path: Path
+) -> None:
+    with vendor_las(qualify_sandbox, notify_after=0.5).start() as las:
+        exit_code, results = await qualify_through(
+            qualify_sandbox, las.url, tmp_path, "--notify-within", "20"
+        )
+    failed = [c for c in results["checks"] if not c["passed"]]
+    assert failed == []
+    assert exit_code == 0
+    assert _by_name(results, WATCHED) == {CHECK_FIRST: True, NOTIFIES: True}
+    # Every scenario still judged, now in real sessions the bron checked.
+    assert _by_name(results, "nietgereed")["result code DossierNogNietGereed"] is True
+    assert _by_name(results, "gereed")["answers HTTP 200"] is True
+
+
+async def test_a_bron_that_never_notifies_is_reported_by_name(
+    qualify_sandbox: QualifySandbox, tmp_path: Path
+) -> None:
+    with vendor_las(qualify_sandbox, notify_after=300).start() as las:
+        exit_code, results = await qualify_through(
+            qualify_sandbox, las.url, tmp_path, "--notify-within", "2"
+        )
+    assert exit_code == 1
+    assert _by_name(results, WATCHED) == {CHECK_FIRST: True, NOTIFIES: False}
+    got = next(c["got"] for c in results["checks"] if c["name"] == NOTIFIES)
+    assert got == "none within 2 s"
+
+
+async def test_a_bron_that_skips_the_session_check_is_reported_by_name(
+    qualify_sandbox: QualifySandbox, tmp_path: Path
+) -> None:
+    with vendor_las(qualify_sandbox, notify_after=0.5, check_session=False).start() as server:
+        exit_code, results = await qualify_through(
+            qualify_sandbox, server.url, tmp_path, "--notify-within", "20"
+        )
+    assert exit_code == 1
+    assert _by_name(results, WATCHED) == {CHECK_FIRST: False, NOTIFIES: True}

@@ -315,6 +315,19 @@ def add_qualify_bron(verbs: Subparsers) -> None:
         default=30.0,
         help="seconds allowed between reads, as the relay [30]; connect: at most 5",
     )
+    bron.add_argument(
+        "--sandbox-checks",
+        metavar="TC_URL",
+        help="also judge, through this running sandbox TC (--home: its tc/ directory), that the "
+        "LAS calls the session check first and notifies after not ready; the LAS must use the "
+        "sandbox's 00YY client certificate and this TC URL",
+    )
+    bron.add_argument(
+        "--notify-within",
+        type=float,
+        default=60.0,
+        help="seconds the LAS takes at most to notify after not ready [60]",
+    )
     bron.add_argument("--junit", type=Path, help="also write the results as JUnit XML")
     bron.add_argument("--json", type=Path, help="also write the results as JSON")
     handled_by(bron, "traffic_center.cli.qualify:bron_command")

@@ -22,6 +22,7 @@ from traffic_center.las.pupils import TEST_SCHEME_KEY, parse_scheme_key, pupil_z
 from traffic_center.pki.ca import CA_KEY_FILE, CertificateAuthority
 from traffic_center.qualify.bron import (
     DEFAULT_PUPILS,
+    DOSSIER,
     RELAY_CONNECT_SECONDS,
     SCENARIOS,
     BronTarget,
@@ -30,14 +31,26 @@ from traffic_center.qualify.bron import (
     qualify_bron,
 )
 from traffic_center.qualify.report import Report
+from traffic_center.qualify.watched import (
+    WatchedTarget,
+    check_sandbox,
+    qualify_watched,
+    sandbox_sessions,
+)
 
 EXIT_FAILED = 1
 
 
 async def bron_command(args: argparse.Namespace) -> int:
     target = target_from(args)
+    watched = watched_from(args, target)
     report = Report(f"qualify bron {target.url}", out=sys.stderr)
-    await qualify_bron(target, report)
+    if watched is None:
+        await qualify_bron(target, report)
+    else:
+        async with sandbox_sessions(watched) as sessions:
+            await qualify_bron(target, report, sessions)
+            await qualify_watched(watched, report, sessions)
     report.write_table(sys.stdout)
     if args.junit is not None:
         report.write_junit(args.junit)
@@ -76,6 +89,29 @@ def target_from(args: argparse.Namespace) -> BronTarget:
         read_timeout=args.timeout,
         connect_timeout=min(RELAY_CONNECT_SECONDS, args.timeout),
     )
+
+
+def watched_from(args: argparse.Namespace, target: BronTarget) -> WatchedTarget | None:
+    if args.sandbox_checks is None:
+        return None
+    if not args.sandbox_checks.startswith("https://"):
+        raise InvalidInput(f"--sandbox-checks {args.sandbox_checks}: the TC's https:// URL")
+    if not math.isfinite(args.notify_within) or args.notify_within <= 0:
+        raise InvalidInput("--notify-within must be a positive number of seconds")
+    for scenario in (DOSSIER, "nietgereed"):
+        if scenario not in target.pupils:
+            raise InvalidInput(f"--sandbox-checks needs --pupil {scenario}=PGN")
+    watched = WatchedTarget(
+        settings=settings_from(args),
+        tc_url=args.sandbox_checks.rstrip("/"),
+        url=target.url,
+        gereed_pgn=target.pupils[DOSSIER],
+        nietgereed_pgn=target.pupils["nietgereed"],
+        scheme_key=target.scheme_key,
+        notify_within=args.notify_within,
+    )
+    check_sandbox(watched)
+    return watched
 
 
 def _check_tls_files(ca: Path, relay: Identity) -> None:

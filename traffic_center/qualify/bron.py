@@ -10,7 +10,9 @@ Three kinds of scenario, each a list of named checks in a :class:`~.report.Repor
   when one is given, with the ``X-OSO-Vrijgave`` the sector pair needs (rule 8).
 
 Every answer must also come within the relay's timeouts. The checks that need a Traffic
-Center to watch (the session check, the notification after not-ready) are not made here.
+Center to watch (the session check, the notification after not-ready) are in
+:mod:`.watched`; with it, each scenario's call names a real session of the sandbox TC (a
+:class:`Sessions`), so a bron that checks its sessions passes here too.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -126,7 +128,22 @@ def load_schema(path: Path) -> Any:
         raise InvalidInput(f"--xsd {path}: not a schema ({exc})") from None
 
 
-async def qualify_bron(target: BronTarget, report: Report) -> Report:
+class Sessions(Protocol):
+    """Opens a real session for each scenario's call (at a sandbox TC), as a doel there."""
+
+    doel_brin: str
+    doel_routeringskenmerk: str
+
+    async def open(self, scenario: str, pgn: str) -> str:
+        """The sessie_id of a new session for this pupil."""
+
+    def answered(self, scenario: str, sessie_id: str, status: int | None) -> None:
+        """What the bron answered in that session (None: no answer)."""
+
+
+async def qualify_bron(
+    target: BronTarget, report: Report, sessions: Sessions | None = None
+) -> Report:
     """Run every check against the target, recording each in ``report``."""
     with (
         tempfile.TemporaryDirectory(prefix="qualify-bron-") as scratch,
@@ -135,7 +152,7 @@ async def qualify_bron(target: BronTarget, report: Report) -> Report:
         await _check_access(target, report, Path(scratch))
     for name in SCENARIOS:
         with report.scenario(name):
-            await _check_scenario(target, report, name)
+            await _check_scenario(target, report, name, sessions)
     return report
 
 
@@ -161,15 +178,22 @@ class Call:
         )
 
 
-def dossier_call(target: BronTarget, pgn: str, *, aanvraagdatum: dt.date | None) -> Call:
-    sessie_id = str(uuid.uuid4())
+def dossier_call(
+    target: BronTarget,
+    pgn: str,
+    *,
+    aanvraagdatum: dt.date | None,
+    sessie_id: str | None = None,
+    doel: tuple[str, str] = (DOEL_BRIN, DOEL_ROUTERINGSKENMERK),
+) -> Call:
+    sessie_id = sessie_id or str(uuid.uuid4())
     body = {
         "sessie_id": sessie_id,
         "zoeksleutel": pupil_zoeksleutel(target.scheme_key, pgn),
         "overdrachtsoort": Overdrachtsoort.OVERSTAPDOSSIER.value,
         "aanvraagdatum": None if aanvraagdatum is None else aanvraagdatum.isoformat(),
-        "doel_brin": DOEL_BRIN,
-        "doel_routeringskenmerk": DOEL_ROUTERINGSKENMERK,
+        "doel_brin": doel[0],
+        "doel_routeringskenmerk": doel[1],
         "doel_sector": target.doel_sector.value,
     }
     headers = {
@@ -322,7 +346,9 @@ def _written(issued: Any, prefix: Path) -> Identity:
 # --- the scenarios ----------------------------------------------------------------------------
 
 
-async def _check_scenario(target: BronTarget, report: Report, name: str) -> None:
+async def _check_scenario(
+    target: BronTarget, report: Report, name: str, sessions: Sessions | None
+) -> None:
     pgn = target.pupils.get(name)
     if pgn is None:
         report.expect(
@@ -331,8 +357,20 @@ async def _check_scenario(target: BronTarget, report: Report, name: str) -> None
         return
     # verouderd: the doel asks for a dossier at least as new as today; the pupil's is older.
     asked = dt.datetime.now(dt.UTC).date() if name == "verouderd" else None
-    call = dossier_call(target, pgn, aanvraagdatum=asked)
+    if sessions is None:
+        call = dossier_call(target, pgn, aanvraagdatum=asked)
+    else:
+        call = dossier_call(
+            target,
+            pgn,
+            aanvraagdatum=asked,
+            sessie_id=await sessions.open(name, pgn),
+            doel=(sessions.doel_brin, sessions.doel_routeringskenmerk),
+        )
     answer = await send(target, call, target.relay)
+    if sessions is not None:
+        status = None if answer.response is None else answer.response.status_code
+        sessions.answered(name, call.body["sessie_id"], status)
     check = _Checker(report, name, call.curl(target))
     check(
         "answers within the relay's timeouts",

@@ -108,6 +108,7 @@ class QualifySandbox:
     def description(self) -> dict[str, Any]:
         """Everything a vendor needs to point its doel (or its LAS) at the sandbox."""
         tls = self.vendor_tls
+        bron_tls = self.world.doel_tls(QUALIFY_BRON)  # for a vendor's own bron (--sandbox-checks)
         return {
             "tc_url": self.world.tc_url,
             "ops_url": self.world.ops_url,
@@ -123,6 +124,8 @@ class QualifySandbox:
                 "brin": QUALIFY_BRON.brin,
                 "routeringskenmerk": QUALIFY_BRON.routeringskenmerk,
                 "url": self.world.las[QUALIFY_BRON.key].url,
+                "cert": str(bron_tls.cert),
+                "key": str(bron_tls.key),
             },
             "scheme_key": TEST_SCHEME_KEY.hex(),
             "pupils": {a.scenario: a.pgn for a in ASSIGNMENTS},
