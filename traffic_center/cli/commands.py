@@ -213,6 +213,11 @@ def add_las(subparsers: Subparsers) -> None:
         "--notify-after", type=float, default=1.0, help="seconds until nietgereed is ready [1]"
     )
     serve.add_argument(
+        "--check-session",
+        action="store_true",
+        help="call the TC's session check (--tc-url) before answering a dossier request",
+    )
+    serve.add_argument(
         "--swv-melding",
         action="append",
         default=[],

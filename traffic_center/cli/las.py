@@ -45,6 +45,8 @@ def config_from(args: argparse.Namespace) -> LasConfig:
         raise InvalidInput(f"--dossiers {args.dossiers} is not a directory")
     if not math.isfinite(args.notify_after) or args.notify_after < 0:
         raise InvalidInput("--notify-after must be a number of seconds, at least 0")
+    if args.check_session and args.tc_url is None:
+        raise InvalidInput("--check-session needs --tc-url and this school's client certificate")
     return LasConfig(
         cert=args.cert,
         key=args.key,
@@ -60,6 +62,7 @@ def config_from(args: argparse.Namespace) -> LasConfig:
         tc_url=args.tc_url,
         client_tls=_client_tls(args),
         notify_after=args.notify_after,
+        check_session=args.check_session,
         swv_meldingen=_swv_meldingen(args.swv_melding),
     )
 
