@@ -78,13 +78,14 @@ def judge_gereed(evidence: Evidence, report: Report, curl: str) -> None:
             got=_summary(evidence, "gereed"),
             reproduce=f'{curl}/v1/sessions -d \'{{"bron_brin": "00YY", …}}\'',
         )
-        report.expect(
+        _expect_closed_as(
+            report,
             "gereed",
-            "closed a delivered transfer as OverdrachtGeslaagd",
-            bool(delivered) and all(s.result == GESLAAGD for s in delivered),
-            expected=f"resultaat {GESLAAGD}",
-            got=", ".join(_closed_as(s) for s in delivered) or "no delivered session",
-            reproduce=_close_line(curl, delivered, GESLAAGD),
+            "a delivered transfer",
+            delivered,
+            GESLAAGD,
+            curl,
+            nothing="no delivered session",
         )
 
 
@@ -92,13 +93,15 @@ def judge_nietgereed(evidence: Evidence, report: Report, curl: str) -> None:
     with report.scenario("nietgereed"):
         sessions = _of(evidence, "nietgereed")
         not_ready = [s for s in sessions if _dossier_results(evidence, s) & {NIET_GEREED}]
-        report.expect(
+        _expect_closed_as(
+            report,
             "nietgereed",
-            "closed a not-ready transfer as DossierNogNietGereed",
-            bool(not_ready) and all(s.result == NIET_GEREED for s in not_ready),
+            "a not-ready transfer",
+            not_ready,
+            NIET_GEREED,
+            curl,
+            nothing=_summary(evidence, "nietgereed"),
             expected=f"a session answered {NIET_GEREED}, closed as {NIET_GEREED}",
-            got=", ".join(_closed_as(s) for s in not_ready) or _summary(evidence, "nietgereed"),
-            reproduce=_close_line(curl, not_ready, NIET_GEREED),
         )
         notified = _notifications(evidence, {s.sessie_id for s in not_ready})
         # From the moment the notification was forwarded: a quick doel asks again before the
@@ -160,13 +163,14 @@ def judge_afbreken(evidence: Evidence, report: Report, curl: str) -> None:
                 GESLAAGD,
             ),
         )
-        report.expect(
+        _expect_closed_as(
+            report,
             "afbreken",
-            "closed a truncated transfer as OverdrachtMislukt",
-            bool(relayed) and all(s.result == MISLUKT for s in relayed),
-            expected=f"resultaat {MISLUKT}",
-            got=", ".join(_closed_as(s) for s in relayed) or "no session with a relay",
-            reproduce=_close_line(curl, relayed, MISLUKT),
+            "a truncated transfer",
+            relayed,
+            MISLUKT,
+            curl,
+            nothing="no session with a relay",
         )
 
 
@@ -221,6 +225,28 @@ def _dossier_records(evidence: Evidence, session: Session) -> list[AuditRecord]:
 
 def _dossier_results(evidence: Evidence, session: Session) -> set[str]:
     return {r.result for r in _dossier_records(evidence, session)}
+
+
+def _expect_closed_as(
+    report: Report,
+    scenario: str,
+    what: str,
+    sessions: list[Session],
+    result: str,
+    curl: str,
+    *,
+    nothing: str,
+    expected: str | None = None,
+) -> None:
+    """The check that every one of ``sessions`` was closed with ``result``."""
+    report.expect(
+        scenario,
+        f"closed {what} as {result}",
+        bool(sessions) and all(s.result == result for s in sessions),
+        expected=expected or f"resultaat {result}",
+        got=", ".join(_closed_as(s) for s in sessions) or nothing,
+        reproduce=_close_line(curl, sessions, result),
+    )
 
 
 def _delivered(evidence: Evidence, session: Session) -> bool:
