@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.support.las import LasWorld
 from tests.support.postgres import POSTGRES_URL_ENV, PostgresServer, throwaway_postgres
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from traffic_center.observability.logging import configure_logging
@@ -78,6 +79,14 @@ async def tc(
     running = await start_traffic_center(home, url, **overrides)
     yield running
     await running.stop()
+
+
+@pytest.fixture(scope="module")
+async def las(tc: TrafficCenterUnderTest) -> AsyncIterator[LasWorld]:
+    """Schools whose endpoints are reference LAS servers, on the module's Traffic Center."""
+    world = LasWorld(tc)
+    yield world
+    await world.stop()
 
 
 @pytest.fixture

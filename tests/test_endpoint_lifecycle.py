@@ -8,22 +8,12 @@ address, over real mTLS.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from tests.support.las import PUPILS, LasParty, LasWorld, scenario_key
 from tests.support.messages import open_session
 from tests.support.server import TrafficCenterUnderTest
 from traffic_center.domain.audit import AuditType
 from traffic_center.las.server import LasServer
-
-
-@pytest.fixture(scope="module")
-async def las(tc: TrafficCenterUnderTest) -> AsyncIterator[LasWorld]:
-    world = LasWorld(tc)
-    yield world
-    await world.stop()
 
 
 async def second_las_for(las: LasWorld, school: LasParty) -> LasServer:

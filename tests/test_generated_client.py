@@ -7,7 +7,7 @@ import asyncio
 import importlib
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from xml.etree import ElementTree
@@ -51,13 +51,6 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
         sys.path.remove(str(where))
         for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
             del sys.modules[name]
-
-
-@pytest.fixture(scope="module")
-async def las(tc: TrafficCenterUnderTest) -> AsyncIterator[LasWorld]:
-    world = LasWorld(tc)
-    yield world
-    await world.stop()
 
 
 def _module(name: str) -> ModuleType:

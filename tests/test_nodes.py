@@ -12,11 +12,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support.las import LasParty, LasWorld, scenario_key
 from tests.support.messages import open_session
@@ -32,13 +30,6 @@ GRACE = "2"
 
 
 # --- readiness under a steady load --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-async def las(tc: TrafficCenterUnderTest) -> AsyncIterator[LasWorld]:
-    world = LasWorld(tc)
-    yield world
-    await world.stop()
 
 
 async def relay_loop(doel: LasParty, bron: LasParty, until: float) -> int:

@@ -13,7 +13,6 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,13 +57,6 @@ class Fetched:
     def outcome(self) -> tuple[int, str]:
         """The status and the problem's code ("" for a dossier)."""
         return self.status, (self.problem or {}).get("code", "")
-
-
-@pytest.fixture(scope="module")
-async def las(tc: TrafficCenterUnderTest) -> AsyncIterator[LasWorld]:
-    world = LasWorld(tc)
-    yield world
-    await world.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -44,13 +43,6 @@ TRAFFIC_CENTER_SETTINGS = {
     # connection cap has its own test) so the relay slots are what turns it away.
     "max_connections_per_certificate": 256,
 }
-
-
-@pytest.fixture(scope="module")
-async def las(tc: TrafficCenterUnderTest) -> AsyncIterator[LasWorld]:
-    world = LasWorld(tc)
-    yield world
-    await world.stop()
 
 
 async def open_session(doel: Party, bron: Party, zoeksleutel: str) -> str:

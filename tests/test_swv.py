@@ -7,7 +7,6 @@ import asyncio
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -23,13 +22,6 @@ from traffic_center.domain.las_contract import DOSSIER_NAMESPACE, RELEASE_HEADER
 
 KOPPELSLEUTEL = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
 NS = "{" + DOSSIER_NAMESPACE + "}"
-
-
-@pytest.fixture(scope="module")
-async def las(tc: TrafficCenterUnderTest) -> AsyncIterator[LasWorld]:
-    world = LasWorld(tc)
-    yield world
-    await world.stop()
 
 
 @pytest.fixture(scope="module")
