@@ -10,7 +10,7 @@ import httpx
 from tests.support.pupils import new_pgn, zoeksleutel_of
 from tests.support.server import TrafficCenterUnderTest
 from tests.test_broker_api import assert_problem, open_session
-from traffic_center.broker.rate_limits import judge
+from traffic_center.broker.rate_limits import judge, window_budget
 from traffic_center.domain.audit import AuditType
 
 TRAFFIC_CENTER_SETTINGS = {
@@ -40,6 +40,19 @@ def test_the_estimate_slides_over_the_previous_window() -> None:
     assert judge(current=1, previous=3, elapsed=10, per_minute=3).retry_after_seconds == 30
     # Over budget in this window alone: wait into the next one.
     assert judge(current=4, previous=0, elapsed=10, per_minute=3).retry_after_seconds == 50 + 30
+
+
+def test_a_shorter_window_holds_the_budget_pro_rata() -> None:
+    """The qualification sandbox's window: 2 s, 30 a minute, so one open a window."""
+    assert window_budget(30, 2) == 1
+    assert window_budget(1, 2) == 1  # at least one a window
+    assert window_budget(120, 60) == 120
+    assert judge(current=1, previous=0, elapsed=0.5, per_minute=30, window_seconds=2).allowed
+    second = judge(current=2, previous=0, elapsed=0.5, per_minute=30, window_seconds=2)
+    # Into the next window, once all of this one (two hits, the refused one too) slid out.
+    assert (second.allowed, second.retry_after_seconds) == (False, 4)
+    # After that wait: the next window but one, where the refused hits no longer weigh.
+    assert judge(current=1, previous=0, elapsed=0.0, per_minute=30, window_seconds=2).allowed
 
 
 async def test_session_creation_is_limited_per_endpoint(tc: TrafficCenterUnderTest) -> None:

@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     rate_limit_notifications_per_minute: int = Field(default=600, ge=1)
     rate_limit_audit_reads_per_minute: int = Field(default=60, ge=1)
     rate_limit_whoami_per_minute: int = Field(default=60, ge=1)
+    # A minute, unless shortened: the qualification sandbox shortens it (with the budgets pro
+    # rata) so a doel meets a 429 whose Retry-After is seconds (broker/rate_limits.py).
+    rate_limit_window_seconds: int = Field(default=60, ge=1, le=60)
     refusal_audit_window_seconds: float = Field(
         default=60.0,
         gt=0,

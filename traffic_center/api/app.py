@@ -217,7 +217,12 @@ def build_services(
             authenticator=authenticator,
             audit=trail,
             metrics=metrics,
-            limiter=RateLimiter(store, per_minute=rate_limits_per_minute(settings), clock=clock),
+            limiter=RateLimiter(
+                store,
+                per_minute=rate_limits_per_minute(settings),
+                clock=clock,
+                window_seconds=settings.rate_limit_window_seconds,
+            ),
             refusals=refusals,
         ),
         broker=broker,

@@ -6,6 +6,9 @@ hits of the last 60 seconds as ``previous × (1 − elapsed/60) + current``. A f
 a caller send twice its budget across a window boundary; this estimate does not. Every node
 counts in the same rows, so the limit holds for the cluster, not per node. Refused hits count
 too: a caller that keeps hammering stays limited.
+
+The window is a minute; the qualification sandbox shortens it (``TC_RATE_LIMIT_WINDOW_SECONDS``,
+budgets pro rata) so that a vendor's doel meets a 429 whose Retry-After is a few seconds.
 """
 
 from __future__ import annotations
@@ -39,23 +42,37 @@ class Verdict:
     retry_after_seconds: int
 
 
-def judge(*, current: int, previous: int, elapsed: float, per_minute: int) -> Verdict:
+def judge(
+    *,
+    current: int,
+    previous: int,
+    elapsed: float,
+    per_minute: int,
+    window_seconds: int = WINDOW_SECONDS,
+) -> Verdict:
     """The sliding estimate for hits ``current`` (this one included) and ``previous``."""
-    weight = 1 - elapsed / WINDOW_SECONDS
-    if previous * weight + current <= per_minute:
+    budget = window_budget(per_minute, window_seconds)
+    weight = 1 - elapsed / window_seconds
+    if previous * weight + current <= budget:
         return Verdict(True, 0)
-    return Verdict(False, _retry_after(current, previous, elapsed, per_minute))
+    return Verdict(False, _retry_after(current, previous, elapsed, budget, window_seconds))
 
 
-def _retry_after(current: int, previous: int, elapsed: float, per_minute: int) -> int:
+def window_budget(per_minute: int, window_seconds: int) -> int:
+    """The hits a window of ``window_seconds`` holds: the minute's budget, pro rata, at least
+    one (a shorter window is the sandbox's, so that a Retry-After is seconds, not a minute)."""
+    return max(1, per_minute * window_seconds // WINDOW_SECONDS)
+
+
+def _retry_after(current: int, previous: int, elapsed: float, budget: int, window: int) -> int:
     """Seconds until one more hit fits the estimate again, if the caller waits that long."""
-    room = per_minute - 1  # the retried hit itself must fit
+    room = budget - 1  # the retried hit itself must fit
     if current <= room and previous > 0:
         # Within this window, once enough of the previous one has slid out.
-        wait = WINDOW_SECONDS * (1 - (room - current) / previous) - elapsed
+        wait = window * (1 - (room - current) / previous) - elapsed
     else:
         # In the next window, once enough of this one has slid out.
-        wait = (WINDOW_SECONDS - elapsed) + WINDOW_SECONDS * max(0.0, 1 - room / current)
+        wait = (window - elapsed) + window * max(0.0, 1 - room / current)
     return max(1, math.ceil(round(wait, 6)))  # 40.000000001 s is 40 s, not 41
 
 
@@ -66,6 +83,7 @@ class RateLimiter:
         *,
         per_minute: Mapping[str, int],
         clock: Callable[[], dt.datetime],
+        window_seconds: int = WINDOW_SECONDS,
     ) -> None:
         missing = set(ROUTES) - set(per_minute)
         if missing:
@@ -73,22 +91,23 @@ class RateLimiter:
         self._store = store
         self._per_minute = dict(per_minute)
         self._clock = clock
+        self._window_seconds = window_seconds
 
     async def admit(self, route: str, routeringskenmerk: str) -> None:
         """One hit of ``route`` by an endpoint; RateLimited (429) when over its budget."""
         per_minute = self._per_minute[route]
         now = self._clock().timestamp()
-        window_start = int(now) // WINDOW_SECONDS * WINDOW_SECONDS
+        window = self._window_seconds
+        window_start = int(now) // window * window
         hits = await self._store.rate_limits.hit(
-            f"{route}:{routeringskenmerk}",
-            window_start=window_start,
-            window_seconds=WINDOW_SECONDS,
+            f"{route}:{routeringskenmerk}", window_start=window_start, window_seconds=window
         )
         verdict = judge(
             current=hits.current,
             previous=hits.previous,
             elapsed=now - window_start,
             per_minute=per_minute,
+            window_seconds=window,
         )
         if not verdict.allowed:
             raise RateLimited(
