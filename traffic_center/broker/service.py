@@ -104,6 +104,15 @@ class GrantedSession:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenMarks:
+    """One overdrachtRequest, recognisable again without keeping it (rule 7): its
+    Idempotency-Key and the request itself, as keyed hashes."""
+
+    idempotency_key_hmac: str | None
+    request_hmac: str
+
+
+@dataclass(frozen=True, slots=True)
 class DossierRequest:
     """documentRequest as the doel sends it: the zoeksleutel, or for an swv-dossier the
     koppelsleutel."""
@@ -268,6 +277,10 @@ class Broker:
         )
         note.concerns(session)
         return GrantedSession(session, bron_endpoints, replayed=not created)
+
+    def open_marks(self, request: SessionRequest, idempotency_key: str | None) -> OpenMarks:
+        """The hashes the session keeps of an open, for any attempt (granted or refused)."""
+        return OpenMarks(self._idempotency_hmac(idempotency_key), self._fingerprint(request))
 
     # --- sessiecontroleRequest ----------------------------------------------------------------
 

@@ -10,6 +10,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import structlog
+
 from traffic_center.broker.caller import CertificateIdentity, Peer
 from traffic_center.broker.service import (
     Broker,
@@ -22,6 +24,7 @@ from traffic_center.broker.service import (
     SwvNotificationRequest,
 )
 from traffic_center.domain.audit import DONE, SESSION_GRANTED, AuditType, ChainedRecord
+from traffic_center.domain.errors import RateLimited, TrafficCenterError
 from traffic_center.domain.identifiers import looks_like_pupil_number
 from traffic_center.domain.models import Endpoint, Session
 from traffic_center.domain.results import ResultCode
@@ -29,6 +32,10 @@ from traffic_center.exchanges.dossiers import DossierRelay, RelayedDossier
 from traffic_center.exchanges.notifications import NotificationRelay
 from traffic_center.exchanges.runner import ExchangeRunner
 from traffic_center.store.store import Store
+
+log = structlog.get_logger("traffic_center.exchanges")
+# The debug line of every overdrachtRequest attempt (see Exchanges._log_open_attempt).
+OPEN_ATTEMPT_EVENT = "session_open_attempt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +107,44 @@ class Exchanges:
         self, peer: Peer, request: SessionRequest, *, idempotency_key: str | None
     ) -> GrantedSession:
         """overdrachtRequest."""
-        async with self._runner.run(AuditType.SESSION, peer, role="doel") as ex:
-            granted = await self._broker.grant(
-                ex.caller, request, idempotency_key=idempotency_key, note=ex.entry
-            )
-            ex.succeed(SESSION_GRANTED, http_status=201)
+        arrived_at = dt.datetime.now(dt.UTC)
+        try:
+            async with self._runner.run(AuditType.SESSION, peer, role="doel") as ex:
+                granted = await self._broker.grant(
+                    ex.caller, request, idempotency_key=idempotency_key, note=ex.entry
+                )
+                ex.succeed(SESSION_GRANTED, http_status=201)
+        except TrafficCenterError as refused:
+            self._log_open_attempt(request, idempotency_key, arrived_at, refused.code, refused)
+            raise
+        self._log_open_attempt(request, idempotency_key, arrived_at, SESSION_GRANTED, granted)
         return granted
+
+    def _log_open_attempt(
+        self,
+        request: SessionRequest,
+        idempotency_key: str | None,
+        arrived_at: dt.datetime,
+        result: str,
+        outcome: GrantedSession | TrafficCenterError,
+    ) -> None:
+        """Every attempt at an open, at debug level: the record of a 429 is one per window
+        (refusals cost nothing lasting), so only this line shows each retry, its time and its
+        key (as the session keeps it: an HMAC). The qualification sandbox judges a doel's
+        retries by it (docs/vendors.md); a production node at info writes nothing."""
+        marks = self._broker.open_marks(request, idempotency_key)
+        log.debug(
+            OPEN_ATTEMPT_EVENT,
+            arrived_at=arrived_at.isoformat(),
+            result=result,
+            retry_after_seconds=(
+                outcome.retry_after_seconds if isinstance(outcome, RateLimited) else None
+            ),
+            sessie_id=outcome.session.sessie_id if isinstance(outcome, GrantedSession) else None,
+            replayed=outcome.replayed if isinstance(outcome, GrantedSession) else None,
+            idempotency_key_hmac=marks.idempotency_key_hmac,
+            request_hmac=marks.request_hmac,
+        )
 
     async def check_session(self, peer: Peer, sessie_id: str, request: CheckRequest) -> Session:
         """sessiecontroleRequest."""
