@@ -3,6 +3,11 @@
 The doel names the pupil by PGN; :class:`DoelClient` derives the zoeksleutel v1 from it with
 its scheme key (``docs/zoeksleutel.md``), so the PGN itself never leaves this process.
 
+Opening a session is retried the way the TC asks (``docs/vendors.md``): after 429 (or 503) with
+``Retry-After``, that many seconds later, and after an answer lost to a read timeout, at once;
+every attempt of one open carries the same ``Idempotency-Key``, so a retry never opens a second
+session.
+
 Errors raised by :class:`DoelClient` (a broken dossier stream is an outcome, not an error: it
 comes back as a :class:`FetchResult` with ``complete=False``; a PGN that is not 9 digits, or a
 scheme key that is not 32 bytes, is a ValueError before anything is sent)::
@@ -14,11 +19,13 @@ scheme key that is not 32 bytes, is a ValueError before anything is sent)::
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
 import ssl
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +45,13 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 # Problem bodies are small; a bron or TC sending more than this is not sending a problem.
 _MAX_PROBLEM_BYTES = 64 * 1024
 _GRANTED = "SessieToegekend"  # timeline label for a granted session; not an OSO result code
+# How often one session open is tried: the first time and two retries (docs/vendors.md).
+OPEN_ATTEMPTS = 3
+# A Retry-After longer than this is handed back to the caller (a LAS schedules it) rather than
+# waited out inside one call.
+MAX_RETRY_AFTER_SECONDS = 60.0
+# The statuses after which the TC's Retry-After says when the same request may be sent again.
+_RETRY_STATUSES = frozenset({429, 503})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +80,19 @@ class DoelError(Exception):
 
 
 class TrafficCenterRefused(DoelError):
-    def __init__(self, status: int, code: str, detail: str | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, detail: str | None = None, *, retry_after: float | None = None
+    ) -> None:
         self.status, self.code, self.detail = status, code, detail
+        self.retry_after = retry_after  # seconds, from the answer's Retry-After header
         super().__init__(f"{status} {code}: {detail or ''}".rstrip(": "))
 
 
 class TrafficCenterUnreachable(DoelError):
-    pass
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        # Sent, but no answer in time: the TC may have acted on it (a retry needs the same key).
+        self.timed_out = timed_out
+        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +170,14 @@ class DoelClient:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         scheme_key: bytes = TEST_SCHEME_KEY,
+        open_attempts: int = OPEN_ATTEMPTS,
     ) -> None:
         if tls is None and transport is None:
             raise ValueError("give the client certificate (tls) or a transport")
         if len(scheme_key) != SCHEME_KEY_BYTES:
             raise ValueError(f"the scheme key is {SCHEME_KEY_BYTES} bytes, not {len(scheme_key)}")
         self._scheme_key = scheme_key
+        self._open_attempts = max(1, open_attempts)
         verify: ssl.SSLContext | bool = tls.ssl_context() if tls is not None else True
         self._client = httpx.AsyncClient(
             base_url=tc_url.rstrip("/"),
@@ -197,7 +219,10 @@ class DoelClient:
         *,
         idempotency_key: str | None = None,
     ) -> GrantedSession:
-        """overdrachtRequest: ``POST /v1/sessions``, for the pupil with this PGN."""
+        """overdrachtRequest: ``POST /v1/sessions``, for the pupil with this PGN.
+
+        Without ``idempotency_key`` a new one is made for this open (and kept for its retries).
+        """
         body: dict[str, Any] = {
             "bron_brin": bron_brin,
             "overdrachtsoort": overdrachtsoort,
@@ -205,8 +230,7 @@ class DoelClient:
         }
         if bron_routeringskenmerk is not None:
             body["bron_routeringskenmerk"] = bron_routeringskenmerk
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return await self._grant(body, headers)
+        return await self._grant(body, idempotency_key or new_idempotency_key())
 
     async def open_swv_session(self, bron_brin: str, koppelsleutel: str) -> GrantedSession:
         """overdrachtRequest of an SWV (the SWV flow): an swv-dossier by koppelsleutel."""
@@ -215,15 +239,27 @@ class DoelClient:
             "overdrachtsoort": "swv-dossier",
             "koppelsleutel": koppelsleutel,
         }
-        return await self._grant(body, {})
+        return await self._grant(body, new_idempotency_key())
 
     async def give_feedback(self, koppelsleutel: str, terugkoppeling: str) -> dict[str, Any]:
         """meldenTerugkoppelingRequest: ``POST /v1/swv/feedback``, relayed once to the school."""
         body = {"koppelsleutel": koppelsleutel, "terugkoppeling": terugkoppeling}
         return await self._post_json("/v1/swv/feedback", body, expect=200)
 
-    async def _grant(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> GrantedSession:
-        answer = await self._post_json("/v1/sessions", body, headers=headers, expect=201)
+    async def _grant(self, body: Mapping[str, Any], idempotency_key: str) -> GrantedSession:
+        """``POST /v1/sessions``, retried as the TC asks, every time with the same key."""
+        headers = {"Idempotency-Key": idempotency_key}
+        attempt = 1
+        while True:
+            try:
+                answer = await self._post_json("/v1/sessions", body, headers=headers, expect=201)
+                break
+            except DoelError as failed:
+                wait = _retry_wait(failed)
+                if wait is None or attempt >= self._open_attempts:
+                    raise
+            await asyncio.sleep(wait)
+            attempt += 1
         return GrantedSession(
             sessie_id=str(answer["sessie_id"]),
             bron_endpoints=tuple(
@@ -366,14 +402,43 @@ class DoelClient:
         try:
             response = await self._client.post(path, json=body, headers=headers)
         except httpx.TransportError as exc:
-            raise TrafficCenterUnreachable(f"{path}: {type(exc).__name__}: {exc}") from exc
+            raise TrafficCenterUnreachable(
+                f"{path}: {type(exc).__name__}: {exc}",
+                timed_out=isinstance(exc, httpx.ReadTimeout),
+            ) from exc
         if response.status_code != expect:
             code, detail = _problem_of(response.content)
-            raise TrafficCenterRefused(response.status_code, code, detail)
+            raise TrafficCenterRefused(
+                response.status_code, code, detail, retry_after=retry_after_of(response)
+            )
         answer = response.json()
         if not isinstance(answer, dict):
             raise TrafficCenterRefused(response.status_code, "OngeldigAntwoord", "not an object")
         return answer
+
+
+def new_idempotency_key() -> str:
+    """A key for one session open: random, so it never names a pupil (the TC refuses a key
+    that looks like a PGN) and never meets another open's key."""
+    return str(uuid.uuid4())
+
+
+def retry_after_of(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (RFC 9110 §10.2.3: the TC sends delay-seconds); None when
+    absent or not a number of seconds."""
+    value = response.headers.get("Retry-After", "").strip()
+    return float(value) if value.isdigit() else None
+
+
+def _retry_wait(failed: DoelError) -> float | None:
+    """How long to wait before the same open again; None: do not retry it."""
+    if isinstance(failed, TrafficCenterUnreachable):
+        return 0.0 if failed.timed_out else None
+    if not isinstance(failed, TrafficCenterRefused) or failed.status not in _RETRY_STATUSES:
+        return None
+    if failed.retry_after is None or failed.retry_after > MAX_RETRY_AFTER_SECONDS:
+        return None
+    return failed.retry_after
 
 
 async def _read_answer(
