@@ -1,22 +1,30 @@
 """`qualify doel` against real doels over real TLS: the reference DoelClient passes; a doel
-that closes a truncated transfer as OverdrachtGeslaagd is reported by name."""
+that closes a truncated transfer as OverdrachtGeslaagd, one that retries a 429 at once and one
+that changes its Idempotency-Key on the retry are each reported by name."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from traffic_center.domain.audit import AuditType
 from traffic_center.domain.results import ResultCode
-from traffic_center.las.doel import TrafficCenterRefused
+from traffic_center.las.doel import (
+    DoelClient,
+    GrantedSession,
+    TrafficCenterRefused,
+    new_idempotency_key,
+)
 from traffic_center.las.pupils import pupil_with
-from traffic_center.qualify.doel import qualify_doel
+from traffic_center.qualify.doel import RETRY, SAME_KEY, WAITED, qualify_doel
 from traffic_center.qualify.report import Report
 from traffic_center.qualify.sandbox import (
     AFBREKEN_PGN,
@@ -29,7 +37,7 @@ BRIN = QUALIFY_BRON.brin
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[QualifySandbox]:
-    world = QualifySandbox(tmp_path / "sandbox", notify_after_seconds=0.5)
+    world = QualifySandbox(tmp_path / "sandbox", notify_after_seconds=0.5, limit_sessions=True)
     await world.start()
     try:
         yield world
@@ -64,23 +72,104 @@ async def overconfident_doel(sandbox: QualifySandbox) -> None:
         await doel.close(session.sessie_id, ResultCode.OVERDRACHT_MISLUKT, bron)
 
 
+# One open at a time, as the doels below do; each opens the next session at once.
+Opener = Callable[[DoelClient, str], Awaitable[GrantedSession]]
+
+
+async def impatient_open(doel: DoelClient, pgn: str) -> GrantedSession:
+    """Retries a 429 at once (same key), and only after that waits as told."""
+    key, at_once = new_idempotency_key(), True
+    while True:
+        try:
+            return await doel.open_session(BRIN, pgn, idempotency_key=key)
+        except TrafficCenterRefused as refused:
+            if refused.status != 429 or refused.retry_after is None:
+                raise
+            await asyncio.sleep(0.0 if at_once else refused.retry_after)
+            at_once = False
+
+
+async def forgetful_open(doel: DoelClient, pgn: str) -> GrantedSession:
+    """Waits Retry-After, then retries with a new key."""
+    while True:
+        try:
+            return await doel.open_session(BRIN, pgn, idempotency_key=new_idempotency_key())
+        except TrafficCenterRefused as refused:
+            if refused.status != 429 or refused.retry_after is None:
+                raise
+            await asyncio.sleep(refused.retry_after)
+
+
+def doel_opening_with(opener: Opener) -> Callable[[QualifySandbox], Awaitable[None]]:
+    """The reference doel's work, each session opened by ``opener`` (no retries of its own)."""
+
+    async def fetch_and_close(doel: DoelClient, pgn: str) -> str:
+        session = await opener(doel, pgn)
+        bron = session.bron_endpoints[0].routeringskenmerk
+        fetched = await doel.fetch_dossier(session.sessie_id, bron, pgn)
+        await doel.close(session.sessie_id, fetched.closing_result, bron)
+        return session.sessie_id
+
+    async def drive(sandbox: QualifySandbox) -> None:
+        tls = sandbox.vendor_tls
+        async with DoelClient(sandbox.tc_url, tls=tls, open_attempts=1) as doel:
+            await fetch_and_close(doel, pupil_with("gereed"))
+            await fetch_and_close(doel, AFBREKEN_PGN)
+            late = await fetch_and_close(doel, pupil_with("nietgereed"))
+            await sandbox.wait_for_notification(late)
+            await fetch_and_close(doel, pupil_with("nietgereed"))
+
+    return drive
+
+
 async def test_the_reference_doel_passes(sandbox: QualifySandbox, tmp_path: Path) -> None:
     report = Report("qualify doel", out=io.StringIO())
-    await qualify_doel(sandbox, report, wait_seconds=30, drive=reference_doel)
+    await qualify_doel(sandbox, report, wait_seconds=90, drive=reference_doel)
     assert report.ok, [c for c in report.checks if not c.passed]
     assert {c.scenario for c in report.checks} == {
         "gereed",
         "nietgereed",
         "afbreken",
         "every session",
+        RETRY,
     }
+    evidence = await sandbox.evidence()
+    # It met the sandbox's 429 and came back: the retry check judged something real.
+    assert any(a.result == "TeVeelVerzoeken" for a in evidence.attempts)
+    # 00YY's reference LAS checked every delivered session at the TC before it served it.
+    for sessie_id in {r.sessie_id for r in evidence.records if r.result == "OverdrachtGeslaagd"}:
+        seen = [r.type for r in evidence.records if r.sessie_id == sessie_id]
+        assert AuditType.CHECK in seen, seen
+
+
+async def test_a_doel_that_retries_a_429_at_once_is_reported(sandbox: QualifySandbox) -> None:
+    report = Report("qualify doel", out=io.StringIO())
+    await qualify_doel(sandbox, report, wait_seconds=90, drive=doel_opening_with(impatient_open))
+    assert {(c.scenario, c.name) for c in report.failed} == {(RETRY, WAITED)}
+    (check,) = report.failed
+    assert "429 again" in check.got, check.got
+    assert "Retry-After" in check.expected
+    assert check.reproduce is not None
+    assert "Idempotency-Key" in check.reproduce
+
+
+async def test_a_doel_that_changes_its_key_on_a_retry_is_reported(
+    sandbox: QualifySandbox,
+) -> None:
+    report = Report("qualify doel", out=io.StringIO())
+    await qualify_doel(sandbox, report, wait_seconds=90, drive=doel_opening_with(forgetful_open))
+    assert {(c.scenario, c.name) for c in report.failed} == {(RETRY, SAME_KEY)}
+    (check,) = report.failed
+    assert "key differs" in check.got, check.got
+    assert check.reproduce is not None
+    assert "/v1/sessions" in check.reproduce
 
 
 async def test_a_truncated_transfer_closed_as_a_success_is_reported(
     sandbox: QualifySandbox, tmp_path: Path
 ) -> None:
     report = Report("qualify doel", out=io.StringIO())
-    await qualify_doel(sandbox, report, wait_seconds=30, drive=overconfident_doel)
+    await qualify_doel(sandbox, report, wait_seconds=90, drive=overconfident_doel)
     assert not report.ok
     failed = {(c.scenario, c.name) for c in report.failed}
     assert failed == {("afbreken", "never closed a truncated transfer as OverdrachtGeslaagd")}

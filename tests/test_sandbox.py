@@ -1,5 +1,6 @@
 """`traffic-center sandbox` as a vendor runs it: it prints where everything is, a doel with
-the printed certificate fetches a 00YY dossier through it, and SIGTERM stops it all."""
+the printed certificate fetches a 00YY dossier through it (00YY's reference LAS checks the
+session at the TC first), and SIGTERM stops it all."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from traffic_center.admin.store import open_store
+from traffic_center.domain.audit import AuditRecord, AuditType, Phase
+from traffic_center.domain.results import ResultCode
 from traffic_center.las.doel import ClientTLS, DoelClient, TransferRecord
 from traffic_center.las.pupils import pupil_with
+from traffic_center.settings import Settings
 
 STOP_WITHIN_SECONDS = 20.0
 
@@ -40,6 +45,12 @@ async def _fetch_gereed(ready: dict[str, Any]) -> TransferRecord:
     tls = ClientTLS(Path(doel["cert"]), Path(doel["key"]), Path(ready["ca"]))
     async with DoelClient(ready["tc_url"], tls=tls) as client:
         return await client.transfer("00YY", ready["pupils"]["gereed"])
+
+
+async def _records(tc_home: Path, sessie_id: str) -> list[AuditRecord]:
+    """What the sandbox's TC recorded about a session, read from its store."""
+    async with open_store(Settings(home=tc_home)) as store:
+        return list(await store.audit.for_session(sessie_id))
 
 
 def test_the_sandbox_serves_a_vendor_doel_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -70,6 +81,17 @@ def test_the_sandbox_serves_a_vendor_doel_and_stops_on_sigterm(tmp_path: Path) -
         assert record.resultaat == "OverdrachtGeslaagd"
         assert record.fetch is not None
         assert record.fetch.bytes > 0
+        # 00YY's reference LAS runs with --check-session: the TC answered its
+        # sessiecontroleRequest in this session before the relay's final record.
+        seen = [
+            (r.type, r.phase, r.result)
+            for r in asyncio.run(_records(home / "tc", record.sessie_id))
+        ]
+        check = (AuditType.CHECK, Phase.FINAL, ResultCode.SESSIE_VALIDE.value)
+        relayed = (AuditType.DOSSIER, Phase.FINAL, ResultCode.OVERDRACHT_GESLAAGD.value)
+        assert check in seen, seen
+        assert relayed in seen, seen
+        assert seen.index(check) < seen.index(relayed), seen
 
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)

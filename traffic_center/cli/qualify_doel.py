@@ -13,7 +13,8 @@ from traffic_center.qualify.sandbox import describe
 
 async def doel_command(args: argparse.Namespace) -> int:
     report = Report("qualify doel", out=sys.stderr)
-    async with running_sandbox(args.sandbox_home, port=args.port) as sandbox:
+    # The doel must meet a 429 and retry it properly: the sandbox's sessions are limited.
+    async with running_sandbox(args.sandbox_home, port=args.port, limit_sessions=True) as sandbox:
         sys.stderr.write(describe(sandbox))
         sys.stderr.write(f"Waiting up to {args.wait:.0f} s for your doel to do all of it…\n")
         await qualify_doel(sandbox, report, wait_seconds=args.wait)

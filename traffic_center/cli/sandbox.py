@@ -27,10 +27,14 @@ async def sandbox_command(args: argparse.Namespace) -> int:
 
 
 @asynccontextmanager
-async def running_sandbox(home: Path | None, *, port: int | None) -> AsyncIterator[QualifySandbox]:
+async def running_sandbox(
+    home: Path | None, *, port: int | None, limit_sessions: bool = False
+) -> AsyncIterator[QualifySandbox]:
     """A started sandbox in ``home`` (kept) or in a temporary directory (removed after)."""
     with tempfile.TemporaryDirectory(prefix="tc-sandbox-") as scratch:
-        sandbox = QualifySandbox(_new_root(home, Path(scratch)), port=port)
+        sandbox = QualifySandbox(
+            _new_root(home, Path(scratch)), port=port, limit_sessions=limit_sessions
+        )
         await sandbox.start()
         try:
             yield sandbox

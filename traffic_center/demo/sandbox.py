@@ -52,6 +52,8 @@ class Sandbox:
     # Other parties than the demo's (e.g. the qualification's 00YY bron and a vendor's doel).
     parties: tuple[SandboxSchool, ...] | None = None
     port: int | None = None  # the Traffic Center's vendor port; None picks a free one
+    # Extra `las serve` options per school key (e.g. 00YY's --check-session in qualification).
+    las_options: dict[str, tuple[str, ...]] = field(default_factory=dict)
     las: dict[str, LasProcess] = field(default_factory=dict)
     tc: ChildProcess | None = None
     settings: Settings | None = None
@@ -157,6 +159,7 @@ class Sandbox:
                 *("--client-key", str(directory / "client.key")),
                 *(f"--pupil={pgn}={scenario}" for pgn, scenario in self.pupils.items()),
                 *self._swv_melding(school),
+                *self.las_options.get(school.key, ()),
             ],
             log_dir=self.log_dir,
             env=child_env(),

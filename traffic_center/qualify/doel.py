@@ -4,6 +4,12 @@ The doel fetches the sandbox's test pupils (:data:`~traffic_center.qualify.sandb
 through the sandbox TC; afterwards its sessions and the audit log say what it did: how it
 opened, fetched and closed each session, whether it asked again after a notification, and
 whether it ever sent a clear pupil number. Nothing the doel says about itself counts.
+
+The sandbox allows the doel one session open per
+:data:`~traffic_center.qualify.sandbox.SESSION_WINDOW_SECONDS`: the real rate limiter answers
+the next one 429 with Retry-After. The TC's line for every open attempt (its time, result,
+Retry-After and the Idempotency-Key's HMAC) says whether the doel waited that long before it
+retried the same open, and whether it sent the same key again.
 """
 
 from __future__ import annotations
@@ -14,10 +20,19 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from traffic_center.domain.audit import AuditRecord, AuditType, Phase
+from traffic_center.domain.errors import RateLimited
+from traffic_center.domain.identifiers import derive_zoeksleutel
 from traffic_center.domain.models import Session, SessionState
 from traffic_center.domain.results import ResultCode
+from traffic_center.las.pupils import TEST_SCHEME_KEY, pupil_with
 from traffic_center.qualify.report import Report
-from traffic_center.qualify.sandbox import Evidence, QualifySandbox
+from traffic_center.qualify.sandbox import (
+    QUALIFY_BRON,
+    SESSION_WINDOW_SECONDS,
+    Evidence,
+    OpenAttempt,
+    QualifySandbox,
+)
 
 # How the vendor's doel is driven in-process (the tests, a reference run); None: a real vendor
 # drives it from outside while `qualify doel` waits.
@@ -29,6 +44,10 @@ MISLUKT = ResultCode.OVERDRACHT_MISLUKT.value
 # What the TC answers a close it cannot hold to what it relayed (docs/vendors.md §4).
 REFUSED_CLOSE = "ResultaatNietVastgesteld"
 CLEAR_PGN = "PgnNietToegestaan"
+RATE_LIMITED = RateLimited.code
+RETRY = "retry after 429"
+WAITED = "waited Retry-After before retrying an open answered 429"
+SAME_KEY = "retried the open with the same Idempotency-Key"
 POLL_SECONDS = 1.0
 
 
@@ -44,7 +63,12 @@ async def qualify_doel(
         await asyncio.wait_for(drive(sandbox), timeout=wait_seconds)
     else:
         await _wait_until_done(sandbox, wait_seconds)
-    judge(await sandbox.evidence(), report, curl=_curl_prefix(sandbox))
+    judge(
+        await sandbox.evidence(),
+        report,
+        curl=_curl_prefix(sandbox),
+        retries=sandbox.limit_sessions,
+    )
     return report
 
 
@@ -53,18 +77,21 @@ async def _wait_until_done(sandbox: QualifySandbox, wait_seconds: float) -> None
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         trial = Report("trial", out=io.StringIO())
-        judge(await sandbox.evidence(), trial, curl="")
+        judge(await sandbox.evidence(), trial, curl="", retries=sandbox.limit_sessions)
         if trial.ok:
             return
         await asyncio.sleep(POLL_SECONDS)
 
 
-def judge(evidence: Evidence, report: Report, *, curl: str) -> None:
-    """Every check, one scenario at a time, from the TC's records."""
+def judge(evidence: Evidence, report: Report, *, curl: str, retries: bool = False) -> None:
+    """Every check, one scenario at a time, from the TC's records; ``retries`` when the
+    sandbox limited the doel's session opens (it met a 429)."""
     judge_gereed(evidence, report, curl)
     judge_nietgereed(evidence, report, curl)
     judge_afbreken(evidence, report, curl)
     judge_all_sessions(evidence, report, curl)
+    if retries:
+        judge_retries(evidence, report, curl)
 
 
 def judge_gereed(evidence: Evidence, report: Report, curl: str) -> None:
@@ -206,7 +233,104 @@ def judge_all_sessions(evidence: Evidence, report: Report, curl: str) -> None:
         )
 
 
+def judge_retries(evidence: Evidence, report: Report, curl: str) -> None:
+    """After a 429 on an open: the same open again, no sooner than Retry-After, same key."""
+    with report.scenario(RETRY):
+        refused = [a for a in evidence.attempts if a.result == RATE_LIMITED]
+        retried = [(a, _retry_of(evidence.attempts, a)) for a in refused]
+        reproduce = _twice_line(curl)
+        never = f"no session open answered 429 (open two within {SESSION_WINDOW_SECONDS} s)"
+        early = [(a, b) for a, b in retried if b is None or _waited(a, b) < _retry_after(a)]
+        report.expect(
+            RETRY,
+            WAITED,
+            bool(refused) and not early,
+            expected="after 429 with Retry-After N: the same open again, N seconds later or more",
+            got=(", ".join(_wait_said(a, b) for a, b in early) if early else _waits(retried))
+            or never,
+            reproduce=reproduce,
+        )
+        other_key = [(a, b) for a, b in retried if b is not None and not _same_key(a, b)]
+        report.expect(
+            RETRY,
+            SAME_KEY,
+            bool(refused) and any(b is not None for _, b in retried) and not other_key,
+            expected="an Idempotency-Key on the refused open, and the same key on its retry",
+            got=", ".join(_keys_said(a, b) for a, b in other_key)
+            or (f"{len(retried)} retried with the same key" if refused else never),
+            reproduce=reproduce,
+        )
+
+
 # --- reading the records -------------------------------------------------------------------
+
+
+def _retry_of(attempts: Sequence[OpenAttempt], refused: OpenAttempt) -> OpenAttempt | None:
+    """The next attempt at the same open (the same request) after a refused one."""
+    return next(
+        (
+            a
+            for a in attempts
+            if a.request_hmac == refused.request_hmac and a.arrived_at > refused.arrived_at
+        ),
+        None,
+    )
+
+
+def _retry_after(attempt: OpenAttempt) -> float:
+    return float(attempt.retry_after_seconds or 0)
+
+
+def _waited(refused: OpenAttempt, retry: OpenAttempt) -> float:
+    return (retry.arrived_at - refused.arrived_at).total_seconds()
+
+
+def _wait_said(refused: OpenAttempt, retry: OpenAttempt | None) -> str:
+    if retry is None:
+        return f"429 (Retry-After {refused.retry_after_seconds}) and never the same open again"
+    again = "429 again" if retry.result == RATE_LIMITED else retry.result
+    return (
+        f"retried {_waited(refused, retry):.2f} s after a 429 with Retry-After "
+        f"{refused.retry_after_seconds} ({again})"
+    )
+
+
+def _waits(retried: Sequence[tuple[OpenAttempt, OpenAttempt | None]]) -> str:
+    return ", ".join(
+        f"waited {_waited(a, b):.1f} s of Retry-After {a.retry_after_seconds}"
+        for a, b in retried
+        if b is not None
+    )
+
+
+def _same_key(refused: OpenAttempt, retry: OpenAttempt) -> bool:
+    return (
+        refused.idempotency_key_hmac is not None
+        and retry.idempotency_key_hmac == refused.idempotency_key_hmac
+    )
+
+
+def _keys_said(refused: OpenAttempt, retry: OpenAttempt) -> str:
+    if refused.idempotency_key_hmac is None:
+        return "the refused open carried no Idempotency-Key"
+    if retry.idempotency_key_hmac is None:
+        return "the retry carried no Idempotency-Key"
+    return (
+        f"the retry's key differs (HMAC {retry.idempotency_key_hmac[:8]}…, "
+        f"refused open's {refused.idempotency_key_hmac[:8]}…)"
+    )
+
+
+def _twice_line(curl: str) -> str | None:
+    """Two opens back to back with one key: the second is answered 429 with Retry-After."""
+    if not curl:
+        return None
+    body = (
+        f'{{"bron_brin": "{QUALIFY_BRON.brin}", "overdrachtsoort": "overstapdossier", '
+        f'"zoeksleutel": "{derive_zoeksleutel(TEST_SCHEME_KEY, pupil_with("gereed"))}"}}'
+    )
+    one = f"{curl}/v1/sessions -i -H 'Idempotency-Key: try-1' -d '{body}'"
+    return f"{one}; {one}  # the second: 429 and Retry-After; again after it: the same session"
 
 
 def _of(evidence: Evidence, scenario: str) -> list[Session]:

@@ -8,6 +8,7 @@ that doel did from the Traffic Center's own records (its sessions and its audit 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from traffic_center.demo.sandbox import Sandbox
 from traffic_center.domain.audit import AuditRecord
 from traffic_center.domain.identifiers import derive_zoeksleutel
 from traffic_center.domain.models import Session
+from traffic_center.exchanges.service import OPEN_ATTEMPT_EVENT
 from traffic_center.las.doel import ClientTLS, DoelClient
 from traffic_center.las.pupils import TEST_SCHEME_KEY, pupil_with
 
@@ -32,6 +34,18 @@ VENDOR_DOEL = SandboxSchool(
 # A pupil of the sandbox only: the bron declares 200,000 bytes, sends about half and hangs up.
 AFBREKEN_PGN = "999990056"
 AFBREKEN_SCENARIO = "afbreken-200000"
+# `qualify doel`'s 429: the real rate limiter with a 2-second window and one session open per
+# window for the doel, so a second open within 2 s is answered 429 with a Retry-After of a few
+# seconds (broker/rate_limits.py). 30 a minute is one per 2-second window.
+SESSION_WINDOW_SECONDS = 2
+SESSIONS_PER_MINUTE = 30
+RETRY_TASK = (
+    f"one session open per {SESSION_WINDOW_SECONDS} s: open the next session at once; on 429 "
+    "wait Retry-After, then retry the same open with the same Idempotency-Key"
+)
+# The 00YY reference LAS checks each session at the TC before it serves a dossier, as a
+# conforming bron does (`las serve --check-session`).
+BRON_LAS_OPTIONS = ("--check-session",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +74,25 @@ ASSIGNMENTS: tuple[Assignment, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
+class OpenAttempt:
+    """One overdrachtRequest as the TC saw it (its debug line ``session_open_attempt``)."""
+
+    arrived_at: dt.datetime
+    result: str  # SessieToegekend, or the refusal's code (TeVeelVerzoeken: 429)
+    retry_after_seconds: int | None
+    idempotency_key_hmac: str | None  # the key as the session keeps it; never the key
+    request_hmac: str  # the same request (pupil, bron, soort) has the same HMAC
+
+
+@dataclass(frozen=True, slots=True)
 class Evidence:
     """What the Traffic Center recorded about the vendor's doel."""
 
     sessions: Sequence[Session]
     records: Sequence[AuditRecord]  # every audit record about the doel, in chain order
     scenario_of: Mapping[str, str]  # sessie_id → scenario, by the pupil's zoeksleutel
+    # Every session open at the sandbox TC, in order (only the vendor's doel opens sessions).
+    attempts: Sequence[OpenAttempt] = ()
 
 
 @dataclass
@@ -73,15 +100,20 @@ class QualifySandbox:
     root: Path
     port: int | None = None
     notify_after_seconds: float = 1.0
+    # `qualify doel`: one session open per SESSION_WINDOW_SECONDS, so the doel meets a 429.
+    limit_sessions: bool = False
     world: Sandbox = field(init=False)
 
     def __post_init__(self) -> None:
         self.world = Sandbox(
             self.root,
+            # Debug: the TC's line for every session open attempt (OPEN_ATTEMPT_EVENT).
+            tc_env={"TC_LOG_LEVEL": "debug", **(_session_limits() if self.limit_sessions else {})},
             notify_after_seconds=self.notify_after_seconds,
             pupils={AFBREKEN_PGN: AFBREKEN_SCENARIO},
             parties=(QUALIFY_BRON, VENDOR_DOEL),
             port=self.port,
+            las_options={QUALIFY_BRON.key: BRON_LAS_OPTIONS},
         )
 
     async def start(self) -> None:
@@ -129,6 +161,9 @@ class QualifySandbox:
             },
             "scheme_key": TEST_SCHEME_KEY.hex(),
             "pupils": {a.scenario: a.pgn for a in ASSIGNMENTS},
+            # One session open per this many seconds (a second one is answered 429); None: the
+            # ordinary budgets.
+            "session_window_seconds": SESSION_WINDOW_SECONDS if self.limit_sessions else None,
             "logs": str(self.world.log_dir),
         }
 
@@ -171,7 +206,35 @@ class QualifySandbox:
             for s in doel_sessions
             if s.search_key_hmac in by_hmac
         }
-        return Evidence(doel_sessions, records, scenario_of)
+        return Evidence(doel_sessions, records, scenario_of, self.open_attempts())
+
+    def open_attempts(self) -> list[OpenAttempt]:
+        """The TC's debug lines for session opens, from its output as it ran."""
+        assert self.world.tc is not None
+        return [
+            _attempt(event)
+            for event in list(self.world.tc.events)
+            if event.get("event") == OPEN_ATTEMPT_EVENT
+        ]
+
+
+def _session_limits() -> dict[str, str]:
+    return {
+        "TC_RATE_LIMIT_WINDOW_SECONDS": str(SESSION_WINDOW_SECONDS),
+        "TC_RATE_LIMIT_SESSIONS_PER_MINUTE": str(SESSIONS_PER_MINUTE),
+    }
+
+
+def _attempt(event: Mapping[str, Any]) -> OpenAttempt:
+    retry_after = event.get("retry_after_seconds")
+    key = event.get("idempotency_key_hmac")
+    return OpenAttempt(
+        arrived_at=dt.datetime.fromisoformat(str(event["arrived_at"])),
+        result=str(event["result"]),
+        retry_after_seconds=int(retry_after) if retry_after is not None else None,
+        idempotency_key_hmac=str(key) if key is not None else None,
+        request_hmac=str(event["request_hmac"]),
+    )
 
 
 def describe(sandbox: QualifySandbox) -> str:
@@ -188,5 +251,6 @@ def describe(sandbox: QualifySandbox) -> str:
         f"scheme key       {info['scheme_key']} (public test key: test pupils only)",
         "pupils to fetch from bron 00YY:",
         *(f"  {a.scenario:<11} {a.pgn}  {a.task}" for a in ASSIGNMENTS),
+        *([f"  {'retry':<11} {'(any)':<9}  {RETRY_TASK}"] if sandbox.limit_sessions else []),
     ]
     return "\n".join(lines) + "\n"
