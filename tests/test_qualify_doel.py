@@ -89,11 +89,15 @@ async def impatient_open(doel: DoelClient, pgn: str) -> GrantedSession:
             at_once = False
 
 
+SENT_KEYS: list[str] = []  # what forgetful_open sent, to look for in the TC's output
+
+
 async def forgetful_open(doel: DoelClient, pgn: str) -> GrantedSession:
     """Waits Retry-After, then retries with a new key."""
     while True:
+        SENT_KEYS.append(key := new_idempotency_key())
         try:
-            return await doel.open_session(BRIN, pgn, idempotency_key=new_idempotency_key())
+            return await doel.open_session(BRIN, pgn, idempotency_key=key)
         except TrafficCenterRefused as refused:
             if refused.status != 429 or refused.retry_after is None:
                 raise
@@ -161,6 +165,12 @@ async def test_a_doel_that_changes_its_key_on_a_retry_is_reported(
     assert {(c.scenario, c.name) for c in report.failed} == {(RETRY, SAME_KEY)}
     (check,) = report.failed
     assert "key differs" in check.got, check.got
+    # The TC saw the keys as HMACs only: none of them in its output, in clear.
+    assert sandbox.world.tc is not None
+    output = sandbox.world.tc.log_path.read_text()
+    assert "session_open_attempt" in output
+    assert SENT_KEYS
+    assert not [key for key in SENT_KEYS if key in output]
     assert check.reproduce is not None
     assert "/v1/sessions" in check.reproduce
 
