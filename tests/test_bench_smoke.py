@@ -34,8 +34,10 @@ def test_nginx_compare_prints_both_tables_with_ratios() -> None:
     out = run_bench(
         "nginx_compare.py", "--rounds", "2", "--cases", "170kB", "--levels", "1,2", "--batch", "2"
     )
-    assert "| dossier | n | nginx p50 |" in out
-    assert re.search(rf"^\| 170kB \| 2 \| .* \| {RATIO} \| {RATIO} \|$", out, re.MULTILINE), out
+    assert "| dossier | timed | n | nginx p50 |" in out
+    for timed in ("whole", "request"):
+        row = rf"^\| 170kB \| {timed} \| 2 \| .* \| {RATIO} \| {RATIO} \|$"
+        assert re.search(row, out, re.MULTILINE), out
     assert "| concurrent 1 MB |" in out
     for level in (1, 2):
         assert re.search(rf"^\| {level} \| \d+ \| \d+ \| \d+ \| {RATIO} \|$", out, re.MULTILINE), (
