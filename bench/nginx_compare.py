@@ -16,10 +16,9 @@ Rounds are interleaved (nginx, TC, nginx, TC…) so a noisy neighbour hurts both
 
 - latency: a 170 kB and a 50 MB dossier, p50/p99 and throughput of two times per fetch:
   *whole* (curl's ``time_total``: TCP connect, the mTLS handshake to the front, request,
-  last byte; what a LAS calling with curl waits, and how the issue's figures were taken)
-  and *request* (``time_total - time_pretransfer``: from the request going out to the last
-  byte, the handshake left out: the relay's own share, against which the goals are read;
-  both fronts do the handshake with OpenSSL, and on a loaded machine it swings 8–70 ms);
+  last byte; what a LAS calling with curl waits, as issue 14's figures were taken, and what
+  the goals are read on) and *request* (``time_total - time_pretransfer``: from the request
+  going out to the last byte, the handshake left out: the relay's own share);
 - concurrency: 1, 8 and 32 concurrent 1 MB fetches (``--parallel``), throughput over each
   batch's wall time (connects, handshakes and curl's start included, on both sides).
 
@@ -400,7 +399,7 @@ def print_latency(rows: list[dict[str, Any]]) -> None:
             f"| {r['nginx_mb_s']:.0f} | {ms(r['tc_p50'])} ms | {ms(r['tc_p99'])} ms "
             f"| {r['tc_mb_s']:.0f} | {r['p50_ratio']:.2f}× | {r['mb_s_ratio']:.2f}× |"
         )
-    print("goals, on the request rows: 170 kB TC/nginx p50 ≤ 1.3×; 50 MB MB/s ≥ 0.9×", flush=True)
+    print("goals, on the whole rows: 170 kB TC/nginx p50 ≤ 1.3×; 50 MB MB/s ≥ 0.9×", flush=True)
 
 
 def print_concurrency(rows: list[dict[str, Any]]) -> None:
