@@ -35,20 +35,15 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the test suite's throwaway PostgreSQL, run as a script
+from _common import postgres_server_url
 
-from tests.support.postgres import ThrowawayPostgres  # noqa: E402
-from traffic_center.admin.store import open_signed_store  # noqa: E402
-from traffic_center.domain.audit import AuditRecord, AuditType, Phase  # noqa: E402
-from traffic_center.settings import Settings  # noqa: E402
-from traffic_center.store.store import Store  # noqa: E402
-
-URL_ENV = "TC_BENCH_POSTGRES_URL"
+from traffic_center.admin.store import open_signed_store
+from traffic_center.domain.audit import AuditRecord, AuditType, Phase
+from traffic_center.settings import Settings
+from traffic_center.store.store import Store
 
 
 @dataclass(frozen=True)
@@ -173,15 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s each")
     args = parser.parse_args(argv)
     seconds = 1.0 if args.quick else args.seconds
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="tc-bench-") as home:
-        url = os.environ.get(URL_ENV)
-        if url is None:
-            cluster = ThrowawayPostgres()
-            stack.callback(cluster.remove)
-            cluster.init()
-            cluster.start()
-            stack.callback(cluster.stop)
-            url = cluster.server.url("postgres")
+    with postgres_server_url() as url, tempfile.TemporaryDirectory(prefix="tc-bench-") as home:
         settings = Settings(home=Path(home), database_url=url, secret_key=secrets.token_urlsafe(48))
         secret, before = asyncio.run(prepare(settings))
         print(f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "

@@ -16,27 +16,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psutil
+from _common import KB, MB, Samples, fetch_direct, running_sandbox
 
 from traffic_center.demo.memory import RssSampler
 from traffic_center.demo.sandbox import BRON, Sandbox
-from traffic_center.domain.las_contract import SESSION_HEADER, TRANSACTION_HEADER
 from traffic_center.las.doel import ClientTLS, DoelClient
-
-KB, MB = 1024, 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,52 +41,13 @@ class Case:
     pgn: str  # the bench pupil whose dossier is a generated one of `size` bytes
 
 
-@dataclass
-class Samples:
-    seconds: list[float] = field(default_factory=list)
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.seconds)
-        index = min(len(ordered) - 1, round(q * (len(ordered) - 1)))
-        return ordered[index]
-
-    def throughput_mb_s(self, size: int) -> float:
-        return size * len(self.seconds) / sum(self.seconds) / MB
-
-
-async def fetch_direct(client: httpx.AsyncClient, url: str, zoeksleutel: str) -> tuple[int, str]:
-    sessie_id = str(uuid.uuid4())
-    body = {
-        "sessie_id": sessie_id,
-        "zoeksleutel": zoeksleutel,
-        "overdrachtsoort": "overstapdossier",
-        "aanvraagdatum": None,
-        "doel_brin": "34CD",
-        "doel_routeringskenmerk": "00000007000034000001",
-        "doel_sector": "VO",
-    }
-    headers = {SESSION_HEADER: sessie_id, TRANSACTION_HEADER: str(uuid.uuid4())}
-    digest, size = hashlib.sha256(), 0
-    async with client.stream("POST", url + "/dossier", json=body, headers=headers) as response:
-        response.raise_for_status()
-        async for chunk in response.aiter_raw():
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
 async def run(cases: list[Case]) -> list[dict[str, object]]:
-    root = Path(tempfile.mkdtemp(prefix="traffic-center-bench-"))
-    sandbox = Sandbox(
-        root,
-        tc_env={"TC_RELAY_MAX_IN_FLIGHT": "64"},
-        pupils={case.pgn: f"grootte-{case.size}" for case in cases},
-    )
+    pupils = {case.pgn: f"grootte-{case.size}" for case in cases}
     results: list[dict[str, object]] = []
-    try:
-        await sandbox.start()
+    async with running_sandbox("traffic-center-bench-", pupils=pupils) as sandbox:
         assert sandbox.tc is not None
-        relay_tls = ClientTLS(root / "tc" / "relay.pem", root / "tc" / "relay.key", sandbox.ca_pem)
+        tc_home = sandbox.root / "tc"
+        relay_tls = ClientTLS(tc_home / "relay.pem", tc_home / "relay.key", sandbox.ca_pem)
         bron_url = sandbox.las[BRON.key].url
         async with (
             httpx.AsyncClient(verify=relay_tls.ssl_context(), timeout=120) as direct,
@@ -100,9 +55,6 @@ async def run(cases: list[Case]) -> list[dict[str, object]]:
         ):
             for case in cases:
                 results.append(await _measure(case, sandbox, direct, doel, bron_url))
-    finally:
-        await sandbox.stop()
-        shutil.rmtree(root, ignore_errors=True)
     return results
 
 

@@ -1,0 +1,137 @@
+"""What the benchmarks share: a sandbox for the occasion, percentiles, PostgreSQL, the machine.
+
+Imported by the bench scripts as ``_common`` (each script runs with bench/ on ``sys.path``);
+only public entry points of the Traffic Center are used, so a bench measures the code as a
+vendor and an operator meet it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the test suite's throwaway PostgreSQL, run as a script
+
+from tests.support.postgres import ThrowawayPostgres  # noqa: E402
+from traffic_center.demo.sandbox import Sandbox  # noqa: E402
+from traffic_center.domain.las_contract import SESSION_HEADER, TRANSACTION_HEADER  # noqa: E402
+
+KB, MB = 1024, 1024 * 1024
+POSTGRES_URL_ENV = "TC_BENCH_POSTGRES_URL"
+# No bench may be refused by the limits that guard a production node against one school: they
+# would measure the limiter, not the path. Everything else stays at its default.
+UNLIMITED = str(10**9)
+BENCH_TC_ENV = {
+    "TC_RELAY_MAX_IN_FLIGHT": "256",
+    "TC_RELAY_MAX_PER_DOEL_SCHOOL": "256",
+    "TC_RELAY_MAX_PER_BRON_ENDPOINT": "256",
+    "TC_RATE_LIMIT_SESSIONS_PER_MINUTE": UNLIMITED,
+    "TC_RATE_LIMIT_CHECKS_PER_MINUTE": UNLIMITED,
+    "TC_RATE_LIMIT_DOSSIERS_PER_MINUTE": UNLIMITED,
+    "TC_RATE_LIMIT_CLOSES_PER_MINUTE": UNLIMITED,
+}
+
+
+@dataclass
+class Samples:
+    seconds: list[float] = field(default_factory=list)
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.seconds)
+        index = min(len(ordered) - 1, round(q * (len(ordered) - 1)))
+        return ordered[index]
+
+    def throughput_mb_s(self, size: int) -> float:
+        return size * len(self.seconds) / sum(self.seconds) / MB
+
+
+def machine_line() -> str:
+    """One line naming the machine, so a table is never read without it."""
+    cpu = platform.processor() or platform.machine()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{psutil.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+        f"load average {load} at start"
+    )
+
+
+def bron_request(zoeksleutel: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A documentRequest as the relay sends it to a bron LAS: its body and OSO headers."""
+    sessie_id = str(uuid.uuid4())
+    body = {
+        "sessie_id": sessie_id,
+        "zoeksleutel": zoeksleutel,
+        "overdrachtsoort": "overstapdossier",
+        "aanvraagdatum": None,
+        "doel_brin": "34CD",
+        "doel_routeringskenmerk": "00000007000034000001",
+        "doel_sector": "VO",
+    }
+    return body, {SESSION_HEADER: sessie_id, TRANSACTION_HEADER: str(uuid.uuid4())}
+
+
+async def fetch_direct(client: httpx.AsyncClient, url: str, zoeksleutel: str) -> tuple[int, str]:
+    """The dossier straight from the bron at ``url``: its size and SHA-256."""
+    body, headers = bron_request(zoeksleutel)
+    digest, size = hashlib.sha256(), 0
+    async with client.stream("POST", url + "/dossier", json=body, headers=headers) as response:
+        response.raise_for_status()
+        async for chunk in response.aiter_raw():
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+@contextlib.asynccontextmanager
+async def running_sandbox(
+    prefix: str, *, tc_env: dict[str, str] | None = None, pupils: dict[str, str] | None = None
+) -> AsyncIterator[Sandbox]:
+    """A started sandbox in a directory of its own; stopped and removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    sandbox = Sandbox(root, tc_env={**BENCH_TC_ENV, **(tc_env or {})}, pupils=pupils or {})
+    try:
+        await sandbox.start()
+        yield sandbox
+    finally:
+        await sandbox.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server_url() -> Iterator[str]:
+    """A PostgreSQL URL (database ``postgres``): TC_BENCH_POSTGRES_URL, or a throwaway cluster
+    from the machine's binaries (the test suite's, fsync off: the figures are the code's cost,
+    not the disk's)."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if url is not None:
+        yield url
+        return
+    cluster = ThrowawayPostgres()
+    try:
+        cluster.init()
+        cluster.start()
+        try:
+            yield cluster.server.url("postgres")
+        finally:
+            cluster.stop()
+    finally:
+        cluster.remove()
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"

@@ -1,0 +1,263 @@
+"""Sessions per second through the broker API: open + close, SQLite and PostgreSQL, 1 and 2 workers.
+
+    .venv/bin/python bench/session_bench.py [--quick] [--seconds 5] [--backends sqlite,postgres]
+    TC_BENCH_POSTGRES_URL=postgresql+asyncpg://…/postgres .venv/bin/python bench/session_bench.py
+
+For each store (the SQLite default, and PostgreSQL: a throwaway cluster with fsync off, or
+TC_BENCH_POSTGRES_URL) and each process model (`traffic-center serve`, and with
+``--workers 2``) it starts a sandbox (the Traffic Center and two reference LAS processes on
+loopback, over mTLS, each time on a fresh database) and lets 1 and then 16 doel clients
+open a session (``POST /v1/sessions``) and close it (``POST /v1/sessions/{id}/close``) as
+fast as they can for ``--seconds``. A client is an ``httpx.AsyncClient`` on one HTTP/1.1
+keep-alive connection with the doel's certificate; the clients run in separate processes
+(``--client-processes``, 2 by default, so the client is not the bottleneck on its own core)
+and their CPU time is printed beside the Traffic Center's (all its processes). It prints
+sessions per second (one session = open + close) and the p50/p99 of one pair; it asserts
+no speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import ssl
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+from _common import machine_line, ms, postgres_server_url, running_sandbox
+from sqlalchemy.engine import make_url
+
+from traffic_center.demo.sandbox import BRON, Sandbox
+from traffic_center.domain.identifiers import derive_zoeksleutel
+from traffic_center.las.doel import ClientTLS
+from traffic_center.las.pupils import TEST_SCHEME_KEY
+
+TEST_PGN = "662460613"  # a test vector of the zoeksleutel (tests/support/messages.py)
+START_SECONDS = 2.0  # for the client processes to connect and warm up before the clock
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    sessions: int
+    latencies: list[float]
+    cpu_seconds: float
+
+
+@dataclass(frozen=True)
+class Config:
+    backend: str
+    workers: int
+
+
+async def open_and_close(client: httpx.AsyncClient, open_body: dict[str, Any]) -> None:
+    opened = await client.post("/v1/sessions", json=open_body)
+    if opened.status_code != 201:
+        raise RuntimeError(f"open: {opened.status_code} {opened.text}")
+    answer = opened.json()
+    close_body = {
+        "resultaat": "OverdrachtMislukt",  # no dossier: the only honest result
+        "routeringskenmerk": answer["bron_endpoints"][0]["routeringskenmerk"],
+    }
+    closed = await client.post(f"/v1/sessions/{answer['sessie_id']}/close", json=close_body)
+    if closed.status_code != 200:
+        raise RuntimeError(f"close: {closed.status_code} {closed.text}")
+
+
+def keep_alive_client(tc_url: str, context: ssl.SSLContext) -> httpx.AsyncClient:
+    """One doel client: one HTTP/1.1 connection, kept alive between requests."""
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    return httpx.AsyncClient(base_url=tc_url, verify=context, timeout=30, limits=one)
+
+
+async def run_clients(
+    tc_url: str, tls: ClientTLS, clients: int, start_at: float, seconds: float
+) -> ClientResult:
+    open_body = {
+        "bron_brin": BRON.brin,
+        "overdrachtsoort": "overstapdossier",
+        "zoeksleutel": derive_zoeksleutel(TEST_SCHEME_KEY, TEST_PGN),
+    }
+    context = tls.ssl_context()
+    latencies: list[float] = []
+    async with contextlib.AsyncExitStack() as stack:
+        pool = [
+            await stack.enter_async_context(keep_alive_client(tc_url, context))
+            for _ in range(clients)
+        ]
+        await asyncio.gather(*(open_and_close(c, open_body) for c in pool))  # connect, warm
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        cpu_before = time.process_time()
+        until = time.monotonic() + seconds
+
+        async def loop(client: httpx.AsyncClient) -> None:
+            while time.monotonic() < until:
+                began = time.perf_counter()
+                await open_and_close(client, open_body)
+                if time.monotonic() <= until:  # what ends after the bell is not counted
+                    latencies.append(time.perf_counter() - began)
+
+        await asyncio.gather(*(loop(c) for c in pool))
+        cpu = time.process_time() - cpu_before
+    return ClientResult(len(latencies), latencies, cpu)
+
+
+def client_process(
+    tc_url: str, tls: ClientTLS, clients: int, start_at: float, seconds: float
+) -> ClientResult:
+    return asyncio.run(run_clients(tc_url, tls, clients, start_at, seconds))
+
+
+def tc_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the Traffic Center's process and its workers so far."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def measure(
+    pool: ProcessPoolExecutor, sandbox: Sandbox, clients: int, processes: int, seconds: float
+) -> dict[str, float]:
+    assert sandbox.tc is not None
+    processes = min(processes, clients)
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    start_at = time.time() + START_SECONDS
+    futures = [
+        pool.submit(client_process, sandbox.tc_url, sandbox.doel_tls(), n, start_at, seconds)
+        for n in shares
+    ]
+    time.sleep(max(0.0, start_at - time.time()))
+    tc_before = tc_cpu_seconds(sandbox.tc.pid)
+    results = [f.result() for f in futures]
+    tc_cpu = tc_cpu_seconds(sandbox.tc.pid) - tc_before
+    latencies = sorted(x for r in results for x in r.latencies)
+    return {
+        "clients": clients,
+        "sessions": len(latencies),
+        "per_second": len(latencies) / seconds,
+        "p50": statistics.median(latencies),
+        "p99": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))],
+        "client_cpu": sum(r.cpu_seconds for r in results) / seconds,
+        "tc_cpu": tc_cpu / seconds,
+    }
+
+
+@contextlib.contextmanager
+def database_env(url: str | None) -> Iterator[dict[str, str]]:
+    """TC_DATABASE_URL for the sandbox: its builder reads the environment, its TC gets it."""
+    if url is None:
+        yield {}
+        return
+    os.environ["TC_DATABASE_URL"] = url
+    try:
+        yield {"TC_DATABASE_URL": url}
+    finally:
+        del os.environ["TC_DATABASE_URL"]
+
+
+async def fresh_database(server_url: str) -> str:
+    """A new, empty database on the server; its URL."""
+    url = make_url(server_url)
+    name = f"tc_bench_{uuid.uuid4().hex[:12]}"
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password,
+        database=url.database or "postgres",
+    )  # fmt: skip
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@contextlib.asynccontextmanager
+async def sandbox_for(config: Config, postgres: str | None) -> AsyncIterator[Sandbox]:
+    url = await fresh_database(postgres) if config.backend == "postgres" and postgres else None
+    with database_env(url) as env:
+        tc_env = {**env, "TC_WORKERS": str(config.workers)}
+        async with running_sandbox("tc-session-bench-", tc_env=tc_env) as sandbox:
+            yield sandbox
+
+
+async def run_config(
+    config: Config, postgres: str | None, pool: ProcessPoolExecutor, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    rows = []
+    async with sandbox_for(config, postgres) as sandbox:
+        for clients in args.clients:
+            row = await asyncio.to_thread(
+                measure, pool, sandbox, clients, args.client_processes, args.seconds
+            )
+            rows.append({"backend": config.backend, "workers": config.workers, **row})
+            print_row(rows[-1])
+    return rows
+
+
+def print_row(r: dict[str, Any]) -> None:
+    print(
+        f"| {r['backend']} | {r['workers']} | {r['clients']} | {r['sessions']} "
+        f"| {r['per_second']:.0f} | {ms(r['p50'])} | {ms(r['p99'])} "
+        f"| {r['tc_cpu']:.2f} | {r['client_cpu']:.2f} |",
+        flush=True,
+    )
+
+
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    configs = [Config(b, w) for b in args.backends for w in args.workers]
+    rows: list[dict[str, Any]] = []
+    spawn = multiprocessing.get_context("spawn")  # clean client interpreters, like other hosts
+    with (
+        ProcessPoolExecutor(max_workers=args.client_processes, mp_context=spawn) as pool,
+        contextlib.ExitStack() as stack,
+    ):
+        postgres = None
+        if "postgres" in args.backends:
+            postgres = stack.enter_context(postgres_server_url())
+        for config in configs:
+            rows.extend(await run_config(config, postgres, pool, args))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per configuration [5]")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1.5 s each")
+    parser.add_argument("--backends", default="sqlite,postgres", help="[sqlite,postgres]")
+    parser.add_argument("--workers", default="1,2", help="TC worker processes to try [1,2]")
+    parser.add_argument("--clients", default="1,16", help="concurrent clients to try [1,16]")
+    parser.add_argument("--client-processes", type=int, default=2, help="[2]")
+    args = parser.parse_args(argv)
+    args.seconds = 1.5 if args.quick else args.seconds
+    args.backends = [b for b in args.backends.split(",") if b]
+    if not set(args.backends) <= {"sqlite", "postgres"}:
+        parser.error("--backends: sqlite and/or postgres")
+    args.workers = [int(w) for w in args.workers.split(",")]
+    args.clients = [int(c) for c in args.clients.split(",")]
+    print(f"# sessions/s (open + close), {args.seconds:g} s each, keep-alive HTTP/1.1 clients "
+          f"in {args.client_processes} processes")  # fmt: skip
+    print(f"# {machine_line()}")
+    print("| store | workers | clients | sessions | sessions/s | p50 ms | p99 ms "
+          "| TC CPU (cores) | client CPU (cores) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    asyncio.run(run(args))
+    print("goals: ≥ 400/s sqlite with 16 clients; ≥ 300/s postgres, 2 workers, 16 clients")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

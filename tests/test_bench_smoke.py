@@ -1,0 +1,56 @@
+"""The benchmarks still run: each new bench's smallest run prints its table and exits 0.
+
+Speed is not asserted here (bench/ measures it); only that a bench measures what it says,
+so a change to the Traffic Center cannot leave bench/ broken until someone needs a figure.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.processes import clean_env
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+RATIO = r"\d+\.\d\d×"
+
+
+def run_bench(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_nginx_compare_prints_both_tables_with_ratios() -> None:
+    out = run_bench(
+        "nginx_compare.py", "--rounds", "2", "--cases", "170kB", "--levels", "1,2", "--batch", "2"
+    )
+    assert "| dossier | timed | n | nginx p50 |" in out
+    for timed in ("whole", "request"):
+        row = rf"^\| 170kB \| {timed} \| 2 \| .* \| {RATIO} \| {RATIO} \|$"
+        assert re.search(row, out, re.MULTILINE), out
+    assert "| concurrent 1 MB |" in out
+    for level in (1, 2):
+        assert re.search(rf"^\| {level} \| \d+ \| \d+ \| \d+ \| {RATIO} \|$", out, re.MULTILINE), (
+            out
+        )
+
+
+def test_session_bench_prints_sessions_per_second() -> None:
+    out = run_bench(
+        "session_bench.py", "--seconds", "0.5", "--backends", "sqlite", "--workers", "1",
+        "--clients", "1,2",
+    )  # fmt: skip
+    assert "| store | workers | clients | sessions | sessions/s |" in out
+    rows = re.findall(r"^\| sqlite \| 1 \| (\d+) \| (\d+) \| (\d+) \|", out, re.MULTILINE)
+    assert [clients for clients, _, _ in rows] == ["1", "2"], out
+    assert all(int(sessions) > 0 for _, sessions, _ in rows), out
