@@ -3,7 +3,8 @@
 The declaration stays the contract's source; these tests hold the plain route to it: it is
 the route that answers, it refuses every malformed request exactly as FastAPI refuses it for
 the declaration (status, body, the errors' locations and messages), and each refusal is one
-the contract documents for the operation (real TLS against the declaration in-process).
+the contract documents for the operation. The Traffic Center is the real one over mTLS; the
+declaration is served in-process by FastAPI, as the reference.
 """
 
 from __future__ import annotations

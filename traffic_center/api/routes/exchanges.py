@@ -241,7 +241,9 @@ class _DossierRelayApp:
             else _checked(self._traceparent, given, ("header", TRACEPARENT_HEADER), errors)
         )
         if received is _ABSENT:  # an error, so nothing below returns without a body
-            errors.append({"type": "missing", "loc": ("body",), "msg": "Field required"})
+            errors.append(
+                {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+            )
         else:
             body: DossierRequestBody = _checked(self._body, received, ("body",), errors)
         if errors:
@@ -290,7 +292,7 @@ async def _json_body(request: Request) -> Any:
             ],
             body=error.doc,
         ) from error
-    except Exception as error:
+    except Exception as error:  # e.g. not UTF-8, or the doel gone mid-body: as FastAPI does
         raise HTTPException(400, "There was an error parsing the body") from error
 
 
