@@ -125,6 +125,8 @@ def create_app(
     )
     app.include_router(identity.router)
     app.include_router(sessions.router)
+    # In front of its declaration in exchanges.router: the relay's hot path as plain ASGI.
+    app.router.routes.append(exchanges.DossierRelayRoute())
     app.include_router(exchanges.router)
     app.include_router(audit.router)
     app.include_router(crl.router)
