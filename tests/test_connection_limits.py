@@ -126,6 +126,24 @@ def test_headers_one_line_at_a_time_are_cut_off(node: Node) -> None:
     assert cut_off <= HEADER_SECONDS + SLACK_SECONDS
 
 
+def test_blank_lines_trickled_before_a_request_are_cut_off(node: Node) -> None:
+    """A parser may skip them without a word; the header deadline still runs."""
+    started = time.monotonic()
+    with node.tls() as sock:
+        cut_off = None
+        for _ in range(40):  # an empty line every 0.3 s, never a request
+            try:
+                sock.sendall(b"\r\n")
+            except (ConnectionError, ssl.SSLError, OSError):
+                cut_off = time.monotonic() - started
+                break
+            if _seconds_until_closed(sock, give_up=0.3) is not None:
+                cut_off = time.monotonic() - started
+                break
+    assert cut_off is not None, "blank lines kept a connection for 12 s"
+    assert cut_off <= HEADER_SECONDS + SLACK_SECONDS
+
+
 def test_a_body_trickled_a_byte_at_a_time_is_cut_off(node: Node) -> None:
     started = time.monotonic()
     with node.tls() as sock:

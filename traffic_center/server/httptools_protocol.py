@@ -27,8 +27,13 @@ class BoundedHttpToolsProtocol(BoundedConnection, HttpToolsProtocol):
         super().__init__(config, *args, **kwargs)
         self._max_header_bytes = config.h11_max_incomplete_event_size or MAX_HEADER_BYTES
         self._header_bytes = 0
+        self._in_message = False
 
     def data_received(self, data: bytes) -> None:
+        if not self._in_message:
+            # Any byte between requests starts the clock, as on h11: llhttp skips blank lines
+            # before a request without a callback, and uvicorn's keep-alive timer is off.
+            self._request_begun()
         super().data_received(data)
         if self._header_deadline is not None:  # a request's headers are still coming
             self._header_bytes += len(data)
@@ -37,6 +42,7 @@ class BoundedHttpToolsProtocol(BoundedConnection, HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._header_bytes = 0
+        self._in_message = True
         self._request_begun()
         super().on_message_begin()
 
@@ -46,6 +52,7 @@ class BoundedHttpToolsProtocol(BoundedConnection, HttpToolsProtocol):
         self._body_due()
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         self._body_received()
         super().on_message_complete()
 
