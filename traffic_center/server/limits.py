@@ -125,10 +125,19 @@ class ReportingSSLObject(ssl.SSLObject):
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise  # more bytes to come: not an outcome
         except ssl.SSLError as error:
-            refusals = getattr(asyncio.get_running_loop(), "handshake_refusals", None)
-            if isinstance(refusals, HandshakeRefusals):
-                refusals.report(error)
+            _report_refusal(error)
             raise
+
+
+def _report_refusal(error: ssl.SSLError) -> None:
+    """To the listeners of the loop running this handshake (a blocking caller has none)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    refusals = getattr(loop, "handshake_refusals", None)
+    if isinstance(refusals, HandshakeRefusals):
+        refusals.report(error)
 
 
 class BoundedHandshakeLoop(HandshakeBounds, asyncio.SelectorEventLoop):
