@@ -126,6 +126,24 @@ def test_headers_one_line_at_a_time_are_cut_off(node: Node) -> None:
     assert cut_off <= HEADER_SECONDS + SLACK_SECONDS
 
 
+def test_blank_lines_trickled_before_a_request_are_cut_off(node: Node) -> None:
+    """A parser may skip them without a word; the header deadline still runs."""
+    started = time.monotonic()
+    with node.tls() as sock:
+        cut_off = None
+        for _ in range(40):  # an empty line every 0.3 s, never a request
+            try:
+                sock.sendall(b"\r\n")
+            except (ConnectionError, ssl.SSLError, OSError):
+                cut_off = time.monotonic() - started
+                break
+            if _seconds_until_closed(sock, give_up=0.3) is not None:
+                cut_off = time.monotonic() - started
+                break
+    assert cut_off is not None, "blank lines kept a connection for 12 s"
+    assert cut_off <= HEADER_SECONDS + SLACK_SECONDS
+
+
 def test_a_body_trickled_a_byte_at_a_time_is_cut_off(node: Node) -> None:
     started = time.monotonic()
     with node.tls() as sock:
@@ -202,6 +220,18 @@ def test_content_length_with_transfer_encoding_is_400_and_closed(node: Node) -> 
     assert closed < 1.0
 
 
+def test_headers_beyond_16_kib_are_400_and_closed(node: Node) -> None:
+    """As h11 bounds them; httptools' parser has no bound of its own."""
+    answer, closed = _raw_request(
+        node,
+        b"GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + b"".join(b"X-Filler-%d: %s\r\n" % (n, b"a" * 1000) for n in range(20)),
+    )
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+    assert closed is not None, "the connection was kept"
+    assert closed < 1.0
+
+
 def test_no_slash_redirect_reflects_the_host(node: Node) -> None:
     answer, _ = _raw_request(
         node, b"GET /v1/whoami/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
@@ -211,7 +241,9 @@ def test_no_slash_redirect_reflects_the_host(node: Node) -> None:
 
 
 def test_made_up_methods_are_one_metric_label(node: Node) -> None:
-    for method in (b"123456782", b"BREW", b"X-Y"):
+    # httptools' parser refuses the first three itself (400); WebDAV's PROPFIND it knows, and
+    # the app counts it as "other".
+    for method in (b"123456782", b"BREW", b"X-Y", b"PROPFIND"):
         answer, _ = _raw_request(
             node, method + b" /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         )
@@ -219,6 +251,7 @@ def test_made_up_methods_are_one_metric_label(node: Node) -> None:
     metrics = httpx.get(f"http://127.0.0.1:{node.ops_port}/metrics", timeout=5).text
     assert "123456782" not in metrics
     assert 'method="BREW"' not in metrics
+    assert 'method="PROPFIND"' not in metrics
     assert 'method="other"' in metrics
 
 

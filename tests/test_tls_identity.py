@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import os
+import socket
 import ssl
 import time
 from pathlib import Path
@@ -11,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.server import TrafficCenterUnderTest
+from tests.support.server import TrafficCenterUnderTest, start_traffic_center
+from tests.support.sockets import server_end_option
 from tests.support.world import client_context, unique_brin, unique_routeringskenmerk
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 
@@ -164,3 +168,61 @@ async def test_refusals_are_counted_by_reason_on_the_ops_listener(
         "not_draining": True,
     }
     assert alive.status_code == 200
+
+
+# --- the vendor listener's other protocol and loop -------------------------------------------
+
+REFUSED = "traffic_center_tls_handshakes_refused_total"
+
+
+@pytest.mark.parametrize(
+    ("httptools", "uvloop"),
+    [(False, False), (True, True)],
+    ids=["h11-asyncio", "httptools-uvloop"],
+)
+async def test_the_other_protocol_and_loop_keep_identity_limits_and_refusals(
+    tmp_path: Path, httptools: bool, uvloop: bool
+) -> None:
+    """The default is httptools on asyncio's loop (tests everywhere else); h11 is the fallback
+    and uvloop the alternative loop: the same mixins, so the same TLS scope, header deadline,
+    refused-handshake count and TCP_NODELAY."""
+    tc = await start_traffic_center(
+        tmp_path / "home",
+        f"sqlite+aiosqlite:///{tmp_path / 'tc.db'}",
+        httptools=httptools,
+        uvloop=uvloop,
+        header_timeout_seconds=1.0,
+    )
+    try:
+        party = await tc.world.school("PO")
+        whoami = await party.client().get("/v1/whoami")
+        assert whoami.status_code == 200
+        assert whoami.json()["serial"] == party.serial  # the certificate reached the scope
+
+        before = tc.metrics_registry.get_sample_value(REFUSED, {"reason": "no_certificate"}) or 0
+        await _assert_refused_in_handshake(tc, client_context(tc.ca_pem, None, None))
+        deadline = time.monotonic() + 5
+        while (
+            tc.metrics_registry.get_sample_value(REFUSED, {"reason": "no_certificate"}) or 0
+        ) == before:
+            assert time.monotonic() < deadline, "the refused handshake was not counted"
+            await asyncio.sleep(0.05)
+
+        context = client_context(tc.ca_pem, party.cert, party.key)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", tc.server.vendor.bound_port, ssl=context
+        )
+        try:
+            client_end = writer.get_extra_info("socket")
+            assert server_end_option(
+                client_end, os.getpid(), socket.IPPROTO_TCP, socket.TCP_NODELAY
+            )
+            writer.write(b"GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never the end
+            started = time.monotonic()
+            with contextlib.suppress(ConnectionError):
+                assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+            assert time.monotonic() - started < 2.5, "headers never ended, yet not cut off"
+        finally:
+            writer.close()
+    finally:
+        await tc.stop()

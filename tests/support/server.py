@@ -79,6 +79,8 @@ async def start_traffic_center(
     database_url: str,
     *,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
+    httptools: bool | None = None,
+    uvloop: bool = False,
     **overrides: Any,
 ) -> TrafficCenterUnderTest:
     defaults: dict[str, Any] = {
@@ -110,7 +112,12 @@ async def start_traffic_center(
     await builder.relay_certificate(home / "relay")
     registry = CollectorRegistry()
     server = TrafficCenterServer(
-        settings, registry=registry, clock=clock, upstream_transport=upstream_transport
+        settings,
+        registry=registry,
+        clock=clock,
+        upstream_transport=upstream_transport,
+        httptools=httptools,
+        uvloop=uvloop,
     )
     thread = ServerThread(server, loop_factory=server.loop_factory)
     await asyncio.to_thread(thread.start)

@@ -16,10 +16,12 @@ import gc
 import hashlib
 import logging
 import resource
+import socket
+import ssl
 from asyncio import selector_events, sslproto
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 from uvicorn.config import Config
@@ -64,16 +66,35 @@ class ListenerConfig(Config):
         """The loop uvicorn's own ``Server.run`` (each worker) creates."""
         return event_loop_factory(self.limits)
 
+    def bind_socket(self) -> socket.socket:
+        """uvicorn's listening socket (the one ``--workers`` share), made with protocol 0: the
+        connections asyncio accepts from it inherit that 0, and asyncio sets TCP_NODELAY only
+        on a socket whose protocol says TCP, so every small answer would wait ~40 ms for the
+        peer's delayed ACK. The same descriptor, reopened, reads its protocol from the kernel."""
+        sock = super().bind_socket()
+        reopened = socket.socket(fileno=sock.detach())
+        reopened.set_inheritable(True)
+        return reopened
 
-def event_loop_factory(limits: ConnectionLimits) -> Callable[[], asyncio.AbstractEventLoop]:
+
+def event_loop_factory(
+    limits: ConnectionLimits, *, uvloop: bool = False
+) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The vendor listener's loop: asyncio's, or uvloop's when asked for (server/uvloop_loop.py
+    says why it is not the default)."""
+    if uvloop:
+        from traffic_center.server.uvloop_loop import BoundedHandshakeUVLoop
+
+        return lambda: BoundedHandshakeUVLoop(handshake_seconds=limits.handshake_seconds)
     return lambda: BoundedHandshakeLoop(handshake_seconds=limits.handshake_seconds)
 
 
-class BoundedHandshakeLoop(asyncio.SelectorEventLoop):
-    """asyncio's loop whose TLS servers bound the handshake (uvicorn passes no timeout: 60 s),
-    and report the handshakes they refuse.
+class HandshakeBounds(asyncio.AbstractEventLoop):
+    """What the vendor listener's loop adds, on asyncio's loop or uvloop's: its TLS servers
+    bound the handshake (uvicorn passes no timeout: 60 s), and it keeps the listeners to
+    refused handshakes (reported by ``ReportingSSLObject``).
 
-    Until the handshake is done the connection is asyncio's, not the protocol's: only the
+    Until the handshake is done the connection is the loop's, not the protocol's: only the
     server's ``ssl_handshake_timeout`` can cut off a client that connects and sends nothing.
     The same bound applies to waiting for a peer's close_notify.
     """
@@ -85,15 +106,42 @@ class BoundedHandshakeLoop(asyncio.SelectorEventLoop):
         # a scan of the port must not flood the log.
         self.handshake_refusals = HandshakeRefusals()
 
-    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.cancelled() and (error := waiter.exception()) is not None:
-            self.handshake_refusals.report(error)
-
     async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
         if kwargs.get("ssl") is not None:
             kwargs.setdefault("ssl_handshake_timeout", self.handshake_seconds)
             kwargs.setdefault("ssl_shutdown_timeout", self.handshake_seconds)
         return await super().create_server(*args, **kwargs)
+
+
+class ReportingSSLObject(ssl.SSLObject):
+    """The vendor listener's TLS object (its context's ``sslobject_class``): a handshake it
+    fails is reported to the serving loop's listeners. Neither asyncio nor uvloop reports a
+    failed server-side handshake anywhere (only as a debug line); both call this method, and
+    its error is the one place the reason is visible."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise  # more bytes to come: not an outcome
+        except ssl.SSLError as error:
+            _report_refusal(error)
+            raise
+
+
+def _report_refusal(error: ssl.SSLError) -> None:
+    """To the listeners of the loop running this handshake (a blocking caller has none)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    refusals = getattr(loop, "handshake_refusals", None)
+    if isinstance(refusals, HandshakeRefusals):
+        refusals.report(error)
+
+
+class BoundedHandshakeLoop(HandshakeBounds, asyncio.SelectorEventLoop):
+    """asyncio's loop with the handshake bounds, and a smaller read buffer per connection."""
 
     def _make_ssl_transport(
         self,
@@ -107,13 +155,8 @@ class BoundedHandshakeLoop(asyncio.SelectorEventLoop):
         extra: Any = None,
         **kwargs: Any,
     ) -> asyncio.Transport:
-        """asyncio's own, but an accepted connection gets a small read buffer (see below), and
-        its handshake's outcome is watched: asyncio reports a failed server-side handshake
-        nowhere (only in debug mode, as a debug line); the future it resolves when the
-        handshake ends is the one place its outcome is visible. (asyncio's own method, Python
-        3.11–3.13: same arguments.)"""
-        if server_side and isinstance(waiter, asyncio.Future):
-            waiter.add_done_callback(self._handshake_done)
+        """asyncio's own, but an accepted connection gets a small read buffer (see below).
+        (asyncio's own method, Python 3.11–3.13: same arguments.)"""
         if not server_side:
             return super()._make_ssl_transport(  # type: ignore[misc,no-any-return]
                 rawsock,
@@ -200,32 +243,40 @@ def raise_open_files_limit() -> int:
     return soft
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with connection caps (per process and per client certificate), an
-    idle deadline before the first request, deadlines for each request's headers and body, and
-    no request with two framings."""
+class BoundedConnection(asyncio.Protocol):
+    """The limits of one vendor connection, for either of uvicorn's HTTP/1.1 protocols (h11's
+    or httptools'): connection caps (per process and per client certificate), an idle
+    deadline before the first request, and deadlines for each request's headers and body.
 
-    def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
-        assert isinstance(config, ListenerConfig), "built by mtls_config"
-        super().__init__(config, *args, **kwargs)
-        self.listener = config
-        size = config.h11_max_incomplete_event_size
-        self.conn = (
-            _SingleFramingConnection(h11.SERVER)
-            if size is None
-            else _SingleFramingConnection(h11.SERVER, size)
-        )
-        self._header_deadline: asyncio.TimerHandle | None = None
-        self._body_deadline: asyncio.TimerHandle | None = None
-        self._certificate: bytes | None = None
+    A mixin, before uvicorn's class; the protocol below it says when a request's first byte
+    arrived (``_request_begun``), when its headers are in (``_headers_received``), whether a
+    body is still due (``_body_due``) and when it is in (``_body_received``).
+    """
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    if TYPE_CHECKING:  # uvicorn's protocol has these
+        config: Config
+        loop: asyncio.AbstractEventLoop
+        transport: asyncio.Transport
+        connections: set[Any]
+        timeout_keep_alive: int
+        timeout_keep_alive_task: asyncio.TimerHandle | None
+
+        def timeout_keep_alive_handler(self) -> None: ...
+
+    listener: ListenerConfig
+    _header_deadline: asyncio.TimerHandle | None = None
+    _body_deadline: asyncio.TimerHandle | None = None
+    _certificate: bytes | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(self.config, ListenerConfig), "built by mtls_config"
+        self.listener = self.config
         super().connection_made(transport)
         self.listener.memory.opened(len(self.connections))
         if len(self.connections) > self.listener.limits.max_connections:
             self._refuse()
             return
-        self._certificate = _certificate_key(transport)
+        self._certificate = _certificate_key(self.transport)
         if self._certificate is not None:
             held = self.listener.per_certificate
             held[self._certificate] += 1
@@ -237,20 +288,9 @@ class BoundedH11Protocol(H11Protocol):
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
 
-    def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE and self._header_deadline is None:
-            # The first byte of a request starts its clock; a byte now and then cannot reset it.
-            self._header_deadline = self.loop.call_later(
-                self.listener.limits.header_seconds, self._headers_too_slow
-            )
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
-            self._cancel_header_deadline()
-        self._watch_body()
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_deadline()
-        self._cancel_body_deadline()
+        self._headers_received()
+        self._body_received()
         super().connection_lost(exc)
         self.listener.memory.closed(len(self.connections))
         if self._certificate is not None:
@@ -259,11 +299,6 @@ class BoundedH11Protocol(H11Protocol):
             if held[self._certificate] <= 0:
                 del held[self._certificate]
             self._certificate = None
-
-    def _cancel_header_deadline(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
 
     def _refuse(self, *, per_certificate: bool = False) -> None:
         """Over a cap: closed at once, before a byte is read; logged at most once an interval."""
@@ -279,31 +314,55 @@ class BoundedH11Protocol(H11Protocol):
                 count,
             )
 
-    def _watch_body(self) -> None:
+    def _request_begun(self) -> None:
+        """The first byte of a request starts its clock; a byte now and then cannot reset it."""
+        if self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(
+                self.listener.limits.header_seconds, self.transport.abort
+            )
+
+    def _headers_received(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _body_due(self) -> None:
         """A request's body must arrive within the body timeout once its headers are in: the
         API's bodies are small, so a body trickled a byte at a time is an attack, not a LAS."""
-        if self.conn.their_state is h11.SEND_BODY:
-            if self._body_deadline is None:
-                self._body_deadline = self.loop.call_later(
-                    self.listener.limits.body_seconds, self._body_too_slow
-                )
-        else:
-            self._cancel_body_deadline()
+        if self._body_deadline is None:
+            self._body_deadline = self.loop.call_later(
+                self.listener.limits.body_seconds, self.transport.abort
+            )
 
-    def _cancel_body_deadline(self) -> None:
+    def _body_received(self) -> None:
         if self._body_deadline is not None:
             self._body_deadline.cancel()
             self._body_deadline = None
 
-    def _body_too_slow(self) -> None:
-        self._body_deadline = None
-        if self.conn.their_state is h11.SEND_BODY:
-            self.transport.abort()
 
-    def _headers_too_slow(self) -> None:
-        self._header_deadline = None
+class BoundedH11Protocol(BoundedConnection, H11Protocol):
+    """The limits on uvicorn's h11 protocol (the fallback without httptools), read from h11's
+    state after each chunk; and no request with two framings."""
+
+    def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        size = config.h11_max_incomplete_event_size
+        self.conn = (
+            _SingleFramingConnection(h11.SERVER)
+            if size is None
+            else _SingleFramingConnection(h11.SERVER, size)
+        )
+
+    def data_received(self, data: bytes) -> None:
         if self.conn.their_state is h11.IDLE:
-            self.transport.abort()
+            self._request_begun()
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._headers_received()
+        if self.conn.their_state is h11.SEND_BODY:
+            self._body_due()
+        else:
+            self._body_received()
 
 
 def _certificate_key(transport: asyncio.Transport) -> bytes | None:

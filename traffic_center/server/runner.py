@@ -68,7 +68,11 @@ class TrafficCenterServer:
         clock: Callable[[], dt.datetime] = utc_now,
         serve_vendor_api: bool = True,
         upstream_transport: httpx.AsyncBaseTransport | None = None,
+        httptools: bool | None = None,
+        uvloop: bool = False,
     ) -> None:
+        """``httptools``: None parses with it when installed, False with h11; ``uvloop``: the
+        vendor listener on uvloop's loop instead of asyncio's (server/uvloop_loop.py)."""
         self.settings = settings
         self.lifecycle = Lifecycle()
         registry = registry if registry is not None else CollectorRegistry()
@@ -81,10 +85,10 @@ class TrafficCenterServer:
                 lifecycle=self.lifecycle,
                 upstream_transport=upstream_transport,
             )
-            self.vendor = QuietServer(vendor_config(settings, app))
+            self.vendor = QuietServer(vendor_config(settings, app, httptools=httptools))
             self.servers.append(self.vendor)
         # The TLS handshake bound lives in the event loop (server/limits.py).
-        self.loop_factory = event_loop_factory(connection_limits(settings))
+        self.loop_factory = event_loop_factory(connection_limits(settings), uvloop=uvloop)
         ops_app = create_ops_app(
             settings,
             registry=registry,

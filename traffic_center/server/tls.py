@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Callable
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.config import Config
 
-from traffic_center.server.limits import BoundedH11Protocol, ConnectionLimits, ListenerConfig
+from traffic_center.server.limits import (
+    BoundedH11Protocol,
+    ConnectionLimits,
+    ListenerConfig,
+    ReportingSSLObject,
+)
 
 # Mozilla "intermediate" profile, TLS 1.2 part restricted to ECDHE with AEAD ciphers
 # (no CBC, no RSA key exchange). TLS 1.3 suites are fixed by OpenSSL and all AEAD.
@@ -37,6 +44,7 @@ def server_ssl_context(*, certfile: str, keyfile: str, client_ca: str) -> ssl.SS
     # OpenSSL verifies the client certificate for the "ssl_client" purpose, so a
     # serverAuth-only certificate fails the handshake; the app checks the EKU again.
     context.verify_mode = ssl.CERT_REQUIRED
+    context.sslobject_class = ReportingSSLObject  # refused handshakes are counted
     return context
 
 
@@ -65,16 +73,18 @@ def mtls_config(
     graceful_seconds: int,
     limits: ConnectionLimits | None = None,
     keep_alive_seconds: float = 5.0,
+    httptools: bool | None = None,
     **extra: Any,
 ) -> ListenerConfig:
-    """uvicorn behind mutual TLS: the peer certificate required and put in the ASGI scope."""
+    """uvicorn behind mutual TLS: the peer certificate required and put in the ASGI scope;
+    httptools parses when installed (``httptools`` None), else h11."""
     return ListenerConfig(
         app,
         limits=limits or ConnectionLimits(),
         timeout_keep_alive=keep_alive_seconds,
         host=host,
         port=port,
-        http=TLSScopeH11Protocol,
+        http=vendor_protocol(httptools=httptools),
         ssl_certfile=str(certfile),
         ssl_keyfile=str(keyfile),
         ssl_ca_certs=str(client_ca),
@@ -104,11 +114,27 @@ class _TLSScopeApp:
 CLOSE_NOTIFY_GRACE_SECONDS = 0.25
 
 
-class TLSScopeH11Protocol(BoundedH11Protocol):
-    """The bounded h11 protocol, reading the verified peer certificate once per connection.
+def vendor_protocol(*, httptools: bool | None = None) -> type[asyncio.Protocol]:
+    """The vendor listener's HTTP/1.1 protocol, with our limits and TLS scope: uvicorn's
+    httptools one when installed (``httptools`` None; a dependency), else its h11 one."""
+    if httptools if httptools is not None else find_spec("httptools") is not None:
+        from traffic_center.server.httptools_protocol import TLSScopeHttpToolsProtocol
 
-    uvicorn does not fill the ASGI ``tls`` scope extension (uvicorn PRs 3132/3133).
+        return TLSScopeHttpToolsProtocol
+    return TLSScopeH11Protocol
+
+
+class TLSScope(asyncio.Protocol):
+    """Reads the verified peer certificate once per connection into the ASGI scope, and
+    aborts idle TLS connections at shutdown; a mixin, before uvicorn's h11 or httptools
+    protocol (uvicorn does not fill the ASGI ``tls`` scope extension: uvicorn PRs 3132/3133).
     """
+
+    if TYPE_CHECKING:  # uvicorn's protocol has these
+        app: Any
+        loop: asyncio.AbstractEventLoop
+        transport: asyncio.Transport
+        cycle: Any
 
     def shutdown(self) -> None:
         """Graceful shutdown that a TLS peer cannot stall.
@@ -117,7 +143,7 @@ class TLSScopeH11Protocol(BoundedH11Protocol):
         client (an httpx pool, say) never reads, so uvicorn would wait out its whole graceful
         timeout. Once the connection has no response in progress, it is aborted instead.
         """
-        super().shutdown()
+        super().shutdown()  # type: ignore[misc]
         self._abort_when_idle()
 
     def _abort_when_idle(self) -> None:
@@ -127,7 +153,7 @@ class TLSScopeH11Protocol(BoundedH11Protocol):
         else:  # a response still streaming: let it finish, then look again
             self.loop.call_later(CLOSE_NOTIFY_GRACE_SECONDS, self._abort_when_idle)
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is None:
@@ -143,3 +169,7 @@ class TLSScopeH11Protocol(BoundedH11Protocol):
             "server_cert": None,
         }
         self.app = _TLSScopeApp(self.app, tls)
+
+
+class TLSScopeH11Protocol(TLSScope, BoundedH11Protocol):
+    """The bounded h11 protocol with the TLS scope: the fallback without httptools."""

@@ -1,0 +1,35 @@
+"""Issue 14: every accepted vendor connection has TCP_NODELAY, with and without workers.
+
+uvicorn's workers share a socket it made with protocol 0; asyncio sets TCP_NODELAY only on a
+socket whose protocol says TCP, so each small answer waited ~40 ms for a delayed ACK.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.support.node import start_node
+from tests.support.sockets import server_end_option
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_accepted_connections_have_tcp_nodelay(tmp_path: Path, workers: str) -> None:
+    node = start_node(tmp_path, {"TC_WORKERS": workers})
+    try:
+        connections = [node.tls() for _ in range(6)]  # with workers, some land on each
+        try:
+            for tls in connections:
+                tls.sendall(b"GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert tls.recv(65536).startswith(b"HTTP/1.1 200 ")
+                nodelay = server_end_option(
+                    tls, node.process.pid, socket.IPPROTO_TCP, socket.TCP_NODELAY
+                )
+                assert nodelay != 0
+        finally:
+            for tls in connections:
+                tls.close()
+    finally:
+        node.stop()
