@@ -496,3 +496,20 @@ async def test_failures_before_the_answer_map_to_the_relay_s_errors(
     with pytest.raises(UpstreamTimeout, match="ReadTimeout"):
         await upstream.open(hostile.url("head-trickle"), SOME_REQUEST, SOME_HEADERS)
     assert READ_TIMEOUT <= time.monotonic() - started < READ_TIMEOUT + 1
+
+
+async def test_a_bron_that_never_finishes_the_tls_handshake_is_a_connect_timeout(
+    upstream: UpstreamClient,
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # takes the ClientHello, never answers it
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout, match="ConnectTimeout"):
+        await upstream.open(f"https://127.0.0.1:{port}/x", SOME_REQUEST, SOME_HEADERS)
+    elapsed = time.monotonic() - started
+    server.close()
+    assert LIMITS.connect_timeout_seconds <= elapsed < LIMITS.connect_timeout_seconds + 1
