@@ -156,6 +156,16 @@ def test_layers_point_inward() -> None:
     assert not violations
 
 
+def test_aiohttp_stays_behind_the_relay_s_httpx_transport() -> None:
+    # The relay and the exchanges speak httpx; aiohttp is one module's implementation detail.
+    importers = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if any(name == "aiohttp" or name.startswith("aiohttp.") for name in _imports(path))
+    }
+    assert importers == {"relay/aiohttp_transport.py"}
+
+
 def test_nothing_is_built_at_import_time() -> None:
     # Module-level calls that build state (engines, apps, settings) are not allowed.
     suspicious = ("create_app(", "Settings(", "create_async_engine(", "open_database(", "Store(")

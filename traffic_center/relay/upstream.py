@@ -16,6 +16,7 @@ from traffic_center.domain.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from traffic_center.relay.aiohttp_transport import AiohttpTransport
 from traffic_center.relay.headers import clear_default_headers
 from traffic_center.relay.limits import MAX_ANSWER_BYTES, RelayLimits
 from traffic_center.relay.slots import RelaySlot, RelaySlots, Share, SlotUsage
@@ -30,7 +31,10 @@ def upstream_ssl_context(*, cert: Path, key: Path, trust: Path) -> ssl.SSLContex
 
 
 class UpstreamClient:
-    """One pooled httpx client per node, with its relay slots and error translation."""
+    """One pooled httpx client per node, with its relay slots and error translation.
+
+    Its transport is aiohttp's (relay/aiohttp_transport.py) unless a test injects one.
+    """
 
     def __init__(
         self,
@@ -51,8 +55,12 @@ class UpstreamClient:
             on_change=on_usage,
             on_refused=on_refused,
         )
+        if transport is None:
+            transport = AiohttpTransport(
+                ssl_context=ssl_context, max_connections=limits.max_in_flight
+            )
+        # The transport does the pooling and TLS; httpx gives it each request's timeouts.
         self._client = httpx.AsyncClient(
-            verify=ssl_context if ssl_context is not None else True,
             transport=transport,
             timeout=httpx.Timeout(
                 connect=limits.connect_timeout_seconds,
@@ -60,7 +68,6 @@ class UpstreamClient:
                 write=limits.read_timeout_seconds,
                 pool=limits.connect_timeout_seconds,
             ),
-            limits=httpx.Limits(max_connections=limits.max_in_flight, max_keepalive_connections=20),
             follow_redirects=False,  # a LAS answers; it does not send us elsewhere
             trust_env=False,  # no proxy or netrc from the environment
         )

@@ -1,0 +1,515 @@
+"""The relay's upstream transport (aiohttp under httpx) against a hostile bron.
+
+The bron here is a raw TLS socket server written in this file, with a LAS server certificate
+from the test world, so it can answer what no HTTP server library would send: headers in
+one-byte writes, broken chunked framing, a body shorter than announced, megabytes of headers,
+a connection closed early, bytes trickled slower than the read timeout. Each failure must
+reach the doel as the relay's existing code (or a broken transfer) and land in the audit
+trail as such; a good dossier must arrive byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from tests.support.las import LasParty, LasWorld, scenario_key
+from tests.support.processes import free_port
+from tests.support.server import TrafficCenterUnderTest, start_traffic_center
+from tests.test_relay import Fetched, eventually_recorded, fetch, open_session, relay_records
+from traffic_center.domain.errors import UpstreamTimeout, UpstreamUnreachable
+from traffic_center.relay.limits import RelayLimits
+from traffic_center.relay.upstream import UpstreamClient, upstream_ssl_context
+
+MB = 1024 * 1024
+READ_TIMEOUT = 1.0
+
+TRAFFIC_CENTER_SETTINGS = {
+    "relay_read_timeout_seconds": READ_TIMEOUT,
+    "relay_connect_timeout_seconds": 2.0,
+    "relay_max_dossier_bytes": 64 * MB,
+}
+
+# What a hostile bron tries to push as answer headers before giving up.
+HEADER_FLOOD_BYTES = 64 * MB
+
+Scenario = Callable[["Exchange"], Awaitable[bool]]  # True: the connection may be reused
+
+
+@dataclass
+class Exchange:
+    """One request the bron received, and the means to answer it."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    path: str
+    headers: list[tuple[str, str]]
+    flooded: int = 0  # header bytes a flood got out before the relay hung up
+
+    async def send(self, data: bytes) -> None:
+        # asyncio drops writes without a word once the peer has closed or reset: say so.
+        if self.writer.is_closing() or self.reader.at_eof() or self.reader.exception():
+            raise ConnectionResetError("the relay hung up")
+        self.writer.write(data)
+        await self.writer.drain()
+        # drain() returns at once while nothing is queued, and the news of a reset comes in a
+        # callback: let it run, or a loop of sends would spin on a dead connection.
+        await asyncio.sleep(0)
+
+    async def until_hung_up(self, seconds: float) -> None:
+        """Wait until the relay closes the connection (or ``seconds`` pass)."""
+        with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError):
+            async with asyncio.timeout(seconds):
+                await self.reader.read()
+
+
+@dataclass
+class HostileBron:
+    """A TLS server that answers each request by the scenario named in its path's first part."""
+
+    context: ssl.SSLContext
+    scenarios: dict[str, Scenario] = field(default_factory=dict)
+    connections: int = 0
+    hung_up: int = 0  # connections the other side closed
+    requests: list[Exchange] = field(default_factory=list)
+    _server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", 0, ssl=self.context, limit=1 * MB
+        )
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def url(self, scenario: str) -> str:
+        return f"https://127.0.0.1:{self.port}/{scenario}"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while await self._answer_one(reader, writer):
+                pass
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+            self.hung_up += 1
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+
+    async def _answer_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        head = await reader.readuntil(b"\r\n\r\n")
+        request_line, *lines = head.decode("latin-1").split("\r\n")[:-2]
+        headers = [(name, value.strip()) for name, value in (x.split(":", 1) for x in lines)]
+        length = next((int(v) for n, v in headers if n.lower() == "content-length"), 0)
+        await reader.readexactly(length)
+        path = request_line.split(" ")[1]
+        exchange = Exchange(reader, writer, path, headers)
+        self.requests.append(exchange)
+        return await self.scenarios[path.split("/")[1]](exchange)
+
+
+def dossier_bytes(size: int, seed: int = 14) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def head(*, length: int | None = None, extra: str = "") -> bytes:
+    framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    return (
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Type: application/xml\r\n"
+        "X-OSO-Vrijgave: toestemming\r\n"
+        f"{framing}\r\n{extra}\r\n"
+    ).encode()
+
+
+GOOD = dossier_bytes(3 * MB)
+GOOD_SHA256 = hashlib.sha256(GOOD).hexdigest()
+
+
+async def whole(exchange: Exchange) -> bool:
+    await exchange.send(head(length=len(GOOD)) + GOOD)
+    return True
+
+
+async def chunked_in_odd_pieces(exchange: Exchange) -> bool:
+    await exchange.send(head())
+    pieces = random.Random(1)
+    at = 0
+    while at < len(GOOD):
+        size = pieces.choice([1, 7, 4093, 16_385, 200_000])
+        piece = GOOD[at : at + size]
+        await exchange.send(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        at += size
+    await exchange.send(b"0\r\n\r\n")
+    return True
+
+
+async def headers_in_tiny_writes(exchange: Exchange) -> bool:
+    """Every byte of the answer head its own write (and TLS record), then the body."""
+    for byte in head(length=len(GOOD)):
+        await exchange.send(bytes([byte]))
+        await asyncio.sleep(0.001)
+    await exchange.send(GOOD)
+    return True
+
+
+async def bad_chunk_size(exchange: Exchange) -> bool:
+    await exchange.send(head() + b"1000\r\n" + GOOD[:4096] + b"\r\n")
+    await asyncio.sleep(0.2)  # the doel has the headers and a first chunk by now
+    await exchange.send(b"zz\r\n" + GOOD[:64] + b"\r\n")
+    await exchange.until_hung_up(5)
+    return False
+
+
+async def shorter_than_announced(exchange: Exchange) -> bool:
+    await exchange.send(head(length=1_000_000) + GOOD[:100_000])
+    await asyncio.sleep(0.2)
+    return False  # and close
+
+
+async def flood_of_header(exchange: Exchange, *, line: bytes) -> bool:
+    """Answer headers of up to HEADER_FLOOD_BYTES, until the relay hangs up."""
+    await exchange.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n")
+    piece = line * (64 * 1024 // len(line))
+    while exchange.flooded < HEADER_FLOOD_BYTES:
+        await exchange.send(piece)
+        exchange.flooded += len(piece)
+
+    return False
+
+
+async def closed_before_answering(exchange: Exchange) -> bool:
+    return False
+
+
+async def head_trickled(exchange: Exchange) -> bool:
+    await exchange.send(b"HTTP/1.1 200 OK\r\nContent-Type: appl")
+    await exchange.until_hung_up(3 * READ_TIMEOUT)
+    return False
+
+
+async def body_trickled(exchange: Exchange) -> bool:
+    await exchange.send(head(length=len(GOOD)) + GOOD[:10])
+    for at in range(10, 20):
+        await asyncio.sleep(READ_TIMEOUT * 1.5)
+        await exchange.send(GOOD[at : at + 1])
+    return False
+
+
+async def echo_headers(exchange: Exchange) -> bool:
+    await exchange.send(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    return True
+
+
+def scenarios() -> dict[str, Scenario]:
+    async def long_line(exchange: Exchange) -> bool:
+        return await flood_of_header(exchange, line=b"X-Filler: " + b"a" * 1024)
+
+    async def many_headers(exchange: Exchange) -> bool:
+        return await flood_of_header(exchange, line=b"X-Many: a\r\n")
+
+    return {
+        "whole": whole,
+        "chunked": chunked_in_odd_pieces,
+        "split-head": headers_in_tiny_writes,
+        "bad-chunk": bad_chunk_size,
+        "short": shorter_than_announced,
+        "long-line": long_line,
+        "many-headers": many_headers,
+        "closed": closed_before_answering,
+        "head-trickle": head_trickled,
+        "body-trickle": body_trickled,
+        "echo": echo_headers,
+    }
+
+
+# --- fixtures: one Traffic Center (SQLite: the transport does not care), one hostile bron -----
+
+
+@pytest.fixture(scope="module")
+async def tc(
+    database_factory: Callable[[str], Awaitable[str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[TrafficCenterUnderTest]:
+    home = tmp_path_factory.mktemp("tc-upstream")
+    running = await start_traffic_center(
+        home, await database_factory("sqlite"), **TRAFFIC_CENTER_SETTINGS
+    )
+    yield running
+    await running.stop()
+
+
+@pytest.fixture(scope="module")
+async def hostile(tc: TrafficCenterUnderTest) -> AsyncIterator[HostileBron]:
+    prefix = tc.settings.home / "hostile-bron"
+    await tc.certificates.issue_server(hosts=["127.0.0.1"], out=prefix)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tc.ca_pem))
+    context.verify_mode = ssl.CERT_REQUIRED  # mTLS, like every LAS
+    context.load_cert_chain(
+        str(prefix.with_name(prefix.name + ".pem")), str(prefix.with_name(prefix.name + ".key"))
+    )
+    bron = HostileBron(context, scenarios())
+    await bron.start()
+    yield bron
+    await bron.stop()
+
+
+@pytest.fixture(scope="module")
+async def doel(las: LasWorld) -> LasParty:
+    return await las.school("VO")
+
+
+async def relayed(
+    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron, scenario: str
+) -> tuple[str, Fetched]:
+    """A documentRequest through the Traffic Center to a bron answering by ``scenario``."""
+    bron = await tc.world.school("PO", register_endpoint=False)
+    await las.register(bron, hostile.url(scenario))
+    key = scenario_key("onbekend")
+    sessie_id = await open_session(doel.party, bron, key)
+    return sessie_id, await fetch(doel.party, sessie_id, bron.routeringskenmerk, key)
+
+
+# --- through the Traffic Center --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", ["whole", "chunked", "split-head"])
+async def test_a_dossier_arrives_byte_identical_however_the_bron_writes_it(
+    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron, scenario: str
+) -> None:
+    sessie_id, fetched = await relayed(tc, las, doel, hostile, scenario)
+    assert (fetched.status, fetched.complete) == (200, True)
+    assert (fetched.size, fetched.sha256) == (len(GOOD), GOOD_SHA256)
+    [record] = await eventually_recorded(tc, sessie_id)
+    assert (record.result, record.size_bytes, record.sha256) == (
+        "OverdrachtGeslaagd",
+        len(GOOD),
+        GOOD_SHA256,
+    )
+
+
+@pytest.mark.parametrize("scenario", ["bad-chunk", "short", "body-trickle"])
+async def test_a_body_that_breaks_reaches_the_doel_as_a_broken_transfer(
+    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron, scenario: str
+) -> None:
+    started = time.monotonic()
+    sessie_id, fetched = await relayed(tc, las, doel, hostile, scenario)
+    assert fetched.status == 200  # the headers had gone out before the body broke
+    assert not fetched.complete
+    assert fetched.size < len(GOOD)
+    [record] = await eventually_recorded(tc, sessie_id)
+    assert record.result == "OverdrachtMislukt"
+    # A trickle is cut at the first silence longer than the read timeout, not at the end.
+    assert time.monotonic() - started < 3 * READ_TIMEOUT + 3
+
+
+@pytest.mark.parametrize("scenario", ["long-line", "many-headers"])
+async def test_huge_answer_headers_are_refused_without_reading_them_all(
+    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron, scenario: str
+) -> None:
+    sessie_id, fetched = await relayed(tc, las, doel, hostile, scenario)
+    assert fetched.outcome == (502, "AanleverpuntOnbereikbaar")
+    [record] = await relay_records(tc, sessie_id)
+    assert (record.result, record.upstream_status) == ("AanleverpuntOnbereikbaar", None)
+    # The relay hung up at its limit: the bron got out no more than the sockets' buffers hold
+    # (a few MB on loopback), not its 64 MB.
+    assert hostile.requests[-1].flooded < HEADER_FLOOD_BYTES / 4
+
+
+async def test_a_bron_closing_before_it_answers_is_502(
+    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron
+) -> None:
+    sessie_id, fetched = await relayed(tc, las, doel, hostile, "closed")
+    assert fetched.outcome == (502, "AanleverpuntOnbereikbaar")
+    [record] = await relay_records(tc, sessie_id)
+    assert record.result == "AanleverpuntOnbereikbaar"
+
+
+async def test_answer_headers_trickled_past_the_read_timeout_are_504(
+    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron
+) -> None:
+    started = time.monotonic()
+    sessie_id, fetched = await relayed(tc, las, doel, hostile, "head-trickle")
+    elapsed = time.monotonic() - started
+    assert fetched.outcome == (504, "AanleverpuntTijdslimiet")
+    assert READ_TIMEOUT <= elapsed < READ_TIMEOUT + 3
+    [record] = await relay_records(tc, sessie_id)
+    assert record.result == "AanleverpuntTijdslimiet"
+
+
+# --- the transport under the relay's client, on its own ----------------------------------------
+
+
+@pytest.fixture
+async def upstream(tc: TrafficCenterUnderTest) -> AsyncIterator[UpstreamClient]:
+    client = UpstreamClient(LIMITS, ssl_context=relay_context(tc))
+    yield client
+    await client.aclose()
+
+
+LIMITS = RelayLimits(
+    connect_timeout_seconds=2,
+    read_timeout_seconds=READ_TIMEOUT,
+    max_dossier_bytes=64 * MB,
+    max_in_flight=4,
+)
+SOME_REQUEST = {"sessie_id": "x"}
+SOME_HEADERS = {"X-OSO-Transactie-Id": "t-1", "Accept": "application/xml"}
+
+
+def relay_context(tc: TrafficCenterUnderTest) -> ssl.SSLContext:
+    settings = tc.settings
+    return upstream_ssl_context(
+        cert=settings.upstream_cert_path,
+        key=settings.upstream_key_path,
+        trust=settings.upstream_trust_path,
+    )
+
+
+async def read_all(upstream: UpstreamClient, response: httpx.Response) -> bytes:
+    try:
+        return b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await upstream.release(response)
+
+
+async def test_the_bron_sees_the_same_request_headers_as_from_httpx_s_own_transport(
+    tc: TrafficCenterUnderTest, hostile: HostileBron, upstream: UpstreamClient
+) -> None:
+    """No User-Agent, Accept, Accept-Encoding, Content-Type or cookie of aiohttp's own."""
+    httpx_own = UpstreamClient(LIMITS, transport=httpx.AsyncHTTPTransport(verify=relay_context(tc)))
+    seen = []
+    for client in (upstream, httpx_own):
+        response = await client.open(hostile.url("echo"), SOME_REQUEST, SOME_HEADERS)
+        await read_all(client, response)
+        seen.append(sorted((name.lower(), value) for name, value in hostile.requests[-1].headers))
+    await httpx_own.aclose()
+    assert seen[0] == seen[1]
+    assert {name for name, _ in seen[0]} == {
+        "host",
+        "accept",
+        "accept-encoding",
+        "user-agent",
+        "content-type",
+        "content-length",
+        "x-oso-transactie-id",
+    }
+    assert ("accept-encoding", "identity") in seen[0]
+
+
+async def test_a_connection_is_reused_only_after_its_answer_was_read_to_the_end(
+    hostile: HostileBron, upstream: UpstreamClient
+) -> None:
+    before = hostile.connections
+    for _ in range(3):
+        response = await upstream.open(hostile.url("whole"), SOME_REQUEST, SOME_HEADERS)
+        assert hashlib.sha256(await read_all(upstream, response)).hexdigest() == GOOD_SHA256
+    assert hostile.connections == before + 1  # kept alive
+
+    half_read = await upstream.open(hostile.url("whole"), SOME_REQUEST, SOME_HEADERS)
+    async for _ in half_read.aiter_raw():
+        break
+    await upstream.release(half_read)
+    response = await upstream.open(hostile.url("whole"), SOME_REQUEST, SOME_HEADERS)
+    # A new connection: the rest of the half-read answer must not be read as the next one.
+    assert hostile.connections == before + 2
+    assert hashlib.sha256(await read_all(upstream, response)).hexdigest() == GOOD_SHA256
+
+
+async def test_a_slow_reader_is_not_the_bron_s_silence(
+    hostile: HostileBron, upstream: UpstreamClient
+) -> None:
+    """While the doel is slow, buffered bytes wait and reading pauses; that is no timeout."""
+    response = await upstream.open(hostile.url("whole"), SOME_REQUEST, SOME_HEADERS)
+    received = bytearray()
+    try:
+        async for chunk in response.aiter_raw():
+            if not received:
+                await asyncio.sleep(2.5 * READ_TIMEOUT)  # the bron has long sent it all
+            received += chunk
+    finally:
+        await upstream.release(response)
+    assert hashlib.sha256(received).hexdigest() == GOOD_SHA256
+
+
+async def test_a_relay_cancelled_mid_body_closes_its_connection(
+    hostile: HostileBron, upstream: UpstreamClient
+) -> None:
+    response = await upstream.open(hostile.url("body-trickle"), SOME_REQUEST, SOME_HEADERS)
+    exchange = hostile.requests[-1]
+
+    async def read() -> None:
+        async for _ in response.aiter_raw():
+            pass
+
+    reading = asyncio.create_task(read())
+    await asyncio.sleep(0.2)
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    await upstream.release(response)
+    await exchange.until_hung_up(2)
+    assert exchange.reader.at_eof() or exchange.reader.exception() is not None
+    # The client is fine for the next relay.
+    response = await upstream.open(hostile.url("whole"), SOME_REQUEST, SOME_HEADERS)
+    assert len(await read_all(upstream, response)) == len(GOOD)
+
+
+async def test_closing_the_client_closes_its_kept_alive_connections(
+    tc: TrafficCenterUnderTest, hostile: HostileBron
+) -> None:
+    upstream = UpstreamClient(LIMITS, ssl_context=relay_context(tc))
+    response = await upstream.open(hostile.url("echo"), SOME_REQUEST, SOME_HEADERS)
+    await read_all(upstream, response)
+    exchange = hostile.requests[-1]
+    await upstream.aclose()
+    await exchange.until_hung_up(2)
+    assert exchange.reader.at_eof() or exchange.reader.exception() is not None
+
+
+async def test_failures_before_the_answer_map_to_the_relay_s_errors(
+    hostile: HostileBron, upstream: UpstreamClient
+) -> None:
+    with pytest.raises(UpstreamUnreachable):
+        await upstream.open(f"https://127.0.0.1:{free_port()}/x", SOME_REQUEST, SOME_HEADERS)
+    with pytest.raises(UpstreamUnreachable, match="RemoteProtocolError"):
+        await upstream.open(hostile.url("closed"), SOME_REQUEST, SOME_HEADERS)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout, match="ReadTimeout"):
+        await upstream.open(hostile.url("head-trickle"), SOME_REQUEST, SOME_HEADERS)
+    assert READ_TIMEOUT <= time.monotonic() - started < READ_TIMEOUT + 1
+
+
+async def test_a_bron_that_never_finishes_the_tls_handshake_is_a_connect_timeout(
+    upstream: UpstreamClient,
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # takes the ClientHello, never answers it
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout, match="ConnectTimeout"):
+        await upstream.open(f"https://127.0.0.1:{port}/x", SOME_REQUEST, SOME_HEADERS)
+    elapsed = time.monotonic() - started
+    server.close()
+    assert LIMITS.connect_timeout_seconds <= elapsed < LIMITS.connect_timeout_seconds + 1

@@ -1,0 +1,187 @@
+"""httpx's client API over aiohttp's client: the relay's upstream transport.
+
+httpx's own transport reads TLS through anyio's memory BIO in 16 KiB pieces; aiohttp runs on
+asyncio's native TLS transport with the llhttp parser and its own keep-alive pool, and its
+``readany`` hands over everything buffered at once (about three times httpx's throughput
+on a 50 MB dossier, issue 14). The relay keeps talking httpx (``aiter_raw``, ``aclose``,
+its exceptions): this module translates at the seam, and nothing else imports aiohttp.
+
+What crosses the seam, both ways, is exactly what httpx carries: no header of aiohttp's own
+(``skip_auto_headers``), no decompression, redirects, cookies or proxies from the
+environment. Every aiohttp failure becomes the httpx exception httpx's transport raises for
+the same event (``_httpx_error``), so the relay's mapping to its codes stays as it was.
+
+Timeouts follow the request's ``httpx.Timeout``: pool and connect (TLS handshake included),
+then ``sock_read`` per wait for the bron's next bytes, answer head and body alike, as httpx's
+read timeout. aiohttp stops that clock while it holds reading back because we have not taken
+the buffered bytes (a slow doel), so only the bron's silence counts. The body's reads also
+get a clock of our own: aiohttp's C parser (3.13, 3.14) leaves a body reader waiting for
+ever, its clock stopped, after it rejects the framing mid-body (a bad chunk size), and such
+a wait must end as a read timeout, not hold a relay slot. No write timeout: a request body
+is a few hundred bytes of JSON, which the socket takes without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+
+import aiohttp
+import httpx
+
+# Our own bound on the bron's answer head (RFC 9112 §2.3: a server may refuse what it finds
+# too long; so may we). A LAS answer has a dozen headers of a few hundred bytes; these bound
+# what a hostile bron can make a connection hold before the first body byte.
+MAX_HEADER_LINE_BYTES = 8 * 1024
+MAX_HEADERS = 64
+# Idle keep-alive connections are dropped after this: httpx's default, which the relay had.
+KEEPALIVE_SECONDS = 5.0
+# aiohttp's read buffer: ``readany`` returns up to about twice this per call.
+READ_BUFFER_BYTES = 2**16
+# Headers aiohttp would otherwise add when a request lacks them; httpx's request is complete.
+_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """One aiohttp session, made on first use (it needs the running loop) and pooled."""
+
+    def __init__(self, *, ssl_context: ssl.SSLContext | None, max_connections: int) -> None:
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._open_session()
+        timeout = _timeouts(request)
+        content = await request.aread()
+        try:
+            answer = await session.request(
+                request.method,
+                str(request.url),
+                data=content,
+                headers=list(request.headers.multi_items()),
+                timeout=timeout,
+                allow_redirects=False,
+            )
+        except aiohttp.ClientError as exc:
+            raise _httpx_error(exc, request) from exc
+        return httpx.Response(
+            answer.status,
+            headers=list(answer.raw_headers),
+            stream=_AnswerStream(answer, request, read_timeout=timeout.sock_read),
+            extensions={
+                "http_version": f"HTTP/{answer.version.major}.{answer.version.minor}".encode()
+                if answer.version is not None
+                else b"HTTP/1.1",
+                "reason_phrase": (answer.reason or "").encode("latin-1", "replace"),
+            },
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl,
+                limit=self._max_connections,
+                limit_per_host=0,  # the relay slots already give each bron endpoint its share
+                keepalive_timeout=KEEPALIVE_SECONDS,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),  # a LAS cannot set state in our client
+                skip_auto_headers=_AUTO_HEADERS,
+                auto_decompress=False,  # the dossier's bytes and SHA-256 as the bron sent them
+                trust_env=False,  # no proxy or netrc from the environment
+                read_bufsize=READ_BUFFER_BYTES,
+                max_line_size=MAX_HEADER_LINE_BYTES,
+                max_field_size=MAX_HEADER_LINE_BYTES,
+                max_headers=MAX_HEADERS,
+            )
+        return self._session
+
+
+def _timeouts(request: httpx.Request) -> aiohttp.ClientTimeout:
+    """The request's httpx timeouts in aiohttp's terms; ``None`` waits for ever in both."""
+    given: dict[str, float | None] = request.extensions.get("timeout", {})
+    connect, pool = given.get("connect"), given.get("pool")
+    return aiohttp.ClientTimeout(
+        total=None,
+        # aiohttp's ``connect`` covers waiting for a pooled connection and making one;
+        # ``sock_connect`` the TCP connect and TLS handshake alone, httpx's connect timeout.
+        connect=None if connect is None or pool is None else connect + pool,
+        sock_connect=connect,
+        sock_read=given.get("read"),
+    )
+
+
+class _AnswerStream(httpx.AsyncByteStream):
+    """The answer's body as it arrives; its connection goes back to the pool only when read
+    to the end, else it is closed (half-read bytes must not reach the next request)."""
+
+    def __init__(
+        self, answer: aiohttp.ClientResponse, request: httpx.Request, *, read_timeout: float | None
+    ) -> None:
+        self._answer = answer
+        self._request = request
+        self._read_timeout = read_timeout
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        # Everything buffered at once (up to about twice READ_BUFFER_BYTES), as it came: what
+        # is buffered already comes without a timer, only a real wait gets one.
+        content = self._answer.content
+        try:
+            while chunk := content.read_nowait() or await self._next_arrival(content):
+                yield chunk
+        except TimeoutError as exc:
+            # Ours or aiohttp's (SocketTimeoutError is both a ClientError and a TimeoutError).
+            raise httpx.ReadTimeout(type(exc).__name__, request=self._request) from exc
+        except aiohttp.ClientError as exc:
+            raise _httpx_error(exc, self._request) from exc
+
+    async def _next_arrival(self, content: aiohttp.StreamReader) -> bytes:
+        """The bytes that arrive next; b"" at the end of the body."""
+        if content.at_eof():
+            return b""
+        async with asyncio.timeout(self._read_timeout):
+            return await content.readany()
+
+    async def aclose(self) -> None:
+        # Synchronous in aiohttp: nothing to await, so a cancelled relay cannot leak it.
+        if self._answer.content.at_eof():
+            self._answer.release()
+        else:
+            self._answer.close()
+
+
+# Most specific first: the httpx exception httpx's own transport raises for the same event.
+_ERROR_MAP: tuple[tuple[type[aiohttp.ClientError], type[httpx.TransportError]], ...] = (
+    # No connection (pool wait, TCP connect, TLS handshake) within the connect timeout.
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    # The bron silent for longer than the read timeout, before or within its answer.
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    # DNS, refused, unreachable, the TLS handshake (certificate, protocol) failed.
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    # Closed before a complete answer head, or mid-body (bad chunked framing, short body).
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
+    # An answer head llhttp would not parse: too long, too many headers, malformed.
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+    # Reset or broken socket while reading.
+    (aiohttp.ClientOSError, httpx.ReadError),
+    (aiohttp.ClientConnectionError, httpx.ReadError),
+)
+
+
+def _httpx_error(exc: aiohttp.ClientError, request: httpx.Request) -> httpx.TransportError:
+    # aiohttp's message may quote the bytes it choked on; ours names only the kind of failure.
+    message = type(exc).__name__
+    for aiohttp_class, httpx_class in _ERROR_MAP:
+        if isinstance(exc, aiohttp_class):
+            return httpx_class(message, request=request)
+    return httpx.TransportError(message, request=request)
