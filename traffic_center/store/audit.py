@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from traffic_center.domain.audit import (
     TWO_PHASE_TYPES,
@@ -22,7 +21,7 @@ from traffic_center.domain.audit import (
     key_id,
 )
 from traffic_center.domain.errors import AuditKeyMismatch
-from traffic_center.store.database import Database
+from traffic_center.store.database import Database, StoreConnection
 from traffic_center.store.schema import audit_head, audit_open, audit_records, nodes
 
 _RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(AuditRecord))
@@ -274,7 +273,7 @@ class AuditRepository:
             )
 
 
-async def _locked_head(conn: AsyncConnection, signing_key: str | None) -> Any:
+async def _locked_head(conn: StoreConnection, signing_key: str | None) -> Any:
     """The chain's head, locked for this transaction; refuses a key that does not sign it.
 
     FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction already excludes every
@@ -290,7 +289,7 @@ async def _locked_head(conn: AsyncConnection, signing_key: str | None) -> Any:
     return head
 
 
-async def _track_open(conn: AsyncConnection, record: AuditRecord, record_id: int) -> None:
+async def _track_open(conn: StoreConnection, record: AuditRecord, record_id: int) -> None:
     if record.phase is Phase.STARTED:
         await conn.execute(
             insert(audit_open).values(
