@@ -39,6 +39,9 @@ T = TypeVar("T")
 # as SQLite always waited here.
 LOOP_BUSY_MS = 2
 THREAD_BUSY_MS = 30_000
+# SQLite transactions of one process that wait for the lock at once, each in a thread with a
+# connection of its own; the rest queue for a thread (the pool settings are PostgreSQL's).
+WAITING_THREADS = 10
 
 
 class StoreConnection:
@@ -356,7 +359,7 @@ def open_database(
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _open_sqlite(parsed, echo=echo, waiting_threads=pool_size + max_overflow)
+        return _open_sqlite(parsed, echo=echo)
     try:
         engine = create_async_engine(
             parsed,
@@ -385,13 +388,13 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
     disconnect). A connection idle for longer, as every one is across a restart, is pinged
     first, and replaced if the server does not answer it.
     """
-    pool = engine.sync_engine
+    sync_engine = engine.sync_engine
 
-    @event.listens_for(pool, "checkin")
+    @event.listens_for(sync_engine, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
         record.info[_RETURNED_AT] = time.monotonic()
 
-    @event.listens_for(pool, "checkout")
+    @event.listens_for(sync_engine, "checkout")
     def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         returned_at = record.info.get(_RETURNED_AT)
         if returned_at is None or time.monotonic() - returned_at < IDLE_PING_SECONDS:
@@ -409,7 +412,7 @@ IDLE_PING_SECONDS = 0.25
 _RETURNED_AT = "traffic_center_returned_at"
 
 
-def _open_sqlite(parsed: URL, *, echo: bool, waiting_threads: int) -> SqliteDatabase:
+def _open_sqlite(parsed: URL, *, echo: bool) -> SqliteDatabase:
     database = parsed.database or ""
     in_memory = not database or database == ":memory:"
     if not in_memory:
@@ -426,7 +429,7 @@ def _open_sqlite(parsed: URL, *, echo: bool, waiting_threads: int) -> SqliteData
         connect_args={"timeout": LOOP_BUSY_MS / 1000, "check_same_thread": False},
     )
     _configure_sqlite(engine)
-    return SqliteDatabase(engine, waiting_threads=waiting_threads)
+    return SqliteDatabase(engine, waiting_threads=WAITING_THREADS)
 
 
 def _owner_only(database: Path) -> None:
