@@ -37,7 +37,7 @@ async def store(
 
 
 async def test_migrations_create_exactly_the_declared_schema(store: Store) -> None:
-    async with store.database.engine.connect() as conn:
+    async with store.database.transaction(read_only=True) as conn:
         diff = await conn.run_sync(
             lambda c: compare_metadata(MigrationContext.configure(c), metadata)
         )

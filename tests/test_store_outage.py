@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -143,6 +144,80 @@ async def test_sqlite_unwritable_refuses_every_exchange_and_recovers(tmp_path: P
     finally:
         chattr("-i", files)
         await las.stop()
+        await tc.stop()
+
+
+# --- SQLite: another process holds the write lock ------------------------------------------
+
+# Holds SQLite's write lock until its stdin closes, as a stuck admin shell or a backup would.
+LOCK_HOLDER = """
+import sqlite3, sys
+holder = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
+holder.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()
+holder.execute("ROLLBACK")
+"""
+HELD_SECONDS = 1.5
+# Far above the loop's busy timeout (store/database.py, milliseconds), far below SQLite's
+# long wait (30 s): a request that waited for the lock on the event loop would show.
+NOT_STALLED_SECONDS = 0.5
+
+
+async def timed(answer: Awaitable[httpx.Response]) -> tuple[int, float]:
+    started = time.monotonic()
+    status = (await answer).status_code
+    return status, time.monotonic() - started
+
+
+async def test_a_write_lock_held_elsewhere_stalls_only_the_writes_behind_it(
+    tmp_path: Path,
+) -> None:
+    """While another process holds the write lock, reads, probes and the other listener
+    answer at once, every time; the writes wait in a thread, and go through once the lock is
+    released (SQLite's long wait is 30 s; this lock is held for 1.5 s)."""
+    database = tmp_path / "tc.db"
+    tc = await start_traffic_center(tmp_path / "home", f"sqlite+aiosqlite:///{database}")
+    doel, bron = await tc.world.schools("PO", "PO")
+    key = scenario_key("gereed")
+    assert (await open_session(doel, bron, zoeksleutel=key)).status_code == 201
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        LOCK_HOLDER,
+        str(database),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdin is not None
+    assert holder.stdout is not None
+    try:
+        assert await holder.stdout.readline() == b"locked\n"
+        locked_at = time.monotonic()
+        writes = [
+            asyncio.ensure_future(timed(open_session(doel, bron, zoeksleutel=key)))
+            for _ in range(3)
+        ]
+        async with httpx.AsyncClient(base_url=tc.ops_url) as ops:
+            reader = doel.new_client()
+            while time.monotonic() - locked_at < HELD_SECONDS:
+                for status, took in [
+                    await timed(ops.get("/healthz")),
+                    await timed(ops.get("/metrics")),
+                    await timed(reader.get("/v1/crl")),  # a read through the store
+                ]:
+                    assert status in (200, 404)  # 404: no CRL published yet
+                    assert took < NOT_STALLED_SECONDS, took
+                await asyncio.sleep(0.05)
+        assert not any(write.done() for write in writes)  # queued behind the lock
+        holder.stdin.close()
+        for status, took in await asyncio.gather(*writes):
+            assert status == 201
+            assert HELD_SECONDS <= took < 30
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+        await holder.wait()
         await tc.stop()
 
 

@@ -163,14 +163,9 @@ class AuditTrail:
             self._metrics.exchanges.labels(type=record.type.value, result=record.result).inc()
         # Shielded: a doel that hung up cancels its request, but the record must still land.
         with anyio.CancelScope(shield=True):
-            if len(self._pending) < MAX_PENDING:
-                self._pending.append(record)
-                self._metrics.audit_outbox_pending.set(len(self._pending))
-            else:
-                log.error("audit_outbox_full", dropped_transaction=record.transaction_id)
             why_not = None
             try:
-                await self._flush()
+                await self._append_in_order(record)
             except StoreUnavailable as exc:
                 self._write_failed()
                 why_not = exc.code
@@ -185,6 +180,30 @@ class AuditTrail:
             self._write_failed()
             return
         self.note_write(ok=True)
+
+    async def _append_in_order(self, record: AuditRecord) -> None:
+        """Straight to the store when nothing waits in the outbox, behind the waiting records
+        otherwise. The direct append takes no lock: order matters only for records that wait
+        (they were written before), and concurrent appends are ordered by the store itself,
+        which chains each under the head's lock (``store/audit.py``)."""
+        if self._pending:
+            self._keep(record)
+            await self._flush()
+            return
+        try:
+            await self._append_or_set_aside(record)
+        except StoreUnavailable:
+            self._keep(record)
+            raise
+        if not self._pending:
+            self._failing = False
+
+    def _keep(self, record: AuditRecord) -> None:
+        if len(self._pending) < MAX_PENDING:
+            self._pending.append(record)
+            self._metrics.audit_outbox_pending.set(len(self._pending))
+        else:
+            log.error("audit_outbox_full", dropped_transaction=record.transaction_id)
 
     async def _append(self, record: AuditRecord) -> None:
         await _once_more_if_unavailable(
@@ -202,24 +221,31 @@ class AuditTrail:
         A record the store refuses for what it holds (not for being away) would block the
         chain for ever if retried: it is logged loudly and set aside instead.
         """
+        if not self._pending:
+            # Nothing to drain, so no lock to queue on (it piled up under concurrency).
+            self._failing = False
+            return
         async with self._lock:
             while self._pending:
-                record = self._pending[0]
-                try:
-                    await self._append(record)
-                except StoreUnavailable:
-                    raise
-                except Exception as exc:
-                    self._metrics.audit_write_failures.inc()
-                    log.error(
-                        "audit_record_refused_by_store",
-                        transaction_id=record.transaction_id,
-                        type=record.type.value,
-                        error=type(exc).__name__,
-                    )
+                await self._append_or_set_aside(self._pending[0])
                 self._pending.popleft()
                 self._metrics.audit_outbox_pending.set(len(self._pending))
             self._failing = False
+
+    async def _append_or_set_aside(self, record: AuditRecord) -> None:
+        """Append; a record the store refuses for what it holds is logged and set aside."""
+        try:
+            await self._append(record)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            self._metrics.audit_write_failures.inc()
+            log.error(
+                "audit_record_refused_by_store",
+                transaction_id=record.transaction_id,
+                type=record.type.value,
+                error=type(exc).__name__,
+            )
 
     async def close(self) -> None:
         """At shutdown: one last try; what still cannot be written is named in the log."""

@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from traffic_center.domain.audit import (
     TWO_PHASE_TYPES,
@@ -22,7 +21,7 @@ from traffic_center.domain.audit import (
     key_id,
 )
 from traffic_center.domain.errors import AuditKeyMismatch
-from traffic_center.store.database import Database
+from traffic_center.store.database import Database, StoreConnection
 from traffic_center.store.schema import audit_head, audit_open, audit_records, nodes
 
 _RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(AuditRecord))
@@ -91,9 +90,17 @@ class AuditRepository:
         """Prove the log can be written right now (fail closed), adding nothing; with a
         secret, also that it is the key that signs the chain."""
         async with self._db.transaction() as conn:
+            # One statement: the update takes the head's lock and answers its key.
+            signing_key = (
+                await conn.execute(
+                    update(audit_head)
+                    .where(audit_head.c.id == 1)
+                    .values(probed_at=now)
+                    .returning(audit_head.c.key_id)
+                )
+            ).scalar_one()
             if secret is not None:
-                await _locked_head(conn, key_id(secret))
-            await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(probed_at=now))
+                _ensure_signing_key(signing_key, key_id(secret))
 
     async def head(self) -> ChainHead:
         async with self._db.transaction(read_only=True) as conn:
@@ -274,7 +281,7 @@ class AuditRepository:
             )
 
 
-async def _locked_head(conn: AsyncConnection, signing_key: str | None) -> Any:
+async def _locked_head(conn: StoreConnection, signing_key: str | None) -> Any:
     """The chain's head, locked for this transaction; refuses a key that does not sign it.
 
     FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction already excludes every
@@ -283,14 +290,19 @@ async def _locked_head(conn: AsyncConnection, signing_key: str | None) -> Any:
     head = (
         await conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())
     ).one()
-    if head.key_id is not None and head.key_id != signing_key:
-        raise AuditKeyMismatch(
-            f"this secret has key id {signing_key}; the audit log is signed with {head.key_id}"
-        )
+    _ensure_signing_key(head.key_id, signing_key)
     return head
 
 
-async def _track_open(conn: AsyncConnection, record: AuditRecord, record_id: int) -> None:
+def _ensure_signing_key(chain_key: str | None, signing_key: str | None) -> None:
+    """AuditKeyMismatch unless ``signing_key`` signs the chain's next record."""
+    if chain_key is not None and chain_key != signing_key:
+        raise AuditKeyMismatch(
+            f"this secret has key id {signing_key}; the audit log is signed with {chain_key}"
+        )
+
+
+async def _track_open(conn: StoreConnection, record: AuditRecord, record_id: int) -> None:
     if record.phase is Phase.STARTED:
         await conn.execute(
             insert(audit_open).values(

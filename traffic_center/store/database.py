@@ -1,57 +1,102 @@
-"""The engine, transactions, and the boundary where driver errors become StoreUnavailable."""
+"""The engine, transactions, and the boundary where driver errors become StoreUnavailable.
+
+PostgreSQL is driven through asyncpg. SQLite is driven through the standard library's driver
+(SQLAlchemy's sync engine) on the event loop's own thread: a whole transaction costs tens of
+microseconds there, against a thread hand-off per statement through aiosqlite. What could
+block the loop is another process's lock, so a transaction starts on the loop with a busy
+timeout of a few milliseconds; when SQLite is busy it starts again in a worker thread with
+the long wait, and once it holds its lock the rest runs on the loop again (issue 14).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, inspect, text
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+import anyio
+import anyio.to_thread
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool, StaticPool
+from sqlalchemy.sql.base import Executable
 
 from traffic_center.domain.errors import StoreUnavailable
 from traffic_center.store.revisions import READ_REVISIONS, VERSION_TABLE, at_head
 
-# Execution option marking a read-only transaction, so SQLite may start it deferred.
-READ_ONLY = "traffic_center_read_only"
+T = TypeVar("T")
+
+# How long a SQLite transaction may wait for another connection's lock: on the event loop
+# only a moment (the loop serves every other request meanwhile), in a worker thread as long
+# as SQLite always waited here.
+LOOP_BUSY_MS = 2
+THREAD_BUSY_MS = 30_000
+# SQLite transactions of one process that wait for the lock at once, each in a thread with a
+# connection of its own; the rest queue for a thread (the pool settings are PostgreSQL's).
+WAITING_THREADS = 10
+
+
+class StoreConnection:
+    """The connection of one transaction, as a repository uses it."""
+
+    async def execute(self, statement: Executable) -> CursorResult[Any]:
+        raise NotImplementedError
+
+    async def run_sync(self, work: Callable[[Connection], T]) -> T:
+        """Sync SQLAlchemy work (Alembic, inspection) inside this transaction."""
+        raise NotImplementedError
+
+    async def _commit(self) -> None:
+        raise NotImplementedError
+
+    async def _rollback(self) -> None:
+        raise NotImplementedError
+
+    async def _invalidate(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
 
 
 class Database:
-    """One engine for one URL. Built by ``open_database``; disposed by the owner."""
+    """One store URL's engine. Built by ``open_database``; disposed by the owner."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, url: URL) -> None:
+        self.url = url
         # Told how long each transaction took ("read" or "write", seconds); the app sets it
         # to a metric, so the store itself stays free of Prometheus.
         self.observe: Callable[[str, float], None] | None = None
-        # Same pool, marked: lets SQLite readers run beside a writer instead of queueing.
-        self._read_engine = engine.execution_options(**{READ_ONLY: True})
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
+        return self.url.get_backend_name()
 
     @asynccontextmanager
-    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[StoreConnection]:
         """A transaction that commits on success; driver failures become StoreUnavailable.
 
         ``read_only`` is a promise the transaction only reads: SQLite then begins it deferred
         (a WAL reader never waits for a writer); writers begin IMMEDIATE and queue.
         """
-        engine = self._read_engine if read_only else self.engine
         started = time.perf_counter()
-        connection: AsyncConnection | None = None
+        connection: StoreConnection | None = None
         try:
-            connection = await engine.connect()
-            async with connection.begin():
+            connection = await self._begin(read_only=read_only)
+            try:
                 yield connection
+            except BaseException:
+                await _roll_back(connection)
+                raise
+            await connection._commit()
         except (IntegrityError, DataError):
             raise  # about the data, not the store: a repository decides what it means
         except DBAPIError as exc:
@@ -64,9 +109,13 @@ class Database:
             raise StoreUnavailable(f"the store did not answer: {type(exc).__name__}") from exc
         finally:
             if connection is not None:
-                await connection.close()
+                await connection._close()
             if self.observe is not None:
                 self.observe("read" if read_only else "write", time.perf_counter() - started)
+
+    async def _begin(self, *, read_only: bool) -> StoreConnection:
+        """A connection inside a transaction just begun."""
+        raise NotImplementedError
 
     async def ping(self) -> None:
         async with self.transaction(read_only=True) as connection:
@@ -82,7 +131,179 @@ class Database:
             await connection.run_sync(upgrade_to_head)
 
     async def dispose(self) -> None:
+        raise NotImplementedError
+
+
+# --- PostgreSQL: asyncpg ------------------------------------------------------------------------
+
+
+class _AsyncConnection(StoreConnection):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def execute(self, statement: Executable) -> CursorResult[Any]:
+        return await self._connection.execute(statement)
+
+    async def run_sync(self, work: Callable[[Connection], T]) -> T:
+        return await self._connection.run_sync(work)
+
+    async def _commit(self) -> None:
+        await self._connection.commit()
+
+    async def _rollback(self) -> None:
+        await self._connection.rollback()
+
+    async def _invalidate(self) -> None:
+        await self._connection.invalidate()
+
+    async def _close(self) -> None:
+        await self._connection.close()
+
+
+class AsyncDatabase(Database):
+    """A server database through an async driver (asyncpg)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine.url)
+        self.engine = engine
+        # A reader needs no BEGIN and COMMIT around its statements: under READ COMMITTED
+        # each statement sees its own snapshot inside a transaction too. Autocommit makes a
+        # read one round trip (issue 14).
+        self._read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def _begin(self, *, read_only: bool) -> StoreConnection:
+        connection = await (self._read_engine if read_only else self.engine).connect()
+        try:
+            await connection.begin()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+            await connection.close()
+            raise
+        return _AsyncConnection(connection)
+
+    async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+# --- SQLite: the standard library's driver, on the loop -----------------------------------------
+
+
+class _SqliteConnection(StoreConnection):
+    """Statements run on the calling (loop) thread: a writer already holds its lock, and a
+    reader waits for nobody (WAL) but in rare moments (a crashed writer's WAL recovery)."""
+
+    def __init__(self, connection: Connection, *, read_only: bool) -> None:
+        self._connection = connection
+        self._read_only = read_only
+
+    async def execute(self, statement: Executable) -> CursorResult[Any]:
+        try:
+            return self._connection.execute(statement)
+        except DBAPIError as exc:
+            if not (self._read_only and _busy(exc)):
+                raise
+        # A read is one statement in autocommit, so it can simply run again, waiting.
+        connection = self._connection
+        return await anyio.to_thread.run_sync(
+            _waiting, connection, lambda: connection.execute(statement)
+        )
+
+    async def run_sync(self, work: Callable[[Connection], T]) -> T:
+        # Long work (a migration) in a thread: other transactions fall back to waiting.
+        return await anyio.to_thread.run_sync(work, self._connection)
+
+    async def _commit(self) -> None:
+        self._connection.commit()
+
+    async def _rollback(self) -> None:
+        self._connection.rollback()
+
+    async def _invalidate(self) -> None:
+        self._connection.invalidate()
+
+    async def _close(self) -> None:
+        self._connection.close()
+
+
+class SqliteDatabase(Database):
+    """A SQLite file: each transaction on the loop, its wait for a lock in a thread."""
+
+    def __init__(self, engine: Engine, *, waiting_threads: int) -> None:
+        super().__init__(engine.url)
+        self.engine = engine
+        # Transactions waiting for another process's lock: each holds a thread and a
+        # connection, so they are bounded; more wait here, on the loop, holding neither.
+        self._waiting = anyio.CapacityLimiter(waiting_threads)
+
+    async def _begin(self, *, read_only: bool) -> StoreConnection:
+        """A reader needs no BEGIN: every read transaction here is one statement, which
+        SQLite runs as its own transaction, on its own snapshot (as PostgreSQL's autocommit
+        reads do). A writer begins IMMEDIATE: it takes the write lock up front and queues
+        for it, where a deferred transaction that reads and then writes could fail at once
+        with SQLITE_BUSY when another writer got in between."""
+        if read_only:
+            return _SqliteConnection(self.engine.connect(), read_only=True)
+        connection = _begin_unless_busy(self.engine)
+        if connection is None:
+            connection = await anyio.to_thread.run_sync(
+                _begin_waiting, self.engine, limiter=self._waiting
+            )
+        return _SqliteConnection(connection, read_only=False)
+
+    async def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _begin_unless_busy(engine: Engine) -> Connection | None:
+    """A write transaction begun at once, or None while another writer holds the lock."""
+    connection = engine.connect()
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    except DBAPIError as exc:
+        if not _busy(exc):
+            _discard(connection)
+            raise
+        connection.rollback()
+        connection.close()
+        return None
+    except BaseException:
+        _discard(connection)
+        raise
+    return connection
+
+
+def _begin_waiting(engine: Engine) -> Connection:
+    """In a worker thread: begin, waiting up to THREAD_BUSY_MS for the write lock."""
+    connection = engine.connect()
+    try:
+        _waiting(connection, lambda: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+    except BaseException:
+        _discard(connection)
+        raise
+    return connection
+
+
+def _waiting(connection: Connection, run: Callable[[], T]) -> T:
+    """``run()`` with the connection's busy timeout the long one meanwhile."""
+    connection.exec_driver_sql(f"PRAGMA busy_timeout={THREAD_BUSY_MS}")
+    try:
+        return run()
+    finally:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={LOOP_BUSY_MS}")
+
+
+def _busy(exc: DBAPIError) -> bool:
+    return (
+        isinstance(exc.orig, sqlite3.Error)
+        and (exc.orig.sqlite_errorcode & 0xFF) == sqlite3.SQLITE_BUSY
+    )
+
+
+def _discard(connection: Connection) -> None:
+    with contextlib.suppress(Exception):
+        connection.invalidate()
+    connection.close()
 
 
 def recorded_revisions(connection: Connection) -> list[str]:
@@ -92,12 +313,21 @@ def recorded_revisions(connection: Connection) -> list[str]:
     return [str(v) for v in connection.execute(text(READ_REVISIONS)).scalars()]
 
 
-async def _drop(connection: AsyncConnection | None) -> None:
+async def _roll_back(connection: StoreConnection) -> None:
+    """Undo the body's work; the body's own error is what the caller hears of, so a
+    rollback that fails too only drops the connection."""
+    try:
+        await connection._rollback()
+    except Exception:
+        await _drop(connection)
+
+
+async def _drop(connection: StoreConnection | None) -> None:
     """A connection that failed (a disk I/O error, a server that went away) may stay broken;
     drop it, so the next transaction gets a fresh one: recovery by itself."""
     if connection is not None:
         with contextlib.suppress(Exception):
-            await connection.invalidate()
+            await connection._invalidate()
 
 
 def _about_the_data(exc: DBAPIError) -> bool:
@@ -122,31 +352,84 @@ def open_database(
     pool_size: int = DEFAULT_POOL_SIZE,
     max_overflow: int = DEFAULT_MAX_OVERFLOW,
 ) -> Database:
-    """An engine for ``url``; on PostgreSQL with a pool of ``pool_size`` + ``max_overflow``."""
+    """An engine for ``url``; on PostgreSQL with a pool of ``pool_size`` + ``max_overflow``.
+
+    A SQLite URL may name any driver (``sqlite+aiosqlite://`` is the one settings wrote):
+    the store always drives SQLite through the standard library's ``sqlite3``.
+    """
     parsed = make_url(url)
-    options: dict[str, Any] = {"echo": echo}
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-            _owner_only(Path(database))
-        options["connect_args"] = {"timeout": 30}
-    else:
-        # Recover by itself after the store was away: test connections before use.
-        options.update(
-            pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=10
-        )
+        return _open_sqlite(parsed, echo=echo)
     try:
-        engine = create_async_engine(url, **options)
+        engine = create_async_engine(
+            parsed,
+            echo=echo,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=10,
+        )
     except ModuleNotFoundError as exc:
         # SQLAlchemy imports the driver only now; asyncpg comes with the [postgres] extra.
         raise StoreUnavailable(
             f"the database driver {exc.name!r} is not installed"
             " (for PostgreSQL: pip install 'traffic-center[postgres]')"
         ) from exc
-    if parsed.get_backend_name() == "sqlite":
-        _configure_sqlite(engine)
-    return Database(engine)
+    _ping_when_idle(engine)
+    return AsyncDatabase(engine)
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Recover by itself after the server was away, without a ping per transaction.
+
+    pool_pre_ping was a round trip before every transaction (0.57 ms of 1.32, issue 14).
+    Under load a connection comes back to the pool within milliseconds and is not pinged:
+    if the server went away meanwhile, the transaction fails, the connection is dropped
+    (``_drop``) and SQLAlchemy recycles the rest of the pool (the driver reports the
+    disconnect). A connection idle for longer, as every one is across a restart, is pinged
+    first, and replaced if the server does not answer it.
+    """
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is None or time.monotonic() - returned_at < IDLE_PING_SECONDS:
+            return  # new (it has just answered), or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("the pooled connection did not answer") from exc
+
+
+# A pooled PostgreSQL connection unused for this long is pinged before it is trusted. A
+# server restart takes longer, so every connection older than a restart is pinged; under load
+# a connection is back in use within milliseconds and never is.
+IDLE_PING_SECONDS = 0.25
+_RETURNED_AT = "traffic_center_returned_at"
+
+
+def _open_sqlite(parsed: URL, *, echo: bool) -> SqliteDatabase:
+    database = parsed.database or ""
+    in_memory = not database or database == ":memory:"
+    if not in_memory:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _owner_only(Path(database))
+    engine = create_engine(
+        parsed.set(drivername="sqlite+pysqlite"),
+        echo=echo,
+        # One memory database is one connection; a file gets a connection per transaction
+        # in flight. Never a wait for the pool on the loop: the waiting is bounded by the
+        # threads allowed to wait for SQLite's lock (SqliteDatabase._waiting).
+        poolclass=StaticPool if in_memory else QueuePool,
+        **({} if in_memory else {"pool_size": DEFAULT_POOL_SIZE, "max_overflow": -1}),
+        connect_args={"timeout": LOOP_BUSY_MS / 1000, "check_same_thread": False},
+    )
+    _configure_sqlite(engine)
+    return SqliteDatabase(engine, waiting_threads=WAITING_THREADS)
 
 
 def _owner_only(database: Path) -> None:
@@ -162,29 +445,26 @@ def _owner_only(database: Path) -> None:
             path.chmod(0o600)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    """WAL for concurrent readers; BEGIN IMMEDIATE so writers queue instead of deadlocking.
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL for concurrent readers; writers emit BEGIN IMMEDIATE themselves (``SqliteDatabase._begin``)."""
 
-    A deferred transaction that reads and then writes can fail at once with SQLITE_BUSY when
-    another writer got in between; taking the write lock up front makes it wait instead.
-    """
-
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={LOOP_BUSY_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         # SQLite quietly opens a file it cannot write read-only, and such a connection would
         # stay in the pool refusing every write after the file is writable again. Take the
-        # write lock for a moment: a connection that cannot write is not made at all.
-        cursor.execute("BEGIN IMMEDIATE")
-        cursor.execute("ROLLBACK")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        read_only = connection.get_execution_options().get(READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        # write lock for a moment: a connection that cannot write is not made at all. Busy
+        # means another connection holds the lock, so the file is writable: keep it.
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            if (exc.sqlite_errorcode & 0xFF) != sqlite3.SQLITE_BUSY:
+                raise
+        finally:
+            cursor.close()
