@@ -10,6 +10,7 @@ import socket
 import ssl
 import time
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import pytest
@@ -18,6 +19,10 @@ from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from tests.support.sockets import server_end_option
 from tests.support.world import client_context, unique_brin, unique_routeringskenmerk
 from traffic_center.pki.ca import CertificateAuthority, write_issued
+from traffic_center.server.limits import BoundedHandshakeLoop, HandshakeBounds
+from traffic_center.server.runner import TrafficCenterServer, vendor_config
+from traffic_center.server.uvloop_loop import BoundedHandshakeUVLoop
+from traffic_center.settings import Settings
 
 
 def _client(tc: TrafficCenterUnderTest, context: ssl.SSLContext) -> httpx.AsyncClient:
@@ -226,3 +231,24 @@ async def test_the_other_protocol_and_loop_keep_identity_limits_and_refusals(
             writer.close()
     finally:
         await tc.stop()
+
+
+@pytest.mark.parametrize("setting", ["asyncio", "uvloop"])
+def test_the_event_loop_setting_picks_the_loop_of_serve_and_of_each_worker(
+    tmp_path: Path, setting: Literal["asyncio", "uvloop"]
+) -> None:
+    """TC_EVENT_LOOP: single-process serve runs TrafficCenterServer's loop factory, and every
+    --workers worker the one uvicorn takes from the listener's config; both follow it, and
+    either loop bounds the handshake."""
+    settings = Settings(home=tmp_path, event_loop=setting)
+    server = TrafficCenterServer(settings, serve_vendor_api=False)
+    worker_config = vendor_config(settings, "traffic_center.server.workers:app_from_env")
+    expected = BoundedHandshakeUVLoop if setting == "uvloop" else BoundedHandshakeLoop
+    for factory in (server.loop_factory, worker_config.get_loop_factory()):
+        assert factory is not None
+        loop = factory()
+        try:
+            assert type(loop) is expected
+            assert isinstance(loop, HandshakeBounds)
+        finally:
+            loop.close()

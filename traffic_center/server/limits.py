@@ -54,9 +54,12 @@ _PROXY_URI_DER = b"urn:oso:traffic-center:proxy"
 class ListenerConfig(Config):
     """uvicorn's config with our limits; picklable, so uvicorn's workers get them too."""
 
-    def __init__(self, app: Any, *, limits: ConnectionLimits, **kwargs: Any) -> None:
+    def __init__(
+        self, app: Any, *, limits: ConnectionLimits, uvloop: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(app, **kwargs)
         self.limits = limits
+        self.uvloop = uvloop
         self.refusals = Throttle(REFUSAL_LOG_SECONDS)
         self.memory = MemoryReturn()
         # Open connections per client certificate (its SHA-256), in this process.
@@ -64,7 +67,7 @@ class ListenerConfig(Config):
 
     def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
         """The loop uvicorn's own ``Server.run`` (each worker) creates."""
-        return event_loop_factory(self.limits)
+        return event_loop_factory(self.limits, uvloop=self.uvloop)
 
     def bind_socket(self) -> socket.socket:
         """uvicorn's listening socket (the one ``--workers`` share), made with protocol 0: the

@@ -31,6 +31,7 @@ def vendor_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
         graceful_seconds=settings.drain_seconds,
         limits=connection_limits(settings),
         keep_alive_seconds=settings.keep_alive_timeout_seconds,
+        uvloop=settings.event_loop == "uvloop",  # each worker's loop (ListenerConfig)
         **extra,
     )
 
@@ -69,10 +70,11 @@ class TrafficCenterServer:
         serve_vendor_api: bool = True,
         upstream_transport: httpx.AsyncBaseTransport | None = None,
         httptools: bool | None = None,
-        uvloop: bool = False,
+        uvloop: bool | None = None,
     ) -> None:
         """``httptools``: None parses with it when installed, False with h11; ``uvloop``: the
-        vendor listener on uvloop's loop instead of asyncio's (server/uvloop_loop.py)."""
+        vendor listener on uvloop's loop instead of asyncio's (server/uvloop_loop.py); None
+        as the settings say (TC_EVENT_LOOP)."""
         self.settings = settings
         self.lifecycle = Lifecycle()
         registry = registry if registry is not None else CollectorRegistry()
@@ -88,6 +90,8 @@ class TrafficCenterServer:
             self.vendor = QuietServer(vendor_config(settings, app, httptools=httptools))
             self.servers.append(self.vendor)
         # The TLS handshake bound lives in the event loop (server/limits.py).
+        if uvloop is None:
+            uvloop = settings.event_loop == "uvloop"
         self.loop_factory = event_loop_factory(connection_limits(settings), uvloop=uvloop)
         ops_app = create_ops_app(
             settings,
