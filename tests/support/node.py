@@ -6,7 +6,10 @@ they need the process's own RSS, so the node is a child process, not a thread.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
+import signal
 import socket
 import ssl
 import subprocess
@@ -94,9 +97,11 @@ class Node:
         return serial_hex(issued.certificate)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        """SIGKILL the node and everything it started (`serve --dev` runs reference LAS
+        processes, and --workers worker processes): killed alone, they would outlive it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
 
 def start_node(tmp: Path, settings: dict[str, str], *, open_files: int | None = None) -> Node:
@@ -117,6 +122,7 @@ def start_node(tmp: Path, settings: dict[str, str], *, open_files: int | None = 
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         preexec_fn=limit_files,  # only setrlimit, before exec
+        start_new_session=True,  # its own process group, so stop() takes its children too
     )
     node = Node(home, port, ops_port, log, process)
     deadline = time.monotonic() + 60
@@ -128,6 +134,6 @@ def start_node(tmp: Path, settings: dict[str, str], *, open_files: int | None = 
         except (httpx.TransportError, OSError):
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
+            node.stop()
             raise RuntimeError(log.read_text())
         time.sleep(0.3)
