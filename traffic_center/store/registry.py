@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from traffic_center.domain.errors import (
@@ -24,6 +24,23 @@ from traffic_center.store.schema import endpoints, schools
 class RegistryRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
+        # The reads of every request (the caller's identity, the bron endpoint), built once
+        # with bindparam()s: an execution only fills in the values, and SQLAlchemy's
+        # compiled cache hits. Never a cache of the rows: a deactivation counts at once.
+        by_kenmerk = endpoints.c.routeringskenmerk == bindparam("match_routeringskenmerk")
+        self._school = select(schools).where(schools.c.brin == bindparam("match_brin"))
+        self._endpoint = select(endpoints).where(by_kenmerk)
+        self._endpoint_with_school = (
+            select(
+                endpoints,
+                schools.c.name,
+                schools.c.sector,
+                schools.c.board,
+                schools.c.active.label("school_active"),
+            )
+            .join(schools, schools.c.brin == endpoints.c.brin)
+            .where(by_kenmerk)
+        )
 
     # --- schools ------------------------------------------------------------------------------
 
@@ -47,7 +64,7 @@ class RegistryRepository:
 
     async def get_school(self, brin: str) -> School | None:
         async with self._db.transaction(read_only=True) as conn:
-            row = (await conn.execute(select(schools).where(schools.c.brin == brin))).first()
+            row = (await conn.execute(self._school, {"match_brin": brin})).first()
         return _school(row._mapping) if row else None
 
     async def list_schools(self) -> Sequence[School]:
@@ -98,27 +115,18 @@ class RegistryRepository:
     async def get_endpoint(self, routeringskenmerk: str) -> Endpoint | None:
         async with self._db.transaction(read_only=True) as conn:
             row = (
-                await conn.execute(
-                    select(endpoints).where(endpoints.c.routeringskenmerk == routeringskenmerk)
-                )
+                await conn.execute(self._endpoint, {"match_routeringskenmerk": routeringskenmerk})
             ).first()
         return _endpoint(row._mapping) if row else None
 
     async def endpoint_with_school(self, routeringskenmerk: str) -> tuple[Endpoint, School] | None:
         """One read for the per-request identity check: the endpoint and its school."""
-        query = (
-            select(
-                endpoints,
-                schools.c.name,
-                schools.c.sector,
-                schools.c.board,
-                schools.c.active.label("school_active"),
-            )
-            .join(schools, schools.c.brin == endpoints.c.brin)
-            .where(endpoints.c.routeringskenmerk == routeringskenmerk)
-        )
         async with self._db.transaction(read_only=True) as conn:
-            row = (await conn.execute(query)).first()
+            row = (
+                await conn.execute(
+                    self._endpoint_with_school, {"match_routeringskenmerk": routeringskenmerk}
+                )
+            ).first()
         if row is None:
             return None
         mapping = row._mapping
