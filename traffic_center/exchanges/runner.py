@@ -168,11 +168,15 @@ class ExchangeRunner:
             entry.sessie_id = parse_sessie_id(sessie_id) if sessie_id is not None else None
         caller = await self._authenticate(peer, entry)
         _file_under(entry, caller, role)
-        await self._admit(_ROUTE_OF[kind], caller.identity.serial, caller.routeringskenmerk, entry)
+        await self._admit(
+            _ROUTE_OF[kind],
+            caller.identity.serial,
+            caller.routeringskenmerk,
+            entry,
+            prove_writable=not two_phase,
+        )
         exchange = Exchange(caller, entry, self._audit, self._metrics, relayed=two_phase)
         try:
-            if not two_phase:
-                await self._audit.ensure_writable()
             yield exchange
         except TrafficCenterError as error:
             await exchange.close_with_error(error)
@@ -207,7 +211,9 @@ class ExchangeRunner:
     async def whoami(self, peer: Peer) -> CertificateIdentity:
         """identify, as the whoami route: within its own budget (rule 9)."""
         identity = await self.identify(peer)
-        await self._admit("whoami", identity.serial, identity.routeringskenmerk, None)
+        await self._admit(
+            "whoami", identity.serial, identity.routeringskenmerk, None, prove_writable=False
+        )
         return identity
 
     async def _authenticate(self, peer: Peer, entry: AuditEntry) -> Caller:
@@ -222,12 +228,27 @@ class ExchangeRunner:
             raise
 
     async def _admit(
-        self, route: str, serial: str, routeringskenmerk: str, entry: AuditEntry | None
+        self,
+        route: str,
+        serial: str,
+        routeringskenmerk: str,
+        entry: AuditEntry | None,
+        *,
+        prove_writable: bool,
     ) -> None:
         """Rule 9, before the record is opened: a limited caller costs one counted record per
-        window, like a refused one, not one record per request."""
+        window, like a refused one, not one record per request.
+
+        ``prove_writable``: the log is proven writable too (fail closed, 503
+        ``AuditNietBeschikbaar``), in the same store transaction as the hit (issue 14).
+        """
+        admission = self._limiter.admission(route, routeringskenmerk)
         try:
-            await self._limiter.admit(route, routeringskenmerk)
+            if prove_writable:
+                hits = await self._audit.count_and_ensure_writable(admission.hit)
+            else:
+                hits = await self._limiter.count(admission)
+            admission.judge(hits)
         except RateLimited as limited:
             await self._refusals.note(limited, serial=serial)
             raise

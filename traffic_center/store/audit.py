@@ -85,10 +85,16 @@ class AuditRepository:
         """Prove the log can be written right now (fail closed), adding nothing; with a
         secret, also that it is the key that signs the chain."""
         async with self._db.transaction() as conn:
-            # One statement: the update takes the head's lock and answers its key.
-            signing_key = (await conn.execute(self._hot.probe_head, {"probed": now})).scalar_one()
-            if secret is not None:
-                _ensure_signing_key(signing_key, key_id(secret))
+            await self.probe_in(conn, now, secret=secret)
+
+    async def probe_in(
+        self, conn: StoreConnection, now: dt.datetime, *, secret: bytes | None
+    ) -> None:
+        """``probe_write`` inside the caller's write transaction (``Store.count_and_probe``)."""
+        # One statement: the update takes the head's lock and answers its key.
+        signing_key = (await conn.execute(self._hot.probe_head, {"probed": now})).scalar_one()
+        if secret is not None:
+            _ensure_signing_key(signing_key, key_id(secret))
 
     async def head(self) -> ChainHead:
         async with self._db.transaction(read_only=True) as conn:

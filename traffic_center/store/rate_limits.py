@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from traffic_center.store.database import Database
+from traffic_center.store.database import Database, StoreConnection
 from traffic_center.store.schema import rate_limits
 
 
@@ -21,6 +21,14 @@ class WindowHits(NamedTuple):
 
     current: int
     previous: int
+
+
+class Hit(NamedTuple):
+    """One hit to count: the bucket, and the fixed window it falls in."""
+
+    bucket: str
+    window_start: int
+    window_seconds: int
 
 
 class RateLimitRepository:
@@ -49,15 +57,19 @@ class RateLimitRepository:
 
     async def hit(self, bucket: str, *, window_start: int, window_seconds: int = 60) -> WindowHits:
         """Count one hit in the window; one write, in one transaction with the read."""
-        values = {
-            "match_bucket": bucket,
-            "window": window_start,
-            "previous_window": window_start - window_seconds,
-        }
         async with self._db.transaction() as conn:
-            hits = int((await conn.execute(self._count_hit, values)).scalar_one())
-            previous = (await conn.execute(self._previous_hits, values)).scalar_one_or_none()
-            if hits == 1:
-                # A new window: forget all but the previous one so the table stays small.
-                await conn.execute(self._forget_older, values)
+            return await self.count_in(conn, Hit(bucket, window_start, window_seconds))
+
+    async def count_in(self, conn: StoreConnection, hit: Hit) -> WindowHits:
+        """Count ``hit`` inside the caller's write transaction (``Store.count_and_probe``)."""
+        values = {
+            "match_bucket": hit.bucket,
+            "window": hit.window_start,
+            "previous_window": hit.window_start - hit.window_seconds,
+        }
+        hits = int((await conn.execute(self._count_hit, values)).scalar_one())
+        previous = (await conn.execute(self._previous_hits, values)).scalar_one_or_none()
+        if hits == 1:
+            # A new window: forget all but the previous one so the table stays small.
+            await conn.execute(self._forget_older, values)
         return WindowHits(hits, int(previous or 0))
