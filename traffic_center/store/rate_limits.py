@@ -39,6 +39,18 @@ class RateLimitRepository:
         # session's CPU, issue 14).
         insert = postgresql_insert if database.dialect == "postgresql" else sqlite_insert
         bucket = rate_limits.c.bucket == bindparam("match_bucket")
+        # The previous window's hits come back with the count: one statement, and on
+        # PostgreSQL one round trip, for both (both dialects allow a subquery in RETURNING).
+        earlier = rate_limits.alias("earlier")
+        previous_hits = (
+            select(earlier.c.hits)
+            .where(
+                earlier.c.bucket == bindparam("match_bucket"),
+                earlier.c.window_start == bindparam("previous_window"),
+            )
+            .scalar_subquery()
+            .label("previous_hits")
+        )
         self._count_hit = (
             insert(rate_limits)
             .values(bucket=bindparam("match_bucket"), window_start=bindparam("window"), hits=1)
@@ -46,10 +58,7 @@ class RateLimitRepository:
                 index_elements=[rate_limits.c.bucket, rate_limits.c.window_start],
                 set_={"hits": rate_limits.c.hits + 1},
             )
-            .returning(rate_limits.c.hits)
-        )
-        self._previous_hits = select(rate_limits.c.hits).where(
-            bucket, rate_limits.c.window_start == bindparam("previous_window")
+            .returning(rate_limits.c.hits, previous_hits)
         )
         self._forget_older = delete(rate_limits).where(
             bucket, rate_limits.c.window_start < bindparam("previous_window")
@@ -67,9 +76,9 @@ class RateLimitRepository:
             "window": hit.window_start,
             "previous_window": hit.window_start - hit.window_seconds,
         }
-        hits = int((await conn.execute(self._count_hit, values)).scalar_one())
-        previous = (await conn.execute(self._previous_hits, values)).scalar_one_or_none()
+        counted = (await conn.execute(self._count_hit, values)).one()
+        hits, previous = int(counted.hits), int(counted.previous_hits or 0)
         if hits == 1:
             # A new window: forget all but the previous one so the table stays small.
             await conn.execute(self._forget_older, values)
-        return WindowHits(hits, int(previous or 0))
+        return WindowHits(hits, previous)
