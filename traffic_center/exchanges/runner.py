@@ -182,13 +182,7 @@ class ExchangeRunner:
             await exchange.close_with_error(error)
             raise
         except Exception as unexpected:
-            log.error(
-                "exchange_internal_error",
-                type=kind.value,
-                transaction_id=entry.transaction_id,
-                error=type(unexpected).__name__,
-                where=raised_at(unexpected),
-            )
+            _log_internal_error(entry, unexpected)
             await exchange.close(INTERNAL_ERROR, http_status=500)
             raise InternalError() from None
         except BaseException:  # cancelled: the client hung up before its answer
@@ -256,6 +250,18 @@ class ExchangeRunner:
             if entry is not None:
                 await self._audit.failed(entry, error)
             raise
+        except Exception as unexpected:
+            # While the log was being proven writable: on the record as any exchange's
+            # internal error, as when the probe ran in the exchange's own body.
+            if entry is None or not prove_writable:
+                raise
+            _log_internal_error(entry, unexpected)
+            await self._audit.finished(entry, INTERNAL_ERROR, http_status=500)
+            raise InternalError() from None
+        except BaseException:  # cancelled: the client hung up; recorded as in the body
+            if entry is not None and prove_writable:
+                await self._audit.finished(entry, DOEL_DISCONNECTED, http_status=None)
+            raise
 
     async def _refused(self, refused: CallerRefused, peer: Peer) -> None:
         self._metrics.refused_callers.labels(reason=refused.code).inc()
@@ -267,6 +273,16 @@ class ExchangeRunner:
             serial=serial_hex(certificate) if certificate is not None else None,
             fingerprint=fingerprint_sha256(certificate) if certificate is not None else None,
         )
+
+
+def _log_internal_error(entry: AuditEntry, unexpected: Exception) -> None:
+    log.error(
+        "exchange_internal_error",
+        type=entry.type.value,
+        transaction_id=entry.transaction_id,
+        error=type(unexpected).__name__,
+        where=raised_at(unexpected),
+    )
 
 
 def _file_under(entry: AuditEntry, caller: Caller, role: Role) -> None:
