@@ -2,7 +2,8 @@
 
 Before an exchange does anything another party would see, the log must be provably writable
 *now*: a relay or notification appends its *started* record (that write is the proof), any
-other exchange proves it with ``ensure_writable`` (a real write in the store). If that fails
+other exchange proves it with ``ensure_writable`` (a real write in the store; an exchange's
+admission does it in the transaction that counts its rate-limit hit). If that fails
 the exchange is refused with 503 ``AuditNietBeschikbaar`` and nothing is forwarded. Once the
 outcome is known the *final* record is appended. If the store fails in between (the dossier
 was already streamed), the record waits in this node's outbox and is appended, in order,
@@ -17,6 +18,7 @@ import contextlib
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 import structlog
@@ -36,9 +38,12 @@ from traffic_center.observability.context import (
 )
 from traffic_center.observability.metrics import Metrics
 from traffic_center.relay.trace import traceparent_for_log
+from traffic_center.store.rate_limits import Hit, WindowHits
 from traffic_center.store.store import Store
 
 log = structlog.get_logger("traffic_center.audit")
+
+T = TypeVar("T")
 
 # Records that could not be written yet; beyond this the node refuses everything anyway.
 MAX_PENDING = 10_000
@@ -104,19 +109,32 @@ class AuditTrail:
 
     async def ensure_writable(self) -> None:
         """Fail closed: raise AuditUnavailable unless a record could be written right now."""
+        await self._prove_writable(
+            lambda: self._store.audit.probe_write(self._clock(), secret=self._secret)
+        )
+
+    async def count_and_ensure_writable(self, hit: Hit) -> WindowHits:
+        """``ensure_writable``, with an exchange's rate-limit hit counted in the same write
+        transaction: admission is one store transaction, not two (issue 14). The hits, for
+        the limiter to judge; AuditUnavailable when the log (or so the store) is not
+        writable."""
+        return await self._prove_writable(
+            lambda: self._store.count_and_probe(hit, probed_at=self._clock(), secret=self._secret)
+        )
+
+    async def _prove_writable(self, probe: Callable[[], Awaitable[T]]) -> T:
         try:
             await self._flush()
             if self._pending:
                 raise StoreUnavailable("earlier audit records are still waiting")
-            await _once_more_if_unavailable(
-                lambda: self._store.audit.probe_write(self._clock(), secret=self._secret)
-            )
+            proof = await _once_more_if_unavailable(probe)
             self._succeeded_at = time.monotonic()
         except StoreUnavailable as exc:
             self._write_failed()
             if isinstance(exc, AuditUnavailable):
                 raise
             raise AuditUnavailable(exc.detail) from exc
+        return proof
 
     async def started(self, entry: AuditEntry) -> None:
         """The first phase of a relayed exchange, written before a byte is forwarded.
@@ -255,16 +273,17 @@ class AuditTrail:
             log.error("audit_record_lost_at_shutdown", transaction_id=record.transaction_id)
 
 
-async def _once_more_if_unavailable(write: Callable[[], Awaitable[None]]) -> None:
+async def _once_more_if_unavailable(write: Callable[[], Awaitable[T]]) -> T:
     """A failed write is tried once more, on a fresh connection: the store drops a connection
     that failed, and one broken by an outage that has just ended (SQLite's "disk I/O error"
-    after its file was unwritable) should not cost an exchange. An append is idempotent."""
+    after its file was unwritable) should not cost an exchange. An append is idempotent; a
+    failed admission (``count_and_ensure_writable``) was rolled back, hit and all."""
     try:
-        await write()
+        return await write()
     except AuditKeyMismatch:
         raise
     except StoreUnavailable:
-        await write()
+        return await write()
 
 
 def _log_line(

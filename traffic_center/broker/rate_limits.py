@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from traffic_center.domain.errors import RateLimited
+from traffic_center.store.rate_limits import Hit, WindowHits
 from traffic_center.store.store import Store
 
 WINDOW_SECONDS = 60
@@ -93,24 +94,48 @@ class RateLimiter:
         self._clock = clock
         self._window_seconds = window_seconds
 
-    async def admit(self, route: str, routeringskenmerk: str) -> None:
-        """One hit of ``route`` by an endpoint; RateLimited (429) when over its budget."""
-        per_minute = self._per_minute[route]
+    async def count(self, admission: Admission) -> WindowHits:
+        """The admission's hit counted, in a store transaction of its own."""
+        hit = admission.hit
+        return await self._store.rate_limits.hit(
+            hit.bucket, window_start=hit.window_start, window_seconds=hit.window_seconds
+        )
+
+    def admission(self, route: str, routeringskenmerk: str) -> Admission:
+        """One hit of ``route`` by an endpoint, to count now: here (``count``) or together
+        with the audit probe (``AuditTrail.count_and_ensure_writable``); then
+        ``Admission.judge`` raises RateLimited (429) when it is over the budget."""
         now = self._clock().timestamp()
         window = self._window_seconds
         window_start = int(now) // window * window
-        hits = await self._store.rate_limits.hit(
-            f"{route}:{routeringskenmerk}", window_start=window_start, window_seconds=window
+        return Admission(
+            Hit(f"{route}:{routeringskenmerk}", window_start, window),
+            route=route,
+            per_minute=self._per_minute[route],
+            elapsed=now - window_start,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """One hit of a route by an endpoint, about to be counted, and the budget it meets."""
+
+    hit: Hit
+    route: str
+    per_minute: int
+    elapsed: float  # seconds into the hit's window
+
+    def judge(self, hits: WindowHits) -> None:
+        """RateLimited (429) when the counted ``hits`` are over the budget."""
         verdict = judge(
             current=hits.current,
             previous=hits.previous,
-            elapsed=now - window_start,
-            per_minute=per_minute,
-            window_seconds=window,
+            elapsed=self.elapsed,
+            per_minute=self.per_minute,
+            window_seconds=self.hit.window_seconds,
         )
         if not verdict.allowed:
             raise RateLimited(
-                f"at most {per_minute} {route.replace('_', ' ')} a minute per endpoint",
+                f"at most {self.per_minute} {self.route.replace('_', ' ')} a minute per endpoint",
                 retry_after_seconds=verdict.retry_after_seconds,
             )

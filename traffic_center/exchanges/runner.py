@@ -168,23 +168,21 @@ class ExchangeRunner:
             entry.sessie_id = parse_sessie_id(sessie_id) if sessie_id is not None else None
         caller = await self._authenticate(peer, entry)
         _file_under(entry, caller, role)
-        await self._admit(_ROUTE_OF[kind], caller.identity.serial, caller.routeringskenmerk, entry)
+        await self._admit(
+            _ROUTE_OF[kind],
+            caller.identity.serial,
+            caller.routeringskenmerk,
+            entry,
+            prove_writable=not two_phase,
+        )
         exchange = Exchange(caller, entry, self._audit, self._metrics, relayed=two_phase)
         try:
-            if not two_phase:
-                await self._audit.ensure_writable()
             yield exchange
         except TrafficCenterError as error:
             await exchange.close_with_error(error)
             raise
         except Exception as unexpected:
-            log.error(
-                "exchange_internal_error",
-                type=kind.value,
-                transaction_id=entry.transaction_id,
-                error=type(unexpected).__name__,
-                where=raised_at(unexpected),
-            )
+            _log_internal_error(entry, unexpected)
             await exchange.close(INTERNAL_ERROR, http_status=500)
             raise InternalError() from None
         except BaseException:  # cancelled: the client hung up before its answer
@@ -207,7 +205,9 @@ class ExchangeRunner:
     async def whoami(self, peer: Peer) -> CertificateIdentity:
         """identify, as the whoami route: within its own budget (rule 9)."""
         identity = await self.identify(peer)
-        await self._admit("whoami", identity.serial, identity.routeringskenmerk, None)
+        await self._admit(
+            "whoami", identity.serial, identity.routeringskenmerk, None, prove_writable=False
+        )
         return identity
 
     async def _authenticate(self, peer: Peer, entry: AuditEntry) -> Caller:
@@ -222,18 +222,45 @@ class ExchangeRunner:
             raise
 
     async def _admit(
-        self, route: str, serial: str, routeringskenmerk: str, entry: AuditEntry | None
+        self,
+        route: str,
+        serial: str,
+        routeringskenmerk: str,
+        entry: AuditEntry | None,
+        *,
+        prove_writable: bool,
     ) -> None:
         """Rule 9, before the record is opened: a limited caller costs one counted record per
-        window, like a refused one, not one record per request."""
+        window, like a refused one, not one record per request.
+
+        ``prove_writable``: the log is proven writable too (fail closed, 503
+        ``AuditNietBeschikbaar``), in the same store transaction as the hit (issue 14).
+        """
+        admission = self._limiter.admission(route, routeringskenmerk)
         try:
-            await self._limiter.admit(route, routeringskenmerk)
+            if prove_writable:
+                hits = await self._audit.count_and_ensure_writable(admission.hit)
+            else:
+                hits = await self._limiter.count(admission)
+            admission.judge(hits)
         except RateLimited as limited:
             await self._refusals.note(limited, serial=serial)
             raise
         except TrafficCenterError as error:  # the store is down: recorded as the exchange
             if entry is not None:
                 await self._audit.failed(entry, error)
+            raise
+        except Exception as unexpected:
+            # While the log was being proven writable: on the record as any exchange's
+            # internal error, as when the probe ran in the exchange's own body.
+            if entry is None or not prove_writable:
+                raise
+            _log_internal_error(entry, unexpected)
+            await self._audit.finished(entry, INTERNAL_ERROR, http_status=500)
+            raise InternalError() from None
+        except BaseException:  # cancelled: the client hung up; recorded as in the body
+            if entry is not None and prove_writable:
+                await self._audit.finished(entry, DOEL_DISCONNECTED, http_status=None)
             raise
 
     async def _refused(self, refused: CallerRefused, peer: Peer) -> None:
@@ -246,6 +273,16 @@ class ExchangeRunner:
             serial=serial_hex(certificate) if certificate is not None else None,
             fingerprint=fingerprint_sha256(certificate) if certificate is not None else None,
         )
+
+
+def _log_internal_error(entry: AuditEntry, unexpected: Exception) -> None:
+    log.error(
+        "exchange_internal_error",
+        type=entry.type.value,
+        transaction_id=entry.transaction_id,
+        error=type(unexpected).__name__,
+        where=raised_at(unexpected),
+    )
 
 
 def _file_under(entry: AuditEntry, caller: Caller, role: Role) -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from traffic_center.domain.audit import (
@@ -47,6 +47,7 @@ class OpenExchange:
 class AuditRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._hot = _HotStatements()
 
     async def append(self, record: AuditRecord, *, secret: bytes) -> None:
         """Add the record at the end of the chain; one writer at a time holds the head.
@@ -63,48 +64,41 @@ class AuditRepository:
                 raise
 
     async def _append(self, record: AuditRecord, secret: bytes) -> None:
+        hot = self._hot
         async with self._db.transaction() as conn:
-            head = await _locked_head(conn, record.key_id)
+            head = await _locked_head(conn, hot, record.key_id)
             record_hash = chain_hash(secret, head.last_hash, record)
             inserted = await conn.execute(
-                audit_records.insert()
-                .values(**_columns(record), prev_hash=head.last_hash, hash=record_hash)
-                .returning(audit_records.c.id)
+                hot.insert_record,
+                {**_columns(record), "prev_hash": head.last_hash, "hash": record_hash},
             )
             record_id = int(inserted.scalar_one())
-            await _track_open(conn, record, record_id)
+            await _track_open(conn, hot, record, record_id)
             # A rotation record is the old key's last: from here on the new key signs.
             next_key = record.subject if record.type is AuditType.KEY_ROTATED else record.key_id
             await conn.execute(
-                update(audit_head)
-                .where(audit_head.c.id == 1)
-                .values(
-                    last_id=record_id,
-                    last_hash=record_hash,
-                    count=audit_head.c.count + 1,
-                    key_id=next_key,
-                )
+                hot.advance_head,
+                {"new_last_id": record_id, "new_last_hash": record_hash, "new_key_id": next_key},
             )
 
     async def probe_write(self, now: dt.datetime, *, secret: bytes | None) -> None:
         """Prove the log can be written right now (fail closed), adding nothing; with a
         secret, also that it is the key that signs the chain."""
         async with self._db.transaction() as conn:
-            # One statement: the update takes the head's lock and answers its key.
-            signing_key = (
-                await conn.execute(
-                    update(audit_head)
-                    .where(audit_head.c.id == 1)
-                    .values(probed_at=now)
-                    .returning(audit_head.c.key_id)
-                )
-            ).scalar_one()
-            if secret is not None:
-                _ensure_signing_key(signing_key, key_id(secret))
+            await self.probe_in(conn, now, secret=secret)
+
+    async def probe_in(
+        self, conn: StoreConnection, now: dt.datetime, *, secret: bytes | None
+    ) -> None:
+        """``probe_write`` inside the caller's write transaction (``Store.count_and_probe``)."""
+        # One statement: the update takes the head's lock and answers its key.
+        signing_key = (await conn.execute(self._hot.probe_head, {"probed": now})).scalar_one()
+        if secret is not None:
+            _ensure_signing_key(signing_key, key_id(secret))
 
     async def head(self) -> ChainHead:
         async with self._db.transaction(read_only=True) as conn:
-            row = (await conn.execute(select(audit_head).where(audit_head.c.id == 1))).one()
+            row = (await conn.execute(self._hot.head)).one()
         values = row._mapping
         return ChainHead(
             int(values["last_id"]),
@@ -206,42 +200,27 @@ class AuditRepository:
         async with self._db.transaction(read_only=True) as conn:
             row = (
                 await conn.execute(
-                    select(audit_records).where(
-                        audit_records.c.transaction_id == transaction_id,
-                        audit_records.c.phase == phase.value,
-                    )
+                    self._hot.by_transaction,
+                    {"match_transaction_id": transaction_id, "match_phase": phase.value},
                 )
             ).first()
         return _record(row._mapping) if row else None
 
     async def delivered_in(self, sessie_id: str) -> bool:
         """Whether a complete dossier was relayed in this session (what a close is held to)."""
-        query = select(audit_records.c.id).where(
-            audit_records.c.sessie_id == sessie_id,
-            audit_records.c.type == AuditType.DOSSIER.value,
-            audit_records.c.phase == Phase.FINAL.value,
-            audit_records.c.result == "OverdrachtGeslaagd",
-        )
         async with self._db.transaction(read_only=True) as conn:
-            return (await conn.execute(query.limit(1))).first() is not None
+            found = await conn.execute(self._hot.delivered_in, {"match_sessie_id": sessie_id})
+            return found.first() is not None
 
     async def relayed_in(self, sessie_id: str) -> bool:
         """Whether any dossier relay was started in this session."""
-        query = select(audit_records.c.id).where(
-            audit_records.c.sessie_id == sessie_id,
-            audit_records.c.type == AuditType.DOSSIER.value,
-            audit_records.c.phase == Phase.STARTED.value,
-        )
         async with self._db.transaction(read_only=True) as conn:
-            return (await conn.execute(query.limit(1))).first() is not None
+            found = await conn.execute(self._hot.relayed_in, {"match_sessie_id": sessie_id})
+            return found.first() is not None
 
     async def for_session(self, sessie_id: str) -> Sequence[AuditRecord]:
         async with self._db.transaction(read_only=True) as conn:
-            rows = await conn.execute(
-                select(audit_records)
-                .where(audit_records.c.sessie_id == sessie_id)
-                .order_by(audit_records.c.id)
-            )
+            rows = await conn.execute(self._hot.for_session, {"match_sessie_id": sessie_id})
             return [_record(row._mapping) for row in rows]
 
     async def for_party(
@@ -281,15 +260,13 @@ class AuditRepository:
             )
 
 
-async def _locked_head(conn: StoreConnection, signing_key: str | None) -> Any:
+async def _locked_head(conn: StoreConnection, hot: _HotStatements, signing_key: str | None) -> Any:
     """The chain's head, locked for this transaction; refuses a key that does not sign it.
 
     FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction already excludes every
     other writer.
     """
-    head = (
-        await conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())
-    ).one()
+    head = (await conn.execute(hot.locked_head)).one()
     _ensure_signing_key(head.key_id, signing_key)
     return head
 
@@ -302,20 +279,76 @@ def _ensure_signing_key(chain_key: str | None, signing_key: str | None) -> None:
         )
 
 
-async def _track_open(conn: StoreConnection, record: AuditRecord, record_id: int) -> None:
+async def _track_open(
+    conn: StoreConnection, hot: _HotStatements, record: AuditRecord, record_id: int
+) -> None:
     if record.phase is Phase.STARTED:
         await conn.execute(
-            insert(audit_open).values(
-                transaction_id=record.transaction_id,
-                node_id=record.node_id or "",
-                record_id=record_id,
-                started_at=record.recorded_at,
-            )
+            hot.open_exchange,
+            {
+                "transaction_id": record.transaction_id,
+                "node_id": record.node_id or "",
+                "record_id": record_id,
+                "started_at": record.recorded_at,
+            },
         )
     elif record.type in TWO_PHASE_TYPES:
-        await conn.execute(
-            delete(audit_open).where(audit_open.c.transaction_id == record.transaction_id)
+        await conn.execute(hot.close_exchange, {"match_transaction_id": record.transaction_id})
+
+
+class _HotStatements:
+    """The statements of every exchange's records, built once per repository with
+    bindparam()s for the values: an execution only fills them in, and SQLAlchemy's compiled
+    cache hits (constructing them anew was a tenth of a session's CPU, issue 14)."""
+
+    def __init__(self) -> None:
+        the_head = audit_head.c.id == 1
+        by_session = audit_records.c.sessie_id == bindparam("match_sessie_id")
+        dossier = audit_records.c.type == AuditType.DOSSIER.value
+        self.head = select(audit_head).where(the_head)
+        self.locked_head = self.head.with_for_update()
+        self.probe_head = (
+            update(audit_head)
+            .where(the_head)
+            .values(probed_at=bindparam("probed"))
+            .returning(audit_head.c.key_id)
         )
+        self.advance_head = (
+            update(audit_head)
+            .where(the_head)
+            .values(
+                last_id=bindparam("new_last_id"),
+                last_hash=bindparam("new_last_hash"),
+                count=audit_head.c.count + 1,
+                key_id=bindparam("new_key_id"),
+            )
+        )
+        # Executed with every column's value: the VALUES follow the parameters' keys.
+        self.insert_record = audit_records.insert().returning(audit_records.c.id)
+        self.open_exchange = insert(audit_open)
+        self.close_exchange = delete(audit_open).where(
+            audit_open.c.transaction_id == bindparam("match_transaction_id")
+        )
+        self.by_transaction = select(audit_records).where(
+            audit_records.c.transaction_id == bindparam("match_transaction_id"),
+            audit_records.c.phase == bindparam("match_phase"),
+        )
+        self.delivered_in = (
+            select(audit_records.c.id)
+            .where(
+                by_session,
+                dossier,
+                audit_records.c.phase == Phase.FINAL.value,
+                audit_records.c.result == "OverdrachtGeslaagd",
+            )
+            .limit(1)
+        )
+        self.relayed_in = (
+            select(audit_records.c.id)
+            .where(by_session, dossier, audit_records.c.phase == Phase.STARTED.value)
+            .limit(1)
+        )
+        self.for_session = select(audit_records).where(by_session).order_by(audit_records.c.id)
 
 
 def _columns(record: AuditRecord) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,7 +47,11 @@ WAITING_THREADS = 10
 class StoreConnection:
     """The connection of one transaction, as a repository uses it."""
 
-    async def execute(self, statement: Executable) -> CursorResult[Any]:
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]:
+        """Run ``statement``; ``parameters`` fill its bindparam()s (a repository builds its
+        statements once and passes only the values, so SQLAlchemy's compiled cache hits)."""
         raise NotImplementedError
 
     async def run_sync(self, work: Callable[[Connection], T]) -> T:
@@ -141,8 +145,10 @@ class _AsyncConnection(StoreConnection):
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def execute(self, statement: Executable) -> CursorResult[Any]:
-        return await self._connection.execute(statement)
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]:
+        return await self._connection.execute(statement, parameters)
 
     async def run_sync(self, work: Callable[[Connection], T]) -> T:
         return await self._connection.run_sync(work)
@@ -197,16 +203,18 @@ class _SqliteConnection(StoreConnection):
         self._connection = connection
         self._read_only = read_only
 
-    async def execute(self, statement: Executable) -> CursorResult[Any]:
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]:
         try:
-            return self._connection.execute(statement)
+            return self._connection.execute(statement, parameters)
         except DBAPIError as exc:
             if not (self._read_only and _busy(exc)):
                 raise
         # A read is one statement in autocommit, so it can simply run again, waiting.
         connection = self._connection
         return await anyio.to_thread.run_sync(
-            _waiting, connection, lambda: connection.execute(statement)
+            _waiting, connection, lambda: connection.execute(statement, parameters)
         )
 
     async def run_sync(self, work: Callable[[Connection], T]) -> T:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from traffic_center.domain.errors import (
@@ -24,6 +24,24 @@ from traffic_center.store.schema import endpoints, schools
 class RegistryRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
+        # The reads of every request (the caller's identity, the bron endpoint), built once
+        # with bindparam()s: an execution only fills in the values, and SQLAlchemy's
+        # compiled cache hits. Never a cache of the rows: a deactivation counts at once.
+        by_kenmerk = endpoints.c.routeringskenmerk == bindparam("match_routeringskenmerk")
+        self._school = select(schools).where(schools.c.brin == bindparam("match_brin"))
+        self._endpoint = select(endpoints).where(by_kenmerk)
+        self._endpoint_with_school = (
+            select(
+                endpoints,
+                schools.c.name,
+                schools.c.sector,
+                schools.c.board,
+                schools.c.active.label("school_active"),
+            )
+            .join(schools, schools.c.brin == endpoints.c.brin)
+            .where(by_kenmerk)
+        )
+        self._endpoint_lists: dict[_EndpointFilters, Select[Any]] = {}
 
     # --- schools ------------------------------------------------------------------------------
 
@@ -47,7 +65,7 @@ class RegistryRepository:
 
     async def get_school(self, brin: str) -> School | None:
         async with self._db.transaction(read_only=True) as conn:
-            row = (await conn.execute(select(schools).where(schools.c.brin == brin))).first()
+            row = (await conn.execute(self._school, {"match_brin": brin})).first()
         return _school(row._mapping) if row else None
 
     async def list_schools(self) -> Sequence[School]:
@@ -98,27 +116,18 @@ class RegistryRepository:
     async def get_endpoint(self, routeringskenmerk: str) -> Endpoint | None:
         async with self._db.transaction(read_only=True) as conn:
             row = (
-                await conn.execute(
-                    select(endpoints).where(endpoints.c.routeringskenmerk == routeringskenmerk)
-                )
+                await conn.execute(self._endpoint, {"match_routeringskenmerk": routeringskenmerk})
             ).first()
         return _endpoint(row._mapping) if row else None
 
     async def endpoint_with_school(self, routeringskenmerk: str) -> tuple[Endpoint, School] | None:
         """One read for the per-request identity check: the endpoint and its school."""
-        query = (
-            select(
-                endpoints,
-                schools.c.name,
-                schools.c.sector,
-                schools.c.board,
-                schools.c.active.label("school_active"),
-            )
-            .join(schools, schools.c.brin == endpoints.c.brin)
-            .where(endpoints.c.routeringskenmerk == routeringskenmerk)
-        )
         async with self._db.transaction(read_only=True) as conn:
-            row = (await conn.execute(query)).first()
+            row = (
+                await conn.execute(
+                    self._endpoint_with_school, {"match_routeringskenmerk": routeringskenmerk}
+                )
+            ).first()
         if row is None:
             return None
         mapping = row._mapping
@@ -133,21 +142,40 @@ class RegistryRepository:
         routeringskenmerk: str | None = None,
         active_only: bool = False,
     ) -> Sequence[Endpoint]:
+        filters = _EndpointFilters(
+            brin is not None, kind is not None, routeringskenmerk is not None, active_only
+        )
+        values = {
+            "match_brin": brin,
+            "match_kind": kind.value if kind is not None else None,
+            "match_routeringskenmerk": routeringskenmerk,
+        }
+        async with self._db.transaction(read_only=True) as conn:
+            rows = await conn.execute(self._endpoint_list(filters), values)
+            return [_endpoint(row._mapping) for row in rows]
+
+    def _endpoint_list(self, filters: _EndpointFilters) -> Select[Any]:
+        """The listing for this combination of filters, built on its first use (the broker
+        lists a bron school's endpoints for every session it grants)."""
+        query = self._endpoint_lists.get(filters)
+        if query is not None:
+            return query
         query = select(endpoints).order_by(endpoints.c.routeringskenmerk)
-        if brin is not None:
-            query = query.where(endpoints.c.brin == brin)
-        if kind is not None:
-            query = query.where(endpoints.c.kind == kind.value)
-        if routeringskenmerk is not None:
-            query = query.where(endpoints.c.routeringskenmerk == routeringskenmerk)
-        if active_only:
+        if filters.by_brin:
+            query = query.where(endpoints.c.brin == bindparam("match_brin"))
+        if filters.by_kind:
+            query = query.where(endpoints.c.kind == bindparam("match_kind"))
+        if filters.by_routeringskenmerk:
+            query = query.where(
+                endpoints.c.routeringskenmerk == bindparam("match_routeringskenmerk")
+            )
+        if filters.active_only:
             # An endpoint of an inactive school is not usable either.
             query = query.join(schools, schools.c.brin == endpoints.c.brin).where(
                 endpoints.c.active.is_(True), schools.c.active.is_(True)
             )
-        async with self._db.transaction(read_only=True) as conn:
-            rows = await conn.execute(query)
-            return [_endpoint(row._mapping) for row in rows]
+        self._endpoint_lists[filters] = query
+        return query
 
     async def set_endpoint_active(
         self, routeringskenmerk: str, *, active: bool, at: dt.datetime
@@ -171,6 +199,15 @@ class RegistryRepository:
                 raise EndpointNotFound(f"no endpoint {routeringskenmerk}")
             row = (await conn.execute(select(endpoints).where(where))).one()
         return _endpoint(row._mapping)
+
+
+class _EndpointFilters(NamedTuple):
+    """Which of ``list_endpoints``' filters a listing applies."""
+
+    by_brin: bool
+    by_kind: bool
+    by_routeringskenmerk: bool
+    active_only: bool
 
 
 def _school(row: Any) -> School:

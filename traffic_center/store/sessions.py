@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from traffic_center.domain.errors import IdempotencyKeyReused
@@ -20,6 +20,28 @@ from traffic_center.store.schema import sessions
 class SessionRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
+        # The statements of every session's open and close, built once with bindparam()s:
+        # an execution only fills in the values, and SQLAlchemy's compiled cache hits.
+        # The insert takes its VALUES from the parameters' keys (every column's).
+        self._insert = sessions.insert()
+        self._by_id = select(sessions).where(sessions.c.sessie_id == bindparam("match_sessie_id"))
+        self._by_idempotency = select(sessions).where(
+            sessions.c.doel_routeringskenmerk == bindparam("match_doel"),
+            sessions.c.idempotency_key == bindparam("match_key"),
+        )
+        self._transition = (
+            update(sessions)
+            .where(
+                sessions.c.sessie_id == bindparam("match_sessie_id"),
+                sessions.c.state.in_([s.value for s in OPEN_STATES]),
+            )
+            .values(
+                state=bindparam("new_state"),
+                closed_at=bindparam("new_closed_at"),
+                result=bindparam("new_result"),
+                result_routeringskenmerk=bindparam("new_result_routeringskenmerk"),
+            )
+        )
 
     async def create(
         self, session: Session, *, idempotency_key: str | None, fingerprint: str
@@ -36,11 +58,12 @@ class SessionRepository:
         try:
             async with self._db.transaction() as conn:
                 await conn.execute(
-                    sessions.insert().values(
+                    self._insert,
+                    {
                         **_columns(session),
-                        idempotency_key=idempotency_key,
-                        request_fingerprint=fingerprint,
-                    )
+                        "idempotency_key": idempotency_key,
+                        "request_fingerprint": fingerprint,
+                    },
                 )
         except IntegrityError:
             if idempotency_key is None:
@@ -53,26 +76,21 @@ class SessionRepository:
 
     async def get(self, sessie_id: str) -> Session | None:
         async with self._db.transaction(read_only=True) as conn:
-            row = (
-                await conn.execute(select(sessions).where(sessions.c.sessie_id == sessie_id))
-            ).first()
+            row = (await conn.execute(self._by_id, {"match_sessie_id": sessie_id})).first()
         return _session(row._mapping) if row else None
 
     async def transition(self, session: Session) -> bool:
         """Store the new state only if the stored one is still open; False if it was not."""
         async with self._db.transaction() as conn:
             result = await conn.execute(
-                update(sessions)
-                .where(
-                    sessions.c.sessie_id == session.sessie_id,
-                    sessions.c.state.in_([s.value for s in OPEN_STATES]),
-                )
-                .values(
-                    state=session.state.value,
-                    closed_at=session.closed_at,
-                    result=session.result.value if session.result else None,
-                    result_routeringskenmerk=session.result_routeringskenmerk,
-                )
+                self._transition,
+                {
+                    "match_sessie_id": session.sessie_id,
+                    "new_state": session.state.value,
+                    "new_closed_at": session.closed_at,
+                    "new_result": session.result.value if session.result else None,
+                    "new_result_routeringskenmerk": session.result_routeringskenmerk,
+                },
             )
         return bool(result.rowcount)
 
@@ -126,10 +144,8 @@ class SessionRepository:
         async with self._db.transaction(read_only=True) as conn:
             row = (
                 await conn.execute(
-                    select(sessions).where(
-                        sessions.c.doel_routeringskenmerk == session.doel_routeringskenmerk,
-                        sessions.c.idempotency_key == key,
-                    )
+                    self._by_idempotency,
+                    {"match_doel": session.doel_routeringskenmerk, "match_key": key},
                 )
             ).first()
         if row is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from traffic_center.store.audit import AuditRepository
 from traffic_center.store.certificates import CertificateRepository
 from traffic_center.store.database import (
@@ -10,7 +12,7 @@ from traffic_center.store.database import (
     Database,
     open_database,
 )
-from traffic_center.store.rate_limits import RateLimitRepository
+from traffic_center.store.rate_limits import Hit, RateLimitRepository, WindowHits
 from traffic_center.store.registry import RegistryRepository
 from traffic_center.store.sessions import SessionRepository
 from traffic_center.store.swv_links import SwvLinkRepository
@@ -43,6 +45,17 @@ class Store:
                 await store.close()
                 raise
         return store
+
+    async def count_and_probe(
+        self, hit: Hit, *, probed_at: dt.datetime, secret: bytes | None
+    ) -> WindowHits:
+        """An exchange's admission in one write transaction: its rate-limit hit counted and
+        the audit log proven writable (``AuditRepository.probe_write``). Two transactions
+        were a third of a session's store time (issue 14). A failure undoes both."""
+        async with self.database.transaction() as conn:
+            hits = await self.rate_limits.count_in(conn, hit)
+            await self.audit.probe_in(conn, probed_at, secret=secret)
+        return hits
 
     async def close(self) -> None:
         await self.database.dispose()
