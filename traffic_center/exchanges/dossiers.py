@@ -170,7 +170,9 @@ class _StreamBack:
         self._exchange = exchange
         self._slot = slot
         self._deadline = deadline  # anyio time: the slot comes back by then, however it ends
-        self._metered = MeteredStream(response.aiter_raw(), limit=upstream.limits.max_dossier_bytes)
+        self._metered = MeteredStream(
+            response.aiter_raw(), limit=upstream.limits.max_dossier_bytes, executor=upstream.hashing
+        )
         self._result = DOEL_DISCONNECTED  # unless the stream says otherwise
         self._finished = False
 
@@ -241,7 +243,8 @@ class _StreamBack:
         self._upstream.release_slot(self._slot)
         entry = self._exchange.entry
         kind = entry.type.value
-        entry.size_bytes, entry.sha256 = self._metered.size, self._metered.sha256
+        with anyio.CancelScope(shield=True):  # the record needs it, however the relay ended
+            entry.size_bytes, entry.sha256 = self._metered.size, await self._metered.hexdigest()
         if self._result not in (ResultCode.OVERDRACHT_GESLAAGD.value, DOEL_DISCONNECTED):
             self._metrics.upstream_errors.labels(type=kind, code=self._result).inc()
         await self._exchange.close(self._result, http_status=200)

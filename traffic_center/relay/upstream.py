@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import ssl
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,9 @@ class UpstreamClient:
             trust_env=False,  # no proxy or netrc from the environment
         )
         clear_default_headers(self._client, user_agent)
+        # Dossiers are hashed here, beside the event loop (relay/metering.py); one thread keeps
+        # each dossier's batches in order. Its thread starts with the first dossier.
+        self.hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dossier-sha256")
 
     @property
     def in_flight(self) -> int:
@@ -79,6 +83,7 @@ class UpstreamClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        self.hashing.shutdown(wait=False)
 
     def acquire_slot(self, *, doel_school: str, bron_endpoint: str) -> RelaySlot:
         """Take one of the node's relay slots within the doel school's and the bron endpoint's
