@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
+import uuid
 
 import pytest
 
@@ -40,6 +42,22 @@ VALID_BSNS = [
 def test_known_test_bsns_pass_the_eleven_test(bsn: str) -> None:
     assert is_bsn(bsn)
     assert looks_like_pupil_number(f"prefix {bsn} suffix")
+
+
+def test_a_uuid_is_never_taken_for_a_pupil_number() -> None:
+    """A UUID (the usual Idempotency-Key) is random hex: now and then its last group holds
+    nine digits that pass the 11-test (about 1 in 800). The TC refused such keys with 422
+    PgnNietToegestaan; the same digits outside a UUID are still caught."""
+    assert is_bsn("123456782")
+    assert not looks_like_pupil_number("3f2a1b4c-5d6e-4f70-8a9b-ab123456782c")
+    assert not looks_like_pupil_number("3F2A1B4C-5D6E-4F70-8A9B-AB123456782C")
+    assert looks_like_pupil_number("leerling ab123456782c")
+    assert looks_like_pupil_number("3f2a1b4c-5d6e-4f70-8a9b-ab123456782c 123456782")
+    keys = [
+        str(uuid.UUID(int=random.Random(seed).getrandbits(128), version=4))
+        for seed in range(20_000)
+    ]
+    assert not [key for key in keys if looks_like_pupil_number(key)]
 
 
 def test_onderwijsnummer_and_near_misses() -> None:
