@@ -11,10 +11,13 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Protocol
+
+import anyio
 
 from traffic_center.broker.caller import Caller
 from traffic_center.domain.errors import (
@@ -55,6 +58,11 @@ from traffic_center.domain.rules import (
 )
 from traffic_center.domain.sessions import SessionCheck, close, ensure_open, verify_check
 from traffic_center.store.store import Store
+
+# How long a close waits for a relay in its session that has sent its last byte but not yet
+# written its final record (milliseconds, normally); and how often it looks.
+DELIVERY_SETTLE_SECONDS = 5.0
+DELIVERY_SETTLE_POLL_SECONDS = 0.02
 
 
 class PartyNote(Protocol):
@@ -508,11 +516,27 @@ class Broker:
         complete dossier in this session, or, peer to peer, where the bron checked the session
         and nothing was relayed in it (then the TC cannot see the transfer itself)."""
         audit = self._store.audit
-        if await audit.delivered_in(session.sessie_id):
+        if await self._delivery_settled(session.sessie_id):
             return True
         return session.state is SessionState.CHECKED and not await audit.relayed_in(
             session.sessie_id
         )
+
+    async def _delivery_settled(self, sessie_id: str) -> bool:
+        """Whether a complete dossier was delivered; a relay still ending is waited for.
+
+        The relay's final record is written just after the doel has the last byte, so a doel
+        that closes at once can get here first (on this node or another): while that relay is
+        still open, look again for up to ``DELIVERY_SETTLE_SECONDS``."""
+        audit = self._store.audit
+        deadline = time.monotonic() + DELIVERY_SETTLE_SECONDS
+        while not await audit.delivered_in(sessie_id):
+            if not await audit.relay_open_in(sessie_id):
+                return await audit.delivered_in(sessie_id)  # it may have ended in between
+            if time.monotonic() >= deadline:
+                return False
+            await anyio.sleep(DELIVERY_SETTLE_POLL_SECONDS)
+        return True
 
     async def _raise_closed(self, sessie_id: str) -> None:
         """Lost a race with another node: report what the session became."""

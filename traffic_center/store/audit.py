@@ -218,6 +218,12 @@ class AuditRepository:
             found = await conn.execute(self._hot.relayed_in, {"match_sessie_id": sessie_id})
             return found.first() is not None
 
+    async def relay_open_in(self, sessie_id: str) -> bool:
+        """Whether a dossier relay in this session has started and not yet ended (on any node)."""
+        async with self._db.transaction(read_only=True) as conn:
+            found = await conn.execute(self._hot.relay_open_in, {"match_sessie_id": sessie_id})
+            return found.first() is not None
+
     async def for_session(self, sessie_id: str) -> Sequence[AuditRecord]:
         async with self._db.transaction(read_only=True) as conn:
             rows = await conn.execute(self._hot.for_session, {"match_sessie_id": sessie_id})
@@ -345,6 +351,12 @@ class _HotStatements:
         )
         self.relayed_in = (
             select(audit_records.c.id)
+            .where(by_session, dossier, audit_records.c.phase == Phase.STARTED.value)
+            .limit(1)
+        )
+        self.relay_open_in = (
+            select(audit_records.c.id)
+            .join(audit_open, audit_open.c.transaction_id == audit_records.c.transaction_id)
             .where(by_session, dossier, audit_records.c.phase == Phase.STARTED.value)
             .limit(1)
         )
