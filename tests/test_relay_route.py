@@ -21,6 +21,7 @@ from starlette.routing import Match
 
 from tests.support.server import TrafficCenterUnderTest
 from traffic_center.api.app import create_app, install_error_handlers
+from traffic_center.api.plain import PlainRoute
 from traffic_center.api.routes import exchanges
 from traffic_center.settings import Settings
 
@@ -109,7 +110,8 @@ def test_the_plain_route_is_the_one_that_answers(tmp_path: Path) -> None:
         "headers": [],
     }
     first = next(route for route in app.router.routes if route.matches(scope)[0] is Match.FULL)
-    assert isinstance(first, exchanges.DossierRelayRoute)
+    assert isinstance(first, PlainRoute)
+    assert first.name == "relay_dossier_asgi"
     assert first.matches(scope)[1]["route"] is first  # metrics label by its template
     assert first.path == "/v1/sessions/{sessie_id}/dossier"
 

@@ -124,9 +124,15 @@ def create_app(
         redirect_slashes=False,
     )
     app.include_router(identity.router)
+    # The hot paths as plain ASGI (api/plain.py), each in front of its declaration.
+    app.router.routes.extend(
+        [
+            sessions.open_session_route(),
+            sessions.close_session_route(),
+            exchanges.dossier_relay_route(),
+        ]
+    )
     app.include_router(sessions.router)
-    # In front of its declaration in exchanges.router: the relay's hot path as plain ASGI.
-    app.router.routes.append(exchanges.DossierRelayRoute())
     app.include_router(exchanges.router)
     app.include_router(audit.router)
     app.include_router(crl.router)

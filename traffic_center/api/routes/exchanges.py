@@ -4,20 +4,14 @@ the SWV flow's notification and feedback (rule 10)."""
 
 from __future__ import annotations
 
-import email.message
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header
-from fastapi.exceptions import RequestValidationError
-from pydantic import TypeAdapter, ValidationError
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
 from starlette.responses import StreamingResponse
-from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from traffic_center.api.identity import PeerDep, ServicesDep, peer_of
+from traffic_center.api.identity import PeerDep, ServicesDep
+from traffic_center.api.plain import PlainCall, PlainRoute
 from traffic_center.api.responses import (
     EXCHANGE_ERRORS,
     problem_responses,
@@ -82,6 +76,11 @@ class RelayResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def guarded(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                # The record (the witness of a delivery) is closed before the answer ends:
+                # the server starts the doel's next request on this connection, its close
+                # with OverdrachtGeslaagd, as soon as the answer is complete.
+                await self._relayed.finish()
             await self._relayed.write(send(message))
 
         try:
@@ -161,7 +160,7 @@ async def relay_dossier(
     svc: ServicesDep,
     traceparent: _TRACEPARENT = None,
 ) -> RelayResponse:
-    """The operation as the contract declares it. In the app, DossierRelayRoute (registered
+    """The operation as the contract declares it. In the app, dossier_relay_route (registered
     in front of it) answers these requests; this stays whole so the two can be compared."""
     return RelayResponse(await _fetch_dossier(svc, peer, sessie_id, body, traceparent))
 
@@ -183,130 +182,27 @@ async def _fetch_dossier(
     )
 
 
-class DossierRelayRoute(Route):
-    """documentRequest as plain ASGI: the hot path without FastAPI's per-request body and
-    dependency plumbing (issue 14), in front of its declaration above (same path, method).
-
-    The declaration stays the contract's source (openapi.yaml is generated from it); this
-    route takes the same parameters with the same types and refuses what they refuse with
-    the same RequestValidationError, or the same 400 for a body that is not even JSON, so
-    api/problems.py answers every refusal as before. It sits under the same middleware
-    (request id, metrics, the request guard) and the same exception handlers.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(
-            DOSSIER_ROUTE,
-            _DossierRelayApp(),
-            methods=["POST"],
-            name="relay_dossier_asgi",
-            include_in_schema=False,
-        )
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child_scope = super().matches(scope)
-        if match is not Match.NONE:
-            # As FastAPI's routes do: metrics and the answer line label by this template.
-            child_scope["route"] = self
-        return match, child_scope
-
-
-class _DossierRelayApp:
-    """Validate, fetch, stream: the same three steps FastAPI took for relay_dossier."""
-
-    def __init__(self) -> None:
-        # The declaration's own annotations, so the constraints are written once.
-        self._sessie_id = TypeAdapter(SessieIdPath)
-        self._traceparent = TypeAdapter(_TRACEPARENT)
-        self._body = TypeAdapter(DossierRequestBody)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        received = await _json_body(Request(scope, receive))
-        sessie_id, traceparent, body = self._validated(scope, received)
-        services: Services = scope["app"].state.services
-        relayed = await _fetch_dossier(services, peer_of(scope), sessie_id, body, traceparent)
-        await RelayResponse(relayed)(scope, receive, send)
-
-    def _validated(self, scope: Scope, received: Any) -> tuple[str, str | None, DossierRequestBody]:
-        """Every parameter checked, the errors together in FastAPI's order (path, header,
-        body) and at its locations."""
-        errors: list[dict[str, Any]] = []
-        sessie_id = _checked(
-            self._sessie_id, scope["path_params"]["sessie_id"], ("path", "sessie_id"), errors
-        )
-        given = Request(scope).headers.get(TRACEPARENT_HEADER)
-        traceparent = (
-            None
-            if given is None  # absent: the default, unchecked
-            else _checked(self._traceparent, given, ("header", TRACEPARENT_HEADER), errors)
-        )
-        if received is _ABSENT:  # an error, so nothing below returns without a body
-            errors.append(
-                {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
-            )
-        else:
-            body: DossierRequestBody = _checked(self._body, received, ("body",), errors)
-        if errors:
-            raise RequestValidationError(errors, body=None if received is _ABSENT else received)
-        return sessie_id, traceparent, body
-
-
-# No body at all; FastAPI's "Field required" at ("body",), not a validation of nothing.
-_ABSENT: Any = object()
-
-
-def _checked(
-    adapter: TypeAdapter[Any], value: Any, loc: tuple[str, ...], errors: list[dict[str, Any]]
-) -> Any:
-    """The value validated as FastAPI validates a parameter; None with its errors noted."""
-    try:
-        return adapter.validate_python(value, from_attributes=True)
-    except ValidationError as invalid:
-        errors.extend(
-            {**error, "loc": (*loc, *error["loc"])} for error in invalid.errors(include_url=False)
-        )
-        return None
-
-
-async def _json_body(request: Request) -> Any:
-    """The body as FastAPI reads a JSON body parameter: parsed if its content type is JSON
-    (application/json or application/*+json), else the raw bytes, which the model then
-    refuses; no type at all is not JSON (strict_content_type). JSON that does not parse is
-    a validation error at ("body", position); a body that cannot be read or decoded is 400.
-    """
-    try:
-        raw = await request.body()
-        if not raw:
-            return _ABSENT
-        return json.loads(raw) if _declares_json(request.headers.get("content-type")) else raw
-    except json.JSONDecodeError as error:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body", error.pos),
-                    "msg": "JSON decode error",
-                    "input": {},
-                    "ctx": {"error": error.msg},
-                }
-            ],
-            body=error.doc,
-        ) from error
-    except Exception as error:  # e.g. not UTF-8, or the doel gone mid-body: as FastAPI does
-        raise HTTPException(400, "There was an error parsing the body") from error
-
-
-def _declares_json(content_type: str | None) -> bool:
-    if content_type == "application/json":
-        return True  # what every LAS sends; the parse below costs more than the rest
-    if not content_type:
-        return False
-    message = email.message.Message()
-    message["content-type"] = content_type
-    subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json")
+def dossier_relay_route() -> PlainRoute:
+    """documentRequest as plain ASGI, in front of its declaration above (issue 14)."""
+    return PlainRoute(
+        DOSSIER_ROUTE,
+        name="relay_dossier_asgi",
+        body=DossierRequestBody,
+        handler=_relay_dossier_plain,
+        path_params={"sessie_id": SessieIdPath},
+        headers={TRACEPARENT_HEADER: _TRACEPARENT},
     )
+
+
+async def _relay_dossier_plain(call: PlainCall[DossierRequestBody]) -> RelayResponse:
+    relayed = await _fetch_dossier(
+        call.services,
+        call.peer,
+        call.path["sessie_id"],
+        call.body,
+        call.headers[TRACEPARENT_HEADER],
+    )
+    return RelayResponse(relayed)
 
 
 @router.post(

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 
 from traffic_center.api.identity import PeerDep, ServicesDep
+from traffic_center.api.plain import PlainCall, PlainRoute, json_answer
 from traffic_center.api.responses import (
     EXCHANGE_ERRORS,
     problem_responses,
@@ -26,12 +27,20 @@ from traffic_center.api.schemas import (
     SessionGranted,
     SessionValid,
 )
-from traffic_center.broker.service import CheckRequest, SessionRequest
+from traffic_center.api.services import Services
+from traffic_center.broker.caller import Peer
+from traffic_center.broker.service import CheckRequest, GrantedSession, SessionRequest
 from traffic_center.domain import errors as e
 from traffic_center.domain.results import ResultCode
 
 router = APIRouter(tags=["sessions"])
 
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+_IDEMPOTENCY_KEY = Annotated[
+    str | None,
+    Header(max_length=200, description="retrying with the same key returns the same session"),
+]
 _ID_ERRORS = (e.InvalidSessieId, e.SessionNotFound, e.WrongRole, e.ClearPupilNumber)
 # OpenAPI links: what a client does next with the sessie_id it was granted.
 _BY_SESSIE_ID = {"sessie_id": "$response.body#/sessie_id"}
@@ -43,7 +52,7 @@ _NEXT = {
 _GRANTED = {
     "description": "The session is granted",
     "headers": {
-        "Idempotent-Replayed": {
+        REPLAYED_HEADER: {
             "description": "`true` when this is the session granted before for this Idempotency-Key",
             "schema": {"type": "string", "enum": ["true"]},
         }
@@ -122,16 +131,44 @@ async def open_session(
     peer: PeerDep,
     svc: ServicesDep,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(max_length=200, description="retrying with the same key returns the same session"),
-    ] = None,
+    idempotency_key: _IDEMPOTENCY_KEY = None,
 ) -> SessionGranted:
-    granted = await svc.exchanges.open_session(
+    # The operation as the contract declares it; open_session_route answers it in the app.
+    # (A comment: a docstring would become the operation's description.)
+    granted = await _open(svc, peer, body, idempotency_key)
+    if granted.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return _granted(granted)
+
+
+def open_session_route() -> PlainRoute:
+    """overdrachtRequest as plain ASGI, in front of its declaration (issue 14)."""
+    return PlainRoute(
+        "/v1/sessions",
+        name="open_session_asgi",
+        body=SessionCreate,
+        handler=_open_session_plain,
+        headers={IDEMPOTENCY_KEY_HEADER: _IDEMPOTENCY_KEY},
+    )
+
+
+async def _open_session_plain(call: PlainCall[SessionCreate]) -> Response:
+    granted = await _open(call.services, call.peer, call.body, call.headers[IDEMPOTENCY_KEY_HEADER])
+    answer = json_answer(_granted(granted).model_dump_json(by_alias=True), status_code=201)
+    if granted.replayed:
+        answer.headers[REPLAYED_HEADER] = "true"
+    return answer
+
+
+async def _open(
+    svc: Services, peer: Peer, body: SessionCreate, idempotency_key: str | None
+) -> GrantedSession:
+    return await svc.exchanges.open_session(
         peer, SessionRequest(**body.model_dump()), idempotency_key=idempotency_key
     )
-    if granted.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+
+
+def _granted(granted: GrantedSession) -> SessionGranted:
     return SessionGranted(
         sessie_id=granted.session.sessie_id,
         bron_endpoints=[
@@ -188,6 +225,29 @@ async def check_session(
 )
 async def close_session(
     sessie_id: SessieIdPath, body: SessionCloseBody, peer: PeerDep, svc: ServicesDep
+) -> SessionClosed:
+    # The operation as the contract declares it; close_session_route answers it in the app.
+    return await _close(svc, peer, sessie_id, body)
+
+
+def close_session_route() -> PlainRoute:
+    """afmeldingRequest as plain ASGI, in front of its declaration (issue 14)."""
+    return PlainRoute(
+        "/v1/sessions/{sessie_id}/close",
+        name="close_session_asgi",
+        body=SessionCloseBody,
+        handler=_close_session_plain,
+        path_params={"sessie_id": SessieIdPath},
+    )
+
+
+async def _close_session_plain(call: PlainCall[SessionCloseBody]) -> Response:
+    closed = await _close(call.services, call.peer, call.path["sessie_id"], call.body)
+    return json_answer(closed.model_dump_json(by_alias=True))
+
+
+async def _close(
+    svc: Services, peer: Peer, sessie_id: str, body: SessionCloseBody
 ) -> SessionClosed:
     closed = await svc.exchanges.close_session(
         peer, sessie_id, resultaat=body.resultaat, routeringskenmerk=body.routeringskenmerk
