@@ -76,11 +76,6 @@ class RelayResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def guarded(message: Message) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                # The record (the witness of a delivery) is closed before the answer ends:
-                # the server starts the doel's next request on this connection, its close
-                # with OverdrachtGeslaagd, as soon as the answer is complete.
-                await self._relayed.finish()
             await self._relayed.write(send(message))
 
         try:
