@@ -47,6 +47,14 @@ BENCH_TC_ENV = {
 }
 
 
+@dataclass(frozen=True)
+class Case:
+    label: str
+    size: int
+    rounds: int
+    pgn: str  # the bench pupil whose dossier is a generated one of `size` bytes
+
+
 @dataclass
 class Samples:
     seconds: list[float] = field(default_factory=list)

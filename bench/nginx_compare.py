@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from _common import KB, MB, Samples, bron_request, machine_line, ms, running_sandbox
+from _common import KB, MB, Case, Samples, bron_request, machine_line, ms, running_sandbox
 
 from traffic_center.admin.sandbox import SandboxBuilder
 from traffic_center.admin.store import open_signed_store, utc_now
@@ -62,14 +62,6 @@ CURL_TIMEOUT = 300.0
 # What curl prints after each transfer: status, bytes, seconds from the start to when the
 # request could go (connected, TLS handshake done) and to the last byte.
 WRITE_OUT = "%{http_code} %{size_download} %{time_pretransfer} %{time_total}\\n"
-
-
-@dataclass(frozen=True)
-class Case:
-    label: str
-    size: int
-    rounds: int
-    pgn: str  # the bench pupil whose dossier is a generated one of `size` bytes
 
 
 @dataclass(frozen=True)

@@ -21,24 +21,15 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psutil
-from _common import KB, MB, Samples, fetch_direct, running_sandbox
+from _common import KB, MB, Case, Samples, fetch_direct, running_sandbox
 
 from traffic_center.demo.memory import RssSampler
 from traffic_center.demo.sandbox import BRON, Sandbox
 from traffic_center.las.doel import ClientTLS, DoelClient
-
-
-@dataclass(frozen=True)
-class Case:
-    label: str
-    size: int
-    rounds: int
-    pgn: str  # the bench pupil whose dossier is a generated one of `size` bytes
 
 
 async def run(cases: list[Case]) -> list[dict[str, object]]:
