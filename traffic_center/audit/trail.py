@@ -150,16 +150,10 @@ class AuditTrail:
             phase=Phase.STARTED,
         )
         with anyio.CancelScope(shield=True):
-            try:
-                await self._flush()
-                if self._pending:
-                    raise StoreUnavailable("earlier audit records are still waiting")
-                await self._append(record)
-            except StoreUnavailable as exc:
-                self._write_failed()
-                if isinstance(exc, AuditUnavailable):
-                    raise
-                raise AuditUnavailable(exc.detail) from exc
+            # The record itself is the proof: written now, after any still waiting, or 503.
+            await self._prove_writable(
+                lambda: self._store.audit.append(record, secret=self._secret)
+            )
 
     async def finished(
         self, entry: AuditEntry, result: str, *, http_status: int | None
