@@ -7,6 +7,7 @@ close the record on every exit) and lets the broker decide; none re-checks a rul
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -131,7 +132,10 @@ class Exchanges:
         """Every attempt at an open, at debug level: the record of a 429 is one per window
         (refusals cost nothing lasting), so only this line shows each retry, its time and its
         key (as the session keeps it: an HMAC). The qualification sandbox judges a doel's
-        retries by it (docs/vendors.md); a production node at info writes nothing."""
+        retries by it (docs/vendors.md); a production node at info writes nothing, and
+        computes nothing for it (two HMACs per open)."""
+        if not log.isEnabledFor(logging.DEBUG):
+            return
         marks = self._broker.open_marks(request, idempotency_key)
         log.debug(
             OPEN_ATTEMPT_EVENT,
