@@ -37,6 +37,9 @@ router = APIRouter(tags=["sessions"])
 
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"
+# Each declared once more as a plain route in front of its declaration (api/plain.py).
+OPEN_ROUTE = "/v1/sessions"
+CLOSE_ROUTE = "/v1/sessions/{sessie_id}/close"
 _IDEMPOTENCY_KEY = Annotated[
     str | None,
     Header(max_length=200, description="retrying with the same key returns the same session"),
@@ -102,7 +105,7 @@ async def list_endpoints(
 
 
 @router.post(
-    "/v1/sessions",
+    OPEN_ROUTE,
     status_code=201,
     summary="overdrachtRequest: open a session for one dossier (doel)",
     response_model=SessionGranted,
@@ -144,7 +147,7 @@ async def open_session(
 def open_session_route() -> PlainRoute:
     """overdrachtRequest as plain ASGI, in front of its declaration (issue 14)."""
     return PlainRoute(
-        "/v1/sessions",
+        OPEN_ROUTE,
         name="open_session_asgi",
         body=SessionCreate,
         handler=_open_session_plain,
@@ -209,7 +212,7 @@ async def check_session(
 
 
 @router.post(
-    "/v1/sessions/{sessie_id}/close",
+    CLOSE_ROUTE,
     summary="afmeldingRequest: close the session with the best result (doel)",
     response_model=SessionClosed,
     responses=problem_responses(
@@ -233,7 +236,7 @@ async def close_session(
 def close_session_route() -> PlainRoute:
     """afmeldingRequest as plain ASGI, in front of its declaration (issue 14)."""
     return PlainRoute(
-        "/v1/sessions/{sessie_id}/close",
+        CLOSE_ROUTE,
         name="close_session_asgi",
         body=SessionCloseBody,
         handler=_close_session_plain,
