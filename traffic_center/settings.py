@@ -234,7 +234,7 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.home / DATABASE_FILE).resolve()}"
+        return f"sqlite:///{(self.home / DATABASE_FILE).resolve()}"
 
     @property
     def secret_file(self) -> Path:

@@ -54,7 +54,7 @@ def database_url(args: argparse.Namespace) -> str:
     if configured:
         return configured
     home = Path(getattr(args, "home", None) or os.environ.get(HOME_ENV) or DEFAULT_HOME)
-    return f"sqlite+aiosqlite:///{(home.expanduser() / DATABASE_FILE).resolve()}"
+    return f"sqlite:///{(home.expanduser() / DATABASE_FILE).resolve()}"
 
 
 def _quickly(args: argparse.Namespace) -> Sequence[Listed] | None:

@@ -61,7 +61,7 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
         logger.handlers[:] = []
         logger.propagate = True
     # Libraries that would log request details at debug level stay at warning.
-    for name in ("httpx", "httpcore", "aiosqlite", "asyncio", "hpack"):
+    for name in ("httpx", "httpcore", "asyncio", "hpack"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     throttle_accept_errors()
 

@@ -362,7 +362,7 @@ def open_database(
 ) -> Database:
     """An engine for ``url``; on PostgreSQL with a pool of ``pool_size`` + ``max_overflow``.
 
-    A SQLite URL may name any driver (``sqlite+aiosqlite://`` is the one settings wrote):
+    A SQLite URL may name any driver (``sqlite+aiosqlite://`` is the one settings once wrote):
     the store always drives SQLite through the standard library's ``sqlite3``.
     """
     parsed = make_url(url)

@@ -1,7 +1,7 @@
 """Read-only answers straight from a SQLite store, with the standard library only.
 
 A certificate admin runs `traffic-center ca list` all day; through the async store it would
-import SQLAlchemy, aiosqlite and the settings first (most of its run time). When the store is
+import SQLAlchemy and the settings first (most of its run time). When the store is
 a SQLite file already at the schema's head, this module reads it with :mod:`sqlite3` instead.
 In every other case (PostgreSQL, no file yet, an older or newer schema, a file it cannot open)
 it answers None and the command takes the ordinary path, which creates or migrates the store.
