@@ -8,10 +8,12 @@ TC_BENCH_POSTGRES_URL) and each process model (`traffic-center serve`, and with
 ``--workers 2``) it starts a sandbox (the Traffic Center and two reference LAS processes on
 loopback, over mTLS, each time on a fresh database) and lets 1 and then 16 doel clients
 open a session (``POST /v1/sessions``) and close it (``POST /v1/sessions/{id}/close``) as
-fast as they can for ``--seconds``. A client is an ``httpx.AsyncClient`` on one HTTP/1.1
-keep-alive connection with the doel's certificate; the clients run in separate processes
-(``--client-processes``, 2 by default, so the client is not the bottleneck on its own core)
-and their CPU time is printed beside the Traffic Center's (all its processes). It prints
+fast as they can for ``--seconds``. A client is one HTTP/1.1 keep-alive connection with the
+doel's certificate: by default a lean client on asyncio's TLS streams (``--client raw``, as
+wrk is to curl: the TC, not the client, should be what is measured on two shared cores), or
+an ``httpx.AsyncClient`` (``--client httpx``, about as costly per request as the TC itself).
+The clients run in separate processes (``--client-processes``, 2 by default) and their CPU
+time is printed beside the Traffic Center's (all its processes). It prints
 sessions per second (one session = open + close) and the p50/p99 of one pair; it asserts
 no speed.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import os
 import ssl
@@ -31,7 +34,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -61,28 +65,93 @@ class Config:
     workers: int
 
 
-async def open_and_close(client: httpx.AsyncClient, open_body: dict[str, Any]) -> None:
-    opened = await client.post("/v1/sessions", json=open_body)
-    if opened.status_code != 201:
-        raise RuntimeError(f"open: {opened.status_code} {opened.text}")
-    answer = opened.json()
+class Connection(Protocol):
+    """One doel client's keep-alive connection: POST a JSON body, get (status, JSON answer)."""
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpxConnection:
+    """httpx.AsyncClient on one HTTP/1.1 connection, as a LAS written with httpx would call."""
+
+    def __init__(self, tc_url: str, context: ssl.SSLContext) -> None:
+        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self._client = httpx.AsyncClient(base_url=tc_url, verify=context, timeout=30, limits=one)
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        answer = await self._client.post(path, json=body)
+        return answer.status_code, answer.json()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class RawConnection:
+    """A lean HTTP/1.1 keep-alive client on asyncio's TLS streams, like wrk is to curl.
+
+    httpx costs its process about 2 ms of CPU per session, as much as the Traffic Center:
+    with the clients on the same two cores, the client would be what is measured. This one
+    writes each request in one piece and reads the answer by its Content-Length (the TC
+    always sends one on these routes; anything else is an error here, not a guess).
+    """
+
+    def __init__(self, tc_url: str, context: ssl.SSLContext) -> None:
+        self._url = urlsplit(tc_url)
+        self._context = context
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        if self._reader is None or self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(
+                self._url.hostname, self._url.port, ssl=self._context
+            )
+        payload = json.dumps(body).encode()
+        self._writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self._url.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status_line, *fields = head.decode("latin-1").split("\r\n")
+        length = next(
+            (int(f.split(":", 1)[1]) for f in fields if f.lower().startswith("content-length:")),
+            None,
+        )
+        if length is None:
+            raise RuntimeError(f"an answer without Content-Length: {status_line}")
+        return int(status_line.split()[1]), json.loads(await self._reader.readexactly(length))
+
+    async def aclose(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await self._writer.wait_closed()
+
+
+CLIENTS: dict[str, type[HttpxConnection] | type[RawConnection]] = {
+    "raw": RawConnection,
+    "httpx": HttpxConnection,
+}
+
+
+async def open_and_close(client: Connection, open_body: dict[str, Any]) -> None:
+    status, answer = await client.post("/v1/sessions", open_body)
+    if status != 201:
+        raise RuntimeError(f"open: {status} {answer}")
     close_body = {
         "resultaat": "OverdrachtMislukt",  # no dossier: the only honest result
         "routeringskenmerk": answer["bron_endpoints"][0]["routeringskenmerk"],
     }
-    closed = await client.post(f"/v1/sessions/{answer['sessie_id']}/close", json=close_body)
-    if closed.status_code != 200:
-        raise RuntimeError(f"close: {closed.status_code} {closed.text}")
-
-
-def keep_alive_client(tc_url: str, context: ssl.SSLContext) -> httpx.AsyncClient:
-    """One doel client: one HTTP/1.1 connection, kept alive between requests."""
-    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    return httpx.AsyncClient(base_url=tc_url, verify=context, timeout=30, limits=one)
+    status, closed = await client.post(f"/v1/sessions/{answer['sessie_id']}/close", close_body)
+    if status != 200:
+        raise RuntimeError(f"close: {status} {closed}")
 
 
 async def run_clients(
-    tc_url: str, tls: ClientTLS, clients: int, start_at: float, seconds: float
+    kind: str, tc_url: str, tls: ClientTLS, clients: int, start_at: float, seconds: float
 ) -> ClientResult:
     open_body = {
         "bron_brin": BRON.brin,
@@ -91,17 +160,14 @@ async def run_clients(
     }
     context = tls.ssl_context()
     latencies: list[float] = []
-    async with contextlib.AsyncExitStack() as stack:
-        pool = [
-            await stack.enter_async_context(keep_alive_client(tc_url, context))
-            for _ in range(clients)
-        ]
+    pool: list[Connection] = [CLIENTS[kind](tc_url, context) for _ in range(clients)]
+    try:
         await asyncio.gather(*(open_and_close(c, open_body) for c in pool))  # connect, warm
         await asyncio.sleep(max(0.0, start_at - time.time()))
         cpu_before = time.process_time()
         until = time.monotonic() + seconds
 
-        async def loop(client: httpx.AsyncClient) -> None:
+        async def loop(client: Connection) -> None:
             while time.monotonic() < until:
                 began = time.perf_counter()
                 await open_and_close(client, open_body)
@@ -110,13 +176,15 @@ async def run_clients(
 
         await asyncio.gather(*(loop(c) for c in pool))
         cpu = time.process_time() - cpu_before
+    finally:
+        await asyncio.gather(*(c.aclose() for c in pool))
     return ClientResult(len(latencies), latencies, cpu)
 
 
 def client_process(
-    tc_url: str, tls: ClientTLS, clients: int, start_at: float, seconds: float
+    kind: str, tc_url: str, tls: ClientTLS, clients: int, start_at: float, seconds: float
 ) -> ClientResult:
-    return asyncio.run(run_clients(tc_url, tls, clients, start_at, seconds))
+    return asyncio.run(run_clients(kind, tc_url, tls, clients, start_at, seconds))
 
 
 def tc_cpu_seconds(pid: int) -> float:
@@ -131,14 +199,17 @@ def tc_cpu_seconds(pid: int) -> float:
 
 
 def measure(
-    pool: ProcessPoolExecutor, sandbox: Sandbox, clients: int, processes: int, seconds: float
+    pool: ProcessPoolExecutor, sandbox: Sandbox, clients: int, args: argparse.Namespace
 ) -> dict[str, float]:
+    processes, seconds = args.client_processes, args.seconds
     assert sandbox.tc is not None
     processes = min(processes, clients)
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     start_at = time.time() + START_SECONDS
     futures = [
-        pool.submit(client_process, sandbox.tc_url, sandbox.doel_tls(), n, start_at, seconds)
+        pool.submit(
+            client_process, args.client, sandbox.tc_url, sandbox.doel_tls(), n, start_at, seconds
+        )
         for n in shares
     ]
     time.sleep(max(0.0, start_at - time.time()))
@@ -200,9 +271,7 @@ async def run_config(
     rows = []
     async with sandbox_for(config, postgres) as sandbox:
         for clients in args.clients:
-            row = await asyncio.to_thread(
-                measure, pool, sandbox, clients, args.client_processes, args.seconds
-            )
+            row = await asyncio.to_thread(measure, pool, sandbox, clients, args)
             rows.append({"backend": config.backend, "workers": config.workers, **row})
             print_row(rows[-1])
     return rows
@@ -241,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2", help="TC worker processes to try [1,2]")
     parser.add_argument("--clients", default="1,16", help="concurrent clients to try [1,16]")
     parser.add_argument("--client-processes", type=int, default=2, help="[2]")
+    parser.add_argument(
+        "--client", choices=sorted(CLIENTS), default="raw",
+        help="raw: a lean HTTP/1.1 client (like wrk); httpx: httpx.AsyncClient [raw]",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.seconds = 1.5 if args.quick else args.seconds
     args.backends = [b for b in args.backends.split(",") if b]
@@ -249,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args.workers = [int(w) for w in args.workers.split(",")]
     args.clients = [int(c) for c in args.clients.split(",")]
     print(f"# sessions/s (open + close), {args.seconds:g} s each, keep-alive HTTP/1.1 clients "
-          f"in {args.client_processes} processes")  # fmt: skip
+          f"in {args.client_processes} processes, {args.client} client")  # fmt: skip
     print(f"# {machine_line()}")
     print("| store | workers | clients | sessions | sessions/s | p50 ms | p99 ms "
           "| TC CPU (cores) | client CPU (cores) |")  # fmt: skip

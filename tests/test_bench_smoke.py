@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.processes import clean_env
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -45,11 +47,13 @@ def test_nginx_compare_prints_both_tables_with_ratios() -> None:
         )
 
 
-def test_session_bench_prints_sessions_per_second() -> None:
+@pytest.mark.parametrize("client", ["raw", "httpx"])
+def test_session_bench_prints_sessions_per_second(client: str) -> None:
     out = run_bench(
         "session_bench.py", "--seconds", "0.5", "--backends", "sqlite", "--workers", "1",
-        "--clients", "1,2",
+        "--clients", "1,2", "--client", client,
     )  # fmt: skip
+    assert f"{client} client" in out
     assert "| store | workers | clients | sessions | sessions/s |" in out
     rows = re.findall(r"^\| sqlite \| 1 \| (\d+) \| (\d+) \| (\d+) \|", out, re.MULTILINE)
     assert [clients for clients, _, _ in rows] == ["1", "2"], out
