@@ -140,14 +140,13 @@ def create_app(
         redirect_slashes=False,
     )
     # The hot paths as plain ASGI (api/plain.py), each in front of its declaration; first of
-    # all, so the plain front looks at them alone (no other route matches their paths).
-    app.router.routes.extend(
-        [
-            sessions.open_session_route(),
-            sessions.close_session_route(),
-            exchanges.dossier_relay_route(),
-        ]
-    )
+    # all (before FastAPI's own openapi.json too), so the plain front looks at them alone: no
+    # other route matches their paths.
+    app.router.routes[:0] = [
+        sessions.open_session_route(),
+        sessions.close_session_route(),
+        exchanges.dossier_relay_route(),
+    ]
     app.include_router(identity.router)
     app.include_router(sessions.router)
     app.include_router(exchanges.router)

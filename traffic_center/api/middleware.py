@@ -27,7 +27,6 @@ from traffic_center.observability.metrics import Metrics, labelled
 # a new series, and a caller's string (a BSN, say) in /metrics.
 
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
-_DISCONNECT: Message = {"type": "http.disconnect"}
 
 
 class RequestLayer:
@@ -45,7 +44,6 @@ class RequestLayer:
     ) -> None:
         self.app = app
         self.guard = RequestGuard(max_body_bytes=max_body_bytes)
-        self.metrics = metrics
         self.handlers = handlers
         self._count = labelled(metrics.http_requests)
         self._time = labelled(metrics.http_request_duration)
@@ -164,7 +162,7 @@ class RequestInFlight:
 
     async def receive(self) -> Message:
         if self.cut:
-            return _DISCONNECT
+            return {"type": "http.disconnect"}
         message = await self.outer_receive()
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
@@ -173,5 +171,5 @@ class RequestInFlight:
                     self.scope, self.outer_receive, self.send, answer=not self.started
                 )
                 self.cut = True
-                return _DISCONNECT
+                return {"type": "http.disconnect"}
         return message
