@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -193,3 +193,77 @@ async def test_a_close_is_answered_as_the_declaration_answers_it(
     served, declared = await both(tc, client, "POST", f"/v1/sessions/{opened[0]}/close", json=good)
     assert answer_of(served) == answer_of(declared)
     assert served.status_code == 409
+
+
+def test_the_plain_routes_are_served_before_the_middleware_stack(
+    tc: TrafficCenterUnderTest,
+) -> None:
+    """The front chooses the plain route for its POSTs, and only for those."""
+    front = live_app(tc).front
+    assert front is not None
+
+    def chosen(method: str, path: str) -> str | None:
+        scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+        found = front.route_for(scope)
+        return found[0].path if found is not None else None
+
+    sessie = f"/v1/sessions/{uuid.uuid4()}"
+    assert chosen("POST", "/v1/sessions") == "/v1/sessions"
+    assert chosen("POST", f"{sessie}/close") == "/v1/sessions/{sessie_id}/close"
+    assert chosen("POST", f"{sessie}/dossier") == "/v1/sessions/{sessie_id}/dossier"
+    assert chosen("GET", "/v1/sessions") is None  # a 405: FastAPI's
+    assert chosen("POST", f"{sessie}/check") is None
+    assert chosen("POST", "/v1/sessions/") is None
+    with declarations_answering(tc):
+        assert chosen("POST", "/v1/sessions") is None
+
+
+async def fresh_both(
+    tc: TrafficCenterUnderTest, party: Party, path: str, **kwargs: Any
+) -> tuple[httpx.Response, httpx.Response]:
+    """As ``both``, each on a connection of its own: these answers close theirs."""
+    served = await party.new_client().post(path, **kwargs)
+    with declarations_answering(tc):
+        declared = await party.new_client().post(path, **kwargs)
+    return served, declared
+
+
+async def oversized() -> AsyncIterator[bytes]:
+    for _ in range(40):
+        yield b" " * 1024  # chunked: past the 16 KiB cap as it arrives
+
+
+async def test_guard_refusals_are_answered_as_through_the_stack(
+    tc: TrafficCenterUnderTest,
+) -> None:
+    doel, _bron = await tc.world.schools("PO", "PO")
+    for path in ("/v1/sessions", f"/v1/sessions/{uuid.uuid4()}/close"):
+        served, declared = await fresh_both(tc, doel, path, headers=JSON, content=b" " * 17000)
+        assert answer_of(served) == answer_of(declared)
+        assert served.status_code == 413
+        assert served.headers["connection"] == "close"
+        served = await doel.new_client().post(path, headers=JSON, content=oversized())
+        with declarations_answering(tc):
+            declared = await doel.new_client().post(path, headers=JSON, content=oversized())
+        assert answer_of(served) == answer_of(declared)
+        assert served.status_code == 413
+
+
+async def test_an_unexpected_error_is_answered_as_through_the_stack(
+    tc: TrafficCenterUnderTest,
+) -> None:
+    """Outside the exchange runner (here: the service itself fails), the 500 problem."""
+    doel, bron = await tc.world.schools("PO", "PO")
+    services = live_app(tc).state.services
+
+    async def failing(*_args: Any, **_kwargs: Any) -> Any:
+        raise ZeroDivisionError
+
+    services.exchanges.open_session = failing
+    try:
+        served, declared = await fresh_both(tc, doel, "/v1/sessions", json=session_body(bron))
+    finally:
+        del services.exchanges.open_session  # the class's method again
+    assert answer_of(served) == answer_of(declared)
+    assert served.status_code == 500
+    assert served.json()["code"] == "InterneFout"

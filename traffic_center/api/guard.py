@@ -10,7 +10,7 @@ The API's largest legitimate body is well under a kilobyte; nothing here ever bu
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from traffic_center.api import problems
 from traffic_center.api.identity import peer_of
@@ -22,21 +22,13 @@ _CLOSE = (b"connection", b"close")
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
-        self.app = app
+    """The checks; the per-request layer (api/middleware.py) runs them around the app, and
+    counts the body against ``max_body_bytes`` as the app reads it."""
+
+    def __init__(self, *, max_body_bytes: int) -> None:
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        refusal = await self._refusal(scope)
-        if refusal is not None:
-            await _answer(refusal, scope, receive, send)
-            return
-        await _CappedBody(self.app, self.max_body_bytes, _services(scope)).run(scope, receive, send)
-
-    async def _refusal(self, scope: Scope) -> TrafficCenterError | None:
+    async def refusal(self, scope: Scope) -> TrafficCenterError | None:
         """The certificate first (a refused caller learns nothing about sizes), then the size."""
         peer = peer_of(scope)
         if peer.tls_certificate is not None:
@@ -52,56 +44,20 @@ class RequestGuard:
             return _too_large(self.max_body_bytes)
         return None
 
-
-class _CappedBody:
-    """One request whose body is counted as the app reads it; past the cap it is answered 413
-    (if nothing was answered yet), the connection closed, and the app sees the client gone."""
-
-    def __init__(self, app: ASGIApp, cap: int, services: Services) -> None:
-        self.app = app
-        self.cap = cap
-        self.services = services
-        self.received = 0
-        self.started = False
-        self.cut = False
-
-    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def counted_receive() -> Message:
-            if self.cut:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                self.received += len(message.get("body", b""))
-                if self.received > self.cap:
-                    await self._cut_off(scope, receive, send)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def tracked_send(message: Message) -> None:
-            if self.cut:
-                return  # the 413 went out; whatever the app makes of the disconnect does not
-            if message["type"] == "http.response.start":
-                self.started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except Exception:
-            if not self.cut:
-                raise
-
-    async def _cut_off(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.services.metrics.request_bodies_too_large.inc()
-        if not self.started:
-            await _answer(_too_large(self.cap), scope, receive, send)
-        self.cut = True
+    async def cut_off(self, scope: Scope, receive: Receive, send: Send, *, answer: bool) -> None:
+        """A body past the cap: counted, and answered 413 if nothing was answered yet; the
+        caller then closes the connection and the app sees the client gone."""
+        _services(scope).metrics.request_bodies_too_large.inc()
+        if answer:
+            await refuse(_too_large(self.max_body_bytes), scope, receive, send)
 
 
 def _too_large(cap: int) -> RequestTooLarge:
     return RequestTooLarge(f"a request body on this API is at most {cap} bytes")
 
 
-async def _answer(error: TrafficCenterError, scope: Scope, receive: Receive, send: Send) -> None:
+async def refuse(error: TrafficCenterError, scope: Scope, receive: Receive, send: Send) -> None:
+    """The refusal's problem, and the connection closed after it."""
     response = problems.problem_for(error)
     response.raw_headers.append(_CLOSE)
     await response(scope, receive, send)

@@ -5,13 +5,18 @@ declaration (the contract's source: openapi.yaml is generated from it); the plai
 registered in front of it takes the same parameters with the same types, built from the
 declaration's own annotations, and refuses what they refuse with the same
 RequestValidationError, or the same 400 for a body that is not even JSON, so api/problems.py
-answers every refusal as before. It sits under the same middleware (request id, metrics, the
-request guard) and the same exception handlers.
+answers every refusal as before.
+
+They are served before FastAPI's middleware stack (``PlainFront``): a request for one passes
+one layer (api/middleware.py: request id, metrics, the request guard) where it passed ten, and
+gets from it what the stack gave it: the same exception handlers (api/problems.py's table),
+and the 500 problem for anything else. Everything else goes through FastAPI unchanged.
 """
 
 from __future__ import annotations
 
 import email.message
+import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -23,12 +28,14 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from traffic_center.api.identity import peer_of
+from traffic_center.api.middleware import ErrorHandler, RequestInFlight, RequestLayer
 from traffic_center.api.services import Services
 from traffic_center.broker.caller import Peer
+from traffic_center.observability.metrics import Metrics
 
 BodyT = TypeVar("BodyT")
 
@@ -82,6 +89,72 @@ class PlainRoute(Route):
             # As FastAPI's routes do: metrics and the answer line label by this template.
             child_scope["route"] = self
         return match, child_scope
+
+
+class PlainFront:
+    """The plain routes served straight from the server, before FastAPI's middleware stack.
+
+    The stack's other layers do nothing for them: no OpenTelemetry configured, no FastAPI
+    body limit (the guard caps bodies), no dependency exit stack; its Router's choice is made
+    here the same way, from the router's list as it is at each request.
+    """
+
+    def __init__(
+        self, routes: list[BaseRoute], handlers: Mapping[Any, ErrorHandler], layer: RequestLayer
+    ) -> None:
+        self._routes = routes
+        # As FastAPI splits them: the handler for Exception (or 500) is the last resort,
+        # outside the per-request layer; the others answer inside it.
+        self._unexpected = next(h for key, h in handlers.items() if key in (500, Exception))
+        self._layer = layer
+
+    @classmethod
+    def of(cls, app: Any, *, metrics: Metrics, max_body_bytes: int) -> PlainFront:
+        """For a FastAPI app whose exception handlers are installed."""
+        handled = {k: h for k, h in app.exception_handlers.items() if k not in (500, Exception)}
+        layer = RequestLayer(metrics=metrics, max_body_bytes=max_body_bytes, handlers=handled)
+        return cls(app.router.routes, app.exception_handlers, layer)
+
+    def route_for(self, scope: Scope) -> tuple[PlainRoute, Scope] | None:
+        """The plain route the router would choose for this request, if it is one: its first
+        full match, looked for among the plain routes that lead the router's list (the
+        router's choice is among them; past them, the request is FastAPI's)."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
+        for route in self._routes:
+            if not isinstance(route, PlainRoute):
+                return None
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                return route, child_scope
+        return None
+
+    async def serve(
+        self, route: PlainRoute, child_scope: Scope, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        request = self._layer.request(scope, receive, send)
+        try:
+            await self._layer.around(functools.partial(_routed, route, child_scope), request)
+        except Exception as error:
+            await self._server_error(error, request)
+            raise
+
+    async def _server_error(self, error: Exception, request: RequestInFlight) -> None:
+        """As Starlette's ServerErrorMiddleware: the 500 problem, unless an answer went out;
+        the error then goes on to the server, which logs it."""
+        scope = request.scope
+        response = await self._unexpected(Request(scope), error)
+        if not request.answered:
+            await response(scope, request.outer_receive, request.outer_send)
+
+
+async def _routed(
+    route: PlainRoute, child_scope: Scope, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """The route, as the router hands a request over once it has chosen: the layer has run
+    the guard before the scope names the route (a refusal is counted as unmatched)."""
+    scope.update(child_scope)
+    await route.handle(scope, receive, send)
 
 
 def json_answer(content: bytes | str, *, status_code: int = 200) -> Response:

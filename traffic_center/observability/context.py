@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from traffic_center.domain.las_contract import TRACEPARENT_HEADER, TRANSACTION_HEADER
 
@@ -28,6 +29,9 @@ _ACCEPTABLE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
 
+
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode()
+_TRACEPARENT_NAME = TRACEPARENT_HEADER.lower().encode()
 
 log = structlog.get_logger("traffic_center.http")
 
@@ -48,6 +52,7 @@ class AnswerNote:
     code: str | None = None
     transaction_id: str | None = None
     traceparent: str | None = None  # as the caller sent it: validate before logging
+    request_id: str | None = None
 
 
 _answer_note: ContextVar[AnswerNote | None] = ContextVar("answer_note", default=None)
@@ -77,46 +82,43 @@ def note_answer_code(code: str) -> None:
 
 
 def current_request_id() -> str | None:
-    value = structlog.contextvars.get_contextvars().get("request_id")
-    return str(value) if value is not None else None
+    """The id of the request being handled (bound by ``RequestContext``), if any."""
+    note = _answer_note.get()
+    return note.request_id if note is not None else None
 
 
-class RequestIdMiddleware:
-    """Binds ``request_id`` for every log line of the request and answers it in a header."""
+class RequestContext:
+    """One request's id and answer note: bound for every log line while the request is
+    handled (``with``), answered in a header, and the backstop line if nothing logged the
+    answer. The per-request layer (api/middleware.py) holds one per request."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    __slots__ = ("_header", "_note_token", "_tokens", "note", "request_id")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = _header(scope, REQUEST_ID_HEADER.lower())
-        request_id = given.lower() if given and _ACCEPTABLE.match(given) else str(uuid.uuid4())
+    def __init__(self, scope: Scope) -> None:
+        given, traceparent = _headers(scope, _REQUEST_ID_NAME, _TRACEPARENT_NAME)
+        self.request_id = given.lower() if given and _ACCEPTABLE.match(given) else str(uuid.uuid4())
+        self._header = (_REQUEST_ID_NAME, self.request_id.encode())
+        self.note = AnswerNote(traceparent=traceparent, request_id=self.request_id)
 
-        note = AnswerNote(traceparent=_header(scope, TRACEPARENT_HEADER))
-        status = 500  # if the app raises before answering, the server answers 500
+    def __enter__(self) -> RequestContext:
+        self._note_token = _answer_note.set(self.note)
+        self._tokens = structlog.contextvars.bind_contextvars(request_id=self.request_id)
+        return self
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
-                _add_transaction_id(headers, note.transaction_id)
-                message = {**message, "headers": headers}
-            await send(message)
+    def __exit__(self, *_exc: object) -> None:
+        structlog.contextvars.reset_contextvars(**self._tokens)
+        _answer_note.reset(self._note_token)
 
-        token = _answer_note.set(note)
-        try:
-            with structlog.contextvars.bound_contextvars(request_id=request_id):
-                try:
-                    await self.app(scope, receive, send_with_id)
-                finally:
-                    if status >= 400 and not note.logged:
-                        _log_answer(scope, status, note.code, request_id)
-        finally:
-            _answer_note.reset(token)
+    def answer_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """An answer's headers with the request id, and the exchange's transaction id."""
+        answered = [*headers, self._header]
+        _add_transaction_id(answered, self.note.transaction_id)
+        return answered
+
+    def log_unlogged(self, scope: Scope, status: int) -> None:
+        """The backstop line for an answer of 400 or more that no exchange line covered."""
+        if status >= 400 and not self.note.logged:
+            _log_answer(scope, status, self.note.code, self.request_id)
 
 
 def _add_transaction_id(headers: list[tuple[bytes, bytes]], transaction_id: str | None) -> None:
@@ -127,11 +129,16 @@ def _add_transaction_id(headers: list[tuple[bytes, bytes]], transaction_id: str 
     headers.append((name, transaction_id.encode()))
 
 
-def _header(scope: Scope, name: str) -> str | None:
+def _headers(scope: Scope, *names: bytes) -> list[str | None]:
+    """The first value of each header named (lower case), in one pass over the headers."""
+    found: list[str | None] = [None] * len(names)
     for key, value in scope.get("headers", []):
-        if key.decode("latin-1").lower() == name:
-            return str(value.decode("latin-1"))
-    return None
+        name = key.lower()
+        if name in names:
+            at = names.index(name)
+            if found[at] is None:
+                found[at] = value.decode("latin-1")
+    return found
 
 
 def _log_answer(scope: Scope, status: int, code: str | None, request_id: str) -> None:

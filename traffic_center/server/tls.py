@@ -93,6 +93,10 @@ def mtls_config(
         log_config=None,
         access_log=False,
         server_header=False,
+        # uvicorn's X-Forwarded-For/-Proto rewriting of the scope's client and scheme: nothing
+        # here reads either (a proxy's word comes as RFC 9440 Client-Cert, believed only from
+        # a proxy certificate: api/identity.py), so it was one more layer per request.
+        proxy_headers=False,
         timeout_graceful_shutdown=graceful_seconds,
         **extra,
     )
