@@ -16,6 +16,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -283,10 +284,11 @@ class _SqliteConnection(StoreConnection):
     reader waits for nobody (WAL) but in rare moments (a crashed writer's WAL recovery)."""
 
     def __init__(
-        self, connection: Connection, statements: StatementCache, *, read_only: bool
+        self, connection: Connection, database: SqliteDatabase, *, read_only: bool
     ) -> None:
         self._connection = connection
-        self._statements = statements
+        self._database = database
+        self._statements = database.statements
         self._read_only = read_only
         driver = connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
@@ -324,17 +326,19 @@ class _SqliteConnection(StoreConnection):
         # Long work (a migration) in a thread: other transactions fall back to waiting.
         return await anyio.to_thread.run_sync(work, self._connection)
 
+    # On the driver, as the BEGIN: SQLAlchemy's own transaction is one only when a statement
+    # went through it, and ending the driver's ends that one too (its later end is a no-op).
     async def _commit(self) -> None:
-        self._connection.commit()
+        _on_driver(self._driver.commit, "COMMIT", self._connection.dialect)
 
     async def _rollback(self) -> None:
-        self._connection.rollback()
+        _on_driver(self._driver.rollback, "ROLLBACK", self._connection.dialect)
 
     async def _invalidate(self) -> None:
         self._connection.invalidate()
 
     async def _close(self) -> None:
-        self._connection.close()
+        self._database.release(self._connection)
 
 
 class SqliteDatabase(Database):
@@ -346,7 +350,10 @@ class SqliteDatabase(Database):
         # Transactions waiting for another process's lock: each holds a thread and a
         # connection, so they are bounded; more wait here, on the loop, holding neither.
         self._waiting = anyio.CapacityLimiter(waiting_threads)
-        self._statements = StatementCache(engine.dialect)
+        self.statements = StatementCache(engine.dialect)
+        # Connections between two transactions, kept open on the loop's thread: the pool's
+        # checkout and checkin around every transaction cost more than its statements.
+        self._idle: list[Connection] = []
 
     async def _begin(self, *, read_only: bool) -> StoreConnection:
         """A reader needs no BEGIN: every read transaction here is one statement, which
@@ -355,15 +362,37 @@ class SqliteDatabase(Database):
         for it, where a deferred transaction that reads and then writes could fail at once
         with SQLITE_BUSY when another writer got in between."""
         if read_only:
-            return _SqliteConnection(self.engine.connect(), self._statements, read_only=True)
-        connection = _begin_unless_busy(self.engine)
-        if connection is None:
+            return _SqliteConnection(self._connect(), self, read_only=True)
+        connection = self._connect()
+        if not _begin_unless_busy(connection):
+            self.release(connection)
             connection = await anyio.to_thread.run_sync(
                 _begin_waiting, self.engine, limiter=self._waiting
             )
-        return _SqliteConnection(connection, self._statements, read_only=False)
+        return _SqliteConnection(connection, self, read_only=False)
+
+    def _connect(self) -> Connection:
+        return self._idle.pop() if self._idle else self.engine.connect()
+
+    def release(self, connection: Connection) -> None:
+        """Keep ``connection`` for the next transaction, unless it is broken or enough are
+        kept; a kept one is between transactions (SQLite's and SQLAlchemy's)."""
+        driver = None if connection.invalidated else connection.connection.driver_connection
+        if (
+            not isinstance(driver, sqlite3.Connection)
+            or driver.in_transaction
+            or len(self._idle) >= DEFAULT_POOL_SIZE
+        ):
+            connection.close()
+            return
+        if connection.in_transaction():
+            connection.rollback()  # SQLAlchemy's bookkeeping only: SQLite's has ended
+        self._idle.append(connection)
 
     async def dispose(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
         self.engine.dispose()
 
 
@@ -385,22 +414,29 @@ def _on_sqlite(
         ) from exc
 
 
-def _begin_unless_busy(engine: Engine) -> Connection | None:
-    """A write transaction begun at once, or None while another writer holds the lock."""
-    connection = engine.connect()
+def _begin_unless_busy(connection: Connection) -> bool:
+    """Whether a write transaction began at once: False while another writer holds the lock."""
     try:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        _on_driver(partial(driver.execute, "BEGIN IMMEDIATE"), "BEGIN", connection.dialect)
     except DBAPIError as exc:
         if not _busy(exc):
             _discard(connection)
             raise
-        connection.rollback()
-        connection.close()
-        return None
+        return False
     except BaseException:
         _discard(connection)
         raise
-    return connection
+    return True
+
+
+def _on_driver(call: Callable[[], object], sql: str, dialect: Dialect) -> None:
+    """``call()`` on the sqlite3 connection; its error as SQLAlchemy's (``_on_sqlite``)."""
+    try:
+        call()
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, (), exc, sqlite3.Error, dialect=dialect) from exc
 
 
 def _begin_waiting(engine: Engine) -> Connection:
