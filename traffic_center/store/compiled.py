@@ -16,6 +16,7 @@ names) keeps going through SQLAlchemy.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, NoReturn
@@ -65,34 +66,46 @@ class CompiledStatement:
         return FastResult(rows, rowcount)
 
 
+_ByKeys = dict[frozenset[str], CompiledStatement | None]
+
+
 class StatementCache:
     """Compiled statements of one database (one dialect), keyed by the statement object.
 
     A statement is compiled the second time it comes by: one built per call never comes by
-    twice, so it costs nothing here and its entry goes with it (weak keys).
+    twice, so it costs nothing here and its entry goes with it.
     """
 
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
-        self._seen: weakref.WeakKeyDictionary[
-            Executable, dict[frozenset[str], CompiledStatement | None]
-        ] = weakref.WeakKeyDictionary()
+        # By id(): a WeakKeyDictionary makes a weak reference at every lookup. The weak
+        # reference kept with each entry removes it when its statement goes.
+        self._seen: dict[int, tuple[weakref.ref[Executable], _ByKeys]] = {}
 
     def get(self, statement: Executable, parameters: Mapping[str, Any]) -> CompiledStatement | None:
         """The compiled form, or None: let SQLAlchemy run it (first sight, or unsupported)."""
-        try:
-            by_keys = self._seen[statement]
-        except KeyError:
-            self._seen[statement] = {}
+        entry = self._seen.get(id(statement))
+        if entry is None or entry[0]() is not statement:
+            self._remember(statement)
             return None
-        except TypeError:
-            return None  # not weakly referable: nothing to key it on
+        by_keys = entry[1]
         keys = frozenset(parameters)
         try:
             return by_keys[keys]
         except KeyError:
             compiled = by_keys[keys] = compile_for_driver(statement, parameters, self._dialect)
             return compiled
+
+    def _remember(self, statement: Executable) -> None:
+        key = id(statement)
+        seen = self._seen
+
+        def forget(_gone: object) -> None:
+            seen.pop(key, None)
+
+        # Not weakly referable: nothing to key it on, and SQLAlchemy runs it every time.
+        with contextlib.suppress(TypeError):
+            seen[key] = (weakref.ref(statement, forget), {})
 
 
 def compile_for_driver(
