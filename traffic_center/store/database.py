@@ -6,6 +6,12 @@ microseconds there, against a thread hand-off per statement through aiosqlite. W
 block the loop is another process's lock, so a transaction starts on the loop with a busy
 timeout of a few milliseconds; when SQLite is busy it starts again in a worker thread with
 the long wait, and once it holds its lock the rest runs on the loop again (issue 14).
+
+A repository's hot statements (built once, with bindparam()s) run compiled once by SQLAlchemy
+on the driver itself, past SQLAlchemy's execution (``store/compiled.py``); on PostgreSQL the
+transaction is begun and ended on the driver, so those statements and the ones SQLAlchemy
+runs share it. The pool still checks connections out and in, pings the idle ones, and drops
+the broken ones; the driver's errors are raised as SQLAlchemy's, and mapped here.
 """
 
 from __future__ import annotations
@@ -223,16 +229,21 @@ class _AsyncConnection(StoreConnection):
         """The driver's error as SQLAlchemy would have raised it (IntegrityError, DataError,
         OperationalError...: ``Database.transaction`` maps them); OSError and TimeoutError
         stay what they are, as through SQLAlchemy's adapter."""
+        # Imported here: asyncpg comes with the [postgres] extra.
+        from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+
         dialect = self._connection.dialect
         try:
-            self._connection.sync_connection.connection.dbapi_connection._handle_exception(error)  # type: ignore[union-attr]
+            AsyncAdapt_asyncpg_connection._handle_exception_no_connection(
+                dialect.loaded_dbapi, error
+            )
         except dialect.loaded_dbapi.Error as translated:
             return DBAPIError.instance(
                 sql, arguments, translated, dialect.loaded_dbapi.Error, dialect=dialect
             )
-        except Exception as other:
-            return other
-        return error  # pragma: no cover - _handle_exception always raises
+        except Exception as untranslated:
+            return untranslated
+        return error  # not reached: the adapter always raises
 
 
 def _rowcount(status: str | None) -> int:
