@@ -10,10 +10,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Boolean, DateTime, Integer, LargeBinary, String, Table, select
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import asyncpg
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.dml import Insert
 
 from tests.conftest import BACKENDS, DatabaseFactory
-from traffic_center.store.compiled import FastResult
+from traffic_center.store.compiled import FastResult, compile_for_driver
 from traffic_center.store.database import StoreConnection
 from traffic_center.store.schema import metadata, schools
 from traffic_center.store.store import Store
@@ -143,3 +147,47 @@ async def insert_in_one_transaction(store: Store, statement: Any, rows: list[Any
     async with store.database.transaction() as conn:
         for values in rows:
             await conn.execute(statement, values)
+
+
+def hot_statements() -> list[tuple[str, Any]]:
+    """The statements of every session's open and close, as the repositories build them."""
+    from traffic_center.store.audit import _HotStatements
+    from traffic_center.store.certificates import CertificateRepository
+    from traffic_center.store.rate_limits import RateLimitRepository
+    from traffic_center.store.registry import RegistryRepository
+    from traffic_center.store.sessions import SessionRepository
+
+    class Dialect:
+        dialect = "postgresql"
+
+    found: list[tuple[str, Any]] = []
+    for repository in (
+        SessionRepository(Dialect()),  # type: ignore[arg-type]
+        RegistryRepository(Dialect()),  # type: ignore[arg-type]
+        CertificateRepository(Dialect()),  # type: ignore[arg-type]
+        RateLimitRepository(Dialect()),  # type: ignore[arg-type]
+        _HotStatements(),
+    ):
+        found += [
+            (f"{type(repository).__name__}.{name}", value)
+            for name, value in vars(repository).items()
+            if isinstance(value, Executable)
+        ]
+    return found
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), asyncpg.dialect()], ids=["sqlite", "pg"])
+@pytest.mark.parametrize(
+    ("name", "statement"), [pytest.param(*found, id=found[0]) for found in hot_statements()]
+)
+def test_every_hot_statement_runs_on_the_fast_path(dialect: Any, name: str, statement: Any) -> None:
+    """A Python-side default, or an IN list of the caller's, would quietly send a hot
+    statement back through SQLAlchemy; this says which one."""
+    if isinstance(statement, Insert) and not statement._values:
+        table = statement.table
+        keys = [c.name for c in table.columns if c is not table.autoincrement_column]
+    else:
+        keys = list(statement.compile(dialect=dialect).params)
+    compiled = compile_for_driver(statement, dict.fromkeys(keys), dialect)
+    assert compiled is not None, name
+    assert "?" in compiled.sql or "$" in compiled.sql or not keys
