@@ -6,6 +6,12 @@ microseconds there, against a thread hand-off per statement through aiosqlite. W
 block the loop is another process's lock, so a transaction starts on the loop with a busy
 timeout of a few milliseconds; when SQLite is busy it starts again in a worker thread with
 the long wait, and once it holds its lock the rest runs on the loop again (issue 14).
+
+A repository's hot statements (built once, with bindparam()s) run compiled once by SQLAlchemy
+on the driver itself, past SQLAlchemy's execution (``store/compiled.py``); on PostgreSQL the
+transaction is begun and ended on the driver, so those statements and the ones SQLAlchemy
+runs share it. The pool still checks connections out and in, pings the idle ones, and drops
+the broken ones; the driver's errors are raised as SQLAlchemy's, and mapped here.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
+from sqlalchemy.engine import URL, Connection, CursorResult, Dialect, Engine, make_url
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -30,9 +37,15 @@ from sqlalchemy.pool import QueuePool, StaticPool
 from sqlalchemy.sql.base import Executable
 
 from traffic_center.domain.errors import StoreUnavailable
+from traffic_center.store.compiled import CompiledStatement, FastResult, StatementCache
 from traffic_center.store.revisions import READ_REVISIONS, VERSION_TABLE, at_head
 
 T = TypeVar("T")
+
+# What ``StoreConnection.execute`` answers: SQLAlchemy's result, or the fast path's (the same
+# reading API, every row already fetched).
+StoreResult = CursorResult[Any] | FastResult
+_NO_VALUES: Mapping[str, Any] = {}
 
 # How long a SQLite transaction may wait for another connection's lock: on the event loop
 # only a moment (the loop serves every other request meanwhile), in a worker thread as long
@@ -49,9 +62,10 @@ class StoreConnection:
 
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
-    ) -> CursorResult[Any]:
-        """Run ``statement``; ``parameters`` fill its bindparam()s (a repository builds its
-        statements once and passes only the values, so SQLAlchemy's compiled cache hits)."""
+    ) -> StoreResult:
+        """Run ``statement``; ``parameters`` fill its bindparam()s. A repository builds its
+        hot statements once and passes only the values: from the second time on such a
+        statement runs compiled, on the driver itself (``store/compiled.py``)."""
         raise NotImplementedError
 
     async def run_sync(self, work: Callable[[Connection], T]) -> T:
@@ -142,28 +156,102 @@ class Database:
 
 
 class _AsyncConnection(StoreConnection):
-    def __init__(self, connection: AsyncConnection) -> None:
+    """A pooled asyncpg connection in autocommit at SQLAlchemy's level: the transaction is
+    ours (BEGIN and COMMIT on the driver), so a statement run on the driver and one run
+    through SQLAlchemy are in the same transaction. SQLAlchemy's adapter would begin its
+    own lazily, on its first statement, unseen by the driver's statements."""
+
+    def __init__(
+        self,
+        connection: AsyncConnection,
+        driver: Any,
+        statements: StatementCache,
+        *,
+        in_transaction: bool,
+    ) -> None:
         self._connection = connection
+        self._driver = driver  # the asyncpg.Connection
+        self._statements = statements
+        self._in_transaction = in_transaction
 
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
-    ) -> CursorResult[Any]:
-        return await self._connection.execute(statement, parameters)
+    ) -> StoreResult:
+        values = _NO_VALUES if parameters is None else parameters
+        compiled = self._statements.get(statement, values)
+        if compiled is None:
+            return await self._connection.execute(statement, parameters)
+        arguments = compiled.arguments(values)
+        try:
+            if compiled.returns_rows:
+                rows = await self._driver.fetch(compiled.sql, *arguments)
+                return compiled.result(rows, len(rows))
+            status = await self._driver.execute(compiled.sql, *arguments)
+        except Exception as exc:
+            raise self._translated(exc, compiled.sql, arguments) from exc
+        return compiled.result((), _rowcount(status))
 
     async def run_sync(self, work: Callable[[Connection], T]) -> T:
         return await self._connection.run_sync(work)
 
+    async def begin(self) -> None:
+        # READ COMMITTED, as SQLAlchemy's adapter began them.
+        await self._on_driver("BEGIN ISOLATION LEVEL READ COMMITTED")
+        self._in_transaction = True
+
     async def _commit(self) -> None:
-        await self._connection.commit()
+        if self._in_transaction:
+            await self._on_driver("COMMIT")
+            self._in_transaction = False
 
     async def _rollback(self) -> None:
-        await self._connection.rollback()
+        if self._in_transaction:
+            await self._on_driver("ROLLBACK")
+            self._in_transaction = False
 
     async def _invalidate(self) -> None:
         await self._connection.invalidate()
 
     async def _close(self) -> None:
+        if self._in_transaction:
+            # Interrupted between BEGIN and its end (a cancellation): the pool's reset would
+            # not end our transaction, so the connection does not go back.
+            await _drop(self)
         await self._connection.close()
+
+    async def _on_driver(self, sql: str) -> None:
+        try:
+            await self._driver.execute(sql)
+        except Exception as exc:
+            raise self._translated(exc, sql, ()) from exc
+
+    def _translated(self, error: Exception, sql: str, arguments: Any) -> Exception:
+        """The driver's error as SQLAlchemy would have raised it (IntegrityError, DataError,
+        OperationalError...: ``Database.transaction`` maps them); OSError and TimeoutError
+        stay what they are, as through SQLAlchemy's adapter."""
+        # Imported here: asyncpg comes with the [postgres] extra.
+        from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+
+        dialect = self._connection.dialect
+        try:
+            AsyncAdapt_asyncpg_connection._handle_exception_no_connection(
+                dialect.loaded_dbapi, error
+            )
+        except dialect.loaded_dbapi.Error as translated:
+            return DBAPIError.instance(
+                sql, arguments, translated, dialect.loaded_dbapi.Error, dialect=dialect
+            )
+        except Exception as untranslated:
+            return untranslated
+        return error  # not reached: the adapter always raises
+
+
+def _rowcount(status: str | None) -> int:
+    """Rows an INSERT, UPDATE or DELETE touched, from the server's status ("UPDATE 3")."""
+    try:
+        return int((status or "").rsplit(" ", 1)[-1])
+    except ValueError:
+        return -1
 
 
 class AsyncDatabase(Database):
@@ -172,21 +260,28 @@ class AsyncDatabase(Database):
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(engine.url)
         self.engine = engine
-        # A reader needs no BEGIN and COMMIT around its statements: under READ COMMITTED
-        # each statement sees its own snapshot inside a transaction too. Autocommit makes a
-        # read one round trip (issue 14).
-        self._read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # SQLAlchemy in autocommit: the transactions are begun and ended on the driver
+        # (``_AsyncConnection``). A reader needs no BEGIN and COMMIT around its statements:
+        # under READ COMMITTED each statement sees its own snapshot inside a transaction
+        # too, so a read is one round trip (issue 14).
+        self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._statements = StatementCache(engine.dialect)
 
     async def _begin(self, *, read_only: bool) -> StoreConnection:
-        connection = await (self._read_engine if read_only else self.engine).connect()
+        connection = await self._autocommit_engine.connect()
         try:
-            await connection.begin()
+            raw = await connection.get_raw_connection()
+            begun = _AsyncConnection(
+                connection, raw.driver_connection, self._statements, in_transaction=False
+            )
+            if not read_only:
+                await begun.begin()
         except BaseException:
             with contextlib.suppress(Exception):
                 await connection.invalidate()
             await connection.close()
             raise
-        return _AsyncConnection(connection)
+        return begun
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -199,39 +294,62 @@ class _SqliteConnection(StoreConnection):
     """Statements run on the calling (loop) thread: a writer already holds its lock, and a
     reader waits for nobody (WAL) but in rare moments (a crashed writer's WAL recovery)."""
 
-    def __init__(self, connection: Connection, *, read_only: bool) -> None:
+    def __init__(
+        self, connection: Connection, database: SqliteDatabase, *, read_only: bool
+    ) -> None:
         self._connection = connection
+        self._database = database
+        self._statements = database.statements
         self._read_only = read_only
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        self._driver = driver
 
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
-    ) -> CursorResult[Any]:
+    ) -> StoreResult:
+        values = _NO_VALUES if parameters is None else parameters
+        compiled = self._statements.get(statement, values)
         try:
-            return self._connection.execute(statement, parameters)
+            return self._run(statement, values, compiled)
         except DBAPIError as exc:
             if not (self._read_only and _busy(exc)):
                 raise
         # A read is one statement in autocommit, so it can simply run again, waiting.
         connection = self._connection
-        return await anyio.to_thread.run_sync(
-            _waiting, connection, lambda: connection.execute(statement, parameters)
-        )
+
+        def run_waiting() -> StoreResult:
+            return _waiting(connection, lambda: self._run(statement, values, compiled))
+
+        return await anyio.to_thread.run_sync(run_waiting)
+
+    def _run(
+        self,
+        statement: Executable,
+        parameters: Mapping[str, Any],
+        compiled: CompiledStatement | None,
+    ) -> StoreResult:
+        if compiled is None:
+            return self._connection.execute(statement, parameters or None)
+        return _on_sqlite(self._driver, compiled, parameters, self._connection.dialect)
 
     async def run_sync(self, work: Callable[[Connection], T]) -> T:
         # Long work (a migration) in a thread: other transactions fall back to waiting.
         return await anyio.to_thread.run_sync(work, self._connection)
 
+    # On the driver, as the BEGIN: SQLAlchemy's own transaction is one only when a statement
+    # went through it, and ending the driver's ends that one too (its later end is a no-op).
     async def _commit(self) -> None:
-        self._connection.commit()
+        _on_driver(self._driver.commit, "COMMIT", self._connection.dialect)
 
     async def _rollback(self) -> None:
-        self._connection.rollback()
+        _on_driver(self._driver.rollback, "ROLLBACK", self._connection.dialect)
 
     async def _invalidate(self) -> None:
         self._connection.invalidate()
 
     async def _close(self) -> None:
-        self._connection.close()
+        self._database.release(self._connection)
 
 
 class SqliteDatabase(Database):
@@ -243,6 +361,10 @@ class SqliteDatabase(Database):
         # Transactions waiting for another process's lock: each holds a thread and a
         # connection, so they are bounded; more wait here, on the loop, holding neither.
         self._waiting = anyio.CapacityLimiter(waiting_threads)
+        self.statements = StatementCache(engine.dialect)
+        # Connections between two transactions, kept open on the loop's thread: the pool's
+        # checkout and checkin around every transaction cost more than its statements.
+        self._idle: list[Connection] = []
 
     async def _begin(self, *, read_only: bool) -> StoreConnection:
         """A reader needs no BEGIN: every read transaction here is one statement, which
@@ -251,34 +373,81 @@ class SqliteDatabase(Database):
         for it, where a deferred transaction that reads and then writes could fail at once
         with SQLITE_BUSY when another writer got in between."""
         if read_only:
-            return _SqliteConnection(self.engine.connect(), read_only=True)
-        connection = _begin_unless_busy(self.engine)
-        if connection is None:
+            return _SqliteConnection(self._connect(), self, read_only=True)
+        connection = self._connect()
+        if not _begin_unless_busy(connection):
+            self.release(connection)
             connection = await anyio.to_thread.run_sync(
                 _begin_waiting, self.engine, limiter=self._waiting
             )
-        return _SqliteConnection(connection, read_only=False)
+        return _SqliteConnection(connection, self, read_only=False)
+
+    def _connect(self) -> Connection:
+        return self._idle.pop() if self._idle else self.engine.connect()
+
+    def release(self, connection: Connection) -> None:
+        """Keep ``connection`` for the next transaction, unless it is broken or enough are
+        kept; a kept one is between transactions (SQLite's and SQLAlchemy's)."""
+        driver = None if connection.invalidated else connection.connection.driver_connection
+        if (
+            not isinstance(driver, sqlite3.Connection)
+            or driver.in_transaction
+            or len(self._idle) >= DEFAULT_POOL_SIZE
+        ):
+            connection.close()
+            return
+        if connection.in_transaction():
+            connection.rollback()  # SQLAlchemy's bookkeeping only: SQLite's has ended
+        self._idle.append(connection)
 
     async def dispose(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
         self.engine.dispose()
 
 
-def _begin_unless_busy(engine: Engine) -> Connection | None:
-    """A write transaction begun at once, or None while another writer holds the lock."""
-    connection = engine.connect()
+def _on_sqlite(
+    driver: sqlite3.Connection,
+    compiled: CompiledStatement,
+    parameters: Mapping[str, Any],
+    dialect: Dialect,
+) -> FastResult:
+    """``compiled`` run on the sqlite3 connection itself; its errors as SQLAlchemy's."""
+    arguments = compiled.arguments(parameters)
     try:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        cursor = driver.execute(compiled.sql, arguments)
+        rows = cursor.fetchall()  # before the rowcount: an INSERT RETURNING counts as it goes
+        return compiled.result(rows, cursor.rowcount)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(
+            compiled.sql, arguments, exc, sqlite3.Error, dialect=dialect
+        ) from exc
+
+
+def _begin_unless_busy(connection: Connection) -> bool:
+    """Whether a write transaction began at once: False while another writer holds the lock."""
+    try:
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        _on_driver(partial(driver.execute, "BEGIN IMMEDIATE"), "BEGIN", connection.dialect)
     except DBAPIError as exc:
         if not _busy(exc):
             _discard(connection)
             raise
-        connection.rollback()
-        connection.close()
-        return None
+        return False
     except BaseException:
         _discard(connection)
         raise
-    return connection
+    return True
+
+
+def _on_driver(call: Callable[[], object], sql: str, dialect: Dialect) -> None:
+    """``call()`` on the sqlite3 connection; its error as SQLAlchemy's (``_on_sqlite``)."""
+    try:
+        call()
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, (), exc, sqlite3.Error, dialect=dialect) from exc
 
 
 def _begin_waiting(engine: Engine) -> Connection:
