@@ -35,10 +35,15 @@ import httpx
 # what a hostile bron can make a connection hold before the first body byte.
 MAX_HEADER_LINE_BYTES = 8 * 1024
 MAX_HEADERS = 64
-# Idle keep-alive connections are dropped after this: httpx's default, which the relay had.
-KEEPALIVE_SECONDS = 5.0
-# aiohttp's read buffer: ``readany`` returns up to about twice this per call.
-READ_BUFFER_BYTES = 2**16
+# Idle keep-alive connections are dropped after this: a second before the 5 s after which
+# common servers (uvicorn, Apache, our reference LAS) close an idle connection, so a relay never
+# sends its request on a connection the bron is closing (a POST aiohttp does not retry).
+KEEPALIVE_SECONDS = 4.0
+# aiohttp's read buffer: it stops reading the bron's socket above twice this, and ``readany``
+# returns up to about that much per call. At 64 KiB a 50 MB dossier paused and resumed the
+# socket ~400 times and crossed the relay's Python layers in ~100 KiB pieces; 256 KiB took
+# ~8 % of the relay's CPU per MB away (issue 14). What one relay holds stays bounded: 512 KiB.
+READ_BUFFER_BYTES = 2**18
 # Headers aiohttp would otherwise add when a request lacks them; httpx's request is complete.
 _AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 

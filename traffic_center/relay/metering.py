@@ -69,10 +69,17 @@ class MeteredStream:
 
     async def _hashed(self) -> None:
         """Wait for the batch being hashed. Shielded: a cancelled relay (the doel hung up)
-        must not cancel a batch and leave a digest short of bytes that were sent."""
-        if self._hashing is not None:
+        must not cancel a batch and leave a digest short of bytes that were sent.
+
+        A batch already hashed (the usual case: the thread hashes a megabyte in under a
+        millisecond, the relay streams it in several) is taken as it is: wrapping a finished
+        future still costs a wake-up of the event loop through its self-pipe."""
+        if self._hashing is None:
+            return
+        if not self._hashing.done():
             await asyncio.shield(asyncio.wrap_future(self._hashing))
-            self._hashing = None
+        self._hashing.result()  # the hashing thread's error, if it had one
+        self._hashing = None
 
 
 def _update(digest: hashlib._Hash, chunks: Iterable[bytes]) -> None:
