@@ -219,6 +219,14 @@ async def echo_headers(exchange: Exchange) -> bool:
     return True
 
 
+async def setting_a_cookie(exchange: Exchange) -> bool:
+    await exchange.send(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+        b"Set-Cookie: tracker=doel-of-the-last-relay; Path=/\r\n\r\n{}"
+    )
+    return True
+
+
 def scenarios() -> dict[str, Scenario]:
     async def long_line(exchange: Exchange) -> bool:
         return await flood_of_header(exchange, line=b"X-Filler: " + b"a" * 1024)
@@ -238,6 +246,7 @@ def scenarios() -> dict[str, Scenario]:
         "head-trickle": head_trickled,
         "body-trickle": body_trickled,
         "echo": echo_headers,
+        "cookie": setting_a_cookie,
     }
 
 
@@ -413,6 +422,19 @@ async def test_the_bron_sees_the_same_request_headers_as_from_httpx_s_own_transp
         "x-oso-transactie-id",
     }
     assert ("accept-encoding", "identity") in seen[0]
+
+
+async def test_a_cookie_a_bron_sets_is_never_sent_on_a_later_relay(
+    hostile: HostileBron, upstream: UpstreamClient
+) -> None:
+    """One client serves every doel's relays: a cookie kept from one relay and sent on the
+    next would let a bron link relays of different schools (and httpx keeps cookies)."""
+    response = await upstream.open(hostile.url("cookie"), SOME_REQUEST, SOME_HEADERS)
+    await read_all(upstream, response)
+    assert response.headers["set-cookie"].startswith("tracker=")  # it was offered
+    response = await upstream.open(hostile.url("echo"), SOME_REQUEST, SOME_HEADERS)
+    await read_all(upstream, response)
+    assert "cookie" not in {name.lower() for name, _ in hostile.requests[-1].headers}
 
 
 async def test_a_connection_is_reused_only_after_its_answer_was_read_to_the_end(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import ssl
 from collections.abc import Callable, Mapping
@@ -21,6 +22,16 @@ from traffic_center.relay.aiohttp_transport import AiohttpTransport
 from traffic_center.relay.headers import clear_default_headers
 from traffic_center.relay.limits import MAX_ANSWER_BYTES, RelayLimits
 from traffic_center.relay.slots import RelaySlot, RelaySlots, Share, SlotUsage
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Keep no cookie and send none: the relay is stateless toward a LAS."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
 
 
 def upstream_ssl_context(*, cert: Path, key: Path, trust: Path) -> ssl.SSLContext:
@@ -71,6 +82,9 @@ class UpstreamClient:
             ),
             follow_redirects=False,  # a LAS answers; it does not send us elsewhere
             trust_env=False,  # no proxy or netrc from the environment
+            # One client serves every doel's relays: a cookie a bron set on one relay, sent
+            # back on the next, would let the bron link transfers of different schools.
+            cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
         )
         clear_default_headers(self._client, user_agent)
         # Dossiers are hashed here, beside the event loop (relay/metering.py); one thread keeps
