@@ -17,7 +17,8 @@ over its rate limit        429, recorded like a refused caller (rule 9)
 =========================  ===============================================================
 
 "Open the record" is fail-closed: a relayed exchange writes its *started* record before a
-byte is forwarded (``Exchange.open``); any other exchange proves the log writable first. A
+byte is forwarded (``Exchange.open``, which counts a dossier's or notification's rate-limit
+hit in the same store transaction); any other exchange proves the log writable first. A
 streamed dossier hands the closing over to the stream (``Exchange.hand_off``), which closes
 the record after the last byte. When the store is down the final record waits in the
 outbox, and its log line says it is not recorded yet and why.
