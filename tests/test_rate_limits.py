@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 import uuid
+from pathlib import Path
 
 import httpx
 
+from tests.conftest import DatabaseFactory
+from tests.support import messages
 from tests.support.pupils import new_pgn, zoeksleutel_of
-from tests.support.server import TrafficCenterUnderTest
+from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from tests.test_broker_api import assert_problem, open_session
+from tests.test_exchange_pipeline import dossier_answer
 from traffic_center.broker.rate_limits import judge, window_budget
-from traffic_center.domain.audit import AuditType
+from traffic_center.domain.audit import AuditType, Phase
 
 TRAFFIC_CENTER_SETTINGS = {
     "rate_limit_sessions_per_minute": 3,
@@ -160,3 +166,67 @@ async def test_every_route_has_its_budget(tc: TrafficCenterUnderTest) -> None:
         if item.record.caller_serial == party.serial and item.record.result == "TeVeelVerzoeken"
     ]
     assert [(r.type, r.subject) for r in limited] == [(AuditType.REFUSED_CALLER, "n=1")]
+
+
+async def test_a_relay_over_its_budget_starts_nothing(
+    database_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    """A relay's hit is counted in the transaction of its started record: within the budget
+    the dossier goes; over it the answer is 429 with a Retry-After, nothing is forwarded,
+    nothing started, and the refusal is one counted record, as at any route's admission."""
+    forwarded: list[httpx.Request] = []
+
+    async def bron_las(request: httpx.Request) -> httpx.Response:
+        forwarded.append(request)
+        return dossier_answer()
+
+    tc = await start_traffic_center(
+        tmp_path,
+        await database_factory("sqlite"),
+        upstream_transport=httpx.MockTransport(bron_las),
+        rate_limit_dossiers_per_minute=2,
+    )
+    try:
+        bron = await tc.world.school("PO", url="https://bron.test/oso")
+        doel = await tc.world.school("VO")
+        opened = await messages.open_session(doel, bron)
+        sessie_id = opened.json()["sessie_id"]
+        asked = {"routeringskenmerk": bron.routeringskenmerk, "zoeksleutel": messages.ZOEKSLEUTEL}
+        at_second(tc, 50, 5)
+        client = doel.client()
+        path = f"/v1/sessions/{sessie_id}/dossier"
+        answers = [await client.post(path, json=asked) for _ in range(3)]
+        relayed = await dossier_records(tc, sessie_id, finals=2)
+        limited = [
+            item.record
+            async for item in tc.store.audit.walk()
+            if item.record.caller_serial == doel.serial and item.record.result == "TeVeelVerzoeken"
+        ]
+    finally:
+        tc.clock.offset = dt.timedelta()
+        await tc.stop()
+    assert [a.status_code for a in answers[:2]] == [200, 200]
+    assert_problem(answers[2], 429, "TeVeelVerzoeken")
+    assert 1 <= int(answers[2].headers["Retry-After"]) <= 120
+    assert len(forwarded) == 2
+    delivered = [(Phase.STARTED, "Gestart"), (Phase.FINAL, "OverdrachtGeslaagd")]
+    assert sorted(relayed) == sorted(delivered * 2)
+    assert [(r.type, r.subject) for r in limited] == [(AuditType.REFUSED_CALLER, "n=1")]
+
+
+async def dossier_records(
+    tc: TrafficCenterUnderTest, sessie_id: str, *, finals: int
+) -> list[tuple[Phase, str]]:
+    """The session's dossier records, once ``finals`` final ones landed (each after its
+    stream's last byte, so a moment after the answer)."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = [
+            (r.phase, r.result)
+            for r in await tc.store.audit.for_session(sessie_id)
+            if r.type is AuditType.DOSSIER
+        ]
+        if sum(phase is Phase.FINAL for phase, _ in found) >= finals:
+            return found
+        assert time.monotonic() < deadline, f"not {finals} final records: {found}"
+        await asyncio.sleep(0.02)

@@ -15,9 +15,11 @@ from typing import Literal
 import httpx
 import pytest
 
+from tests.conftest import DatabaseFactory
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from tests.support.sockets import server_end_option
 from tests.support.world import client_context, unique_brin, unique_routeringskenmerk
+from traffic_center.domain.models import CertificateRecord
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 from traffic_center.server.limits import BoundedHandshakeLoop, HandshakeBounds
 from traffic_center.server.runner import TrafficCenterServer, vendor_config
@@ -252,3 +254,39 @@ def test_the_event_loop_setting_picks_the_loop_of_serve_and_of_each_worker(
             assert isinstance(loop, HandshakeBounds)
         finally:
             loop.close()
+
+
+async def test_the_inventory_is_read_once_per_request_and_a_revocation_counts_at_once(
+    tmp_path: Path, database_factory: DatabaseFactory
+) -> None:
+    """The request guard hands the identity it screened to the route of the same request:
+    one read of the certificate inventory per request (it was two), and with no revocation
+    cache the very next request after a revocation is refused."""
+    tc = await start_traffic_center(
+        tmp_path, await database_factory("sqlite"), revocation_cache_seconds=0
+    )
+    try:
+        party = await tc.world.school("VO")
+        certificates = tc.server.vendor.config.app.state.services.store.certificates
+        reads: list[str] = []
+        read = certificates.get
+
+        async def counted(serial: str) -> CertificateRecord | None:
+            reads.append(serial)
+            return await read(serial)
+
+        certificates.get = counted
+        client = party.client()
+        answers = [
+            (await client.get("/v1/whoami")).status_code,
+            (await client.get("/v1/endpoints")).status_code,
+        ]
+        read_per_request = list(reads)
+        await tc.certificates.revoke(party.serial, reason="keyCompromise")
+        after_revocation = await client.get("/v1/whoami")
+    finally:
+        await tc.stop()
+    assert answers == [200, 200]
+    assert read_per_request == [party.serial, party.serial]
+    assert after_revocation.status_code == 403
+    assert after_revocation.json()["code"] == "CertificaatIngetrokken"

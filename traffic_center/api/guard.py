@@ -13,7 +13,7 @@ from __future__ import annotations
 from starlette.types import Receive, Scope, Send
 
 from traffic_center.api import problems
-from traffic_center.api.identity import peer_of
+from traffic_center.api.identity import keep_screened, peer_of
 from traffic_center.api.services import Services
 from traffic_center.domain.errors import CallerRefused, RequestTooLarge, TrafficCenterError
 
@@ -33,7 +33,10 @@ class RequestGuard:
         peer = peer_of(scope)
         if peer.tls_certificate is not None:
             try:
-                await _services(scope).exchanges.screen(peer)
+                # Handed on to the route: the inventory is read once per request, and at
+                # the same moment in it as before, so a revocation or deactivation is seen
+                # by the very next request as before (nothing outlives the request).
+                keep_screened(scope, await _services(scope).exchanges.screen(peer))
             except CallerRefused as refused:
                 return refused
             except TrafficCenterError:

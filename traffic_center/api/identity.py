@@ -18,6 +18,8 @@ from traffic_center.broker.caller import Peer
 
 # RFC 9440 §2.2. Client-Cert-Chain (§2.3) is ignored: the chain that counts is the TC CA.
 CLIENT_CERT_HEADER = "client-cert"
+# Where the request guard leaves the peer it screened, for the route of the same request.
+_SCREENED_PEER = "traffic_center.screened_peer"
 
 
 # The dependencies are coroutines though neither awaits anything: FastAPI runs a plain
@@ -40,13 +42,22 @@ async def peer(request: Request) -> Peer:
 def peer_of(scope: Scope) -> Peer:
     """The TLS peer and any Client-Cert it sent; several field lines are kept together (RFC
     9110 §5.3) so a second certificate cannot hide behind the first: the authenticator
-    refuses the combination as malformed."""
+    refuses the combination as malformed. The one the request guard screened, if it did."""
+    screened: Peer | None = scope.get(_SCREENED_PEER)
+    if screened is not None:
+        return screened
     name = CLIENT_CERT_HEADER.encode()
     forwarded = [v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == name]
     return Peer(
         tls_certificate=peer_certificate_of(scope),
         client_cert_header=", ".join(forwarded) if forwarded else None,
     )
+
+
+def keep_screened(scope: Scope, peer: Peer) -> None:
+    """The peer as the guard screened it, for ``peer_of`` later in this same request (the
+    scope lives as long as the request, so no identity outlives it)."""
+    scope[_SCREENED_PEER] = peer
 
 
 ServicesDep = Annotated[Services, Depends(services)]

@@ -141,19 +141,36 @@ class AuditTrail:
 
         This write is the fail-closed proof: if it fails, nothing is forwarded (503).
         """
+        record = self._started_record(entry)
+        with anyio.CancelScope(shield=True):
+            # The record itself is the proof: written now, after any still waiting, or 503.
+            await self._prove_writable(
+                lambda: self._store.audit.append(record, secret=self._secret)
+            )
+
+    async def count_and_start(
+        self, entry: AuditEntry, hit: Hit, *, admits: Callable[[WindowHits], bool]
+    ) -> WindowHits | None:
+        """``started``, with the exchange's rate-limit hit counted in the same write
+        transaction (issue 14); the record is written only if ``admits`` the hits. The hits,
+        for the limiter to judge (None: an earlier try that committed admitted it)."""
+        record = self._started_record(entry)
+        with anyio.CancelScope(shield=True):
+            hits = await self._prove_writable(
+                lambda: self._store.count_and_start(hit, record, secret=self._secret, admits=admits)
+            )
+        # After the scope: its __exit__ may swallow an exception, as far as mypy knows.
+        return hits  # noqa: RET504
+
+    def _started_record(self, entry: AuditEntry) -> AuditRecord:
         entry.forwarded_at = self._clock()
-        record = entry.outcome(
+        return entry.outcome(
             STARTED,
             http_status=None,
             response_out=None,
             recorded_at=entry.forwarded_at,
             phase=Phase.STARTED,
         )
-        with anyio.CancelScope(shield=True):
-            # The record itself is the proof: written now, after any still waiting, or 503.
-            await self._prove_writable(
-                lambda: self._store.audit.append(record, secret=self._secret)
-            )
 
     async def finished(
         self, entry: AuditEntry, result: str, *, http_status: int | None

@@ -87,6 +87,11 @@ class Authenticator:
         self._parsed = functools.lru_cache(maxsize=_PARSED_CERTIFICATES)(_parsed_pem)
 
     async def identify(self, peer: Peer) -> CertificateIdentity:
+        if peer.screened is not None:
+            # Identified a moment ago in this same request (the request guard's screen):
+            # the inventory is read once per request, and a revocation is seen as soon as
+            # before, by the very next request.
+            return peer.screened
         certificate = await self._presented(peer)
         routeringskenmerk = routeringskenmerk_of(certificate)
         if not is_client_certificate(certificate) or routeringskenmerk is None:

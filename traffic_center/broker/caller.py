@@ -17,11 +17,13 @@ class Peer:
     ``tls_certificate`` is the client certificate the TLS layer verified (PEM).
     ``client_cert_header`` is the RFC 9440 ``Client-Cert`` field exactly as received (several
     field lines joined with ", "), believed only when ``tls_certificate`` is a valid proxy
-    certificate of the TC CA.
+    certificate of the TC CA. ``screened`` is what the authenticator's ``identify`` said of
+    this peer earlier in the same request (the request guard's screen): not asked twice.
     """
 
     tls_certificate: str | None
     client_cert_header: str | None = None
+    screened: CertificateIdentity | None = None
 
 
 @dataclass(frozen=True, slots=True)

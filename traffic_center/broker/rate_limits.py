@@ -102,9 +102,10 @@ class RateLimiter:
         )
 
     def admission(self, route: str, routeringskenmerk: str) -> Admission:
-        """One hit of ``route`` by an endpoint, to count now: here (``count``) or together
-        with the audit probe (``AuditTrail.count_and_ensure_writable``); then
-        ``Admission.judge`` raises RateLimited (429) when it is over the budget."""
+        """One hit of ``route`` by an endpoint, to count: here (``count``), together with the
+        audit probe (``AuditTrail.count_and_ensure_writable``) or with a relay's started
+        record (``AuditTrail.count_and_start``); then ``Admission.judge`` raises RateLimited
+        (429) when it is over the budget."""
         now = self._clock().timestamp()
         window = self._window_seconds
         window_start = int(now) // window * window
@@ -125,17 +126,24 @@ class Admission:
     per_minute: int
     elapsed: float  # seconds into the hit's window
 
+    def allows(self, hits: WindowHits) -> bool:
+        """Whether the counted ``hits`` are within the budget (``judge`` without raising)."""
+        return self._verdict(hits).allowed
+
     def judge(self, hits: WindowHits) -> None:
         """RateLimited (429) when the counted ``hits`` are over the budget."""
-        verdict = judge(
+        verdict = self._verdict(hits)
+        if not verdict.allowed:
+            raise RateLimited(
+                f"at most {self.per_minute} {self.route.replace('_', ' ')} a minute per endpoint",
+                retry_after_seconds=verdict.retry_after_seconds,
+            )
+
+    def _verdict(self, hits: WindowHits) -> Verdict:
+        return judge(
             current=hits.current,
             previous=hits.previous,
             elapsed=self.elapsed,
             per_minute=self.per_minute,
             window_seconds=self.hit.window_seconds,
         )
-        if not verdict.allowed:
-            raise RateLimited(
-                f"at most {self.per_minute} {self.route.replace('_', ' ')} a minute per endpoint",
-                retry_after_seconds=verdict.retry_after_seconds,
-            )

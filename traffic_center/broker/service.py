@@ -258,11 +258,10 @@ class Broker:
         )
         if grant.overdrachtsoort is Overdrachtsoort.SWV_DOSSIER:
             grant = await self._swv_grant(caller, grant, search_key_hmac)
-        registry = self._store.registry
-        bron_school = await registry.get_school(grant.bron_brin)
-        bron_endpoints = bron_endpoints_for(
-            grant, bron_school, await registry.list_endpoints(brin=grant.bron_brin)
+        bron_school, all_bron_endpoints = await self._store.registry.school_with_endpoints(
+            grant.bron_brin
         )
+        bron_endpoints = bron_endpoints_for(grant, bron_school, all_bron_endpoints)
         assert bron_school is not None
         now = self._clock()
         candidate = Session(
@@ -329,7 +328,9 @@ class Broker:
         refuse_clear_pupil_numbers(
             [("resultaat", resultaat), ("routeringskenmerk", routeringskenmerk)]
         )
-        session = await self._visible_session(caller, sessie_id)
+        # The endpoint is read with the session (one read), as named: it is judged only after
+        # the session, the result and the name's form are.
+        session, found = await self._visible_session_and(caller, sessie_id, routeringskenmerk)
         note.concerns(session)
         if session.doel_routeringskenmerk != caller.routeringskenmerk:
             raise WrongRole("only the doel of the session closes it")
@@ -337,7 +338,8 @@ class Broker:
         result_endpoint = parse_routeringskenmerk(routeringskenmerk)
         # close() refuses a closed or expired session before the endpoint is looked at.
         closed = close(session, result=result, routeringskenmerk=result_endpoint, now=self._clock())
-        await self._ensure_bron_endpoint(session, result_endpoint)
+        if found is None or not is_bron_endpoint(session, found[0]):
+            raise OnbekendAanleverpunt(f"{result_endpoint} is not an endpoint of the bron")
         note.concerns(session, bron_routeringskenmerk=result_endpoint)
         if result is ResultCode.OVERDRACHT_GESLAAGD and not await self._saw_delivery(session):
             raise ResultNotWitnessed()
@@ -355,7 +357,9 @@ class Broker:
         refuse_clear_pupil_numbers([("routeringskenmerk", request.routeringskenmerk)])
         routeringskenmerk = parse_routeringskenmerk(request.routeringskenmerk)
         label, key = _one_key(request.zoeksleutel, request.koppelsleutel)
-        session = await self._visible_session(caller, sessie_id)
+        # The session and the endpoint named in one read; the endpoint is judged only once
+        # the session is known to be the caller's.
+        session, found = await self._visible_session_and(caller, sessie_id, routeringskenmerk)
         # The bron endpoint the doel named is recorded only once it is known to be the bron's:
         # else any school could be named, and would then read this transfer in GET /v1/audit.
         note.concerns(session)
@@ -368,7 +372,6 @@ class Broker:
         expected = self._keyed_hash(label, key)
         if not hmac.compare_digest(expected, session.search_key_hmac):
             raise SessieAfwijkend(f"the {label} is not the session's")
-        found = await self._store.registry.endpoint_with_school(routeringskenmerk)
         if found is None or not is_bron_endpoint(session, found[0]):
             raise OnbekendAanleverpunt(f"{routeringskenmerk} is not an endpoint of the bron")
         endpoint, bron_school = found
@@ -388,7 +391,9 @@ class Broker:
         # A sessie_id is a UUID (parsed below); only the free-text field can hide a number.
         refuse_clear_pupil_numbers([("doel_routeringskenmerk", request.doel_routeringskenmerk)])
         doel_routeringskenmerk = parse_routeringskenmerk(request.doel_routeringskenmerk)
-        session = await self._store.sessions.get(parse_sessie_id(request.sessie_id))
+        session, found = await self._store.sessions.get_with_endpoint(
+            parse_sessie_id(request.sessie_id), doel_routeringskenmerk
+        )
         if session is None or not is_bron_endpoint(session, caller.endpoint):
             raise SessionNotFound()  # rule 4: not yours, so it does not exist
         note.concerns(session, bron_routeringskenmerk=caller.routeringskenmerk)
@@ -396,7 +401,6 @@ class Broker:
             raise NotificationNotRequested(
                 f"{doel_routeringskenmerk} did not ask for a dossier in session {session.sessie_id}"
             )
-        found = await self._store.registry.endpoint_with_school(doel_routeringskenmerk)
         if found is None or not (found[0].active and found[1].active):
             raise AanleverpuntNietActief(
                 f"the doel endpoint {doel_routeringskenmerk} is not active"
@@ -497,19 +501,17 @@ class Broker:
         return self._keyed_hash("request", canonical)
 
     async def _visible_session(self, caller: Caller, sessie_id: str) -> Session:
-        session = await self._store.sessions.get(parse_sessie_id(sessie_id))
-        if session is None or not (
-            session.doel_routeringskenmerk == caller.routeringskenmerk
-            or is_bron_endpoint(session, caller.endpoint)
-        ):
-            # Rule 4: to anyone else the session does not exist; no hint either way.
-            raise SessionNotFound()
-        return session
+        return _visible_to(caller, await self._store.sessions.get(parse_sessie_id(sessie_id)))
 
-    async def _ensure_bron_endpoint(self, session: Session, routeringskenmerk: str) -> None:
-        endpoint = await self._store.registry.get_endpoint(routeringskenmerk)
-        if endpoint is None or not is_bron_endpoint(session, endpoint):
-            raise OnbekendAanleverpunt(f"{routeringskenmerk} is not an endpoint of the bron")
+    async def _visible_session_and(
+        self, caller: Caller, sessie_id: str, routeringskenmerk: str
+    ) -> tuple[Session, tuple[Endpoint, School] | None]:
+        """``_visible_session``, and the endpoint ``routeringskenmerk`` with its school, in
+        one read (issue 14)."""
+        session, found = await self._store.sessions.get_with_endpoint(
+            parse_sessie_id(sessie_id), routeringskenmerk
+        )
+        return _visible_to(caller, session), found
 
     async def _saw_delivery(self, session: Session) -> bool:
         """ "Closing a session" (docs/rules.md): OverdrachtGeslaagd only where the TC relayed a
@@ -551,6 +553,16 @@ def keyed_hash(secret: bytes, label: str, value: str) -> str:
     qualification can find a test pupil's sessions again from its zoeksleutel."""
     message = f"{label}:{value}".encode()
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def _visible_to(caller: Caller, session: Session | None) -> Session:
+    if session is None or not (
+        session.doel_routeringskenmerk == caller.routeringskenmerk
+        or is_bron_endpoint(session, caller.endpoint)
+    ):
+        # Rule 4: to anyone else the session does not exist; no hint either way.
+        raise SessionNotFound()
+    return session
 
 
 def _one_key(zoeksleutel: str | None, koppelsleutel: str | None) -> tuple[str, str]:

@@ -17,7 +17,8 @@ over its rate limit        429, recorded like a refused caller (rule 9)
 =========================  ===============================================================
 
 "Open the record" is fail-closed: a relayed exchange writes its *started* record before a
-byte is forwarded (``Exchange.open``); any other exchange proves the log writable first. A
+byte is forwarded (``Exchange.open``, which counts a dossier's or notification's rate-limit
+hit in the same store transaction); any other exchange proves the log writable first. A
 streamed dossier hands the closing over to the stream (``Exchange.hand_off``), which closes
 the record after the last byte. When the store is down the final record waits in the
 outbox, and its log line says it is not recorded yet and why.
@@ -37,7 +38,7 @@ from traffic_center.audit.entry import AuditEntry
 from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.authenticator import Authenticator
 from traffic_center.broker.caller import Caller, CertificateIdentity, Peer
-from traffic_center.broker.rate_limits import RateLimiter
+from traffic_center.broker.rate_limits import Admission, RateLimiter
 from traffic_center.domain.audit import DOEL_DISCONNECTED, INTERNAL_ERROR, AuditRecord, AuditType
 from traffic_center.domain.errors import (
     CallerRefused,
@@ -71,6 +72,12 @@ _ROUTE_OF = {
     AuditType.AUDIT_READ: "audit_reads",
 }
 
+# Relays whose authorisation only reads: their rate-limit hit is counted in the write
+# transaction of their started record, one store transaction fewer per relay (issue 14). The
+# SWV flow's authorisations write (a koppelsleutel's triple, a feedback claim), so a caller
+# over its budget must be turned away before them: they are admitted first, as the rest.
+_COUNTED_WITH_STARTED = frozenset({AuditType.DOSSIER, AuditType.NOTIFICATION})
+
 
 class Exchange:
     """One exchange while it runs: who asked, what the record will say, and how it ends."""
@@ -83,12 +90,18 @@ class Exchange:
         metrics: Metrics,
         *,
         relayed: bool = False,
+        uncounted: Admission | None = None,
     ):
         self.caller = caller
         self.entry = entry
         self._trail = trail
         self._metrics = metrics
         self._relayed = relayed
+        # The rate-limit hit ``open`` counts with the started record; the runner counts it
+        # if the exchange ends before that (``ExchangeRunner._end_with_error``).
+        self.uncounted = uncounted
+        # ``open`` found the caller over its budget: a refusal, without a record of its own.
+        self.limited = False
         self.outcome: tuple[str, int] | None = None
         self.handed_off = False
         self._closed = False
@@ -98,8 +111,20 @@ class Exchange:
         self.outcome = (result, http_status)
 
     async def open(self) -> None:
-        """The started record of a relayed exchange: written now, or the exchange is refused."""
-        await self._trail.started(self.entry)
+        """The started record of a relayed exchange: written now, or the exchange is refused
+        (503; 429 when the hit counted with it is over the caller's budget)."""
+        admission, self.uncounted = self.uncounted, None
+        if admission is None:
+            await self._trail.started(self.entry)
+            return
+        hits = await self._trail.count_and_start(self.entry, admission.hit, admits=admission.allows)
+        try:
+            if hits is not None:
+                admission.judge(hits)
+        except RateLimited:
+            # Nothing was started, so nothing is closed: the refusal is the record (rule 9).
+            self.limited = self._closed = True
+            raise
 
     def hand_off(self) -> Exchange:
         """The body returns before the exchange ends (a stream): the stream closes it."""
@@ -168,18 +193,24 @@ class ExchangeRunner:
             entry.sessie_id = parse_sessie_id(sessie_id) if sessie_id is not None else None
         caller = await self._authenticate(peer, entry)
         _file_under(entry, caller, role)
-        await self._admit(
-            _ROUTE_OF[kind],
-            caller.identity.serial,
-            caller.routeringskenmerk,
+        admission = self._limiter.admission(_ROUTE_OF[kind], caller.routeringskenmerk)
+        counted_with_started = two_phase and kind in _COUNTED_WITH_STARTED
+        if not counted_with_started:
+            await self._admit(
+                admission, caller.identity.serial, entry, prove_writable=not two_phase
+            )
+        exchange = Exchange(
+            caller,
             entry,
-            prove_writable=not two_phase,
+            self._audit,
+            self._metrics,
+            relayed=two_phase,
+            uncounted=admission if counted_with_started else None,
         )
-        exchange = Exchange(caller, entry, self._audit, self._metrics, relayed=two_phase)
         try:
             yield exchange
         except TrafficCenterError as error:
-            await exchange.close_with_error(error)
+            await self._end_with_error(exchange, error)
             raise
         except Exception as unexpected:
             _log_internal_error(entry, unexpected)
@@ -205,9 +236,8 @@ class ExchangeRunner:
     async def whoami(self, peer: Peer) -> CertificateIdentity:
         """identify, as the whoami route: within its own budget (rule 9)."""
         identity = await self.identify(peer)
-        await self._admit(
-            "whoami", identity.serial, identity.routeringskenmerk, None, prove_writable=False
-        )
+        admission = self._limiter.admission("whoami", identity.routeringskenmerk)
+        await self._admit(admission, identity.serial, None, prove_writable=False)
         return identity
 
     async def _authenticate(self, peer: Peer, entry: AuditEntry) -> Caller:
@@ -223,9 +253,8 @@ class ExchangeRunner:
 
     async def _admit(
         self,
-        route: str,
+        admission: Admission,
         serial: str,
-        routeringskenmerk: str,
         entry: AuditEntry | None,
         *,
         prove_writable: bool,
@@ -236,7 +265,6 @@ class ExchangeRunner:
         ``prove_writable``: the log is proven writable too (fail closed, 503
         ``AuditNietBeschikbaar``), in the same store transaction as the hit (issue 14).
         """
-        admission = self._limiter.admission(route, routeringskenmerk)
         try:
             if prove_writable:
                 hits = await self._audit.count_and_ensure_writable(admission.hit)
@@ -262,6 +290,30 @@ class ExchangeRunner:
             if entry is not None and prove_writable:
                 await self._audit.finished(entry, DOEL_DISCONNECTED, http_status=None)
             raise
+
+    async def _end_with_error(self, exchange: Exchange, error: TrafficCenterError) -> None:
+        """The record closes with the error; a caller over its budget gets its 429 instead,
+        recorded as a counted refusal with no record of the exchange, as at admission."""
+        serial = exchange.caller.identity.serial
+        if exchange.limited:  # open() counted the hit over the budget: ``error`` is the 429
+            await self._refusals.note(error, serial=serial)
+            return
+        admission, exchange.uncounted = exchange.uncounted, None
+        if admission is not None:
+            # Refused before its started record: the hit counts all the same (a caller that
+            # keeps hammering stays limited), and over the budget the answer is the 429 it
+            # had before its hit was counted with the started record.
+            try:
+                hits = await self._limiter.count(admission)
+            except TrafficCenterError:
+                pass  # the store is away: the exchange's own error is recorded (or waits)
+            else:
+                try:
+                    admission.judge(hits)
+                except RateLimited as limited:
+                    await self._refusals.note(limited, serial=serial)
+                    raise limited from None
+        await exchange.close_with_error(error)
 
     async def _refused(self, refused: CallerRefused, peer: Peer) -> None:
         self._metrics.refused_callers.labels(reason=refused.code).inc()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -84,9 +84,10 @@ class Exchanges:
         self._notifications = notifications
         self._store = store
 
-    async def screen(self, peer: Peer) -> None:
-        """Rule 1's certificate checks before the request is read; a refusal is recorded."""
-        await self._runner.identify(peer)
+    async def screen(self, peer: Peer) -> Peer:
+        """Rule 1's certificate checks before the request is read; a refusal is recorded.
+        The peer, as identified: the exchange of the same request need not ask again."""
+        return replace(peer, screened=await self._runner.identify(peer))
 
     async def whoami(self, peer: Peer) -> Identity:
         certificate = await self._runner.whoami(peer)

@@ -56,30 +56,37 @@ class AuditRepository:
         The record is signed with ``secret`` and names its key id; AuditKeyMismatch when the
         chain's head says another key signs the next record (nothing is written then).
         """
-        signed = dataclasses.replace(record, key_id=key_id(secret))
         try:
-            await self._append(signed, secret)
+            async with self._db.transaction() as conn:
+                await self.append_in(conn, record, secret=secret)
         except IntegrityError:
-            if await self.by_transaction(record.transaction_id, phase=record.phase) is None:
+            if not await self.holds(record):
                 raise
 
-    async def _append(self, record: AuditRecord, secret: bytes) -> None:
+    async def append_in(self, conn: StoreConnection, record: AuditRecord, *, secret: bytes) -> None:
+        """``append`` inside the caller's write transaction (``Store.count_and_start``); an
+        IntegrityError there is the caller's to judge with ``holds``."""
         hot = self._hot
-        async with self._db.transaction() as conn:
-            head = await _locked_head(conn, hot, record.key_id)
-            record_hash = chain_hash(secret, head.last_hash, record)
-            inserted = await conn.execute(
-                hot.insert_record,
-                {**_columns(record), "prev_hash": head.last_hash, "hash": record_hash},
-            )
-            record_id = int(inserted.scalar_one())
-            await _track_open(conn, hot, record, record_id)
-            # A rotation record is the old key's last: from here on the new key signs.
-            next_key = record.subject if record.type is AuditType.KEY_ROTATED else record.key_id
-            await conn.execute(
-                hot.advance_head,
-                {"new_last_id": record_id, "new_last_hash": record_hash, "new_key_id": next_key},
-            )
+        signed = dataclasses.replace(record, key_id=key_id(secret))
+        head = await _locked_head(conn, hot, signed.key_id)
+        record_hash = chain_hash(secret, head.last_hash, signed)
+        inserted = await conn.execute(
+            hot.insert_record,
+            {**_columns(signed), "prev_hash": head.last_hash, "hash": record_hash},
+        )
+        record_id = int(inserted.scalar_one())
+        await _track_open(conn, hot, signed, record_id)
+        # A rotation record is the old key's last: from here on the new key signs.
+        next_key = signed.subject if signed.type is AuditType.KEY_ROTATED else signed.key_id
+        await conn.execute(
+            hot.advance_head,
+            {"new_last_id": record_id, "new_last_hash": record_hash, "new_key_id": next_key},
+        )
+
+    async def holds(self, record: AuditRecord) -> bool:
+        """Whether the record is in the log already: an append retried after a commit whose
+        answer was lost finds it there (what makes an append idempotent)."""
+        return await self.by_transaction(record.transaction_id, phase=record.phase) is not None
 
     async def probe_write(self, now: dt.datetime, *, secret: bytes | None) -> None:
         """Prove the log can be written right now (fail closed), adding nothing; with a

@@ -20,6 +20,9 @@ from traffic_center.domain.models import Endpoint, School
 from traffic_center.store.database import Database
 from traffic_center.store.schema import endpoints, schools
 
+# The endpoints' columns beside their school's, which has columns of the same names.
+_ENDPOINT_PREFIX = "endpoint_"
+
 
 class RegistryRepository:
     def __init__(self, database: Database) -> None:
@@ -30,18 +33,15 @@ class RegistryRepository:
         by_kenmerk = endpoints.c.routeringskenmerk == bindparam("match_routeringskenmerk")
         self._school = select(schools).where(schools.c.brin == bindparam("match_brin"))
         self._endpoint = select(endpoints).where(by_kenmerk)
-        self._endpoint_with_school = (
-            select(
-                endpoints,
-                schools.c.name,
-                schools.c.sector,
-                schools.c.board,
-                schools.c.active.label("school_active"),
-            )
-            .join(schools, schools.c.brin == endpoints.c.brin)
-            .where(by_kenmerk)
-        )
+        self._endpoint_with_school = endpoint_with_school_query()
         self._endpoint_lists: dict[_EndpointFilters, Select[Any]] = {}
+        # A session's grant: the bron school and all its endpoints, in one read (issue 14).
+        self._school_with_endpoints = (
+            select(schools, *[c.label(_ENDPOINT_PREFIX + c.name) for c in endpoints.c])
+            .select_from(schools.outerjoin(endpoints, endpoints.c.brin == schools.c.brin))
+            .where(schools.c.brin == bindparam("match_brin"))
+            .order_by(endpoints.c.routeringskenmerk)
+        )
 
     # --- schools ------------------------------------------------------------------------------
 
@@ -67,6 +67,20 @@ class RegistryRepository:
         async with self._db.transaction(read_only=True) as conn:
             row = (await conn.execute(self._school, {"match_brin": brin})).first()
         return _school(row._mapping) if row else None
+
+    async def school_with_endpoints(self, brin: str) -> tuple[School | None, list[Endpoint]]:
+        """The school and all its endpoints (active or not), in one read; (None, []) when
+        there is no such school. Read now, never cached: a deactivation counts at once."""
+        async with self._db.transaction(read_only=True) as conn:
+            rows = list(await conn.execute(self._school_with_endpoints, {"match_brin": brin}))
+        if not rows:
+            return None, []
+        found = [
+            _endpoint({c.name: row._mapping[_ENDPOINT_PREFIX + c.name] for c in endpoints.c})
+            for row in rows
+            if row._mapping[_ENDPOINT_PREFIX + "routeringskenmerk"] is not None  # none at all
+        ]
+        return _school(rows[0]._mapping), found
 
     async def list_schools(self) -> Sequence[School]:
         async with self._db.transaction(read_only=True) as conn:
@@ -128,11 +142,7 @@ class RegistryRepository:
                     self._endpoint_with_school, {"match_routeringskenmerk": routeringskenmerk}
                 )
             ).first()
-        if row is None:
-            return None
-        mapping = row._mapping
-        school = _school({**mapping, "active": mapping["school_active"]})
-        return _endpoint(mapping), school
+        return None if row is None else endpoint_with_school_of(row._mapping)
 
     async def list_endpoints(
         self,
@@ -199,6 +209,27 @@ class RegistryRepository:
                 raise EndpointNotFound(f"no endpoint {routeringskenmerk}")
             row = (await conn.execute(select(endpoints).where(where))).one()
         return _endpoint(row._mapping)
+
+
+def endpoint_with_school_query() -> Select[Any]:
+    """An endpoint (``match_routeringskenmerk``) and its school, in one row; also a part of
+    other repositories' reads (``SessionRepository.get_with_endpoint``)."""
+    return (
+        select(
+            endpoints,
+            schools.c.name,
+            schools.c.sector,
+            schools.c.board,
+            schools.c.active.label("school_active"),
+        )
+        .join(schools, schools.c.brin == endpoints.c.brin)
+        .where(endpoints.c.routeringskenmerk == bindparam("match_routeringskenmerk"))
+    )
+
+
+def endpoint_with_school_of(row: Any) -> tuple[Endpoint, School]:
+    """The endpoint and school of a row of ``endpoint_with_school_query``."""
+    return _endpoint(row), _school({**row, "active": row["school_active"]})
 
 
 class _EndpointFilters(NamedTuple):

@@ -6,14 +6,15 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from traffic_center.domain.errors import IdempotencyKeyReused
 from traffic_center.domain.identifiers import Overdrachtsoort, Sector
-from traffic_center.domain.models import OPEN_STATES, Session, SessionState
+from traffic_center.domain.models import OPEN_STATES, Endpoint, School, Session, SessionState
 from traffic_center.domain.results import ResultCode
 from traffic_center.store.database import Database
+from traffic_center.store.registry import endpoint_with_school_of, endpoint_with_school_query
 from traffic_center.store.schema import sessions
 
 
@@ -24,7 +25,15 @@ class SessionRepository:
         # an execution only fills in the values, and SQLAlchemy's compiled cache hits.
         # The insert takes its VALUES from the parameters' keys (every column's).
         self._insert = sessions.insert()
-        self._by_id = select(sessions).where(sessions.c.sessie_id == bindparam("match_sessie_id"))
+        by_id = sessions.c.sessie_id == bindparam("match_sessie_id")
+        self._by_id = select(sessions).where(by_id)
+        # A relay's session and the endpoint it names, in one statement (issue 14): the
+        # endpoint is independent of the session, so it is joined in as a one-row subquery.
+        named = endpoint_with_school_query().subquery("named_endpoint")
+        self._named_endpoint = named
+        self._with_endpoint = (
+            select(sessions, named).select_from(sessions.outerjoin(named, true())).where(by_id)
+        )
         self._by_idempotency = select(sessions).where(
             sessions.c.doel_routeringskenmerk == bindparam("match_doel"),
             sessions.c.idempotency_key == bindparam("match_key"),
@@ -78,6 +87,24 @@ class SessionRepository:
         async with self._db.transaction(read_only=True) as conn:
             row = (await conn.execute(self._by_id, {"match_sessie_id": sessie_id})).first()
         return _session(row._mapping) if row else None
+
+    async def get_with_endpoint(
+        self, sessie_id: str, routeringskenmerk: str
+    ) -> tuple[Session | None, tuple[Endpoint, School] | None]:
+        """The session and the endpoint ``routeringskenmerk`` with its school, in one read
+        (each None where there is none; without the session the endpoint is not looked up).
+        Read now, never cached: a deactivation counts at once."""
+        values = {"match_sessie_id": sessie_id, "match_routeringskenmerk": routeringskenmerk}
+        async with self._db.transaction(read_only=True) as conn:
+            row = (await conn.execute(self._with_endpoint, values)).first()
+        if row is None:
+            return None, None
+        mapping = row._mapping
+        named = self._named_endpoint.c
+        if mapping[named.routeringskenmerk] is None:
+            return _session(mapping), None
+        # By column, not by name: the session and the endpoint both have a created_at.
+        return _session(mapping), endpoint_with_school_of({c.name: mapping[c] for c in named})
 
     async def transition(self, session: Session) -> bool:
         """Store the new state only if the stored one is still open; False if it was not."""

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
+from sqlalchemy.exc import IntegrityError
+
+from traffic_center.domain.audit import AuditRecord
 from traffic_center.store.audit import AuditRepository
 from traffic_center.store.certificates import CertificateRepository
 from traffic_center.store.database import (
@@ -55,6 +59,31 @@ class Store:
         async with self.database.transaction() as conn:
             hits = await self.rate_limits.count_in(conn, hit)
             await self.audit.probe_in(conn, probed_at, secret=secret)
+        return hits
+
+    async def count_and_start(
+        self,
+        hit: Hit,
+        started: AuditRecord,
+        *,
+        secret: bytes,
+        admits: Callable[[WindowHits], bool],
+    ) -> WindowHits | None:
+        """A relayed exchange's rate-limit hit and its started record in one write transaction
+        (issue 14): the hit is counted, and the record appended only if ``admits`` the hits.
+        The record is the fail-closed proof, so no probe is needed. A failure undoes both.
+
+        None: the record was in the log already (a retry after a commit whose answer was
+        lost), so that commit counted the hit and admitted the exchange."""
+        try:
+            async with self.database.transaction() as conn:
+                hits = await self.rate_limits.count_in(conn, hit)
+                if admits(hits):
+                    await self.audit.append_in(conn, started, secret=secret)
+        except IntegrityError:
+            if not await self.audit.holds(started):
+                raise
+            return None
         return hits
 
     async def close(self) -> None:
