@@ -30,9 +30,13 @@ class SessionRepository:
         # A relay's session and the endpoint it names, in one statement (issue 14): the
         # endpoint is independent of the session, so it is joined in as a one-row subquery.
         named = endpoint_with_school_query().subquery("named_endpoint")
-        self._named_endpoint = named
+        # Its columns under names of their own: the session and the endpoint both have a
+        # created_at, and rows are read by name (the store's fast path has names only).
+        self._endpoint_labels = {c.name: f"named_{c.name}" for c in named.c}
         self._with_endpoint = (
-            select(sessions, named).select_from(sessions.outerjoin(named, true())).where(by_id)
+            select(sessions, *(c.label(self._endpoint_labels[c.name]) for c in named.c))
+            .select_from(sessions.outerjoin(named, true()))
+            .where(by_id)
         )
         self._by_idempotency = select(sessions).where(
             sessions.c.doel_routeringskenmerk == bindparam("match_doel"),
@@ -100,11 +104,11 @@ class SessionRepository:
         if row is None:
             return None, None
         mapping = row._mapping
-        named = self._named_endpoint.c
-        if mapping[named.routeringskenmerk] is None:
+        labels = self._endpoint_labels
+        if mapping[labels["routeringskenmerk"]] is None:
             return _session(mapping), None
-        # By column, not by name: the session and the endpoint both have a created_at.
-        return _session(mapping), endpoint_with_school_of({c.name: mapping[c] for c in named})
+        endpoint = {name: mapping[label] for name, label in labels.items()}
+        return _session(mapping), endpoint_with_school_of(endpoint)
 
     async def transition(self, session: Session) -> bool:
         """Store the new state only if the stored one is still open; False if it was not."""
