@@ -119,7 +119,7 @@ class AuditTrail:
         the limiter to judge; AuditUnavailable when the log (or so the store) is not
         writable."""
         return await self._prove_writable(
-            lambda: self._store.count_and_probe(hit, probed_at=self._clock(), secret=self._secret)
+            lambda: self._store.count_and_probe(hit, secret=self._secret)
         )
 
     async def _prove_writable(self, probe: Callable[[], Awaitable[T]]) -> T:

@@ -92,16 +92,20 @@ class AuditRepository:
         """Prove the log can be written right now (fail closed), adding nothing; with a
         secret, also that it is the key that signs the chain."""
         async with self._db.transaction() as conn:
-            await self.probe_in(conn, now, secret=secret)
-
-    async def probe_in(
-        self, conn: StoreConnection, now: dt.datetime, *, secret: bytes | None
-    ) -> None:
-        """``probe_write`` inside the caller's write transaction (``Store.count_and_probe``)."""
-        # One statement: the update takes the head's lock and answers its key.
-        signing_key = (await conn.execute(self._hot.probe_head, {"probed": now})).scalar_one()
+            # One statement: the update takes the head's lock and answers its key.
+            signing_key = (await conn.execute(self._hot.probe_head, {"probed": now})).scalar_one()
         if secret is not None:
             _ensure_signing_key(signing_key, key_id(secret))
+
+    async def ensure_signing_key_in(self, conn: StoreConnection, *, secret: bytes) -> None:
+        """That ``secret`` is the key that signs the chain, read inside the caller's write
+        transaction (``Store.count_and_probe``), whose own write proves the store writable.
+
+        A read, not ``probe_write``'s update: that took the chain head's row lock, which every
+        append takes too, so on PostgreSQL each admission queued behind the appends of all
+        nodes (issue 14)."""
+        signing_key = (await conn.execute(self._hot.signing_key)).scalar_one()
+        _ensure_signing_key(signing_key, key_id(secret))
 
     async def head(self) -> ChainHead:
         async with self._db.transaction(read_only=True) as conn:
@@ -320,6 +324,7 @@ class _HotStatements:
         dossier = audit_records.c.type == AuditType.DOSSIER.value
         self.head = select(audit_head).where(the_head)
         self.locked_head = self.head.with_for_update()
+        self.signing_key = select(audit_head.c.key_id).where(the_head)
         self.probe_head = (
             update(audit_head)
             .where(the_head)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 
 from sqlalchemy.exc import IntegrityError
@@ -50,15 +49,14 @@ class Store:
                 raise
         return store
 
-    async def count_and_probe(
-        self, hit: Hit, *, probed_at: dt.datetime, secret: bytes | None
-    ) -> WindowHits:
-        """An exchange's admission in one write transaction: its rate-limit hit counted and
-        the audit log proven writable (``AuditRepository.probe_write``). Two transactions
-        were a third of a session's store time (issue 14). A failure undoes both."""
+    async def count_and_probe(self, hit: Hit, *, secret: bytes | None) -> WindowHits:
+        """An exchange's admission in one write transaction: its rate-limit hit counted, which
+        proves the store writable now (fail closed), and with a secret the chain's signing
+        key checked. Two transactions were a third of a session's store time (issue 14)."""
         async with self.database.transaction() as conn:
             hits = await self.rate_limits.count_in(conn, hit)
-            await self.audit.probe_in(conn, probed_at, secret=secret)
+            if secret is not None:
+                await self.audit.ensure_signing_key_in(conn, secret=secret)
         return hits
 
     async def count_and_start(
