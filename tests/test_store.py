@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from tests.conftest import BACKENDS, DatabaseFactory
@@ -17,6 +18,7 @@ from traffic_center.domain.results import ResultCode
 from traffic_center.domain.sessions import close
 from traffic_center.settings import Settings
 from traffic_center.store.migrate import alembic_config, current_revision
+from traffic_center.store.rate_limits import Hit, WindowHits
 from traffic_center.store.schema import metadata
 from traffic_center.store.store import Store
 
@@ -83,6 +85,34 @@ async def test_rate_limit_counter_counts_per_bucket_and_window(store: Store) -> 
     assert await store.rate_limits.hit("a", window_start=120) == (1, 3)
     # ... and one further on does not.
     assert await store.rate_limits.hit("a", window_start=240) == (1, 0)
+
+
+async def test_an_admission_counts_and_reads_the_signing_key_in_one_statement(
+    store: Store,
+) -> None:
+    """The admission's one statement (``Store.count_and_probe``): counted as ``hit`` counts,
+    the chain's key beside it (none before the first record), the old windows forgotten."""
+    for window in (60, 120):
+        await store.rate_limits.hit("a", window_start=window)
+    counted = [await store.rate_limits.count_with_signing_key(Hit("a", 240, 60)) for _ in "xy"]
+    assert counted == [(WindowHits(1, 0), None), (WindowHits(2, 0), None)]
+    assert await store.rate_limits.hit("a", window_start=300) == (1, 2)
+    assert await store.rate_limits.hit("a", window_start=180) == (1, 0)  # 60, 120 forgotten
+
+
+async def test_a_single_statement_write_is_one_statement(store: Store) -> None:
+    """It runs without BEGIN and COMMIT, so a second statement would not be in its
+    transaction: refused, loudly; the first one stands on its own."""
+
+    async def two_statements() -> None:
+        async with store.database.transaction(single_statement=True) as conn:
+            await conn.execute(text("INSERT INTO rate_limits VALUES ('s', 1, 1)"))
+            await conn.execute(text("INSERT INTO rate_limits VALUES ('s', 2, 1)"))
+
+    with pytest.raises(RuntimeError, match="second statement"):
+        await two_statements()
+    assert await store.rate_limits.hit("s", window_start=1) == (2, 0)
+    assert await store.rate_limits.hit("s", window_start=2) == (1, 0)
 
 
 async def test_a_process_pool_on_postgresql_is_sized_by_the_settings(

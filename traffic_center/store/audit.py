@@ -97,15 +97,15 @@ class AuditRepository:
         if secret is not None:
             _ensure_signing_key(signing_key, key_id(secret))
 
-    async def ensure_signing_key_in(self, conn: StoreConnection, *, secret: bytes) -> None:
-        """That ``secret`` is the key that signs the chain, read inside the caller's write
-        transaction (``Store.count_and_probe``), whose own write proves the store writable.
+    @staticmethod
+    def ensure_signing_key(chain_key: str | None, *, secret: bytes) -> None:
+        """AuditKeyMismatch unless ``secret`` signs the chain whose head names ``chain_key``
+        (read with an admission's count, ``Store.count_and_probe``).
 
         A read, not ``probe_write``'s update: that took the chain head's row lock, which every
         append takes too, so on PostgreSQL each admission queued behind the appends of all
         nodes (issue 14)."""
-        signing_key = (await conn.execute(self._hot.signing_key)).scalar_one()
-        _ensure_signing_key(signing_key, key_id(secret))
+        _ensure_signing_key(chain_key, key_id(secret))
 
     async def head(self) -> ChainHead:
         async with self._db.transaction(read_only=True) as conn:
@@ -324,7 +324,6 @@ class _HotStatements:
         dossier = audit_records.c.type == AuditType.DOSSIER.value
         self.head = select(audit_head).where(the_head)
         self.locked_head = self.head.with_for_update()
-        self.signing_key = select(audit_head.c.key_id).where(the_head)
         self.probe_head = (
             update(audit_head)
             .where(the_head)

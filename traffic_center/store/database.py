@@ -99,16 +99,24 @@ class Database:
         return self.url.get_backend_name()
 
     @asynccontextmanager
-    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[StoreConnection]:
+    async def transaction(
+        self, *, read_only: bool = False, single_statement: bool = False
+    ) -> AsyncIterator[StoreConnection]:
         """A transaction that commits on success; driver failures become StoreUnavailable.
 
         ``read_only`` is a promise the transaction only reads: SQLite then begins it deferred
         (a WAL reader never waits for a writer); writers begin IMMEDIATE and queue.
+
+        ``single_statement`` is a promise the write is one statement (a second one raises):
+        the database runs it as its own transaction, without BEGIN and COMMIT around it. On
+        PostgreSQL that is one round trip instead of three (issue 14); atomic all the same.
         """
         started = time.perf_counter()
         connection: StoreConnection | None = None
         try:
-            connection = await self._begin(read_only=read_only)
+            connection = await self._begin(
+                read_only=read_only, autocommit=read_only or single_statement
+            )
             try:
                 yield connection
             except BaseException:
@@ -131,8 +139,9 @@ class Database:
             if self.observe is not None:
                 self.observe("read" if read_only else "write", time.perf_counter() - started)
 
-    async def _begin(self, *, read_only: bool) -> StoreConnection:
-        """A connection inside a transaction just begun."""
+    async def _begin(self, *, read_only: bool, autocommit: bool) -> StoreConnection:
+        """A connection inside a transaction just begun; with ``autocommit`` one whose
+        statements are each their own transaction (reads, and single-statement writes)."""
         raise NotImplementedError
 
     async def ping(self) -> None:
@@ -168,15 +177,19 @@ class _AsyncConnection(StoreConnection):
         statements: StatementCache,
         *,
         in_transaction: bool,
+        single_statement: bool,
     ) -> None:
         self._connection = connection
         self._driver = driver  # the asyncpg.Connection
         self._statements = statements
         self._in_transaction = in_transaction
+        self._once = _Once() if single_statement else None
 
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> StoreResult:
+        if self._once is not None:
+            self._once.spend()
         values = _NO_VALUES if parameters is None else parameters
         compiled = self._statements.get(statement, values)
         if compiled is None:
@@ -246,6 +259,18 @@ class _AsyncConnection(StoreConnection):
         return error  # not reached: the adapter always raises
 
 
+class _Once:
+    """The one statement a single-statement transaction promised; a second is a bug."""
+
+    def __init__(self) -> None:
+        self._spent = False
+
+    def spend(self) -> None:
+        if self._spent:
+            raise RuntimeError("a single_statement transaction ran a second statement")
+        self._spent = True
+
+
 def _rowcount(status: str | None) -> int:
     """Rows an INSERT, UPDATE or DELETE touched, from the server's status ("UPDATE 3")."""
     try:
@@ -267,14 +292,18 @@ class AsyncDatabase(Database):
         self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._statements = StatementCache(engine.dialect)
 
-    async def _begin(self, *, read_only: bool) -> StoreConnection:
+    async def _begin(self, *, read_only: bool, autocommit: bool) -> StoreConnection:
         connection = await self._autocommit_engine.connect()
         try:
             raw = await connection.get_raw_connection()
             begun = _AsyncConnection(
-                connection, raw.driver_connection, self._statements, in_transaction=False
+                connection,
+                raw.driver_connection,
+                self._statements,
+                in_transaction=False,
+                single_statement=autocommit and not read_only,
             )
-            if not read_only:
+            if not autocommit:
                 await begun.begin()
         except BaseException:
             with contextlib.suppress(Exception):
@@ -295,12 +324,18 @@ class _SqliteConnection(StoreConnection):
     reader waits for nobody (WAL) but in rare moments (a crashed writer's WAL recovery)."""
 
     def __init__(
-        self, connection: Connection, database: SqliteDatabase, *, read_only: bool
+        self,
+        connection: Connection,
+        database: SqliteDatabase,
+        *,
+        autocommit: bool,
+        single_statement: bool = False,
     ) -> None:
         self._connection = connection
         self._database = database
         self._statements = database.statements
-        self._read_only = read_only
+        self._autocommit = autocommit
+        self._once = _Once() if single_statement else None
         driver = connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
         self._driver = driver
@@ -308,14 +343,17 @@ class _SqliteConnection(StoreConnection):
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> StoreResult:
+        if self._once is not None:
+            self._once.spend()
         values = _NO_VALUES if parameters is None else parameters
         compiled = self._statements.get(statement, values)
         try:
             return self._run(statement, values, compiled)
         except DBAPIError as exc:
-            if not (self._read_only and _busy(exc)):
+            if not (self._autocommit and _busy(exc)):
                 raise
-        # A read is one statement in autocommit, so it can simply run again, waiting.
+        # A statement in autocommit that found the lock taken did nothing: it can simply run
+        # again, waiting.
         connection = self._connection
 
         def run_waiting() -> StoreResult:
@@ -366,21 +404,24 @@ class SqliteDatabase(Database):
         # checkout and checkin around every transaction cost more than its statements.
         self._idle: list[Connection] = []
 
-    async def _begin(self, *, read_only: bool) -> StoreConnection:
+    async def _begin(self, *, read_only: bool, autocommit: bool) -> StoreConnection:
         """A reader needs no BEGIN: every read transaction here is one statement, which
         SQLite runs as its own transaction, on its own snapshot (as PostgreSQL's autocommit
-        reads do). A writer begins IMMEDIATE: it takes the write lock up front and queues
-        for it, where a deferred transaction that reads and then writes could fail at once
-        with SQLITE_BUSY when another writer got in between."""
-        if read_only:
-            return _SqliteConnection(self._connect(), self, read_only=True)
+        reads do); so does a single-statement write. Any other writer begins IMMEDIATE: it
+        takes the write lock up front and queues for it, where a deferred transaction that
+        reads and then writes could fail at once with SQLITE_BUSY when another writer got in
+        between."""
+        if autocommit:
+            return _SqliteConnection(
+                self._connect(), self, autocommit=True, single_statement=not read_only
+            )
         connection = self._connect()
         if not _begin_unless_busy(connection):
             self.release(connection)
             connection = await anyio.to_thread.run_sync(
                 _begin_waiting, self.engine, limiter=self._waiting
             )
-        return _SqliteConnection(connection, self, read_only=False)
+        return _SqliteConnection(connection, self, autocommit=False)
 
     def _connect(self) -> Connection:
         return self._idle.pop() if self._idle else self.engine.connect()

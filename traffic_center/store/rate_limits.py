@@ -6,14 +6,14 @@ is all a sliding-window estimate needs (``broker/rate_limits.py``).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from traffic_center.store.database import Database, StoreConnection
-from traffic_center.store.schema import rate_limits
+from traffic_center.store.schema import audit_head, rate_limits
 
 
 class WindowHits(NamedTuple):
@@ -60,6 +60,15 @@ class RateLimitRepository:
             )
             .returning(rate_limits.c.hits, previous_hits)
         )
+        # The same with the audit chain's signing key beside the count: an exchange's
+        # admission is then one statement (``Store.count_and_probe``).
+        signing_key = (
+            select(audit_head.c.key_id)
+            .where(audit_head.c.id == 1)
+            .scalar_subquery()
+            .label("signing_key")
+        )
+        self._count_hit_and_key = self._count_hit.returning(signing_key)
         self._forget_older = delete(rate_limits).where(
             bucket, rate_limits.c.window_start < bindparam("previous_window")
         )
@@ -69,16 +78,33 @@ class RateLimitRepository:
         async with self._db.transaction() as conn:
             return await self.count_in(conn, Hit(bucket, window_start, window_seconds))
 
+    async def count_with_signing_key(self, hit: Hit) -> tuple[WindowHits, str | None]:
+        """Count one hit, and read the audit chain's signing key, in one statement: its own
+        transaction (on PostgreSQL one round trip). A new window's clean-up follows in a
+        transaction of its own: it is housekeeping, not part of the count."""
+        values = _values(hit)
+        async with self._db.transaction(single_statement=True) as conn:
+            counted = (await conn.execute(self._count_hit_and_key, values)).one()
+        hits, previous = int(counted.hits), int(counted.previous_hits or 0)
+        if hits == 1:
+            async with self._db.transaction(single_statement=True) as conn:
+                await conn.execute(self._forget_older, values)
+        return WindowHits(hits, previous), counted.signing_key
+
     async def count_in(self, conn: StoreConnection, hit: Hit) -> WindowHits:
         """Count ``hit`` inside the caller's write transaction (``Store.count_and_probe``)."""
-        values = {
-            "match_bucket": hit.bucket,
-            "window": hit.window_start,
-            "previous_window": hit.window_start - hit.window_seconds,
-        }
+        values = _values(hit)
         counted = (await conn.execute(self._count_hit, values)).one()
         hits, previous = int(counted.hits), int(counted.previous_hits or 0)
         if hits == 1:
             # A new window: forget all but the previous one so the table stays small.
             await conn.execute(self._forget_older, values)
         return WindowHits(hits, previous)
+
+
+def _values(hit: Hit) -> dict[str, Any]:
+    return {
+        "match_bucket": hit.bucket,
+        "window": hit.window_start,
+        "previous_window": hit.window_start - hit.window_seconds,
+    }

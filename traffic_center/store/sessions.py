@@ -69,7 +69,7 @@ class SessionRepository:
             if earlier is not None:
                 return earlier, False
         try:
-            async with self._db.transaction() as conn:
+            async with self._db.transaction(single_statement=True) as conn:
                 await conn.execute(
                     self._insert,
                     {
@@ -112,7 +112,7 @@ class SessionRepository:
 
     async def transition(self, session: Session) -> bool:
         """Store the new state only if the stored one is still open; False if it was not."""
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(single_statement=True) as conn:
             result = await conn.execute(
                 self._transition,
                 {
