@@ -21,12 +21,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+from uvicorn import Config
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from tests.support.node import Node, start_node
 from tests.support.processes import clean_env, free_port
 from tests.support.sockets import descendants, listeners_of, server_end_pid
-from traffic_center.server.workers import _DrainingSupervisor
+from traffic_center.server.workers import _DrainingSupervisor, listening_sockets
 
 WHOAMI = b"GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -120,6 +123,70 @@ def test_a_killed_worker_is_replaced_and_connections_queued_for_it_are_served(
         assert served_by[replacement] >= 1, served_by
     finally:
         node.stop()
+
+
+def test_a_draining_node_refuses_new_connections_while_a_request_finishes(
+    tmp_path: Path,
+) -> None:
+    """On SIGTERM each worker closes its listener and the supervisor lets go of its copies:
+    the port refuses new connections at once. (Before, the supervisor's copy kept listening:
+    the kernel queued new connections that no worker would ever accept, until the drain
+    ended.) A request whose body is still coming keeps the drain going meanwhile."""
+    node = start_node(
+        tmp_path, {"TC_WORKERS": "2", "TC_DRAIN_SECONDS": "30", "TC_BODY_TIMEOUT_SECONDS": "30"}
+    )
+    try:
+        in_flight = node.tls()
+        in_flight.sendall(
+            b"POST /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        time.sleep(0.5)  # the worker has the request's head, and waits for its body
+        node.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", node.port), timeout=1).close()
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < deadline, "still accepting connections 5 s into the drain"
+            time.sleep(0.1)
+        assert node.process.poll() is None  # still draining: the request is in flight
+        assert node.ops("/readyz").status_code == 503
+        in_flight.close()
+    finally:
+        node.stop()
+
+
+def test_a_port_another_reuseport_listener_holds_is_refused() -> None:
+    """SO_REUSEPORT would let the workers join another program's listener (a second node
+    started by mistake) and split its connections; the start fails instead, as it did with
+    one shared socket."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        config = Config("traffic_center.server.workers:app_from_env", port=other.getsockname()[1])
+        with pytest.raises(SystemExit) as stopped:
+            listening_sockets(config, 2)
+        assert stopped.value.code == STARTUP_FAILURE
+
+
+def test_port_zero_binds_every_listener_to_the_port_the_first_got() -> None:
+    config = Config("traffic_center.server.workers:app_from_env", port=0)
+    listeners = listening_sockets(config, 3)
+    try:
+        ports = {listener.getsockname()[1] for listener in listeners}
+        assert len(listeners) == 3
+        assert len(ports) == 1
+        assert ports != {0}
+        for listener in listeners:
+            assert listener.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+            assert listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+            assert listener.proto == socket.IPPROTO_TCP  # else no TCP_NODELAY (asyncio)
+    finally:
+        for listener in listeners:
+            listener.close()
 
 
 def test_every_uvicorn_method_that_makes_a_worker_is_overridden() -> None:
