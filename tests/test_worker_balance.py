@@ -125,6 +125,31 @@ def test_a_killed_worker_is_replaced_and_connections_queued_for_it_are_served(
         node.stop()
 
 
+def test_sighup_restarts_each_worker_on_its_predecessors_listener(tmp_path: Path) -> None:
+    node = start_node(tmp_path, {"TC_WORKERS": "2"})
+    try:
+        before = {pid: _listeners_on_port(node, pid) for pid in _workers(node)}
+        node.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while set(_workers(node)) & set(before) or len(_workers(node)) < 2:
+            assert time.monotonic() < deadline, node.log.read_text()
+            time.sleep(0.2)
+        after = {pid: _listeners_on_port(node, pid) for pid in _workers(node)}
+        # Each replacement holds its predecessor's listener, and only that one.
+        assert {frozenset(held) for held in after.values()} == {
+            frozenset(held) for held in before.values()
+        }
+        assert all(len(held) == 1 for held in after.values())
+        connections = _connect_at_once(node, 8)
+        try:
+            assert {_served_by(node, tls) for tls in connections} <= set(after)
+        finally:
+            for tls in connections:
+                tls.close()
+    finally:
+        node.stop()
+
+
 def test_a_draining_node_refuses_new_connections_while_a_request_finishes(
     tmp_path: Path,
 ) -> None:
@@ -233,6 +258,10 @@ def _workers(node: Node) -> list[int]:
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue  # exited meanwhile
     return sorted(found)
+
+
+def _listeners_on_port(node: Node, pid: int) -> set[int]:
+    return {inode for port, inode in listeners_of(pid) if port == node.port}
 
 
 def _vendor_port(node: Node) -> int:
