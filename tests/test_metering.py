@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from traffic_center.domain.errors import DossierTooLarge
-from traffic_center.relay.metering import HASH_BATCH_BYTES, MeteredStream
+from traffic_center.relay.metering import HASH_BATCH_BYTES, HASH_ON_LOOP_BYTES, MeteredStream
 
 
 async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
@@ -31,9 +31,11 @@ class _CountingExecutor(ThreadPoolExecutor):
         self._lock = threading.Lock()
         self.waiting = 0
         self.most_waiting = 0
+        self.submitted = 0
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         with self._lock:
+            self.submitted += 1
             self.waiting += 1
             self.most_waiting = max(self.most_waiting, self.waiting)
 
@@ -63,6 +65,24 @@ async def test_size_and_digest_are_those_of_every_byte_in_order(with_executor: b
     if executor is not None:
         assert executor.most_waiting == 1  # one batch at a time: memory stays flat
         executor.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("tail", "handed_over"),
+    [(0, 2), (12_345, 2), (HASH_ON_LOOP_BYTES, 2), (HASH_ON_LOOP_BYTES + 1, 3)],
+)
+async def test_a_small_last_batch_is_hashed_on_the_loop(tail: int, handed_over: int) -> None:
+    """Two full batches go to the thread; a last one up to HASH_ON_LOOP_BYTES is hashed on
+    the loop (a thread hand-off cost more), a bigger one in the thread; the digest is the
+    same either way."""
+    data = os.urandom(2 * HASH_BATCH_BYTES + tail)
+    executor = _CountingExecutor()
+    metered = MeteredStream(_chunks(data, 16_384), limit=len(data), executor=executor)
+    async for _ in metered:
+        pass
+    assert await metered.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert executor.submitted == handed_over
+    executor.shutdown()
 
 
 async def test_a_stream_cut_at_the_limit_records_the_digest_of_what_passed() -> None:

@@ -13,6 +13,10 @@ from traffic_center.domain.errors import DossierTooLarge
 # dossier in flight holds at most two batches beyond what it streams (memory stays flat),
 # large enough that the hand-offs cost nothing beside the hashing (50 hand-offs for 50 MB).
 HASH_BATCH_BYTES = 1024 * 1024
+# A last batch up to this size is hashed on the event loop (about 0.2 ms here): handing it to
+# the thread cost more (the hand-off, the loop's wake-up, the GIL back), and a dossier of a
+# few hundred kB, the usual size, was all one such batch (issue 14).
+HASH_ON_LOOP_BYTES = 256 * 1024
 
 
 class MeteredStream:
@@ -22,8 +26,9 @@ class MeteredStream:
     go of the GIL while it hashes: so with an ``executor`` the chunks are hashed there, a
     batch at a time, while the event loop goes on moving bytes. Chunks are immutable, and a
     batch is handed over only once the one before it is done, so the digest sees every byte
-    in order and a dossier never has more than two batches waiting. A small dossier is
-    hashed whole after its last byte has gone to the doel (``hexdigest``), off its clock.
+    in order and a dossier never has more than two batches waiting. The last batch is hashed
+    after the last byte has gone to the doel (``hexdigest``), off its clock; on the loop
+    when it is small.
     """
 
     def __init__(
@@ -55,9 +60,11 @@ class MeteredStream:
 
     async def hexdigest(self) -> str:
         """The SHA-256 of every byte that passed (all of it, or up to where it broke off)."""
-        if self._batch:
+        if self._batched > HASH_ON_LOOP_BYTES:
             await self._hand_over()
         await self._hashed()
+        batch, self._batch, self._batched = self._batch, [], 0
+        _update(self._digest, batch)
         return self._digest.hexdigest()
 
     async def _hand_over(self) -> None:
