@@ -21,7 +21,7 @@ import ssl
 from asyncio import selector_events, sslproto
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import h11
 from uvicorn.config import Config
@@ -44,6 +44,12 @@ class ConnectionLimits:
     max_connections: int = 1000
     # One school's certificate may not take the whole process: design.md, "Limits".
     max_connections_per_certificate: int = 64
+    # Lingering close (``LingeringClose``): after an answer given before its request was read
+    # to the end, what the client still sends is read and dropped for at most this long, this
+    # long a silence, and this many bytes.
+    linger_seconds: float = 2.0
+    linger_silence_seconds: float = 0.5
+    linger_bytes: int = 1024 * 1024
 
 
 # A TLS-terminating load balancer's proxy certificate carries every school's traffic: the
@@ -274,7 +280,9 @@ class BoundedConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(self.config, ListenerConfig), "built by mtls_config"
         self.listener = self.config
-        super().connection_made(transport)
+        # uvicorn's protocol and its request cycles close through this one (``_close``). (On
+        # uvloop the transport is not an asyncio.Transport subclass, but has its methods.)
+        super().connection_made(_ClosingTransport(cast(asyncio.Transport, transport), self._close))
         self.listener.memory.opened(len(self.connections))
         if len(self.connections) > self.listener.limits.max_connections:
             self._refuse()
@@ -302,6 +310,17 @@ class BoundedConnection(asyncio.Protocol):
             if held[self._certificate] <= 0:
                 del held[self._certificate]
             self._certificate = None
+
+    def _close(self, transport: asyncio.Transport) -> None:
+        """uvicorn closes after an answer with ``Connection: close`` (a 413 or 403 given before
+        the body was read, a 400), or an idle connection. Closed at once, a socket with unread
+        bytes makes the kernel send a reset, and a client still sending its body loses the
+        answer it had not read yet; so a request not read to its end lingers first."""
+        request_unfinished = self._header_deadline is not None or self._body_deadline is not None
+        if request_unfinished and not transport.is_closing():
+            LingeringClose.start(transport, self, self.listener.limits, self.loop)
+        else:
+            transport.close()
 
     def _refuse(self, *, per_certificate: bool = False) -> None:
         """Over a cap: closed at once, before a byte is read; logged at most once an interval."""
@@ -341,6 +360,148 @@ class BoundedConnection(asyncio.Protocol):
         if self._body_deadline is not None:
             self._body_deadline.cancel()
             self._body_deadline = None
+
+
+class LingeringClose(asyncio.Protocol):
+    """A closing connection's protocol while it reads and drops what its client still sends
+    (nginx's lingering_close, Apache's lingering close), then closes it: at a silence, or at
+    the client's end of the connection. Bounded, so it cannot be used to hold connections:
+    past ``linger_seconds`` or ``linger_bytes`` the connection is aborted. Until it is lost it
+    is still its HTTP protocol's connection, counted by the connection caps.
+
+    Through the transport, so on TLS the records are decrypted and dropped (close_notify goes
+    out when it closes); uvicorn's parser sees none of it.
+    """
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        connection: asyncio.Protocol,
+        limits: ConnectionLimits,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.transport = transport
+        self.connection = connection
+        self.loop = loop
+        self.silence_seconds = limits.linger_silence_seconds
+        self.bytes_left = limits.linger_bytes
+        self.closed = False
+        self.deadline = loop.call_later(limits.linger_seconds, self._cut_off)
+        self.silence = loop.call_later(self.silence_seconds, self._close)
+
+    @classmethod
+    def start(
+        cls,
+        transport: asyncio.Transport,
+        connection: asyncio.Protocol,
+        limits: ConnectionLimits,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        transport.set_protocol(cls(transport, connection, limits, loop))
+        transport.resume_reading()  # uvicorn pauses reading when the app does not read
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_left -= len(data)
+        if self.bytes_left < 0:
+            self._cut_off()
+            return
+        if self.closed:  # asyncio's TLS still reads while it flushes: once is enough
+            return
+        self.silence.cancel()
+        self.silence = self.loop.call_later(self.silence_seconds, self._close)
+
+    def eof_received(self) -> bool | None:
+        self._close()
+        return None
+
+    def pause_writing(self) -> None:
+        self.connection.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.connection.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_clocks()
+        self.connection.connection_lost(exc)
+
+    def _close(self) -> None:
+        self._stop_clocks()
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def _cut_off(self) -> None:
+        self._stop_clocks()
+        self.transport.abort()
+
+    def _stop_clocks(self) -> None:
+        self.deadline.cancel()
+        self.silence.cancel()
+
+
+class _ClosingTransport(asyncio.Transport):
+    """The connection's transport as its HTTP protocol holds it, its ``close`` the connection's
+    (``BoundedConnection._close``): uvicorn closes in a dozen places, its request cycles among
+    them, and all of them through the protocol's transport. Everything else is the transport's."""
+
+    def __init__(
+        self, transport: asyncio.Transport, close: Callable[[asyncio.Transport], None]
+    ) -> None:
+        super().__init__()
+        self._transport = transport
+        self._on_close = close
+        self._closing = False
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self._on_close(self._transport)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._transport.is_closing()
+
+    def abort(self) -> None:
+        self._closing = True
+        self._transport.abort()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._transport.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self._transport.writelines(list_of_data)
+
+    def write_eof(self) -> None:
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
 
 
 class BoundedH11Protocol(BoundedConnection, H11Protocol):
