@@ -14,6 +14,7 @@ from tests.support.las import LasWorld
 from tests.support.postgres import POSTGRES_URL_ENV, PostgresServer, throwaway_postgres
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from traffic_center.observability.logging import configure_logging
+from traffic_center.store.store import Store
 
 BACKENDS = ["sqlite", "postgresql"]
 _database_numbers = itertools.count(1)
@@ -64,6 +65,16 @@ def database_factory(
         return server.url(name)
 
     return make
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(
+    request: pytest.FixtureRequest, database_factory: DatabaseFactory
+) -> AsyncIterator[Store]:
+    """A migrated store on a fresh database, on each backend."""
+    opened = await Store.open(await database_factory(request.param))
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

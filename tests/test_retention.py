@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 
-import pytest
-
-from tests.conftest import BACKENDS, DatabaseFactory
 from tests.support.builders import granted_session
 from traffic_center.broker.retention import SessionRetention
 from traffic_center.domain.audit import AuditRecord, AuditType
@@ -18,15 +14,6 @@ from traffic_center.store.store import Store
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
 RETENTION = dt.timedelta(days=30)
 SECRET = b"k" * 32
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(
-    request: pytest.FixtureRequest, database_factory: DatabaseFactory
-) -> AsyncIterator[Store]:
-    opened = await Store.open(await database_factory(request.param))
-    yield opened
-    await opened.close()
 
 
 async def session_at(store: Store, created: dt.datetime, *, closed: dt.datetime | None) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -11,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-from tests.conftest import BACKENDS, DatabaseFactory
+from tests.conftest import DatabaseFactory
 from tests.support.builders import granted_session
 from traffic_center.admin.store import open_store
 from traffic_center.domain.results import ResultCode
@@ -27,15 +26,6 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(
-    request: pytest.FixtureRequest, database_factory: DatabaseFactory
-) -> AsyncIterator[Store]:
-    opened = await Store.open(await database_factory(request.param))
-    yield opened
-    await opened.close()
 
 
 async def test_migrations_create_exactly_the_declared_schema(store: Store) -> None:

@@ -5,7 +5,6 @@ the driver's errors mapped as SQLAlchemy maps them."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.dml import Insert
 
-from tests.conftest import BACKENDS, DatabaseFactory
 from traffic_center.store.compiled import FastResult, compile_for_driver
 from traffic_center.store.database import StoreConnection
 from traffic_center.store.schema import metadata, schools
@@ -24,15 +22,6 @@ from traffic_center.store.store import Store
 
 # Not UTC: the bind processor (UtcDateTime) must convert it, on both paths alike.
 A_MOMENT = dt.datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(
-    request: pytest.FixtureRequest, database_factory: DatabaseFactory
-) -> AsyncIterator[Store]:
-    opened = await Store.open(await database_factory(request.param))
-    yield opened
-    await opened.close()
 
 
 def row_values(table: Table, number: int, *, with_nulls: bool) -> dict[str, Any]:
