@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import pytest
@@ -119,8 +120,10 @@ async def test_a_process_pool_on_postgresql_is_sized_by_the_settings(
         assert isinstance(pool, AsyncAdaptedQueuePool)
         assert (pool.size(), pool._max_overflow) == (2, 1)
         # Three transactions at once is all the pool gives: each holds a connection.
-        held = [await store.database.engine.connect() for _ in range(3)]
-        assert pool.checkedout() == 3
-        for connection in held:
-            await connection.close()
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(3):
+                await held.enter_async_context(store.database.transaction())
+            assert pool.checkedout() == 3
+        # Between transactions the store keeps at most pool_size of them for the next ones.
+        assert pool.checkedout() == 2
     assert (Settings().database_pool_size, Settings().database_max_overflow) == (5, 5)

@@ -174,14 +174,15 @@ class _AsyncConnection(StoreConnection):
         self,
         connection: AsyncConnection,
         driver: Any,
-        statements: StatementCache,
+        database: AsyncDatabase,
         *,
         in_transaction: bool,
         single_statement: bool,
     ) -> None:
         self._connection = connection
         self._driver = driver  # the asyncpg.Connection
-        self._statements = statements
+        self._database = database
+        self._statements = database.statements
         self._in_transaction = in_transaction
         self._once = _Once() if single_statement else None
 
@@ -230,7 +231,7 @@ class _AsyncConnection(StoreConnection):
             # Interrupted between BEGIN and its end (a cancellation): the pool's reset would
             # not end our transaction, so the connection does not go back.
             await _drop(self)
-        await self._connection.close()
+        await self._database.release(self._connection, self._driver)
 
     async def _on_driver(self, sql: str) -> None:
         try:
@@ -290,16 +291,56 @@ class AsyncDatabase(Database):
         # under READ COMMITTED each statement sees its own snapshot inside a transaction
         # too, so a read is one round trip (issue 14).
         self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._statements = StatementCache(engine.dialect)
+        self.statements = StatementCache(engine.dialect)
+        # Connections between two transactions, kept checked out, with when they came back:
+        # the pool's checkout and checkin (and SQLAlchemy's greenlet around each) cost about
+        # as much as a round trip, twice per transaction (issue 14). At most pool_size are
+        # kept; they count against the pool's limit like any checked-out connection.
+        self._idle: list[tuple[AsyncConnection, Any, float]] = []
+        self._keep = engine.pool.size() if isinstance(engine.pool, QueuePool) else 0
 
-    async def _begin(self, *, read_only: bool, autocommit: bool) -> StoreConnection:
+    async def _connect(self) -> tuple[AsyncConnection, Any]:
+        """A connection kept from a moment ago, or one from the pool. One kept for longer than
+        IDLE_PING_SECONDS is pinged first, as the pool's checkout pings (``_ping_when_idle``),
+        so a server that restarted meanwhile costs no transaction: it is replaced."""
+        while self._idle:
+            connection, driver, returned_at = self._idle.pop()
+            if time.monotonic() - returned_at < IDLE_PING_SECONDS:
+                return connection, driver
+            try:
+                await driver.execute("SELECT 1")
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # cancelled: back to the pool, unpinged
+                    await connection.close()
+                    raise
+                with contextlib.suppress(Exception):
+                    await connection.invalidate()  # gone with the server: never reused
+                await connection.close()
+                continue
+            return connection, driver
         connection = await self._autocommit_engine.connect()
         try:
             raw = await connection.get_raw_connection()
+        except BaseException:
+            await connection.close()
+            raise
+        return connection, raw.driver_connection
+
+    async def release(self, connection: AsyncConnection, driver: Any) -> None:
+        """Keep ``connection`` for the next transaction, unless it is broken or enough are
+        kept; a kept one has no transaction open (``_AsyncConnection._close`` drops those)."""
+        if connection.invalidated or driver.is_closed() or len(self._idle) >= self._keep:
+            await connection.close()
+            return
+        self._idle.append((connection, driver, time.monotonic()))
+
+    async def _begin(self, *, read_only: bool, autocommit: bool) -> StoreConnection:
+        connection, driver = await self._connect()
+        try:
             begun = _AsyncConnection(
                 connection,
-                raw.driver_connection,
-                self._statements,
+                driver,
+                self,
                 in_transaction=False,
                 single_statement=autocommit and not read_only,
             )
@@ -313,6 +354,9 @@ class AsyncDatabase(Database):
         return begun
 
     async def dispose(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection, _driver, _returned_at in idle:
+            await connection.close()
         await self.engine.dispose()
 
 
