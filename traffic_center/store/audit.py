@@ -63,25 +63,50 @@ class AuditRepository:
             if not await self.holds(record):
                 raise
 
+    async def append_all(self, records: Sequence[AuditRecord], *, secret: bytes) -> None:
+        """``append`` for several records in one transaction (the trail's group commit,
+        issue 14): the head locked once, each record chained on the one before it, the head
+        advanced once. All or nothing: an IntegrityError (one is in the log already, after a
+        lost commit) or an AuditKeyMismatch is the caller's to sort out record by record."""
+        async with self._db.transaction() as conn:
+            await self.append_all_in(conn, records, secret=secret)
+
     async def append_in(self, conn: StoreConnection, record: AuditRecord, *, secret: bytes) -> None:
         """``append`` inside the caller's write transaction (``Store.count_and_start``); an
         IntegrityError there is the caller's to judge with ``holds``."""
+        await self.append_all_in(conn, (record,), secret=secret)
+
+    async def append_all_in(
+        self, conn: StoreConnection, records: Sequence[AuditRecord], *, secret: bytes
+    ) -> None:
+        """The records chained in order under one lock of the head, in the caller's write
+        transaction. Each must be signed by the key the chain names at its place: a
+        KEY_ROTATED record hands the next one to its new key."""
         hot = self._hot
-        signed = dataclasses.replace(record, key_id=key_id(secret))
-        head = await _locked_head(conn, hot, signed.key_id)
-        record_hash = chain_hash(secret, head.last_hash, signed)
-        inserted = await conn.execute(
-            hot.insert_record,
-            {**_columns(signed), "prev_hash": head.last_hash, "hash": record_hash},
-        )
-        record_id = int(inserted.scalar_one())
-        await _track_open(conn, hot, signed, record_id)
-        # A rotation record is the old key's last: from here on the new key signs.
-        next_key = signed.subject if signed.type is AuditType.KEY_ROTATED else signed.key_id
-        await conn.execute(
-            hot.advance_head,
-            {"new_last_id": record_id, "new_last_hash": record_hash, "new_key_id": next_key},
-        )
+        signing_key = key_id(secret)
+        head = (await conn.execute(hot.locked_head)).one()
+        chain_key, last_hash, last_id = head.key_id, str(head.last_hash), int(head.last_id)
+        for record in records:
+            signed = dataclasses.replace(record, key_id=signing_key)
+            _ensure_signing_key(chain_key, signing_key)
+            record_hash = chain_hash(secret, last_hash, signed)
+            inserted = await conn.execute(
+                hot.insert_record, {**_columns(signed), "prev_hash": last_hash, "hash": record_hash}
+            )
+            last_id, last_hash = int(inserted.scalar_one()), record_hash
+            await _track_open(conn, hot, signed, last_id)
+            # A rotation record is the old key's last: from here on the new key signs.
+            chain_key = signed.subject if signed.type is AuditType.KEY_ROTATED else signing_key
+        if records:
+            await conn.execute(
+                hot.advance_head,
+                {
+                    "new_last_id": last_id,
+                    "new_last_hash": last_hash,
+                    "new_key_id": chain_key,
+                    "added": len(records),
+                },
+            )
 
     async def holds(self, record: AuditRecord) -> bool:
         """Whether the record is in the log already: an append retried after a commit whose
@@ -277,17 +302,6 @@ class AuditRepository:
             )
 
 
-async def _locked_head(conn: StoreConnection, hot: _HotStatements, signing_key: str | None) -> Any:
-    """The chain's head, locked for this transaction; refuses a key that does not sign it.
-
-    FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction already excludes every
-    other writer.
-    """
-    head = (await conn.execute(hot.locked_head)).one()
-    _ensure_signing_key(head.key_id, signing_key)
-    return head
-
-
 def _ensure_signing_key(chain_key: str | None, signing_key: str | None) -> None:
     """AuditKeyMismatch unless ``signing_key`` signs the chain's next record."""
     if chain_key is not None and chain_key != signing_key:
@@ -323,6 +337,8 @@ class _HotStatements:
         by_session = audit_records.c.sessie_id == bindparam("match_sessie_id")
         dossier = audit_records.c.type == AuditType.DOSSIER.value
         self.head = select(audit_head).where(the_head)
+        # FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction already excludes
+        # every other writer.
         self.locked_head = self.head.with_for_update()
         self.probe_head = (
             update(audit_head)
@@ -336,7 +352,7 @@ class _HotStatements:
             .values(
                 last_id=bindparam("new_last_id"),
                 last_hash=bindparam("new_last_hash"),
-                count=audit_head.c.count + 1,
+                count=audit_head.c.count + bindparam("added"),
                 key_id=bindparam("new_key_id"),
             )
         )
