@@ -52,18 +52,20 @@ MAX_PENDING = 10_000
 # At most this many records in one append transaction (the group commit): bounds how long
 # the chain head's lock is held and what one failed batch sends back to be retried.
 MAX_BATCH = 64
+# Append transactions of one process in flight at once before records queue for a batch.
+MAX_IN_FLIGHT = 4
 
 
 @dataclass(eq=False, slots=True)
 class _Waiter:
     """A record waiting for the append transaction that writes it, and what became of it.
 
-    Set before ``woken`` is: ``leads`` (it writes the next batch itself) or ``error`` (its
-    batch met an unavailable store; the record waits in the outbox)."""
+    Set before ``woken`` is: ``batch`` (this caller writes it, its own record first) or
+    ``error`` (its batch met an unavailable store; the record waits in the outbox)."""
 
     record: AuditRecord
     woken: anyio.Event = field(default_factory=anyio.Event)
-    leads: bool = False
+    batch: list[_Waiter] | None = None
     error: StoreUnavailable | None = None
 
 
@@ -89,7 +91,7 @@ class AuditTrail:
         # The group commit: records that arrived while an append transaction was in flight,
         # in arrival order, and whether one is (``_append_together``).
         self._queued: collections.deque[_Waiter] = collections.deque()
-        self._batch_in_flight = False
+        self._in_flight = 0
         # The last write's verdict: readiness reads it, so a probe never waits on the store.
         self._failing = False
         # When a write last succeeded (monotonic): readiness notices a store that stopped
@@ -246,34 +248,40 @@ class AuditTrail:
             self._failing = False
 
     async def _append_together(self, record: AuditRecord) -> None:
-        """Group commit (issue 14): the record is appended in one transaction with every
-        record of this process that arrived while the previous one was in flight, so the
-        chain head's lock is taken once for up to MAX_BATCH records, not once each.
+        """Group commit (issue 14): while MAX_IN_FLIGHT append transactions of this process
+        are in flight, a record queues; the next one to finish hands everything queued (up to
+        MAX_BATCH) to the first caller queued, which appends it in one transaction. Under
+        load the chain head's lock is taken once for many records, not once each; when
+        little is going on a record goes straight to the store, as before.
 
-        Leader and followers, no task of its own: with no transaction in flight the caller
-        writes one (its record first); otherwise it queues and waits. The writer of a batch
-        wakes its records' callers with the outcome, then hands the next batch to the first
-        caller still queued. So every record is written by its own request (shielded, in
-        ``record``), and a queued record is never left without a writer.
-        StoreUnavailable: the record waits in the outbox."""
+        More than one in flight, not one: PostgreSQL hands the head's lock from one
+        transaction to the next waiting in it by itself, while a hand-over inside this
+        process waits for the event loop to come by, on top of the next transaction's BEGIN
+        and lock (one at a time was slower with one worker). Concurrent records of different
+        requests have no order of their own; one caller's records keep theirs (it waits for
+        each).
+
+        Leader and followers, no task of its own: every record is written by a request of
+        its own (shielded, in ``record``), and a queued record is never left without a
+        writer. StoreUnavailable: the record waits in the outbox."""
         waiter = _Waiter(record)
-        self._queued.append(waiter)
-        if self._batch_in_flight:
+        if self._in_flight < MAX_IN_FLIGHT:
+            self._in_flight += 1
+            batch = [waiter]
+        else:
+            self._queued.append(waiter)
             await waiter.woken.wait()
-            if not waiter.leads:
+            if waiter.batch is None:  # written (or kept) by another caller's transaction
                 if waiter.error is not None:
                     raise waiter.error
                 return
-        self._batch_in_flight = True
-        await self._lead()
+            batch = waiter.batch
+        await self._lead(batch)
         if waiter.error is not None:
             raise waiter.error
 
-    async def _lead(self) -> None:
-        """Write the next batch from the queue; then wake its callers and hand over."""
-        batch = _next_batch(self._queued)
-        for _ in batch:
-            self._queued.popleft()
+    async def _lead(self, batch: list[_Waiter]) -> None:
+        """Write ``batch``; then wake its callers and hand the next one over."""
         unwritten = collections.deque(waiter.record for waiter in batch)
         told_from = len(batch)  # the callers from here on are told ``error``
         error: StoreUnavailable | None = None
@@ -304,12 +312,15 @@ class AuditTrail:
             self._hand_over()
 
     def _hand_over(self) -> None:
-        if self._queued:
-            successor = self._queued[0]
-            successor.leads = True
-            successor.woken.set()
-        else:
-            self._batch_in_flight = False
+        """The queued records, up to a batch, to the first of their callers to write."""
+        if not self._queued:
+            self._in_flight -= 1
+            return
+        batch = _next_batch(self._queued)
+        for _ in batch:
+            self._queued.popleft()
+        batch[0].batch = batch
+        batch[0].woken.set()
 
     def _keep(self, record: AuditRecord) -> None:
         if len(self._pending) < MAX_PENDING:
