@@ -75,6 +75,8 @@ class SlowAudit:
 
     def __init__(self, store: Store) -> None:
         self.down = False
+        # While closed, appends wait at the seam (``all_at_once`` opens it once all queued).
+        self.gate: anyio.Event | None = None
         self.batches: list[int] = []
         self._append = store.audit.append
         self._append_all = store.audit.append_all
@@ -89,18 +91,40 @@ class SlowAudit:
 
     async def _through(self, count: int, write: Callable[[], Awaitable[None]]) -> None:
         self.batches.append(count)
+        if self.gate is not None:
+            await self.gate.wait()
         await anyio.sleep(0.005)
         if self.down:
             raise StoreUnavailable("the store did not answer: OSError")
         await write()
 
 
-async def all_at_once(trail: AuditTrail, records: Sequence[AuditRecord]) -> None:
-    """Each record from its own task, started in order (as concurrent requests)."""
+async def all_at_once(
+    trail: AuditTrail, records: Sequence[AuditRecord], seam: SlowAudit | None = None
+) -> None:
+    """Each record from its own task, started in order (as concurrent requests). With a
+    seam, the appends first in flight wait there until the others have all queued (on a
+    busy machine starting the tasks may take longer than an append)."""
+    if seam is not None and seam.gate is None:
+        seam.gate = anyio.Event()
     async with anyio.create_task_group() as group:
         for record in records:
             group.start_soon(trail.record, record)
             await anyio.lowlevel.checkpoint()
+        if seam is not None:
+            try:
+                await queued(trail, len(records) - MAX_IN_FLIGHT)
+            finally:  # never leave the shielded appends waiting at the gate
+                seam.gate.set()
+                seam.gate = None
+
+
+async def queued(trail: AuditTrail, count: int) -> None:
+    """Until ``count`` records wait in the trail's queue (bounded)."""
+    with anyio.fail_after(10):
+        # Polled: the trail has no event for "queued" (nor should it, for a test).
+        while len(trail._queued) < count:  # noqa: ASYNC110
+            await anyio.sleep(0.001)
 
 
 async def chained_ids(store: Store) -> list[str]:
@@ -154,10 +178,11 @@ async def test_records_that_arrive_during_an_append_go_in_the_next_one_in_order(
         for record in one_caller:
             await trail.record(record)
 
+    seam.gate = anyio.Event()  # the one caller's first record waits there too
     with write_transactions(store) as writes:
         async with anyio.create_task_group() as group:
             group.start_soon(in_turn)
-            group.start_soon(all_at_once, trail, records)
+            group.start_soon(all_at_once, trail, records, seam)
     records += one_caller
     # The first alone (as many as may be in flight); the rest as they queued behind them,
     # no batch above the bound.
@@ -186,7 +211,7 @@ async def test_a_batch_in_an_outage_waits_in_the_outbox_and_lands_later_in_order
     trail, metrics = trail_on(store)
     seam.down = True
     records = [a_record(n) for n in range(RECORDS)]
-    await all_at_once(trail, records)
+    await all_at_once(trail, records, seam)
     assert max(seam.batches) > 1  # a batch of several met the outage
     assert trail.pending == RECORDS
     assert not trail.writable
@@ -216,7 +241,7 @@ async def test_a_record_the_store_refuses_does_not_set_aside_its_batch(
     # No time: refused by both stores (NOT NULL), for what it holds, not for being away.
     unfit = dataclasses.replace(records[RECORDS // 2], recorded_at=None)  # type: ignore[arg-type]
     records[RECORDS // 2] = unfit
-    await all_at_once(trail, records)
+    await all_at_once(trail, records, seam)
     assert max(seam.batches) > 1
     assert trail.pending == 0
     assert trail.writable
@@ -242,7 +267,7 @@ async def test_a_key_rotation_amid_concurrent_records_ends_their_batch(
         records[10], type=AuditType.KEY_ROTATED, subject=key_id(new_key), result="Uitgevoerd"
     )
     records[10] = rotation
-    await all_at_once(old, records)
+    await all_at_once(old, records, seam)
     # The batch after the first ones in flight ends at the rotation.
     assert 10 - MAX_IN_FLIGHT + 1 in seam.batches
     chain = await chained_ids(store)
