@@ -282,7 +282,8 @@ class BoundedConnection(asyncio.Protocol):
         self.listener = self.config
         # uvicorn's protocol and its request cycles close through this one (``_close``). (On
         # uvloop the transport is not an asyncio.Transport subclass, but has its methods.)
-        super().connection_made(_ClosingTransport(cast(asyncio.Transport, transport), self._close))
+        closing = _ClosingTransport(cast(asyncio.Transport, transport), self._close)
+        super().connection_made(cast(asyncio.Transport, closing))
         self.listener.memory.opened(len(self.connections))
         if len(self.connections) > self.listener.limits.max_connections:
             self._refuse()
@@ -439,15 +440,16 @@ class LingeringClose(asyncio.Protocol):
         self.silence.cancel()
 
 
-class _ClosingTransport(asyncio.Transport):
+class _ClosingTransport:
     """The connection's transport as its HTTP protocol holds it, its ``close`` the connection's
     (``BoundedConnection._close``): uvicorn closes in a dozen places, its request cycles among
-    them, and all of them through the protocol's transport. Everything else is the transport's."""
+    them, and all of them through the protocol's transport. Everything else is the transport's
+    own: looked up there once, then an attribute of this object, so a relay's writes cost no
+    extra call."""
 
     def __init__(
         self, transport: asyncio.Transport, close: Callable[[asyncio.Transport], None]
     ) -> None:
-        super().__init__()
         self._transport = transport
         self._on_close = close
         self._closing = False
@@ -464,44 +466,10 @@ class _ClosingTransport(asyncio.Transport):
         self._closing = True
         self._transport.abort()
 
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._transport.get_extra_info(name, default)
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._transport.set_protocol(protocol)
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._transport.get_protocol()
-
-    def is_reading(self) -> bool:
-        return self._transport.is_reading()
-
-    def pause_reading(self) -> None:
-        self._transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._transport.resume_reading()
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._transport.write(data)
-
-    def writelines(self, list_of_data: Any) -> None:
-        self._transport.writelines(list_of_data)
-
-    def write_eof(self) -> None:
-        self._transport.write_eof()
-
-    def can_write_eof(self) -> bool:
-        return self._transport.can_write_eof()
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._transport.set_write_buffer_limits(high, low)
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size()
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return self._transport.get_write_buffer_limits()
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._transport, name)
+        setattr(self, name, value)
+        return value
 
 
 class BoundedH11Protocol(BoundedConnection, H11Protocol):
