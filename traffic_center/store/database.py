@@ -60,6 +60,11 @@ WAITING_THREADS = 10
 class StoreConnection:
     """The connection of one transaction, as a repository uses it."""
 
+    def __init__(self, statements: StatementCache, *, single_statement: bool) -> None:
+        self._statements = statements
+        self._single_statement = single_statement
+        self._executed = False
+
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> StoreResult:
@@ -71,6 +76,18 @@ class StoreConnection:
     async def run_sync(self, work: Callable[[Connection], T]) -> T:
         """Sync SQLAlchemy work (Alembic, inspection) inside this transaction."""
         raise NotImplementedError
+
+    def _compiled(
+        self, statement: Executable, parameters: Mapping[str, Any] | None
+    ) -> tuple[Mapping[str, Any], CompiledStatement | None]:
+        """The values, and ``statement`` as the driver runs it (None: SQLAlchemy runs it).
+        A single-statement transaction's second statement is a bug: it would run outside
+        the first one's transaction."""
+        if self._single_statement and self._executed:
+            raise RuntimeError("a single_statement transaction ran a second statement")
+        self._executed = True
+        values = _NO_VALUES if parameters is None else parameters
+        return values, self._statements.get(statement, values)
 
     async def _commit(self) -> None:
         raise NotImplementedError
@@ -179,20 +196,16 @@ class _AsyncConnection(StoreConnection):
         in_transaction: bool,
         single_statement: bool,
     ) -> None:
+        super().__init__(database.statements, single_statement=single_statement)
         self._connection = connection
         self._driver = driver  # the asyncpg.Connection
         self._database = database
-        self._statements = database.statements
         self._in_transaction = in_transaction
-        self._once = _Once() if single_statement else None
 
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> StoreResult:
-        if self._once is not None:
-            self._once.spend()
-        values = _NO_VALUES if parameters is None else parameters
-        compiled = self._statements.get(statement, values)
+        values, compiled = self._compiled(statement, parameters)
         if compiled is None:
             return await self._connection.execute(statement, parameters)
         arguments = compiled.arguments(values)
@@ -258,18 +271,6 @@ class _AsyncConnection(StoreConnection):
         except Exception as untranslated:
             return untranslated
         return error  # not reached: the adapter always raises
-
-
-class _Once:
-    """The one statement a single-statement transaction promised; a second is a bug."""
-
-    def __init__(self) -> None:
-        self._spent = False
-
-    def spend(self) -> None:
-        if self._spent:
-            raise RuntimeError("a single_statement transaction ran a second statement")
-        self._spent = True
 
 
 def _rowcount(status: str | None) -> int:
@@ -375,11 +376,10 @@ class _SqliteConnection(StoreConnection):
         autocommit: bool,
         single_statement: bool = False,
     ) -> None:
+        super().__init__(database.statements, single_statement=single_statement)
         self._connection = connection
         self._database = database
-        self._statements = database.statements
         self._autocommit = autocommit
-        self._once = _Once() if single_statement else None
         driver = connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
         self._driver = driver
@@ -387,10 +387,7 @@ class _SqliteConnection(StoreConnection):
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> StoreResult:
-        if self._once is not None:
-            self._once.spend()
-        values = _NO_VALUES if parameters is None else parameters
-        compiled = self._statements.get(statement, values)
+        values, compiled = self._compiled(statement, parameters)
         try:
             return self._run(statement, values, compiled)
         except DBAPIError as exc:
