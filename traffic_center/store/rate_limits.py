@@ -85,21 +85,20 @@ class RateLimitRepository:
         values = _values(hit)
         async with self._db.transaction(single_statement=True) as conn:
             counted = (await conn.execute(self._count_hit_and_key, values)).one()
-        hits, previous = int(counted.hits), int(counted.previous_hits or 0)
-        if hits == 1:
+        hits = _window_hits(counted)
+        if hits.current == 1:
             async with self._db.transaction(single_statement=True) as conn:
                 await conn.execute(self._forget_older, values)
-        return WindowHits(hits, previous), counted.signing_key
+        return hits, counted.signing_key
 
     async def count_in(self, conn: StoreConnection, hit: Hit) -> WindowHits:
-        """Count ``hit`` inside the caller's write transaction (``Store.count_and_probe``)."""
+        """Count ``hit`` inside the caller's write transaction (``Store.count_and_start``)."""
         values = _values(hit)
-        counted = (await conn.execute(self._count_hit, values)).one()
-        hits, previous = int(counted.hits), int(counted.previous_hits or 0)
-        if hits == 1:
+        hits = _window_hits((await conn.execute(self._count_hit, values)).one())
+        if hits.current == 1:
             # A new window: forget all but the previous one so the table stays small.
             await conn.execute(self._forget_older, values)
-        return WindowHits(hits, previous)
+        return hits
 
 
 def _values(hit: Hit) -> dict[str, Any]:
@@ -108,3 +107,8 @@ def _values(hit: Hit) -> dict[str, Any]:
         "window": hit.window_start,
         "previous_window": hit.window_start - hit.window_seconds,
     }
+
+
+def _window_hits(counted: Any) -> WindowHits:
+    """The count statement's row: this window's hits and the previous window's (if any)."""
+    return WindowHits(int(counted.hits), int(counted.previous_hits or 0))
