@@ -6,6 +6,7 @@ import contextlib
 import glob
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -58,6 +59,7 @@ class ThrowawayPostgres:
         self.workdir = Path(tempfile.mkdtemp(prefix="tc-postgres-"))
         self.data, self.sockets = self.workdir / "data", self.workdir / "sock"
         self.port = free_port()
+        self._reaper: subprocess.Popen[bytes] | None = None
 
     @property
     def server(self) -> PostgresServer:
@@ -71,6 +73,7 @@ class ThrowawayPostgres:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         initdb = [str(self.bindir / "initdb"), "-D", str(self.data), "-U", "tc", "-A", "trust"]
         self._run([*initdb, "-E", "UTF8", "--no-sync"])
+        self._reaper = self._reap_when_owner_dies()
 
     def start(self) -> None:
         options = (
@@ -100,7 +103,36 @@ class ThrowawayPostgres:
         )
 
     def remove(self) -> None:
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _reap_when_owner_dies(self) -> subprocess.Popen[bytes]:
+        """A watcher that stops and removes the cluster once this process is gone.
+
+        A test run killed with SIGKILL (a timeout, a helper's ^C twice) never reaches
+        ``stop()``: its postmaster kept running, port and memory taken, until someone noticed.
+        The watcher is in a session of its own, so a signal to the run's process group does not
+        take it along; ``remove()`` kills it when the owner cleans up by itself.
+        """
+        stop = shlex.join(
+            _run_as(
+                self.as_user,
+                [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+            )
+        )
+        script = (
+            f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; "
+            f"{stop} >/dev/null 2>&1; rm -rf {shlex.quote(str(self.workdir))}"
+        )
+        return subprocess.Popen(
+            ["sh", "-c", script],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def _run(self, command: list[str], *, check: bool = True) -> None:
         subprocess.run(_run_as(self.as_user, command), check=check, capture_output=True)
