@@ -78,6 +78,17 @@ def machine_line() -> str:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU so far of a process and its children (the TC's workers, nginx's)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def bron_request(zoeksleutel: str) -> tuple[dict[str, Any], dict[str, str]]:
     """A documentRequest as the relay sends it to a bron LAS: its body and OSO headers."""
     sessie_id = str(uuid.uuid4())

@@ -49,7 +49,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from _common import KB, MB, Case, Samples, bron_request, machine_line, ms, running_sandbox
+from _common import (
+    KB,
+    MB,
+    Case,
+    Samples,
+    bron_request,
+    cpu_seconds,
+    machine_line,
+    ms,
+    running_sandbox,
+)
 
 from traffic_center.admin.sandbox import SandboxBuilder
 from traffic_center.admin.store import open_signed_store, utc_now
@@ -75,6 +85,7 @@ class Target:
     cert: Path
     key: Path
     ca: Path
+    pid: int  # the process serving it (nginx's master, the TC): its CPU and its children's
 
     def command(self, fetches: int = 1, parallel: int = 0, out: str = os.devnull) -> list[str]:
         command = [
@@ -188,16 +199,17 @@ http {{
 
 
 @asynccontextmanager
-async def running_nginx(sandbox: Sandbox, workers: int) -> AsyncIterator[str]:
-    """nginx in front of the sandbox's bron; its base URL. Stopped (SIGQUIT) afterwards."""
+async def running_nginx(sandbox: Sandbox, workers: int) -> AsyncIterator[tuple[str, int]]:
+    """nginx in front of the sandbox's bron; its base URL and master's pid. Stopped (SIGQUIT)
+    afterwards."""
     directory = Path(tempfile.mkdtemp(prefix="nginx-", dir=sandbox.root))
     await issue_relay_certificate(sandbox, directory / "relay")
-    with nginx_process(directory, sandbox, workers) as url:
-        yield url
+    with nginx_process(directory, sandbox, workers) as url_and_pid:
+        yield url_and_pid
 
 
 @contextmanager
-def nginx_process(directory: Path, sandbox: Sandbox, workers: int) -> Iterator[str]:
+def nginx_process(directory: Path, sandbox: Sandbox, workers: int) -> Iterator[tuple[str, int]]:
     port = free_port()
     config = directory / "nginx.conf"
     config.write_text(nginx_config(directory, sandbox, port, workers))
@@ -209,7 +221,7 @@ def nginx_process(directory: Path, sandbox: Sandbox, workers: int) -> Iterator[s
     )
     try:
         _wait_listening(process, port, directory)
-        yield f"https://127.0.0.1:{port}"
+        yield f"https://127.0.0.1:{port}", process.pid
     except BaseException:
         log = (directory / "error.log").read_text(errors="replace").splitlines()
         print("nginx error.log, last lines:", *log[-10:], sep="\n", file=sys.stderr)
@@ -245,13 +257,20 @@ def _wait_listening(process: subprocess.Popen[str], port: int, directory: Path) 
 
 
 def targets_for(
-    sandbox: Sandbox, nginx_url: str, sessie_id: str, routeringskenmerk: str, zoeksleutel: str
+    sandbox: Sandbox,
+    nginx: tuple[str, int],
+    sessie_id: str,
+    routeringskenmerk: str,
+    zoeksleutel: str,
 ) -> tuple[Target, Target]:
+    nginx_url, nginx_pid = nginx
+    assert sandbox.tc is not None
     tls = sandbox.doel_tls()
     body, headers = bron_request(zoeksleutel)
     through_nginx = Target(
         "nginx", nginx_url + "/dossier", json.dumps(body),
-        tuple(f"{name}: {value}" for name, value in headers.items()), tls.cert, tls.key, tls.ca,
+        tuple(f"{name}: {value}" for name, value in headers.items()),
+        tls.cert, tls.key, tls.ca, nginx_pid,
     )  # fmt: skip
     relayed = {
         "routeringskenmerk": routeringskenmerk,
@@ -260,7 +279,7 @@ def targets_for(
     }
     through_tc = Target(
         "TC", f"{sandbox.tc_url}/v1/sessions/{sessie_id}/dossier", json.dumps(relayed), (),
-        tls.cert, tls.key, tls.ca,
+        tls.cert, tls.key, tls.ca, sandbox.tc.pid,
     )  # fmt: skip
     return through_nginx, through_tc
 
@@ -281,15 +300,21 @@ def measure_latency(case: Case, nginx: Target, tc: Target) -> list[dict[str, Any
     """Interleaved rounds; a row for the whole fetch and one for the request alone."""
     whole = {nginx.name: Samples(), tc.name: Samples()}
     request = {nginx.name: Samples(), tc.name: Samples()}
+    cpu = {nginx.name: 0.0, tc.name: 0.0}
     for _ in range(case.rounds):
         for target in (nginx, tc):
+            before = cpu_seconds(target.pid)
             transfers = curl(target)
+            cpu[target.name] += cpu_seconds(target.pid) - before
             check(target, transfers, case.size)
             whole[target.name].seconds.append(transfers[0].seconds)
             request[target.name].seconds.append(transfers[0].request_seconds)
+    moved = case.rounds * case.size / MB
+    cpu_ms_per_mb = {"nginx_cpu_ms_mb": cpu[nginx.name] * 1000 / moved,
+                     "tc_cpu_ms_mb": cpu[tc.name] * 1000 / moved}  # fmt: skip
     return [
-        latency_row(case, "whole", whole[nginx.name], whole[tc.name]),
-        latency_row(case, "request", request[nginx.name], request[tc.name]),
+        latency_row(case, "whole", whole[nginx.name], whole[tc.name]) | cpu_ms_per_mb,
+        latency_row(case, "request", request[nginx.name], request[tc.name]) | cpu_ms_per_mb,
     ]
 
 
@@ -316,11 +341,13 @@ def measure_concurrency(
     """``rounds`` batches per side, each ``level`` parallel transfers of ``per_client`` each."""
     fetches = level * per_client
     wall = {nginx.name: 0.0, tc.name: 0.0}
+    cpu = {nginx.name: 0.0, tc.name: 0.0}
     for _ in range(rounds):
         for target in (nginx, tc):
-            started = time.perf_counter()
+            before, started = cpu_seconds(target.pid), time.perf_counter()
             check(target, curl(target, fetches, parallel=level), size)
             wall[target.name] += time.perf_counter() - started
+            cpu[target.name] += cpu_seconds(target.pid) - before
     moved = fetches * rounds * size / MB
     nginx_mb_s, tc_mb_s = moved / wall[nginx.name], moved / wall[tc.name]
     return {
@@ -329,6 +356,8 @@ def measure_concurrency(
         "nginx_mb_s": nginx_mb_s,
         "tc_mb_s": tc_mb_s,
         "ratio": tc_mb_s / nginx_mb_s,
+        "nginx_cpu_ms_mb": cpu[nginx.name] * 1000 / moved,
+        "tc_cpu_ms_mb": cpu[tc.name] * 1000 / moved,
     }
 
 
@@ -345,7 +374,8 @@ async def run(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
         concurrency = dataclasses.replace(concurrency, rounds=args.rounds)
     pupils = {case.pgn: f"grootte-{case.size}" for case in (*cases, concurrency)}
     results: dict[str, list[dict[str, Any]]] = {"latency": [], "concurrency": []}
-    async with running_sandbox("tc-nginx-bench-", pupils=pupils) as sandbox:
+    tc_env = dict(setting.split("=", 1) for setting in args.tc_env)
+    async with running_sandbox("tc-nginx-bench-", tc_env=tc_env, pupils=pupils) as sandbox:
         async with sandbox.doel_client() as doel:
             targets = {}
             for case in (*cases, concurrency):
@@ -355,8 +385,8 @@ async def run(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
                     session.bron_endpoints[0].routeringskenmerk,
                     doel.zoeksleutel(case.pgn),
                 )
-        async with running_nginx(sandbox, args.nginx_workers) as nginx_url:
-            pair = {pgn: targets_for(sandbox, nginx_url, *t) for pgn, t in targets.items()}
+        async with running_nginx(sandbox, args.nginx_workers) as nginx:
+            pair = {pgn: targets_for(sandbox, nginx, *t) for pgn, t in targets.items()}
             if args.only in (None, "latency"):
                 for case in cases:
                     await asyncio.to_thread(same_bytes, pair[case.pgn], case.size, sandbox.root)
@@ -382,25 +412,28 @@ async def run(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
 
 def print_latency(rows: list[dict[str, Any]]) -> None:
     print("| dossier | timed | n | nginx p50 | p99 | MB/s | TC p50 | p99 | MB/s "
-          "| TC/nginx p50 | TC/nginx MB/s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| TC/nginx p50 | TC/nginx MB/s | CPU ms/MB nginx | TC |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['case']} | {r['timed']} | {r['rounds']} "
             f"| {ms(r['nginx_p50'])} ms | {ms(r['nginx_p99'])} ms "
             f"| {r['nginx_mb_s']:.0f} | {ms(r['tc_p50'])} ms | {ms(r['tc_p99'])} ms "
-            f"| {r['tc_mb_s']:.0f} | {r['p50_ratio']:.2f}× | {r['mb_s_ratio']:.2f}× |"
+            f"| {r['tc_mb_s']:.0f} | {r['p50_ratio']:.2f}× | {r['mb_s_ratio']:.2f}× "
+            f"| {r['nginx_cpu_ms_mb']:.1f} | {r['tc_cpu_ms_mb']:.1f} |"
         )
     print("goals, on the whole rows: 170 kB TC/nginx p50 ≤ 1.3×; 50 MB MB/s ≥ 0.9×", flush=True)
 
 
 def print_concurrency(rows: list[dict[str, Any]]) -> None:
-    print("| concurrent 1 MB | fetches per side | nginx MB/s | TC MB/s | TC/nginx |")
-    print("|---|---|---|---|---|")
+    print("| concurrent 1 MB | fetches per side | nginx MB/s | TC MB/s | TC/nginx "
+          "| CPU ms/MB nginx | TC |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['concurrent']} | {r['fetches']} | {r['nginx_mb_s']:.0f} "
-            f"| {r['tc_mb_s']:.0f} | {r['ratio']:.2f}× |"
+            f"| {r['tc_mb_s']:.0f} | {r['ratio']:.2f}× "
+            f"| {r['nginx_cpu_ms_mb']:.1f} | {r['tc_cpu_ms_mb']:.1f} |"
         )
     print("goal: TC/nginx ≥ 0.8× at 32", flush=True)
 
@@ -414,6 +447,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="1,8,32", help="concurrent fetches to try [1,8,32]")
     parser.add_argument("--batch", type=int, default=32, help="1 MB fetches per batch [32]")
     parser.add_argument("--nginx-workers", type=int, default=1, help="worker_processes [1]")
+    parser.add_argument(
+        "--tc-env",
+        action="append",
+        default=[],
+        metavar="TC_NAME=VALUE",
+        help="a setting for the Traffic Center, e.g. TC_EVENT_LOOP=uvloop (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     args.cases = args.cases.split(",")
@@ -423,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"# Traffic Center vs nginx ({args.nginx_workers} worker), curl client, every hop mTLS")
     print(f"# {machine_line()}", flush=True)
+    if args.tc_env:
+        print(f"# Traffic Center settings: {' '.join(args.tc_env)}", flush=True)
     results = asyncio.run(run(args))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -39,8 +39,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
-import psutil
-from _common import machine_line, ms, postgres_server_url, running_sandbox
+from _common import cpu_seconds, machine_line, ms, postgres_server_url, running_sandbox
 from sqlalchemy.engine import make_url
 
 from traffic_center.demo.sandbox import BRON, Sandbox
@@ -187,17 +186,6 @@ def client_process(
     return asyncio.run(run_clients(kind, tc_url, tls, clients, start_at, seconds))
 
 
-def tc_cpu_seconds(pid: int) -> float:
-    """User + system CPU of the Traffic Center's process and its workers so far."""
-    root = psutil.Process(pid)
-    total = 0.0
-    for process in (root, *root.children(recursive=True)):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = process.cpu_times()
-            total += times.user + times.system
-    return total
-
-
 def measure(
     pool: ProcessPoolExecutor, sandbox: Sandbox, clients: int, args: argparse.Namespace
 ) -> dict[str, float]:
@@ -213,9 +201,9 @@ def measure(
         for n in shares
     ]
     time.sleep(max(0.0, start_at - time.time()))
-    tc_before = tc_cpu_seconds(sandbox.tc.pid)
+    tc_before = cpu_seconds(sandbox.tc.pid)
     results = [f.result() for f in futures]
-    tc_cpu = tc_cpu_seconds(sandbox.tc.pid) - tc_before
+    tc_cpu = cpu_seconds(sandbox.tc.pid) - tc_before
     latencies = sorted(x for r in results for x in r.latencies)
     return {
         "clients": clients,
