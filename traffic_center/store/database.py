@@ -105,6 +105,12 @@ class StoreConnection:
 class Database:
     """One store URL's engine. Built by ``open_database``; disposed by the owner."""
 
+    # Whether a transaction hands the event loop to other tasks while it runs (a server
+    # round trip). SQLite's run whole on the loop (unless they wait for another process's
+    # lock), so two of one process never overlap: a writer that wants to share its
+    # transaction with others must let them come by first (``AuditTrail``).
+    transactions_yield = True
+
     def __init__(self, url: URL) -> None:
         self.url = url
         # Told how long each transaction took ("read" or "write", seconds); the app sets it
@@ -433,6 +439,8 @@ class _SqliteConnection(StoreConnection):
 
 class SqliteDatabase(Database):
     """A SQLite file: each transaction on the loop, its wait for a lock in a thread."""
+
+    transactions_yield = False
 
     def __init__(self, engine: Engine, *, waiting_threads: int) -> None:
         super().__init__(engine.url)
