@@ -39,7 +39,7 @@ from traffic_center.observability.context import (
     incoming_traceparent,
     note_answer_logged,
 )
-from traffic_center.observability.metrics import Metrics
+from traffic_center.observability.metrics import Metrics, labelled
 from traffic_center.relay.trace import traceparent_for_log
 from traffic_center.store.rate_limits import Hit, WindowHits
 from traffic_center.store.store import Store
@@ -84,6 +84,8 @@ class AuditTrail:
         self._store = store
         self._secret = secret
         self._metrics = metrics
+        # By (type, result): both closed sets (the audit types, the OSO and error codes).
+        self._exchanges = labelled(metrics.exchanges)
         self._clock = clock
         self._status_for = status_for
         self.node_id = node_id
@@ -220,7 +222,7 @@ class AuditTrail:
         ``caller_fingerprint`` goes to the log line only (the record names the serial).
         """
         if record.phase is Phase.FINAL:
-            self._metrics.exchanges.labels(type=record.type.value, result=record.result).inc()
+            self._exchanges(record.type.value, record.result).inc()
         # Shielded: a doel that hung up cancels its request, but the record must still land.
         with anyio.CancelScope(shield=True):
             why_not = None
