@@ -113,7 +113,7 @@ async def all_at_once(
             await anyio.lowlevel.checkpoint()
         if seam is not None:
             try:
-                await queued(trail, len(records) - MAX_IN_FLIGHT)
+                await queued(trail, len(records) - trail.max_in_flight)
             finally:  # never leave the shielded appends waiting at the gate
                 seam.gate.set()
                 seam.gate = None
@@ -164,6 +164,32 @@ async def test_concurrent_records_on_postgresql_share_transactions_and_chain(
     assert (await verify_chain(store, KEY)).broken is None
 
 
+async def test_records_of_requests_ready_together_on_sqlite_share_a_transaction(
+    database_factory: DatabaseFactory, store_on: StoreOpener
+) -> None:
+    """No seam: SQLite's transactions never leave the event loop, so appends never overlap;
+    the records of requests that run in the same pass of the loop (as those of connections
+    that became readable together do) are gathered into one transaction all the same."""
+    store = await store_on(await database_factory("sqlite"))
+    trail, _ = trail_on(store)
+    records = [a_record(n) for n in range(RECORDS)]
+    with write_transactions(store) as writes:
+        async with anyio.create_task_group() as group:
+            for record in records:
+                group.start_soon(trail.record, record)
+    assert writes == ["write"]
+    assert trail.pending == 0
+    assert await chained_ids(store) == [r.transaction_id for r in records]
+    assert (await verify_chain(store, KEY)).broken is None
+
+    # A record on its own is written in one pass of the loop, alone.
+    alone = a_record(RECORDS)
+    with write_transactions(store) as writes:
+        await trail.record(alone)
+    assert writes == ["write"]
+    assert (await chained_ids(store))[-1] == alone.transaction_id
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_records_that_arrive_during_an_append_go_in_the_next_one_in_order(
     database_factory: DatabaseFactory, store_on: StoreOpener, backend: str
@@ -184,9 +210,11 @@ async def test_records_that_arrive_during_an_append_go_in_the_next_one_in_order(
             group.start_soon(in_turn)
             group.start_soon(all_at_once, trail, records, seam)
     records += one_caller
-    # The first alone (as many as may be in flight); the rest as they queued behind them,
-    # no batch above the bound.
-    assert seam.batches[:MAX_IN_FLIGHT] == [1] * MAX_IN_FLIGHT
+    # The first alone (as many as may be in flight: one on SQLite, whose transactions never
+    # overlap); the rest as they queued behind them, no batch above the bound.
+    in_flight = trail.max_in_flight
+    assert in_flight == (MAX_IN_FLIGHT if backend == "postgresql" else 1)
+    assert seam.batches[:in_flight] == [1] * in_flight
     assert max(seam.batches) == MAX_BATCH
     assert sum(seam.batches) == len(records)
     assert len(writes) == len(seam.batches) < len(records) / 4
@@ -269,7 +297,7 @@ async def test_a_key_rotation_amid_concurrent_records_ends_their_batch(
     records[10] = rotation
     await all_at_once(old, records, seam)
     # The batch after the first ones in flight ends at the rotation.
-    assert 10 - MAX_IN_FLIGHT + 1 in seam.batches
+    assert 10 - old.max_in_flight + 1 in seam.batches
     chain = await chained_ids(store)
     assert chain[-1] == rotation.transaction_id  # nothing of the old key's after it
     assert len(chain) + old.pending == RECORDS

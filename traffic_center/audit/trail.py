@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
+import anyio.lowlevel
 import structlog
 
 from traffic_center.audit.entry import AuditEntry
@@ -38,7 +39,7 @@ from traffic_center.observability.context import (
     incoming_traceparent,
     note_answer_logged,
 )
-from traffic_center.observability.metrics import Metrics
+from traffic_center.observability.metrics import Metrics, labelled
 from traffic_center.relay.trace import traceparent_for_log
 from traffic_center.store.rate_limits import Hit, WindowHits
 from traffic_center.store.store import Store
@@ -83,6 +84,8 @@ class AuditTrail:
         self._store = store
         self._secret = secret
         self._metrics = metrics
+        # By (type, result): both closed sets (the audit types, the OSO and error codes).
+        self._exchanges = labelled(metrics.exchanges)
         self._clock = clock
         self._status_for = status_for
         self.node_id = node_id
@@ -92,6 +95,12 @@ class AuditTrail:
         # in arrival order, and whether one is (``_append_together``).
         self._queued: collections.deque[_Waiter] = collections.deque()
         self._in_flight = 0
+        # A store whose transactions never leave the event loop (SQLite) runs appends one
+        # after another however many are "in flight", so records would never meet in a
+        # batch: there one append at a time, whose writer first lets the requests already
+        # under way on the loop queue their records behind it (``_append_together``).
+        self._gathers = not store.database.transactions_yield
+        self.max_in_flight = 1 if self._gathers else MAX_IN_FLIGHT
         # The last write's verdict: readiness reads it, so a probe never waits on the store.
         self._failing = False
         # When a write last succeeded (monotonic): readiness notices a store that stopped
@@ -213,7 +222,7 @@ class AuditTrail:
         ``caller_fingerprint`` goes to the log line only (the record names the serial).
         """
         if record.phase is Phase.FINAL:
-            self._metrics.exchanges.labels(type=record.type.value, result=record.result).inc()
+            self._exchanges(record.type.value, record.result).inc()
         # Shielded: a doel that hung up cancels its request, but the record must still land.
         with anyio.CancelScope(shield=True):
             why_not = None
@@ -248,26 +257,28 @@ class AuditTrail:
             self._failing = False
 
     async def _append_together(self, record: AuditRecord) -> None:
-        """Group commit (issue 14): while MAX_IN_FLIGHT append transactions of this process
-        are in flight, a record queues; the next one to finish hands everything queued (up to
-        MAX_BATCH) to the first caller queued, which appends it in one transaction. Under
-        load the chain head's lock is taken once for many records, not once each; when
-        little is going on a record goes straight to the store, as before.
+        """Group commit (issue 14): while ``max_in_flight`` append transactions of this
+        process are in flight, a record queues; the next one to finish hands everything
+        queued (up to MAX_BATCH) to the first caller queued, which appends it in one
+        transaction. Under load the chain head's lock is taken once for many records, not
+        once each; when little is going on a record goes straight to the store, as before.
 
         More than one in flight, not one: PostgreSQL hands the head's lock from one
         transaction to the next waiting in it by itself, while a hand-over inside this
         process waits for the event loop to come by, on top of the next transaction's BEGIN
-        and lock (one at a time was slower with one worker). Concurrent records of different
-        requests have no order of their own; one caller's records keep theirs (it waits for
-        each).
+        and lock (one at a time was slower with one worker). On SQLite one at a time, its
+        writer gathering first (``_gathered``). Concurrent records of different requests
+        have no order of their own; one caller's records keep theirs (it waits for each).
 
         Leader and followers, no task of its own: every record is written by a request of
         its own (shielded, in ``record``), and a queued record is never left without a
         writer. StoreUnavailable: the record waits in the outbox."""
         waiter = _Waiter(record)
-        if self._in_flight < MAX_IN_FLIGHT:
+        if self._in_flight < self.max_in_flight:
             self._in_flight += 1
             batch = [waiter]
+            if self._gathers:
+                batch = await self._gathered(waiter)
         else:
             self._queued.append(waiter)
             await waiter.woken.wait()
@@ -311,16 +322,29 @@ class AuditTrail:
                 waiter.woken.set()
             self._hand_over()
 
+    async def _gathered(self, waiter: _Waiter) -> list[_Waiter]:
+        """``waiter``'s batch, with the records queued while the loop came by once: the
+        requests that were ready to run with this one (on SQLite a session's two records
+        cost two transactions' locks, WAL writes and Python, issue 14). One pass of the
+        loop, no timer: when little is going on a record is written as soon as before."""
+        await anyio.lowlevel.checkpoint()
+        self._queued.appendleft(waiter)
+        return self._next_from_queue()
+
     def _hand_over(self) -> None:
         """The queued records, up to a batch, to the first of their callers to write."""
         if not self._queued:
             self._in_flight -= 1
             return
+        batch = self._next_from_queue()
+        batch[0].batch = batch
+        batch[0].woken.set()
+
+    def _next_from_queue(self) -> list[_Waiter]:
         batch = _next_batch(self._queued)
         for _ in batch:
             self._queued.popleft()
-        batch[0].batch = batch
-        batch[0].woken.set()
+        return batch
 
     def _keep(self, record: AuditRecord) -> None:
         if len(self._pending) < MAX_PENDING:

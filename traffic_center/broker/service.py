@@ -14,7 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Protocol
 
 import anyio
@@ -497,7 +497,7 @@ class Broker:
 
     def _fingerprint(self, request: SessionRequest) -> str:
         # Keyed, because the request holds the zoeksleutel.
-        canonical = json.dumps(asdict(request), sort_keys=True)
+        canonical = json.dumps(_values(request), sort_keys=True)
         return self._keyed_hash("request", canonical)
 
     async def _visible_session(self, caller: Caller, sessie_id: str) -> Session:
@@ -578,4 +578,15 @@ def _one_key(zoeksleutel: str | None, koppelsleutel: str | None) -> tuple[str, s
 def guarded_fields(request: SessionRequest | CheckRequest) -> list[tuple[str, str | None]]:
     """The fields the PGN guard reads: all but the zoeksleutel, whose form check replaces it
     (a digit run inside a well-formed zoeksleutel is chance, not a pupil number)."""
-    return [(name, value) for name, value in asdict(request).items() if name != "zoeksleutel"]
+    return [(name, value) for name, value in _values(request).items() if name != "zoeksleutel"]
+
+
+def _values(request: SessionRequest | CheckRequest) -> dict[str, str | None]:
+    """``asdict(request)`` for these requests of strings alone, without its deep copy and
+    its fields() at every call (twice per session opened, issue 14)."""
+    names = _SESSION_REQUEST if isinstance(request, SessionRequest) else _CHECK_REQUEST
+    return {name: getattr(request, name) for name in names}
+
+
+_SESSION_REQUEST = tuple(field.name for field in fields(SessionRequest))
+_CHECK_REQUEST = tuple(field.name for field in fields(CheckRequest))

@@ -158,17 +158,27 @@ class ChainedRecord:
 
 def canonical_json(record: AuditRecord) -> bytes:
     """One byte string per record, independent of the database that stored it."""
-    values = {}
-    for field in dataclasses.fields(AuditRecord):
-        value = getattr(record, field.name)
-        if field.name in _OPTIONAL_FIELDS and value == _OPTIONAL_FIELDS[field.name]:
+    values: dict[str, object] = {}
+    for name in _FIELD_NAMES:  # dataclasses.fields() builds its tuple anew at every call
+        value = getattr(record, name)
+        if value is None:  # most fields: nothing to convert (isinstance is slow on enums)
+            if _OPTIONAL_FIELDS.get(name, _NOT_OPTIONAL) is not None:
+                values[name] = None
+            continue
+        if name in _OPTIONAL_FIELDS and value == _OPTIONAL_FIELDS[name]:
             continue
         if isinstance(value, StrEnum):
             value = value.value
-        if isinstance(value, dt.datetime):
+        elif isinstance(value, dt.datetime):
             value = value.astimezone(dt.UTC).isoformat(timespec="microseconds")
-        values[field.name] = value
-    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+        values[name] = value
+    return _CANONICAL.encode(values).encode()
+
+
+_FIELD_NAMES = tuple(field.name for field in dataclasses.fields(AuditRecord))
+_NOT_OPTIONAL = object()
+# json.dumps with these options, its encoder made once rather than at every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def chain_hash(secret: bytes, prev_hash: str, record: AuditRecord) -> str:

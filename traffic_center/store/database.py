@@ -105,6 +105,12 @@ class StoreConnection:
 class Database:
     """One store URL's engine. Built by ``open_database``; disposed by the owner."""
 
+    # Whether a transaction hands the event loop to other tasks while it runs (a server
+    # round trip). SQLite's run whole on the loop (unless they wait for another process's
+    # lock), so two of one process never overlap: a writer that wants to share its
+    # transaction with others must let them come by first (``AuditTrail``).
+    transactions_yield = True
+
     def __init__(self, url: URL) -> None:
         self.url = url
         # Told how long each transaction took ("read" or "write", seconds); the app sets it
@@ -370,19 +376,16 @@ class _SqliteConnection(StoreConnection):
 
     def __init__(
         self,
-        connection: Connection,
+        connection: _Pooled,
         database: SqliteDatabase,
         *,
         autocommit: bool,
         single_statement: bool = False,
     ) -> None:
         super().__init__(database.statements, single_statement=single_statement)
-        self._connection = connection
+        self._connection, self._driver = connection
         self._database = database
         self._autocommit = autocommit
-        driver = connection.connection.driver_connection
-        assert isinstance(driver, sqlite3.Connection)
-        self._driver = driver
 
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
@@ -428,11 +431,13 @@ class _SqliteConnection(StoreConnection):
         self._connection.invalidate()
 
     async def _close(self) -> None:
-        self._database.release(self._connection)
+        self._database.release((self._connection, self._driver))
 
 
 class SqliteDatabase(Database):
     """A SQLite file: each transaction on the loop, its wait for a lock in a thread."""
+
+    transactions_yield = False
 
     def __init__(self, engine: Engine, *, waiting_threads: int) -> None:
         super().__init__(engine.url)
@@ -443,7 +448,7 @@ class SqliteDatabase(Database):
         self.statements = StatementCache(engine.dialect)
         # Connections between two transactions, kept open on the loop's thread: the pool's
         # checkout and checkin around every transaction cost more than its statements.
-        self._idle: list[Connection] = []
+        self._idle: list[_Pooled] = []
 
     async def _begin(self, *, read_only: bool, autocommit: bool) -> StoreConnection:
         """A reader needs no BEGIN: every read transaction here is one statement, which
@@ -456,37 +461,50 @@ class SqliteDatabase(Database):
             return _SqliteConnection(
                 self._connect(), self, autocommit=True, single_statement=not read_only
             )
-        connection = self._connect()
-        if not _begin_unless_busy(connection):
-            self.release(connection)
-            connection = await anyio.to_thread.run_sync(
+        pooled = self._connect()
+        if not _begin_unless_busy(pooled):
+            self.release(pooled)
+            waited = await anyio.to_thread.run_sync(
                 _begin_waiting, self.engine, limiter=self._waiting
             )
-        return _SqliteConnection(connection, self, autocommit=False)
+            pooled = (waited, _driver_of(waited))
+        return _SqliteConnection(pooled, self, autocommit=False)
 
-    def _connect(self) -> Connection:
-        return self._idle.pop() if self._idle else self.engine.connect()
+    def _connect(self) -> _Pooled:
+        if self._idle:
+            return self._idle.pop()
+        connection = self.engine.connect()
+        return connection, _driver_of(connection)
 
-    def release(self, connection: Connection) -> None:
-        """Keep ``connection`` for the next transaction, unless it is broken or enough are
-        kept; a kept one is between transactions (SQLite's and SQLAlchemy's)."""
-        driver = None if connection.invalidated else connection.connection.driver_connection
-        if (
-            not isinstance(driver, sqlite3.Connection)
-            or driver.in_transaction
-            or len(self._idle) >= DEFAULT_POOL_SIZE
-        ):
+    def release(self, pooled: _Pooled) -> None:
+        """Keep the connection for the next transaction, unless it is broken or enough are
+        kept; a kept one is between transactions (SQLite's and SQLAlchemy's). Its driver
+        connection is the one it had: only an invalidation replaces that, and an invalidated
+        connection is closed here, never kept."""
+        connection, driver = pooled
+        if connection.invalidated or driver.in_transaction or len(self._idle) >= DEFAULT_POOL_SIZE:
             connection.close()
             return
         if connection.in_transaction():
             connection.rollback()  # SQLAlchemy's bookkeeping only: SQLite's has ended
-        self._idle.append(connection)
+        self._idle.append(pooled)
 
     async def dispose(self) -> None:
         idle, self._idle = self._idle, []
-        for connection in idle:
+        for connection, _driver in idle:
             connection.close()
         self.engine.dispose()
+
+
+# A SQLAlchemy connection with its sqlite3 connection, looked up once: through SQLAlchemy's
+# pool that is two property calls, and a transaction needed it twice (issue 14).
+_Pooled = tuple[Connection, sqlite3.Connection]
+
+
+def _driver_of(connection: Connection) -> sqlite3.Connection:
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
 
 
 def _on_sqlite(
@@ -507,11 +525,10 @@ def _on_sqlite(
         ) from exc
 
 
-def _begin_unless_busy(connection: Connection) -> bool:
+def _begin_unless_busy(pooled: _Pooled) -> bool:
     """Whether a write transaction began at once: False while another writer holds the lock."""
+    connection, driver = pooled
     try:
-        driver = connection.connection.driver_connection
-        assert isinstance(driver, sqlite3.Connection)
         _on_driver(partial(driver.execute, "BEGIN IMMEDIATE"), "BEGIN", connection.dialect)
     except DBAPIError as exc:
         if not _busy(exc):

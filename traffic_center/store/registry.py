@@ -22,6 +22,7 @@ from traffic_center.store.schema import endpoints, schools
 
 # The endpoints' columns beside their school's, which has columns of the same names.
 _ENDPOINT_PREFIX = "endpoint_"
+_ENDPOINT_LABELS = tuple((c.name, _ENDPOINT_PREFIX + c.name) for c in endpoints.c)
 
 
 class RegistryRepository:
@@ -75,11 +76,11 @@ class RegistryRepository:
             rows = list(await conn.execute(self._school_with_endpoints, {"match_brin": brin}))
         if not rows:
             return None, []
-        found = [
-            _endpoint({c.name: row._mapping[_ENDPOINT_PREFIX + c.name] for c in endpoints.c})
-            for row in rows
-            if row._mapping[_ENDPOINT_PREFIX + "routeringskenmerk"] is not None  # none at all
-        ]
+        found = []
+        for row in rows:
+            values = row._mapping  # built anew at every access
+            if values[_ENDPOINT_PREFIX + "routeringskenmerk"] is not None:  # else none at all
+                found.append(_endpoint({name: values[label] for name, label in _ENDPOINT_LABELS}))
         return _school(rows[0]._mapping), found
 
     async def list_schools(self) -> Sequence[School]:
