@@ -9,8 +9,10 @@ import os
 import socket
 import ssl
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -290,3 +292,75 @@ async def test_the_inventory_is_read_once_per_request_and_a_revocation_counts_at
     assert read_per_request == [party.serial, party.serial]
     assert after_revocation.status_code == 403
     assert after_revocation.json()["code"] == "CertificaatIngetrokken"
+
+
+async def test_one_session_ticket_and_a_resumed_connection_is_checked_like_a_new_one(
+    tmp_path: Path, database_factory: DatabaseFactory
+) -> None:
+    """One TLS 1.3 session ticket per handshake, not OpenSSL's two (each one is made before
+    the first request is read: issue 14). A client resuming with it is still identified by
+    its certificate, and refused once that is revoked: resuming skips no check of ours."""
+    tc = await start_traffic_center(
+        tmp_path, await database_factory("sqlite"), revocation_cache_seconds=0
+    )
+    try:
+        party = await tc.world.school("VO")
+        context = client_context(tc.ca_pem, party.cert, party.key)
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        tickets = _count_session_tickets(context)
+        first = await asyncio.to_thread(_whoami_on_a_new_connection, tc, context, None)
+        tickets_first = len(tickets)
+        resumed = await asyncio.to_thread(_whoami_on_a_new_connection, tc, context, first.session)
+        await tc.certificates.revoke(party.serial, reason="keyCompromise")
+        revoked = await asyncio.to_thread(_whoami_on_a_new_connection, tc, context, resumed.session)
+    finally:
+        await tc.stop()
+    assert tickets_first == 1
+    assert (first.status, first.reused) == (200, False)
+    assert (resumed.status, resumed.reused) == (200, True)
+    assert party.serial.encode() in resumed.body
+    assert (revoked.status, revoked.reused) == (403, True)
+    assert b"CertificaatIngetrokken" in revoked.body
+
+
+@dataclass
+class _Answered:
+    status: int
+    body: bytes
+    reused: bool
+    session: ssl.SSLSession | None
+
+
+def _count_session_tickets(context: ssl.SSLContext) -> list[object]:
+    """The NewSessionTicket messages the client receives (CPython's TLS message hook)."""
+    received: list[object] = []
+
+    def hook(
+        _conn: object, direction: str, _v: object, _ct: object, kind: object, _d: object
+    ) -> None:
+        if direction == "read" and kind == ssl._TLSMessageType.NEWSESSION_TICKET:  # type: ignore[attr-defined]
+            received.append(kind)
+
+    context._msg_callback = hook  # type: ignore[attr-defined]
+    return received
+
+
+def _whoami_on_a_new_connection(
+    tc: TrafficCenterUnderTest, context: ssl.SSLContext, session: ssl.SSLSession | None
+) -> _Answered:
+    """GET /v1/whoami on a connection of its own, resuming ``session`` if given; read to
+    the server's close, so the session's ticket has arrived."""
+    url = urlsplit(tc.url)
+    host, port = url.hostname or "127.0.0.1", url.port or 443
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host, session=session) as tls,
+    ):
+        request = f"GET /v1/whoami HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        tls.sendall(request.encode())
+        answer = b""
+        with contextlib.suppress(ssl.SSLEOFError, ConnectionResetError):
+            while chunk := tls.recv(65536):
+                answer += chunk
+        status = int(answer.split(b" ", 2)[1])
+        return _Answered(status, answer.partition(b"\r\n\r\n")[2], tls.session_reused, tls.session)

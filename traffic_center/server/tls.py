@@ -30,6 +30,8 @@ TLS12_CIPHERS = ":".join(
         "ECDHE-RSA-CHACHA20-POLY1305",
     ]
 )
+# TLS 1.3 session tickets the server issues per handshake (see server_ssl_context).
+SESSION_TICKETS = 1
 
 
 def server_ssl_context(*, certfile: str, keyfile: str, client_ca: str) -> ssl.SSLContext:
@@ -44,6 +46,13 @@ def server_ssl_context(*, certfile: str, keyfile: str, client_ca: str) -> ssl.SS
     # OpenSSL verifies the client certificate for the "ssl_client" purpose, so a
     # serverAuth-only certificate fails the handshake; the app checks the EKU again.
     context.verify_mode = ssl.CERT_REQUIRED
+    # TLS 1.3 session tickets: one per handshake, not OpenSSL's two. Each costs the server
+    # about 0.27 ms here, made before the handshake is done, so before the first request is
+    # read (issue 14). A client that resumes uses a ticket once and gets a fresh one with
+    # each resumed connection, so one suffices for reconnecting one connection at a time.
+    # Resuming skips no check of ours: the inventory, revocation and expiry are read for
+    # every request (broker/authenticator.py).
+    context.num_tickets = SESSION_TICKETS
     context.sslobject_class = ReportingSSLObject  # refused handshakes are counted
     return context
 

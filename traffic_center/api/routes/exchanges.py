@@ -4,11 +4,14 @@ the SWV flow's notification and feedback (rule 10)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Header
 from starlette.responses import StreamingResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from traffic_center.api.identity import PeerDep, ServicesDep
 from traffic_center.api.plain import PlainCall, PlainRoute
@@ -67,7 +70,10 @@ class RelayResponse(StreamingResponse):
 
     If the bron breaks off, the body iterator raises and the server drops the doel's
     connection: the doel sees a truncated transfer, never a complete-looking 200. Every send
-    goes through the relay's write guard, so a doel that stops reading is cut off too.
+    goes through the relay's write guard, so a doel that stops reading is cut off too. A doel
+    that hangs up stops the stream, as in Starlette's StreamingResponse; but the stream runs
+    in the request's own task, the hang-up watched beside it (Starlette streams in a second
+    task under an anyio task group: a task hop and about 0.1 ms more per dossier, issue 14).
     """
 
     def __init__(self, relayed: RelayedDossier) -> None:
@@ -75,13 +81,45 @@ class RelayResponse(StreamingResponse):
         self._relayed = relayed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def guarded(message: Message) -> None:
-            await self._relayed.write(send(message))
-
         try:
-            await super().__call__(scope, receive, guarded)
+            async with _stopped_by_hang_up(receive):
+                await self._stream(send)
         finally:
             await self._relayed.finish()
+
+    async def _stream(self, send: Send) -> None:
+        write = self._relayed.write
+        start = {"type": "http.response.start", "status": self.status_code}
+        await write(send({**start, "headers": self.raw_headers}))
+        async for chunk in self._relayed.body:
+            await write(send({"type": "http.response.body", "body": chunk, "more_body": True}))
+        await write(send({"type": "http.response.body", "body": b"", "more_body": False}))
+
+
+@asynccontextmanager
+async def _stopped_by_hang_up(receive: Receive) -> AsyncIterator[None]:
+    """The body cancelled when the doel hangs up (the server's ``http.disconnect``), and the
+    cancellation ended here, as Starlette's task group ends it: the stream's record closes
+    as broken off by the doel. Any other cancellation (the server stopping) goes on."""
+    streaming = asyncio.current_task()
+    assert streaming is not None
+    hung_up = False
+
+    async def watch() -> None:
+        nonlocal hung_up
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        hung_up = True
+        streaming.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not hung_up or streaming.uncancel() > 0:
+            raise
+    finally:
+        watcher.cancel()
 
 
 DOSSIER_ROUTE = "/v1/sessions/{sessie_id}/dossier"
