@@ -16,6 +16,13 @@ The clients run in separate processes (``--client-processes``, 2 by default) and
 time is printed beside the Traffic Center's (all its processes). It prints
 sessions per second (one session = open + close) and the p50/p99 of one pair; it asserts
 no speed.
+
+On PostgreSQL a line under each row says what the server saw meanwhile: its transactions
+per session (every autocommit statement is one), the CPU of the bench database's backends
+per session, and, sampled every 50 ms from ``pg_stat_activity``, how many backends waited
+on a lock and how many sat idle in a transaction (a lock holder waiting for its client's
+event loop) on average. With ``--workers 2`` the audit chain's head row is where they
+queue (issue 14).
 """
 
 from __future__ import annotations
@@ -258,11 +265,109 @@ async def run_config(
 ) -> list[dict[str, Any]]:
     rows = []
     async with sandbox_for(config, postgres) as sandbox:
+        database = os.environ.get("TC_DATABASE_URL") if config.backend == "postgres" else None
         for clients in args.clients:
-            row = await asyncio.to_thread(measure, pool, sandbox, clients, args)
+            server: ServerSide | None = None
+            if database is None:
+                row = await asyncio.to_thread(measure, pool, sandbox, clients, args)
+            else:
+                async with watching_server(database) as server:
+                    row = await asyncio.to_thread(measure, pool, sandbox, clients, args)
             rows.append({"backend": config.backend, "workers": config.workers, **row})
             print_row(rows[-1])
+            if server is not None:
+                print_server_side(server, rows[-1]["sessions"])
     return rows
+
+
+@dataclass
+class ServerSide:
+    """What PostgreSQL saw during one measurement (``watching_server``)."""
+
+    transactions: int = 0
+    backend_cpu_seconds: float = 0.0
+    samples: int = 0
+    waiting_on_lock: int = 0
+    idle_in_transaction: int = 0
+
+
+@contextlib.asynccontextmanager
+async def watching_server(database_url: str) -> AsyncIterator[ServerSide]:
+    """The bench database's transactions, its backends' CPU and their lock waits while the
+    body runs (sampled by a connection of its own, every 50 ms, not counted as waiting)."""
+    url = make_url(database_url)
+    name = url.database
+    watcher = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, database=name
+    )
+    seen = ServerSide()
+    count_transactions = (
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1"
+    )
+
+    baseline: list[float] = []
+
+    async def sample() -> None:
+        await asyncio.sleep(START_SECONDS)  # as the clients: after they connected and warmed
+        await watcher.execute("SELECT pg_stat_clear_snapshot()")
+        baseline.extend((await watcher.fetchval(count_transactions, name), cpu_seconds(name)))
+        while True:
+            states = await watcher.fetch(
+                "SELECT state, wait_event_type FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
+            seen.samples += 1
+            seen.waiting_on_lock += sum(1 for s in states if s["wait_event_type"] == "Lock")
+            seen.idle_in_transaction += sum(
+                1 for s in states if s["state"] == "idle in transaction"
+            )
+            await asyncio.sleep(0.05)
+
+    try:
+        sampler = asyncio.create_task(sample())
+        try:
+            yield seen
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+        if baseline:
+            transactions_before, cpu_before = baseline
+            seen.backend_cpu_seconds = cpu_seconds(name) - cpu_before
+            # A backend reports its counts to the statistics when it goes idle: a moment.
+            await asyncio.sleep(1.0)
+            await watcher.execute("SELECT pg_stat_clear_snapshot()")
+            transactions = await watcher.fetchval(count_transactions, name)
+            # Less the samples, each a transaction of the watcher itself.
+            seen.transactions = int(transactions - transactions_before) - seen.samples
+    finally:
+        await watcher.close()
+
+
+def cpu_seconds(database: str | None) -> float:
+    """User + system CPU so far of the server's backends for ``database`` (a local server;
+    0 for one whose processes this machine does not show)."""
+    total = 0.0
+    for process in psutil.process_iter(["cmdline"]):
+        command = " ".join(process.info["cmdline"] or ())
+        if command.startswith("postgres: ") and f" {database} " in f"{command} ":
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                times = process.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def print_server_side(server: ServerSide, sessions: int) -> None:
+    per_session = max(sessions, 1)
+    samples = max(server.samples, 1)
+    print(
+        f"#   postgres: {server.transactions / per_session:.1f} transactions per session, "
+        f"{1000 * server.backend_cpu_seconds / per_session:.2f} ms backend CPU per session; "
+        f"on average {server.waiting_on_lock / samples:.1f} backends waiting on a lock, "
+        f"{server.idle_in_transaction / samples:.1f} idle in a transaction",
+        flush=True,
+    )
 
 
 def print_row(r: dict[str, Any]) -> None:
