@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+import psutil
 from _common import cpu_seconds, machine_line, ms, postgres_server_url, running_sandbox
 from sqlalchemy.engine import make_url
 
@@ -310,7 +311,9 @@ async def watching_server(database_url: str) -> AsyncIterator[ServerSide]:
     async def sample() -> None:
         await asyncio.sleep(START_SECONDS)  # as the clients: after they connected and warmed
         await watcher.execute("SELECT pg_stat_clear_snapshot()")
-        baseline.extend((await watcher.fetchval(count_transactions, name), cpu_seconds(name)))
+        baseline.extend(
+            (await watcher.fetchval(count_transactions, name), backend_cpu_seconds(name))
+        )
         while True:
             states = await watcher.fetch(
                 "SELECT state, wait_event_type FROM pg_stat_activity"
@@ -334,7 +337,7 @@ async def watching_server(database_url: str) -> AsyncIterator[ServerSide]:
                 await sampler
         if baseline:
             transactions_before, cpu_before = baseline
-            seen.backend_cpu_seconds = cpu_seconds(name) - cpu_before
+            seen.backend_cpu_seconds = backend_cpu_seconds(name) - cpu_before
             # A backend reports its counts to the statistics when it goes idle: a moment.
             await asyncio.sleep(1.0)
             await watcher.execute("SELECT pg_stat_clear_snapshot()")
@@ -345,7 +348,7 @@ async def watching_server(database_url: str) -> AsyncIterator[ServerSide]:
         await watcher.close()
 
 
-def cpu_seconds(database: str | None) -> float:
+def backend_cpu_seconds(database: str | None) -> float:
     """User + system CPU so far of the server's backends for ``database`` (a local server;
     0 for one whose processes this machine does not show)."""
     total = 0.0
