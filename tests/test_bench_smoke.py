@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import PostgresServer
 from tests.support.processes import clean_env
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -20,13 +21,13 @@ RATIO = r"\d+\.\d\d×"
 CPU_MS_PER_MB = r"(\d+\.\d)"
 
 
-def run_bench(script: str, *args: str) -> str:
+def run_bench(script: str, *args: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
         [sys.executable, str(BENCH / script), *args],
         capture_output=True,
         text=True,
         timeout=120,
-        env=clean_env(),
+        env={**clean_env(), **(env or {})},
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -66,3 +67,23 @@ def test_session_bench_prints_sessions_per_second(client: str) -> None:
     rows = re.findall(r"^\| sqlite \| 1 \| (\d+) \| (\d+) \| (\d+) \|", out, re.MULTILINE)
     assert [clients for clients, _, _ in rows] == ["1", "2"], out
     assert all(int(sessions) > 0 for _, sessions, _ in rows), out
+
+
+def test_session_bench_on_postgresql_prints_what_the_server_saw(postgres: PostgresServer) -> None:
+    out = run_bench(
+        "session_bench.py", "--seconds", "2.5", "--backends", "postgres", "--workers", "1",
+        "--clients", "2",
+        env={"TC_BENCH_POSTGRES_URL": postgres.url("postgres")},
+    )  # fmt: skip
+    found = re.search(r"^\| postgres \| 1 \| 2 \| (\d+) \|", out, re.MULTILINE)
+    assert found, out
+    assert int(found.group(1)) > 0, out
+    # The server side's line: read from the server's statistics and its backends' CPU.
+    server = re.search(
+        r"^#   postgres: (\d+\.\d) transactions per session, (\d+\.\d\d) ms backend CPU",
+        out,
+        re.MULTILINE,
+    )
+    assert server, out
+    assert float(server.group(1)) > 0, out
+    assert float(server.group(2)) > 0, out
