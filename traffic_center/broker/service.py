@@ -19,7 +19,7 @@ from typing import Protocol
 
 import anyio
 
-from traffic_center.broker.caller import Caller
+from traffic_center.broker.caller import Caller, SessionAsked, SessionFound
 from traffic_center.domain.errors import (
     AanleverpuntNietActief,
     FeedbackAlreadyGiven,
@@ -31,6 +31,7 @@ from traffic_center.domain.errors import (
     SessieAfwijkend,
     SessieReedsAfgemeld,
     SessionNotFound,
+    TrafficCenterError,
     WrongRole,
 )
 from traffic_center.domain.identifiers import (
@@ -349,17 +350,41 @@ class Broker:
 
     # --- the relays: documentRequest and meldenNotificatie ------------------------------------
 
+    def dossier_asks(self, sessie_id: str, request: DossierRequest) -> SessionAsked | None:
+        """The session and bron endpoint a documentRequest names, for the runner to read with
+        the caller (issue 14); None when they do not parse: ``authorise_dossier`` then reads
+        nothing and refuses them, in its order."""
+        try:
+            refuse_clear_pupil_numbers([("routeringskenmerk", request.routeringskenmerk)])
+            return SessionAsked(
+                parse_sessie_id(sessie_id), parse_routeringskenmerk(request.routeringskenmerk)
+            )
+        except TrafficCenterError:
+            return None
+
     async def authorise_dossier(
-        self, caller: Caller, sessie_id: str, request: DossierRequest, *, note: PartyNote
+        self,
+        caller: Caller,
+        sessie_id: str,
+        request: DossierRequest,
+        *,
+        note: PartyNote,
+        found: SessionFound | None = None,
     ) -> AuthorisedDossier:
-        """The relay is its own session check: doel, open session, search key, bron endpoint."""
+        """The relay is its own session check: doel, open session, search key, bron endpoint.
+
+        ``found``: the session and endpoint as read with the caller a moment ago (the runner's
+        ``asks``, from ``dossier_asks``); else they are read here."""
         # Not the keys: their form checks replace the guard (docs/zoeksleutel.md).
         refuse_clear_pupil_numbers([("routeringskenmerk", request.routeringskenmerk)])
         routeringskenmerk = parse_routeringskenmerk(request.routeringskenmerk)
         label, key = _one_key(request.zoeksleutel, request.koppelsleutel)
         # The session and the endpoint named in one read; the endpoint is judged only once
         # the session is known to be the caller's.
-        session, found = await self._visible_session_and(caller, sessie_id, routeringskenmerk)
+        if found is None:
+            session, named = await self._visible_session_and(caller, sessie_id, routeringskenmerk)
+        else:
+            session, named = _visible_to(caller, found.session), found.endpoint
         # The bron endpoint the doel named is recorded only once it is known to be the bron's:
         # else any school could be named, and would then read this transfer in GET /v1/audit.
         note.concerns(session)
@@ -372,9 +397,9 @@ class Broker:
         expected = self._keyed_hash(label, key)
         if not hmac.compare_digest(expected, session.search_key_hmac):
             raise SessieAfwijkend(f"the {label} is not the session's")
-        if found is None or not is_bron_endpoint(session, found[0]):
+        if named is None or not is_bron_endpoint(session, named[0]):
             raise OnbekendAanleverpunt(f"{routeringskenmerk} is not an endpoint of the bron")
-        endpoint, bron_school = found
+        endpoint, bron_school = named
         note.concerns(session, bron_routeringskenmerk=endpoint.routeringskenmerk)
         if not (endpoint.active and bron_school.active):
             raise AanleverpuntNietActief(f"{routeringskenmerk} is not active")

@@ -184,10 +184,15 @@ class Exchanges:
     ) -> RelayedDossier:
         """documentRequest, relayed: the record closes when the stream ends."""
         async with self._runner.run(
-            AuditType.DOSSIER, peer, role="doel", sessie_id=sessie_id, two_phase=True
+            AuditType.DOSSIER,
+            peer,
+            role="doel",
+            sessie_id=sessie_id,
+            two_phase=True,
+            asks=self._broker.dossier_asks(sessie_id, request),
         ) as ex:
             authorised = await self._broker.authorise_dossier(
-                ex.caller, sessie_id, request, note=ex.entry
+                ex.caller, sessie_id, request, note=ex.entry, found=ex.session_found
             )
             relayed = await self._dossiers.start(
                 ex, authorised, request, traceparent=passable_traceparent(traceparent)

@@ -212,8 +212,8 @@ class RegistryRepository:
         return _endpoint(row._mapping)
 
 
-def endpoint_with_school_query() -> Select[Any]:
-    """An endpoint (``match_routeringskenmerk``) and its school, in one row; also a part of
+def endpoint_with_school_query(match: str = "match_routeringskenmerk") -> Select[Any]:
+    """An endpoint (the bindparam ``match``) and its school, in one row; also a part of
     other repositories' reads (``SessionRepository.get_with_endpoint``)."""
     return (
         select(
@@ -224,7 +224,7 @@ def endpoint_with_school_query() -> Select[Any]:
             schools.c.active.label("school_active"),
         )
         .join(schools, schools.c.brin == endpoints.c.brin)
-        .where(endpoints.c.routeringskenmerk == bindparam("match_routeringskenmerk"))
+        .where(endpoints.c.routeringskenmerk == bindparam(match))
     )
 
 
