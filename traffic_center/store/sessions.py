@@ -17,6 +17,9 @@ from traffic_center.store.database import Database
 from traffic_center.store.registry import endpoint_with_school_of, endpoint_with_school_query
 from traffic_center.store.schema import sessions
 
+# A session's columns only its open reads (``_by_idempotency_key``), not ``_session``.
+_NOT_READ = frozenset({"idempotency_key", "request_fingerprint"})
+
 
 class SessionRepository:
     def __init__(self, database: Database) -> None:
@@ -30,11 +33,12 @@ class SessionRepository:
         # A relay's session and the endpoint it names, in one statement (issue 14): the
         # endpoint is independent of the session, so it is joined in as a one-row subquery.
         named = endpoint_with_school_query().subquery("named_endpoint")
+        read = [c for c in sessions.c if c.name not in _NOT_READ]
         # Its columns under names of their own: the session and the endpoint both have a
         # created_at, and rows are read by name (the store's fast path has names only).
         self._endpoint_labels = {c.name: f"named_{c.name}" for c in named.c}
         self._with_endpoint = (
-            select(sessions, *(c.label(self._endpoint_labels[c.name]) for c in named.c))
+            select(*read, *(c.label(self._endpoint_labels[c.name]) for c in named.c))
             .select_from(sessions.outerjoin(named, true()))
             .where(by_id)
         )
@@ -44,7 +48,7 @@ class SessionRepository:
         self._caller_labels = {c.name: f"caller_{c.name}" for c in caller.c}
         self._with_caller = select(
             *(c.label(self._caller_labels[c.name]) for c in caller.c),
-            sessions,
+            *read,
             *(c.label(self._endpoint_labels[c.name]) for c in named.c),
         ).select_from(caller.outerjoin(sessions, by_id).outerjoin(named, true()))
         self._by_idempotency = select(sessions).where(
