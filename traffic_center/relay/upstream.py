@@ -74,14 +74,12 @@ class UpstreamClient:
         # The transport does the pooling and TLS; each request carries its timeouts, as
         # httpx's client would hand them over.
         self._transport = transport
-        self._timeouts = {
-            "timeout": httpx.Timeout(
-                connect=limits.connect_timeout_seconds,
-                read=limits.read_timeout_seconds,
-                write=limits.read_timeout_seconds,
-                pool=limits.connect_timeout_seconds,
-            ).as_dict()
-        }
+        self._timeouts = httpx.Timeout(
+            connect=limits.connect_timeout_seconds,
+            read=limits.read_timeout_seconds,
+            write=limits.read_timeout_seconds,
+            pool=limits.connect_timeout_seconds,
+        ).as_dict()
         self._default_headers = default_request_headers(user_agent)
         self._url = functools.lru_cache(maxsize=_PARSED_URLS)(httpx.URL)
         # Dossiers are hashed here, beside the event loop (relay/metering.py); one thread keeps
@@ -119,7 +117,7 @@ class UpstreamClient:
             headers=with_defaults(
                 {**headers, "Content-Type": "application/json"}, self._default_headers
             ),
-            extensions=self._timeouts,
+            extensions={"timeout": self._timeouts},  # a request's own: httpx keeps it
         )
         try:
             response = await self._transport.handle_async_request(request)
