@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import uuid
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -14,6 +15,8 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 from tests.conftest import DatabaseFactory
 from tests.support.builders import granted_session
 from traffic_center.admin.store import open_store
+from traffic_center.domain.identifiers import EndpointKind, Sector
+from traffic_center.domain.models import Endpoint, School
 from traffic_center.domain.results import ResultCode
 from traffic_center.domain.sessions import close
 from traffic_center.settings import Settings
@@ -66,6 +69,39 @@ async def test_a_closed_session_cannot_be_closed_again_by_another_node(store: St
     assert stored is not None
     assert stored.result is ResultCode.OVERDRACHT_GESLAAGD
     assert stored.expires_at.tzinfo is not None
+
+
+async def test_a_relay_s_caller_session_and_endpoint_are_one_read(store: Store) -> None:
+    """The caller's endpoint and school, the session and the endpoint it names: each None
+    where the store holds none, and nothing but the caller's without the caller's."""
+    now = dt.datetime.now(dt.UTC)
+    doel, bron = "1" * 20, "3" * 20
+    await store.registry.add_school(School("12AB", "Doel", Sector.VO, None, True), at=now)
+    await store.registry.add_school(School("34CD", "Bron", Sector.PO, None, False), at=now)
+    await store.registry.add_endpoint(
+        Endpoint(doel, "12AB", "https://doel.example", EndpointKind.OV, True), at=now
+    )
+    await store.registry.add_endpoint(
+        Endpoint(bron, "34CD", "https://bron.example", EndpointKind.OV, True), at=now
+    )
+    session = granted_session(now)
+    await store.sessions.create(session, idempotency_key=None, fingerprint="x")
+
+    caller, found, named = await store.sessions.with_caller(doel, session.sessie_id, bron)
+    assert caller is not None
+    assert found is not None
+    assert named is not None
+    assert (caller[0].routeringskenmerk, caller[1].brin, caller[1].active) == (doel, "12AB", True)
+    assert found == await store.sessions.get(session.sessie_id)
+    assert (named[0].url, named[1].brin, named[1].active) == ("https://bron.example", "34CD", False)
+    assert await store.sessions.with_caller(doel, session.sessie_id, "9" * 20) == (
+        caller,
+        found,
+        None,
+    )
+    assert await store.sessions.with_caller(doel, str(uuid.uuid4()), bron) == (caller, None, None)
+    assert await store.sessions.with_caller(bron, session.sessie_id, doel) == (named, found, caller)
+    assert await store.sessions.with_caller("9" * 20, session.sessie_id, bron) == (None, None, None)
 
 
 async def test_rate_limit_counter_counts_per_bucket_and_window(store: Store) -> None:

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from traffic_center.broker.caller import Caller, CertificateIdentity, Peer
+from traffic_center.broker.caller import (
+    Caller,
+    CertificateIdentity,
+    Peer,
+    SessionAsked,
+    SessionFound,
+)
 from traffic_center.domain.errors import (
     CallerRefused,
     CertificateExpired,
@@ -38,7 +44,13 @@ from traffic_center.domain.errors import (
     ForwardedCertificateMissing,
     ForwardedCertificateRefused,
 )
-from traffic_center.domain.models import CertificateRecord, CertificateRole, CertificateStatus
+from traffic_center.domain.models import (
+    CertificateRecord,
+    CertificateRole,
+    CertificateStatus,
+    Endpoint,
+    School,
+)
 from traffic_center.pki.inspect import (
     certificate_from_client_cert_header,
     endpoint_names_agree,
@@ -121,14 +133,18 @@ class Authenticator:
         """Rule 1: the certificate must belong to an active endpoint of an active school."""
         identity = await self.identify(peer)
         registered = await self._store.registry.endpoint_with_school(identity.routeringskenmerk)
-        if registered is None:
-            raise EndpointNotRegistered()
-        endpoint, school = registered
-        if school.brin != identity.brin:  # the OU names another school than the inventory
-            raise CertificateInconsistent()
-        if not school.active or not endpoint.active:
-            raise EndpointInactive()
-        return Caller(identity=identity, endpoint=endpoint, school=school)
+        return _bound(identity, registered)
+
+    async def caller_and_session(
+        self, peer: Peer, asked: SessionAsked
+    ) -> tuple[Caller, SessionFound]:
+        """``caller``, with the session and endpoint a relay names read in the same statement
+        (issue 14): the session is read as before, at once, but not on its own."""
+        identity = await self.identify(peer)
+        registered, session, endpoint = await self._store.sessions.with_caller(
+            identity.routeringskenmerk, asked.sessie_id, asked.routeringskenmerk
+        )
+        return _bound(identity, registered), SessionFound(session, endpoint)
 
     def certificate_on_record(self, peer: Peer, refused: CallerRefused) -> x509.Certificate | None:
         """Whose refusal the record shows: the forwarded certificate's once the proxy was
@@ -188,6 +204,18 @@ class Authenticator:
         record = await self._store.certificates.get(serial)
         self._cache[serial] = (now, record)
         return record
+
+
+def _bound(identity: CertificateIdentity, registered: tuple[Endpoint, School] | None) -> Caller:
+    """Rule 1's registration checks of a certificate's endpoint, as read."""
+    if registered is None:
+        raise EndpointNotRegistered()
+    endpoint, school = registered
+    if school.brin != identity.brin:  # the OU names another school than the inventory
+        raise CertificateInconsistent()
+    if not school.active or not endpoint.active:
+        raise EndpointInactive()
+    return Caller(identity=identity, endpoint=endpoint, school=school)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from traffic_center.domain.models import Endpoint, School
+from traffic_center.domain.models import Endpoint, School, Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +52,21 @@ class Caller:
     @property
     def brin(self) -> str:
         return self.school.brin
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAsked:
+    """The session, and the endpoint in it, a relay request names (parsed): read with the
+    caller's registration in one statement (issue 14), judged by the broker afterwards."""
+
+    sessie_id: str
+    routeringskenmerk: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFound:
+    """What the store held for a ``SessionAsked``, read with the caller: the session (None:
+    no such session) and the endpoint named, with its school (None: no such endpoint)."""
+
+    session: Session | None
+    endpoint: tuple[Endpoint, School] | None

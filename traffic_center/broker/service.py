@@ -19,7 +19,7 @@ from typing import Protocol
 
 import anyio
 
-from traffic_center.broker.caller import Caller
+from traffic_center.broker.caller import Caller, SessionAsked, SessionFound
 from traffic_center.domain.errors import (
     AanleverpuntNietActief,
     FeedbackAlreadyGiven,
@@ -31,6 +31,7 @@ from traffic_center.domain.errors import (
     SessieAfwijkend,
     SessieReedsAfgemeld,
     SessionNotFound,
+    TrafficCenterError,
     WrongRole,
 )
 from traffic_center.domain.identifiers import (
@@ -349,17 +350,39 @@ class Broker:
 
     # --- the relays: documentRequest and meldenNotificatie ------------------------------------
 
+    def dossier_asks(self, sessie_id: str, request: DossierRequest) -> SessionAsked | None:
+        """The session and bron endpoint a documentRequest names, for the runner to read with
+        the caller (issue 14); None when they do not parse: ``authorise_dossier`` then reads
+        nothing and refuses them, in its order."""
+        return _asks(sessie_id, "routeringskenmerk", request.routeringskenmerk)
+
+    def notification_asks(self, request: NotificationRequest) -> SessionAsked | None:
+        """``dossier_asks`` for meldenNotificatieRequest: its session and doel endpoint."""
+        return _asks(request.sessie_id, "doel_routeringskenmerk", request.doel_routeringskenmerk)
+
     async def authorise_dossier(
-        self, caller: Caller, sessie_id: str, request: DossierRequest, *, note: PartyNote
+        self,
+        caller: Caller,
+        sessie_id: str,
+        request: DossierRequest,
+        *,
+        note: PartyNote,
+        read: SessionFound | None = None,
     ) -> AuthorisedDossier:
-        """The relay is its own session check: doel, open session, search key, bron endpoint."""
+        """The relay is its own session check: doel, open session, search key, bron endpoint.
+
+        ``read``: the session and endpoint as read with the caller a moment ago (the runner's
+        ``asks``, from ``dossier_asks``); else they are read here."""
         # Not the keys: their form checks replace the guard (docs/zoeksleutel.md).
         refuse_clear_pupil_numbers([("routeringskenmerk", request.routeringskenmerk)])
         routeringskenmerk = parse_routeringskenmerk(request.routeringskenmerk)
         label, key = _one_key(request.zoeksleutel, request.koppelsleutel)
         # The session and the endpoint named in one read; the endpoint is judged only once
         # the session is known to be the caller's.
-        session, found = await self._visible_session_and(caller, sessie_id, routeringskenmerk)
+        if read is None:
+            session, named = await self._visible_session_and(caller, sessie_id, routeringskenmerk)
+        else:
+            session, named = _visible_to(caller, read.session), read.endpoint
         # The bron endpoint the doel named is recorded only once it is known to be the bron's:
         # else any school could be named, and would then read this transfer in GET /v1/audit.
         note.concerns(session)
@@ -372,28 +395,36 @@ class Broker:
         expected = self._keyed_hash(label, key)
         if not hmac.compare_digest(expected, session.search_key_hmac):
             raise SessieAfwijkend(f"the {label} is not the session's")
-        if found is None or not is_bron_endpoint(session, found[0]):
+        if named is None or not is_bron_endpoint(session, named[0]):
             raise OnbekendAanleverpunt(f"{routeringskenmerk} is not an endpoint of the bron")
-        endpoint, bron_school = found
+        endpoint, bron_school = named
         note.concerns(session, bron_routeringskenmerk=endpoint.routeringskenmerk)
         if not (endpoint.active and bron_school.active):
             raise AanleverpuntNietActief(f"{routeringskenmerk} is not active")
         return AuthorisedDossier(session, endpoint, bron_school)
 
     async def authorise_notification(
-        self, caller: Caller, request: NotificationRequest, *, note: PartyNote
+        self,
+        caller: Caller,
+        request: NotificationRequest,
+        *,
+        note: PartyNote,
+        read: SessionFound | None = None,
     ) -> AuthorisedNotification:
         """Rule 6: only to the doel endpoint that asked this bron, in that very session.
 
         The session may have been closed since (typically with DossierNogNietGereed): that is
-        the point of a notification.
+        the point of a notification. ``read``: as ``authorise_dossier``'s.
         """
         # A sessie_id is a UUID (parsed below); only the free-text field can hide a number.
         refuse_clear_pupil_numbers([("doel_routeringskenmerk", request.doel_routeringskenmerk)])
         doel_routeringskenmerk = parse_routeringskenmerk(request.doel_routeringskenmerk)
-        session, found = await self._store.sessions.get_with_endpoint(
-            parse_sessie_id(request.sessie_id), doel_routeringskenmerk
-        )
+        if read is None:
+            session, found = await self._store.sessions.get_with_endpoint(
+                parse_sessie_id(request.sessie_id), doel_routeringskenmerk
+            )
+        else:
+            session, found = read.session, read.endpoint
         if session is None or not is_bron_endpoint(session, caller.endpoint):
             raise SessionNotFound()  # rule 4: not yours, so it does not exist
         note.concerns(session, bron_routeringskenmerk=caller.routeringskenmerk)
@@ -553,6 +584,16 @@ def keyed_hash(secret: bytes, label: str, value: str) -> str:
     qualification can find a test pupil's sessions again from its zoeksleutel."""
     message = f"{label}:{value}".encode()
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def _asks(sessie_id: str, field: str, routeringskenmerk: str) -> SessionAsked | None:
+    """The session and endpoint a relay request names, parsed; None when they do not parse
+    (the broker refuses them then, in its order, as without the read ahead)."""
+    try:
+        refuse_clear_pupil_numbers([(field, routeringskenmerk)])
+        return SessionAsked(parse_sessie_id(sessie_id), parse_routeringskenmerk(routeringskenmerk))
+    except TrafficCenterError:
+        return None
 
 
 def _visible_to(caller: Caller, session: Session | None) -> Session:

@@ -37,7 +37,13 @@ import structlog
 from traffic_center.audit.entry import AuditEntry
 from traffic_center.audit.trail import AuditTrail
 from traffic_center.broker.authenticator import Authenticator
-from traffic_center.broker.caller import Caller, CertificateIdentity, Peer
+from traffic_center.broker.caller import (
+    Caller,
+    CertificateIdentity,
+    Peer,
+    SessionAsked,
+    SessionFound,
+)
 from traffic_center.broker.rate_limits import Admission, RateLimiter
 from traffic_center.domain.audit import DOEL_DISCONNECTED, INTERNAL_ERROR, AuditRecord, AuditType
 from traffic_center.domain.errors import (
@@ -100,6 +106,9 @@ class Exchange:
         # The rate-limit hit ``open`` counts with the started record; the runner counts it
         # if the exchange ends before that (``ExchangeRunner._end_with_error``).
         self.uncounted = uncounted
+        # The session the exchange named, read with the caller (``ExchangeRunner.run``'s
+        # ``asks``); None when it was not asked for.
+        self.session_found: SessionFound | None = None
         # ``open`` found the caller over its budget: a refusal, without a record of its own.
         self.limited = False
         self.outcome: tuple[str, int] | None = None
@@ -181,17 +190,19 @@ class ExchangeRunner:
         role: Role,
         sessie_id: str | None = None,
         two_phase: bool = False,
+        asks: SessionAsked | None = None,
     ) -> AsyncIterator[Exchange]:
         """Authenticate the peer, open the record, run the body, close the record.
 
         ``two_phase``: the body calls ``open()`` once authorised, just before forwarding;
-        otherwise the log is proven writable before the body runs.
+        otherwise the log is proven writable before the body runs. ``asks``: a session the
+        body will judge, read with the caller's registration (``Exchange.session_found``).
         """
         entry = self._audit.begin(kind, caller_serial=None)
         # The session asked about, even when refused; only a well-formed id is kept.
         with contextlib.suppress(InvalidInput):
             entry.sessie_id = parse_sessie_id(sessie_id) if sessie_id is not None else None
-        caller = await self._authenticate(peer, entry)
+        caller, found = await self._authenticate(peer, entry, asks)
         _file_under(entry, caller, role)
         admission = self._limiter.admission(_ROUTE_OF[kind], caller.routeringskenmerk)
         counted_with_started = two_phase and kind in _COUNTED_WITH_STARTED
@@ -207,6 +218,7 @@ class ExchangeRunner:
             relayed=two_phase,
             uncounted=admission if counted_with_started else None,
         )
+        exchange.session_found = found
         try:
             yield exchange
         except TrafficCenterError as error:
@@ -240,10 +252,14 @@ class ExchangeRunner:
         await self._admit(admission, identity.serial, None, prove_writable=False)
         return identity
 
-    async def _authenticate(self, peer: Peer, entry: AuditEntry) -> Caller:
+    async def _authenticate(
+        self, peer: Peer, entry: AuditEntry, asks: SessionAsked | None
+    ) -> tuple[Caller, SessionFound | None]:
         """Rule 1; a refused caller is recorded as such, a store outage as the exchange."""
         try:
-            return await self._authenticator.caller(peer)
+            if asks is not None:
+                return await self._authenticator.caller_and_session(peer, asks)
+            return await self._authenticator.caller(peer), None
         except CallerRefused as refused:
             await self._refused(refused, peer)
             raise

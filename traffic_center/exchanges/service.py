@@ -184,10 +184,15 @@ class Exchanges:
     ) -> RelayedDossier:
         """documentRequest, relayed: the record closes when the stream ends."""
         async with self._runner.run(
-            AuditType.DOSSIER, peer, role="doel", sessie_id=sessie_id, two_phase=True
+            AuditType.DOSSIER,
+            peer,
+            role="doel",
+            sessie_id=sessie_id,
+            two_phase=True,
+            asks=self._broker.dossier_asks(sessie_id, request),
         ) as ex:
             authorised = await self._broker.authorise_dossier(
-                ex.caller, sessie_id, request, note=ex.entry
+                ex.caller, sessie_id, request, note=ex.entry, read=ex.session_found
             )
             relayed = await self._dossiers.start(
                 ex, authorised, request, traceparent=passable_traceparent(traceparent)
@@ -200,10 +205,15 @@ class Exchanges:
     ) -> NotificationDelivered:
         """meldenNotificatieRequest, relayed to the doel endpoint that asked."""
         async with self._runner.run(
-            AuditType.NOTIFICATION, peer, role="bron", sessie_id=request.sessie_id, two_phase=True
+            AuditType.NOTIFICATION,
+            peer,
+            role="bron",
+            sessie_id=request.sessie_id,
+            two_phase=True,
+            asks=self._broker.notification_asks(request),
         ) as ex:
             authorised = await self._broker.authorise_notification(
-                ex.caller, request, note=ex.entry
+                ex.caller, request, note=ex.entry, read=ex.session_found
             )
             resultaat = await self._notifications.deliver(
                 ex, authorised, traceparent=passable_traceparent(traceparent)

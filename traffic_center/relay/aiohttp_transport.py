@@ -24,6 +24,7 @@ is a few hundred bytes of JSON, which the socket takes without waiting.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import AsyncIterator
 
@@ -114,14 +115,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 def _timeouts(request: httpx.Request) -> aiohttp.ClientTimeout:
     """The request's httpx timeouts in aiohttp's terms; ``None`` waits for ever in both."""
     given: dict[str, float | None] = request.extensions.get("timeout", {})
-    connect, pool = given.get("connect"), given.get("pool")
+    return _client_timeout(given.get("connect"), given.get("pool"), given.get("read"))
+
+
+# Every relay asks with the node's same timeouts: made once (an attrs object, immutable).
+@functools.lru_cache(maxsize=16)
+def _client_timeout(
+    connect: float | None, pool: float | None, read: float | None
+) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
         total=None,
         # aiohttp's ``connect`` covers waiting for a pooled connection and making one;
         # ``sock_connect`` the TCP connect and TLS handshake alone, httpx's connect timeout.
         connect=None if connect is None or pool is None else connect + pool,
         sock_connect=connect,
-        sock_read=given.get("read"),
+        sock_read=read,
     )
 
 

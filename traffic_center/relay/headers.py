@@ -42,13 +42,20 @@ def forwardable_answer_headers(headers: httpx.Headers) -> dict[str, str]:
     }
 
 
-def clear_default_headers(client: httpx.AsyncClient, user_agent: str) -> None:
-    """httpx adds Accept, Accept-Encoding, Connection and User-Agent; we send only our own.
+def default_request_headers(user_agent: str) -> dict[str, str]:
+    """What every request upstream carries besides its own headers: only these, not httpx's
+    or aiohttp's defaults (Accept, Connection...).
 
     ``Accept-Encoding: identity`` because the relay passes bytes through as they come and the
     SHA-256 is of those bytes; no ``Expect`` is ever sent (httpx never adds one).
     """
-    for name in list(client.headers):
-        del client.headers[name]
-    client.headers["User-Agent"] = user_agent
-    client.headers["Accept-Encoding"] = "identity"
+    return {"User-Agent": user_agent, "Accept-Encoding": "identity"}
+
+
+def with_defaults(headers: dict[str, str], defaults: dict[str, str]) -> dict[str, str]:
+    """``defaults`` first, then ``headers``; a header of the request's own wins over a
+    default of the same name in any case, as httpx's client merged them."""
+    given = {name.lower() for name in headers}
+    merged = {name: value for name, value in defaults.items() if name.lower() not in given}
+    merged.update(headers)
+    return merged

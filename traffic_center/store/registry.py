@@ -25,6 +25,10 @@ _ENDPOINT_PREFIX = "endpoint_"
 _ENDPOINT_LABELS = tuple((c.name, _ENDPOINT_PREFIX + c.name) for c in endpoints.c)
 
 
+# The columns an Endpoint is made of (``_endpoint``).
+_ENDPOINT_FIELDS = ("routeringskenmerk", "brin", "url", "kind", "active")
+
+
 class RegistryRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -212,19 +216,21 @@ class RegistryRepository:
         return _endpoint(row._mapping)
 
 
-def endpoint_with_school_query() -> Select[Any]:
-    """An endpoint (``match_routeringskenmerk``) and its school, in one row; also a part of
+def endpoint_with_school_query(match: str = "match_routeringskenmerk") -> Select[Any]:
+    """An endpoint (the bindparam ``match``) and its school, in one row; also a part of
     other repositories' reads (``SessionRepository.get_with_endpoint``)."""
     return (
         select(
-            endpoints,
+            # What ``_endpoint`` reads, no more: every other column is a value to convert
+            # (two timestamps) on every request, for nothing.
+            *(endpoints.c[name] for name in _ENDPOINT_FIELDS),
             schools.c.name,
             schools.c.sector,
             schools.c.board,
             schools.c.active.label("school_active"),
         )
         .join(schools, schools.c.brin == endpoints.c.brin)
-        .where(endpoints.c.routeringskenmerk == bindparam("match_routeringskenmerk"))
+        .where(endpoints.c.routeringskenmerk == bindparam(match))
     )
 
 

@@ -17,6 +17,9 @@ from traffic_center.store.database import Database
 from traffic_center.store.registry import endpoint_with_school_of, endpoint_with_school_query
 from traffic_center.store.schema import sessions
 
+# A session's columns only its open reads (``_by_idempotency_key``), not ``_session``.
+_NOT_READ = frozenset({"idempotency_key", "request_fingerprint"})
+
 
 class SessionRepository:
     def __init__(self, database: Database) -> None:
@@ -30,14 +33,24 @@ class SessionRepository:
         # A relay's session and the endpoint it names, in one statement (issue 14): the
         # endpoint is independent of the session, so it is joined in as a one-row subquery.
         named = endpoint_with_school_query().subquery("named_endpoint")
+        read = [c for c in sessions.c if c.name not in _NOT_READ]
         # Its columns under names of their own: the session and the endpoint both have a
         # created_at, and rows are read by name (the store's fast path has names only).
         self._endpoint_labels = {c.name: f"named_{c.name}" for c in named.c}
         self._with_endpoint = (
-            select(sessions, *(c.label(self._endpoint_labels[c.name]) for c in named.c))
+            select(*read, *(c.label(self._endpoint_labels[c.name]) for c in named.c))
             .select_from(sessions.outerjoin(named, true()))
             .where(by_id)
         )
+        # The same, beside the caller's own endpoint and school: a relay's identity check
+        # and its session read are one statement (issue 14). No caller row, no row at all.
+        caller = endpoint_with_school_query("match_caller").subquery("caller_endpoint")
+        self._caller_labels = {c.name: f"caller_{c.name}" for c in caller.c}
+        self._with_caller = select(
+            *(c.label(self._caller_labels[c.name]) for c in caller.c),
+            *read,
+            *(c.label(self._endpoint_labels[c.name]) for c in named.c),
+        ).select_from(caller.outerjoin(sessions, by_id).outerjoin(named, true()))
         self._by_idempotency = select(sessions).where(
             sessions.c.doel_routeringskenmerk == bindparam("match_doel"),
             sessions.c.idempotency_key == bindparam("match_key"),
@@ -107,8 +120,31 @@ class SessionRepository:
         labels = self._endpoint_labels
         if mapping[labels["routeringskenmerk"]] is None:
             return _session(mapping), None
-        endpoint = {name: mapping[label] for name, label in labels.items()}
-        return _session(mapping), endpoint_with_school_of(endpoint)
+        return _session(mapping), endpoint_with_school_of(_labelled(mapping, labels))
+
+    async def with_caller(
+        self, caller_routeringskenmerk: str, sessie_id: str, routeringskenmerk: str
+    ) -> tuple[tuple[Endpoint, School] | None, Session | None, tuple[Endpoint, School] | None]:
+        """The caller's endpoint with its school, and ``get_with_endpoint``'s session and
+        named endpoint, in one read (issue 14); without the caller's endpoint nothing else
+        is looked up. Read now, never cached: a deactivation counts at once."""
+        values = {
+            "match_caller": caller_routeringskenmerk,
+            "match_sessie_id": sessie_id,
+            "match_routeringskenmerk": routeringskenmerk,
+        }
+        async with self._db.transaction(read_only=True) as conn:
+            row = (await conn.execute(self._with_caller, values)).first()
+        if row is None:
+            return None, None, None
+        mapping = row._mapping
+        caller = endpoint_with_school_of(_labelled(mapping, self._caller_labels))
+        if mapping["sessie_id"] is None:
+            return caller, None, None
+        labels = self._endpoint_labels
+        if mapping[labels["routeringskenmerk"]] is None:
+            return caller, _session(mapping), None
+        return caller, _session(mapping), endpoint_with_school_of(_labelled(mapping, labels))
 
     async def transition(self, session: Session) -> bool:
         """Store the new state only if the stored one is still open; False if it was not."""
@@ -203,6 +239,11 @@ def _columns(session: Session) -> dict[str, Any]:
         "result": session.result.value if session.result else None,
         "result_routeringskenmerk": session.result_routeringskenmerk,
     }
+
+
+def _labelled(row: Any, labels: dict[str, str]) -> dict[str, Any]:
+    """One joined part of a row, under its own column names."""
+    return {name: row[label] for name, label in labels.items()}
 
 
 def _session(row: Any) -> Session:
