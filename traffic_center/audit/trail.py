@@ -100,7 +100,10 @@ class AuditTrail:
         # batch: there one append at a time, whose writer first lets the requests already
         # under way on the loop queue their records behind it (``_append_together``).
         self._gathers = not store.database.transactions_yield
-        self.max_in_flight = 1 if self._gathers else MAX_IN_FLIGHT
+        # Optimistic appends (PostgreSQL) hold the head's lock for one statement only, and two
+        # of this process in flight at once would chain on the same head: one at a time.
+        one_at_a_time = self._gathers or store.audit.optimistic
+        self.max_in_flight = 1 if one_at_a_time else MAX_IN_FLIGHT
         # The last write's verdict: readiness reads it, so a probe never waits on the store.
         self._failing = False
         # When a write last succeeded (monotonic): readiness notices a store that stopped

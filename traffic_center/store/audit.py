@@ -9,10 +9,24 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.selectable import Select
+from sqlalchemy.types import String, TypeEngine
 
 from traffic_center.domain.audit import (
     TWO_PHASE_TYPES,
@@ -28,7 +42,11 @@ from traffic_center.store.database import Database, StoreConnection
 from traffic_center.store.schema import audit_head, audit_open, audit_records, nodes
 
 _RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(AuditRecord))
+_INSERTED_COLUMNS = (*_RECORD_FIELDS, "prev_hash", "hash")
 _BATCH = 1000
+# Optimistic appends on PostgreSQL that may find the head moved before one falls back to
+# the locked transaction (so every append gets through, however busy the other nodes are).
+_OPTIMISTIC_MISSES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +55,16 @@ class ChainHead:
     last_hash: str
     count: int
     key_id: str | None = None  # the key that must sign the next record; None before key ids
+
+
+@dataclass(frozen=True, slots=True)
+class _ChainedBatch:
+    """Records signed and chained on a head, as the rows of one INSERT."""
+
+    rows: list[dict[str, Any]]
+    signed: list[AuditRecord]
+    last_hash: str  # the head after them
+    chain_key: str | None  # the key that signs the record after them
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +79,16 @@ class AuditRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
         self._hot = _HotStatements()
+        # The head (hash, key id) this process last wrote or saw: what an optimistic append
+        # on PostgreSQL chains on (``_append_if_head``); read at the first.
+        self._expected: tuple[str, str | None] | None = None
+
+    @property
+    def optimistic(self) -> bool:
+        """Whether appends are optimistic, each one statement that writes only if the head
+        is still the one this process expects (PostgreSQL): then two of one process in
+        flight at once would miss each other, and one at a time gathers the rest."""
+        return self._db.dialect == "postgresql"
 
     async def append(self, record: AuditRecord, *, secret: bytes) -> None:
         """Add the record at the end of the chain; one writer at a time holds the head.
@@ -60,8 +98,7 @@ class AuditRepository:
         chain's head says another key signs the next record (nothing is written then).
         """
         try:
-            async with self._db.transaction() as conn:
-                await self.append_in(conn, record, secret=secret)
+            await self._append_records((record,), secret=secret)
         except IntegrityError:
             if not await self.holds(record):
                 raise
@@ -70,9 +107,59 @@ class AuditRepository:
         """``append`` for several records in one transaction (the trail's group commit,
         issue 14): the head locked once, each record chained on the one before it, the head
         advanced once. All or nothing: an IntegrityError (one is in the log already, after a
-        lost commit) or an AuditKeyMismatch is the caller's to sort out record by record."""
+        lost commit) or an AuditKeyMismatch is the caller's to sort out record by record.
+
+        On PostgreSQL first optimistically, one statement at a time (``_append_if_head``);
+        after a few misses, in the locked transaction that always gets through."""
+        await self._append_records(records, secret=secret)
+
+    async def _append_records(self, records: Sequence[AuditRecord], *, secret: bytes) -> None:
+        if not records:
+            return
+        if self.optimistic:
+            expected = self._expected
+            if expected is None:
+                read = await self.head()
+                expected = (read.last_hash, read.key_id)
+            for _attempt in range(_OPTIMISTIC_MISSES):
+                try:
+                    found = await self._append_if_head(records, expected, secret=secret)
+                except AuditKeyMismatch:
+                    break  # maybe only against a stale head: the locked head decides
+                if found is None:
+                    return
+                expected = self._expected = found
         async with self._db.transaction() as conn:
-            await self.append_all_in(conn, records, secret=secret)
+            head = await self.append_all_in(conn, records, secret=secret)
+        self._expected = head
+
+    async def _append_if_head(
+        self, records: Sequence[AuditRecord], expected: tuple[str, str | None], *, secret: bytes
+    ) -> tuple[str, str | None] | None:
+        """The records chained on the ``expected`` head (hash, key id), in one autocommit
+        statement that writes them only if the head is still that one: None when it was
+        (the head is then theirs, ``self._expected``), else the head it found.
+
+        The head's row lock is held only while the statement runs, not across the round
+        trips and the event loop's turns of a transaction: on PostgreSQL with two workers
+        every append queued on it, five backends waiting at a time (issue 14)."""
+        expected_hash, expected_key = expected
+        batch = _chain(records, expected_hash, expected_key, secret=secret)
+        values = {
+            **_columnwise(batch.rows),
+            "expected_hash": expected_hash,
+            "expected_key_id": expected_key,
+            "new_last_hash": batch.last_hash,
+            "new_key_id": batch.chain_key,
+            "added": len(batch.rows),
+        }
+        async with self._db.transaction(single_statement=True) as conn:
+            returned = (await conn.execute(self._hot.append_if_head(), values)).all()
+        if returned[0].id is None:  # the head moved: chain on the one it is now
+            return str(returned[0].head_hash), returned[0].head_key_id
+        self._expected = (batch.last_hash, batch.chain_key)
+        _ids_in_order(returned, batch.signed)
+        return None
 
     async def append_in(self, conn: StoreConnection, record: AuditRecord, *, secret: bytes) -> None:
         """``append`` inside the caller's write transaction (``Store.count_and_start``); an
@@ -81,27 +168,21 @@ class AuditRepository:
 
     async def append_all_in(
         self, conn: StoreConnection, records: Sequence[AuditRecord], *, secret: bytes
-    ) -> None:
+    ) -> tuple[str, str | None]:
         """The records chained in order under one lock of the head, in the caller's write
-        transaction. Each must be signed by the key the chain names at its place: a
-        KEY_ROTATED record hands the next one to its new key."""
+        transaction; the head (hash, key id) after them. Each must be signed by the key the
+        chain names at its place: a KEY_ROTATED record hands the next one to its new key."""
         hot = self._hot
-        signing_key = key_id(secret)
         head = (await conn.execute(hot.locked_head)).one()
-        chain_key, last_hash = head.key_id, str(head.last_hash)
-        rows, signed_records = [], []
-        for record in records:
-            signed = dataclasses.replace(record, key_id=signing_key)
-            _ensure_signing_key(chain_key, signing_key)
-            record_hash = chain_hash(secret, last_hash, signed)
-            rows.append({**_columns(signed), "prev_hash": last_hash, "hash": record_hash})
-            signed_records.append(signed)
-            last_hash = record_hash
-            # A rotation record is the old key's last: from here on the new key signs.
-            chain_key = signed.subject if signed.type is AuditType.KEY_ROTATED else signing_key
+        batch = _chain(records, str(head.last_hash), head.key_id, secret=secret)
+        rows, signed_records = batch.rows, batch.signed
         if not rows:
-            return
-        head_values = {"new_last_hash": last_hash, "new_key_id": chain_key, "added": len(rows)}
+            return str(head.last_hash), head.key_id
+        head_values = {
+            "new_last_hash": batch.last_hash,
+            "new_key_id": batch.chain_key,
+            "added": len(rows),
+        }
         # One INSERT for the whole batch: a round trip, not one per record, with the head's
         # lock held (on PostgreSQL each waits for a busy event loop to come by as well). On
         # PostgreSQL the head advances in the same statement (a data-modifying CTE; SQLite
@@ -117,6 +198,7 @@ class AuditRepository:
             await conn.execute(hot.advance_head, {"new_last_id": ids[-1], **head_values})
         for signed, record_id in zip(signed_records, ids, strict=True):
             await _track_open(conn, hot, signed, record_id)
+        return batch.last_hash, batch.chain_key
 
     async def holds(self, record: AuditRecord) -> bool:
         """Whether the record is in the log already: an append retried after a commit whose
@@ -312,11 +394,42 @@ class AuditRepository:
             )
 
 
+def _chain(
+    records: Sequence[AuditRecord], last_hash: str, chain_key: str | None, *, secret: bytes
+) -> _ChainedBatch:
+    """The records signed with ``secret`` and chained in order on the head ``last_hash``,
+    whose next record ``chain_key`` signs; AuditKeyMismatch when that is another key."""
+    signing_key = key_id(secret)
+    rows, signed_records = [], []
+    for record in records:
+        signed = dataclasses.replace(record, key_id=signing_key)
+        _ensure_signing_key(chain_key, signing_key)
+        record_hash = chain_hash(secret, last_hash, signed)
+        rows.append({**_columns(signed), "prev_hash": last_hash, "hash": record_hash})
+        signed_records.append(signed)
+        last_hash = record_hash
+        # A rotation record is the old key's last: from here on the new key signs.
+        chain_key = signed.subject if signed.type is AuditType.KEY_ROTATED else signing_key
+    return _ChainedBatch(rows, signed_records, last_hash, chain_key)
+
+
 def _numbered(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A batch's rows as the parameters of ``insert_records``: each key with the row's index."""
     return {
         f"{name}_{index}": value for index, row in enumerate(rows) for name, value in row.items()
     }
+
+
+def _unbounded(column_type: TypeEngine[Any]) -> TypeEngine[Any]:
+    """A string column's type without its length, for the array a batch comes in: a cast
+    to VARCHAR(n)[] would cut a value that is too long, where the INSERT into the column
+    refuses it (and the trail sets that record aside, its hash intact)."""
+    return String() if isinstance(column_type, String) else column_type
+
+
+def _columnwise(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """A batch's rows as the parameters of ``append_if_head``: one list per column."""
+    return {f"{name}_rows": [row[name] for row in rows] for name in _INSERTED_COLUMNS}
 
 
 def _ids_in_order(returned: Sequence[Any], records: Sequence[AuditRecord]) -> list[int]:
@@ -387,6 +500,7 @@ class _HotStatements:
         self._the_head = the_head
         self._insert_records: dict[int, Insert] = {}
         self._insert_and_advance: dict[int, Select[Any]] = {}
+        self._append_if_head: Select[Any] | None = None
         self.open_exchange = insert(audit_open)
         self.close_exchange = delete(audit_open).where(
             audit_open.c.transaction_id == bindparam("match_transaction_id")
@@ -459,6 +573,130 @@ class _HotStatements:
             ).add_cte(advanced)
             statement = self._insert_and_advance[count] = built
         return statement
+
+    def append_if_head(self) -> Select[Any]:
+        """The records inserted, the head advanced and the open exchanges tracked, in one
+        statement (PostgreSQL), only if the head is still ``expected_hash`` and
+        ``expected_key_id``. It answers the records' ids (and the head before them), or one
+        row without an id and with the head as it is. The records come as one array per
+        column (``_columnwise``): one statement, compiled and prepared once, for any batch.
+
+        The head CTE locks the row FOR UPDATE; under READ COMMITTED one that another append
+        changed meanwhile is read again once it commits, so the check sees the newest head.
+        The other parts read the statement's snapshot, taken before that wait: enough, as
+        an exchange's started record (its open row) commits before its final record exists.
+        """
+        if self._append_if_head is None:
+            self._append_if_head = self._built_append_if_head()
+        return self._append_if_head
+
+    def _built_append_if_head(self) -> Select[Any]:
+        head = (
+            select(audit_head.c.last_hash, audit_head.c.key_id)
+            .where(self._the_head)
+            .with_for_update()
+            .cte("head")
+        )
+        still_expected = and_(
+            head.c.last_hash == bindparam("expected_hash", type_=audit_head.c.last_hash.type),
+            head.c.key_id.is_not_distinct_from(
+                bindparam("expected_key_id", type_=audit_head.c.key_id.type)
+            ),
+        )
+        columns = [audit_records.c[name] for name in _INSERTED_COLUMNS]
+        given = (
+            func.unnest(
+                *(
+                    bindparam(f"{c.name}_rows", type_=postgresql.ARRAY(_unbounded(c.type)))
+                    for c in columns
+                )
+            )
+            .table_valued(*(c.name for c in columns), with_ordinality="ordinality")
+            .render_derived(name="given")
+        )
+        rows = (
+            select(*(given.c[c.name] for c in columns))
+            .select_from(given.join(head, true()))
+            .where(still_expected)
+            .order_by(given.c.ordinality)  # the ids ascend in the batch's order
+        )
+        inserted = (
+            insert(audit_records)
+            .from_select(columns, rows)
+            .returning(
+                audit_records.c.id,
+                audit_records.c.transaction_id,
+                audit_records.c.phase,
+                audit_records.c.type,
+                audit_records.c.node_id,
+                audit_records.c.recorded_at,
+            )
+            .cte("inserted")
+        )
+        # Constants named apart from the rows' values (``phase_1`` would be both).
+        started: BindParameter[str] = bindparam("started_phase", Phase.STARTED.value)
+        two_phase: BindParameter[list[str]] = bindparam(
+            "two_phase_types", sorted(t.value for t in TWO_PHASE_TYPES), expanding=True
+        )
+        # ``_track_open`` in the same statement. Its parts do not see each other's rows, so a
+        # started record closed later in the batch gets no open row to delete.
+        closing = inserted.alias("closing")
+        closed_later = (
+            select(closing.c.id)
+            .where(
+                closing.c.transaction_id == inserted.c.transaction_id,
+                closing.c.id > inserted.c.id,
+                closing.c.phase != started,
+                closing.c.type.in_(two_phase),
+            )
+            .exists()
+        )
+        opened = (
+            insert(audit_open)
+            .from_select(
+                ["transaction_id", "node_id", "record_id", "started_at"],
+                select(
+                    inserted.c.transaction_id,
+                    func.coalesce(inserted.c.node_id, literal("")),
+                    inserted.c.id,
+                    inserted.c.recorded_at,
+                ).where(inserted.c.phase == started, ~closed_later),
+            )
+            .cte("opened")
+        )
+        closed = (
+            delete(audit_open)
+            .where(
+                audit_open.c.transaction_id.in_(
+                    select(inserted.c.transaction_id).where(
+                        inserted.c.phase != started, inserted.c.type.in_(two_phase)
+                    )
+                )
+            )
+            .cte("closed")
+        )
+        advanced = (
+            update(audit_head)
+            .where(self._the_head, select(inserted.c.id).exists())
+            .values(
+                last_id=select(func.max(inserted.c.id)).scalar_subquery(),
+                last_hash=bindparam("new_last_hash"),
+                count=audit_head.c.count + bindparam("added"),
+                key_id=bindparam("new_key_id"),
+            )
+            .cte("advanced")
+        )
+        return (
+            select(
+                inserted.c.id,
+                inserted.c.transaction_id,
+                inserted.c.phase,
+                head.c.last_hash.label("head_hash"),
+                head.c.key_id.label("head_key_id"),
+            )
+            .select_from(head.outerjoin(inserted, true()))
+            .add_cte(opened, closed, advanced)
+        )
 
 
 def _columns(record: AuditRecord) -> dict[str, Any]:
