@@ -24,8 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.elements import BindParameter
-from sqlalchemy.sql.selectable import Select
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.selectable import CTE, Select
 from sqlalchemy.types import String, TypeEngine
 
 from traffic_center.domain.audit import (
@@ -557,22 +557,27 @@ class _HotStatements:
         statement = self._insert_and_advance.get(count)
         if statement is None:
             inserted = self.insert_records(count).cte("inserted")
-            advanced = (
-                update(audit_head)
-                .where(self._the_head)
-                .values(
-                    last_id=select(func.max(inserted.c.id)).scalar_subquery(),
-                    last_hash=bindparam("new_last_hash"),
-                    count=audit_head.c.count + bindparam("added"),
-                    key_id=bindparam("new_key_id"),
-                )
-                .cte("advanced")
-            )
+            advanced = self._head_advanced_past(inserted)
             built: Select[Any] = select(
                 inserted.c.id, inserted.c.transaction_id, inserted.c.phase
             ).add_cte(advanced)
             statement = self._insert_and_advance[count] = built
         return statement
+
+    def _head_advanced_past(self, inserted: CTE, *only_if: ColumnElement[bool]) -> CTE:
+        """The head moved to the highest id of ``inserted`` (which ``_ids_in_order`` holds to
+        be the batch's last), its hash, count and key from the bind parameters."""
+        return (
+            update(audit_head)
+            .where(self._the_head, *only_if)
+            .values(
+                last_id=select(func.max(inserted.c.id)).scalar_subquery(),
+                last_hash=bindparam("new_last_hash"),
+                count=audit_head.c.count + bindparam("added"),
+                key_id=bindparam("new_key_id"),
+            )
+            .cte("advanced")
+        )
 
     def append_if_head(self) -> Select[Any]:
         """The records inserted, the head advanced and the open exchanges tracked, in one
@@ -675,17 +680,7 @@ class _HotStatements:
             )
             .cte("closed")
         )
-        advanced = (
-            update(audit_head)
-            .where(self._the_head, select(inserted.c.id).exists())
-            .values(
-                last_id=select(func.max(inserted.c.id)).scalar_subquery(),
-                last_hash=bindparam("new_last_hash"),
-                count=audit_head.c.count + bindparam("added"),
-                key_id=bindparam("new_key_id"),
-            )
-            .cte("advanced")
-        )
+        advanced = self._head_advanced_past(inserted, select(inserted.c.id).exists())
         return (
             select(
                 inserted.c.id,
