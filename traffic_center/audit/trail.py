@@ -53,8 +53,6 @@ MAX_PENDING = 10_000
 # At most this many records in one append transaction (the group commit): bounds how long
 # the chain head's lock is held and what one failed batch sends back to be retried.
 MAX_BATCH = 64
-# Append transactions of one process in flight at once before records queue for a batch.
-MAX_IN_FLIGHT = 4
 
 
 @dataclass(eq=False, slots=True)
@@ -100,10 +98,10 @@ class AuditTrail:
         # batch: there one append at a time, whose writer first lets the requests already
         # under way on the loop queue their records behind it (``_append_together``).
         self._gathers = not store.database.transactions_yield
-        # Optimistic appends (PostgreSQL) hold the head's lock for one statement only, and two
-        # of this process in flight at once would chain on the same head: one at a time.
-        one_at_a_time = self._gathers or store.audit.optimistic
-        self.max_in_flight = 1 if one_at_a_time else MAX_IN_FLIGHT
+        # One append of this process in flight, on every store: SQLite's never overlap, and
+        # PostgreSQL's optimistic appends (one statement, the head's lock held only while it
+        # runs) would chain on the same head and miss each other (store/audit.py).
+        self.max_in_flight = 1
         # The last write's verdict: readiness reads it, so a probe never waits on the store.
         self._failing = False
         # When a write last succeeded (monotonic): readiness notices a store that stopped
@@ -266,12 +264,9 @@ class AuditTrail:
         transaction. Under load the chain head's lock is taken once for many records, not
         once each; when little is going on a record goes straight to the store, as before.
 
-        More than one in flight, not one: PostgreSQL hands the head's lock from one
-        transaction to the next waiting in it by itself, while a hand-over inside this
-        process waits for the event loop to come by, on top of the next transaction's BEGIN
-        and lock (one at a time was slower with one worker). On SQLite one at a time, its
-        writer gathering first (``_gathered``). Concurrent records of different requests
-        have no order of their own; one caller's records keep theirs (it waits for each).
+        On SQLite the writer gathers first (``_gathered``): there the queue would otherwise
+        stay empty. Concurrent records of different requests have no order of their own; one
+        caller's records keep theirs (it waits for each).
 
         Leader and followers, no task of its own: every record is written by a request of
         its own (shielded, in ``record``), and a queued record is never left without a
