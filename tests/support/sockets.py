@@ -70,8 +70,15 @@ _INET = (socket.AF_INET, socket.AF_INET6)
 
 def _process_tree(pid: int) -> Iterator[int]:
     yield pid
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:  # exited meanwhile (a worker being replaced): no children
+        return
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # that thread or the process ended meanwhile
+            continue
         for child in children:
             yield from _process_tree(int(child))
 
@@ -84,9 +91,16 @@ def _sockets_of(pid: int) -> Iterator[socket.socket]:
 def _sockets_with_links(pid: int) -> Iterator[tuple[str, socket.socket]]:
     """Copies of ``pid``'s sockets, each with its /proc link (``socket:[inode]``)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    pidfd = os.pidfd_open(pid)
     try:
-        for entry in Path(f"/proc/{pid}/fd").iterdir():
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:  # exited since it was listed: it holds no socket any more
+        return
+    try:
+        try:
+            entries = list(Path(f"/proc/{pid}/fd").iterdir())
+        except FileNotFoundError:  # exited meanwhile
+            return
+        for entry in entries:
             try:
                 link = os.readlink(entry)
             except FileNotFoundError:  # closed meanwhile
