@@ -116,11 +116,7 @@ class SessionRepository:
             row = (await conn.execute(self._with_endpoint, values)).first()
         if row is None:
             return None, None
-        mapping = row._mapping
-        labels = self._endpoint_labels
-        if mapping[labels["routeringskenmerk"]] is None:
-            return _session(mapping), None
-        return _session(mapping), endpoint_with_school_of(_labelled(mapping, labels))
+        return self._session_and_named(row._mapping)
 
     async def with_caller(
         self, caller_routeringskenmerk: str, sessie_id: str, routeringskenmerk: str
@@ -141,10 +137,14 @@ class SessionRepository:
         caller = endpoint_with_school_of(_labelled(mapping, self._caller_labels))
         if mapping["sessie_id"] is None:
             return caller, None, None
+        return caller, *self._session_and_named(mapping)
+
+    def _session_and_named(self, mapping: Any) -> tuple[Session, tuple[Endpoint, School] | None]:
+        """A row's session, and the endpoint it names with its school (None: no such one)."""
         labels = self._endpoint_labels
         if mapping[labels["routeringskenmerk"]] is None:
-            return caller, _session(mapping), None
-        return caller, _session(mapping), endpoint_with_school_of(_labelled(mapping, labels))
+            return _session(mapping), None
+        return _session(mapping), endpoint_with_school_of(_labelled(mapping, labels))
 
     async def transition(self, session: Session) -> bool:
         """Store the new state only if the stored one is still open; False if it was not."""
