@@ -50,12 +50,3 @@ def default_request_headers(user_agent: str) -> dict[str, str]:
     SHA-256 is of those bytes; no ``Expect`` is ever sent (httpx never adds one).
     """
     return {"User-Agent": user_agent, "Accept-Encoding": "identity"}
-
-
-def with_defaults(headers: dict[str, str], defaults: dict[str, str]) -> dict[str, str]:
-    """``defaults`` first, then ``headers``; a header of the request's own wins over a
-    default of the same name in any case, as httpx's client merged them."""
-    given = {name.lower() for name in headers}
-    merged = {name: value for name, value in defaults.items() if name.lower() not in given}
-    merged.update(headers)
-    return merged

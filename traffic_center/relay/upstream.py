@@ -19,7 +19,7 @@ from traffic_center.domain.errors import (
     UpstreamUnreachable,
 )
 from traffic_center.relay.aiohttp_transport import AiohttpTransport
-from traffic_center.relay.headers import default_request_headers, with_defaults
+from traffic_center.relay.headers import default_request_headers
 from traffic_center.relay.limits import MAX_ANSWER_BYTES, RelayLimits
 from traffic_center.relay.slots import RelaySlot, RelaySlots, Share, SlotUsage
 
@@ -110,13 +110,15 @@ class UpstreamClient:
         self, url: str, body: Mapping[str, Any], headers: Mapping[str, str]
     ) -> httpx.Response:
         """POST and return as soon as the answer's headers are in; the body is not read yet."""
+        # The defaults first; a header of the request's own replaces one of the same name in
+        # any case (httpx's Headers.update), as httpx's client merged them.
+        merged = httpx.Headers(self._default_headers)
+        merged.update({**headers, "Content-Type": "application/json"})
         request = httpx.Request(
             "POST",
             self._url(url),
             content=json.dumps(body).encode(),
-            headers=with_defaults(
-                {**headers, "Content-Type": "application/json"}, self._default_headers
-            ),
+            headers=merged,
             extensions={"timeout": self._timeouts},  # a request's own: httpx keeps it
         )
         try:
