@@ -10,6 +10,7 @@ connection's worker is found by which process holds the server's end of it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import inspect
 import os
 import signal
@@ -18,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -99,17 +101,25 @@ def test_a_killed_worker_is_replaced_and_connections_queued_for_it_are_served(
 
     16 connections made while the worker is dead: the replacement serves at least one
     unless all 16 hashed to the survivor's listener, probability 2**-16 (one run in 65,536).
+
+    The supervisor is stopped (SIGSTOP) from before the kill until the connections are made:
+    it reaps a dead worker and starts its replacement in one pass of its loop, so under load
+    the replacement could already listen before the connections were made, and they would
+    not have waited for it (a CI run failed on that precondition once).
     """
     node = start_node(tmp_path, {"TC_WORKERS": "2"})
     try:
         victim, survivor = _workers(node)
         victim_listener = {i for p, i in listeners_of(victim) if p == node.port}
-        os.kill(victim, signal.SIGKILL)
-        _wait_until_gone(victim)
-        # Connected (the kernel completes the TCP handshake for a listener), not yet served:
-        # no replacement listens yet, spawning one takes uvicorn's supervisor a second or more.
-        raw = [socket.create_connection(("127.0.0.1", node.port), timeout=30) for _ in range(16)]
-        assert _workers(node) == [survivor]
+        with _supervisor_paused(node):
+            os.kill(victim, signal.SIGKILL)
+            _wait_until_gone(victim)
+            # Connected (the kernel completes the TCP handshake for a listener), not served:
+            # no replacement can listen while the supervisor is stopped.
+            raw = [
+                socket.create_connection(("127.0.0.1", node.port), timeout=30) for _ in range(16)
+            ]
+            assert _workers(node) == [survivor]
         with ThreadPoolExecutor(16) as pool:
             connections = list(pool.map(lambda r: _handshake(node, r), raw))
         try:
@@ -285,6 +295,16 @@ def _wait_until_served(node: Node) -> None:
         time.sleep(0.2)
     with node.client() as client:
         assert client.get("/v1/whoami").status_code == 200
+
+
+@contextlib.contextmanager
+def _supervisor_paused(node: Node) -> Iterator[None]:
+    """The supervisor stopped: it neither reaps nor replaces a worker until it continues."""
+    node.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        node.process.send_signal(signal.SIGCONT)
 
 
 def _wait_until_gone(pid: int) -> None:
