@@ -82,7 +82,9 @@ class DossierRelay(RelayExchange):
     ) -> RelayedDossier:
         """Everything up to the bron's answer headers; refusals raise before a byte is sent."""
         upstream = self._configured_upstream()
-        deadline = anyio.current_time() + upstream.limits.total_seconds
+        # anyio's clock, read from the loop without its backend lookup (``_StreamBack`` reads
+        # the same clock the same way).
+        deadline = asyncio.get_running_loop().time() + upstream.limits.total_seconds
         slot = upstream.acquire_slot(
             doel_school=authorised.session.doel_brin,
             bron_endpoint=authorised.endpoint.routeringskenmerk,
