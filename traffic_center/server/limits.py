@@ -13,7 +13,6 @@ import asyncio
 import collections
 import ctypes
 import gc
-import hashlib
 import logging
 import resource
 import socket
@@ -68,7 +67,7 @@ class ListenerConfig(Config):
         self.uvloop = uvloop
         self.refusals = Throttle(REFUSAL_LOG_SECONDS)
         self.memory = MemoryReturn()
-        # Open connections per client certificate (its SHA-256), in this process.
+        # Open connections per client certificate (its DER: _certificate_key), in this process.
         self.per_certificate: collections.Counter[bytes] = collections.Counter()
 
     def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -273,6 +272,9 @@ class BoundedConnection(asyncio.Protocol):
         def timeout_keep_alive_handler(self) -> None: ...
 
     listener: ListenerConfig
+    # The verified client certificate (DER), read once per connection: the cap counts by it,
+    # and the TLS scope (server/tls.py) answers it as PEM.
+    peer_der: bytes | None = None
     _header_deadline: asyncio.TimerHandle | None = None
     _body_deadline: asyncio.TimerHandle | None = None
     _certificate: bytes | None = None
@@ -280,6 +282,7 @@ class BoundedConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(self.config, ListenerConfig), "built by mtls_config"
         self.listener = self.config
+        self.peer_der = peer_certificate_der(transport)
         # uvicorn's protocol and its request cycles close through this one (``_close``). (On
         # uvloop the transport is not an asyncio.Transport subclass, but has its methods.)
         closing = _ClosingTransport(cast(asyncio.Transport, transport), self._close)
@@ -288,7 +291,7 @@ class BoundedConnection(asyncio.Protocol):
         if len(self.connections) > self.listener.limits.max_connections:
             self._refuse()
             return
-        self._certificate = _certificate_key(self.transport)
+        self._certificate = _certificate_key(self.peer_der)
         if self._certificate is not None:
             held = self.listener.per_certificate
             held[self._certificate] += 1
@@ -497,14 +500,19 @@ class BoundedH11Protocol(BoundedConnection, H11Protocol):
             self._body_received()
 
 
-def _certificate_key(transport: asyncio.Transport) -> bytes | None:
-    """The client certificate's SHA-256 (TLS verified it), or None: no certificate, or a
-    proxy's, which the per-certificate cap does not count."""
+def peer_certificate_der(transport: asyncio.BaseTransport) -> bytes | None:
+    """The client certificate TLS verified (DER), or None: not TLS, or no certificate."""
     ssl_object = transport.get_extra_info("ssl_object")
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+
+
+def _certificate_key(der: bytes | None) -> bytes | None:
+    """What the per-certificate cap counts a connection under: its certificate's bytes (the
+    same certificate, the same key; no digest to make per connection), or None: no
+    certificate, or a proxy's, which the cap does not count."""
     if not der or _PROXY_URI_DER in der:
         return None
-    return hashlib.sha256(der).digest()
+    return der
 
 
 class _SingleFramingConnection(h11.Connection):

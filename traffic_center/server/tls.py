@@ -148,6 +148,7 @@ class TLSScope(asyncio.Protocol):
         loop: asyncio.AbstractEventLoop
         transport: asyncio.Transport
         cycle: Any
+        peer_der: bytes | None  # BoundedConnection's, read once per connection
 
     def shutdown(self) -> None:
         """Graceful shutdown that a TLS peer cannot stall.
@@ -171,7 +172,7 @@ class TLSScope(asyncio.Protocol):
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is None:
             return
-        der = ssl_object.getpeercert(binary_form=True)
+        der = self.peer_der
         cipher = ssl_object.cipher()
         tls = {
             "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
