@@ -132,10 +132,10 @@ async def running_sandbox(
 
 
 @contextlib.contextmanager
-def postgres_server_url() -> Iterator[str]:
+def postgres_server_url(*, over: str = "tcp") -> Iterator[str]:
     """A PostgreSQL URL (database ``postgres``): TC_BENCH_POSTGRES_URL, or a throwaway cluster
     from the machine's binaries (the test suite's, fsync off: the figures are the code's cost,
-    not the disk's)."""
+    not the disk's), reached ``over`` "tcp" (loopback) or "unix" (its Unix socket)."""
     url = os.environ.get(POSTGRES_URL_ENV)
     if url is not None:
         yield url
@@ -145,7 +145,8 @@ def postgres_server_url() -> Iterator[str]:
         cluster.init()
         cluster.start()
         try:
-            yield cluster.server.url("postgres")
+            server = cluster.server
+            yield server.socket_url("postgres") if over == "unix" else server.url("postgres")
         finally:
             cluster.stop()
     finally:

@@ -3,8 +3,10 @@
     .venv/bin/python bench/session_bench.py [--quick] [--seconds 5] [--backends sqlite,postgres]
     TC_BENCH_POSTGRES_URL=postgresql+asyncpg://…/postgres .venv/bin/python bench/session_bench.py
 
-For each store (the SQLite default, and PostgreSQL: a throwaway cluster with fsync off, or
-TC_BENCH_POSTGRES_URL) and each process model (`traffic-center serve`, and with
+For each store (the SQLite default, and PostgreSQL: a throwaway cluster with fsync off,
+reached over its Unix socket as a local server is best reached (``--postgres-over tcp``: over
+TCP on loopback, where the TC's every send also pays the kernel's loopback delivery to the
+server), or TC_BENCH_POSTGRES_URL) and each process model (`traffic-center serve`, and with
 ``--workers 2``) it starts a sandbox (the Traffic Center and two reference LAS processes on
 loopback, over mTLS, each time on a fresh database) and lets 1 and then 16 doel clients
 open a session (``POST /v1/sessions``) and close it (``POST /v1/sessions/{id}/close``) as
@@ -47,8 +49,15 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import psutil
-from _common import cpu_seconds, machine_line, ms, postgres_server_url, running_sandbox
-from sqlalchemy.engine import make_url
+from _common import (
+    POSTGRES_URL_ENV,
+    cpu_seconds,
+    machine_line,
+    ms,
+    postgres_server_url,
+    running_sandbox,
+)
+from sqlalchemy.engine import URL, make_url
 
 from traffic_center.demo.sandbox import BRON, Sandbox
 from traffic_center.domain.identifiers import derive_zoeksleutel
@@ -237,14 +246,20 @@ def database_env(url: str | None) -> Iterator[dict[str, str]]:
         del os.environ["TC_DATABASE_URL"]
 
 
+async def connect(url: URL, database: str | None) -> asyncpg.Connection:
+    """asyncpg to the server of a SQLAlchemy URL, over TCP or over a Unix socket (the URL's
+    ``?host=/socket/directory&port=N``, as the Traffic Center takes it)."""
+    return await asyncpg.connect(
+        host=url.host or url.query.get("host"), port=url.port or url.query.get("port"),
+        user=url.username, password=url.password, database=database,
+    )  # fmt: skip
+
+
 async def fresh_database(server_url: str) -> str:
     """A new, empty database on the server; its URL."""
     url = make_url(server_url)
     name = f"tc_bench_{uuid.uuid4().hex[:12]}"
-    connection = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password,
-        database=url.database or "postgres",
-    )  # fmt: skip
+    connection = await connect(url, url.database or "postgres")
     try:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -298,9 +313,7 @@ async def watching_server(database_url: str) -> AsyncIterator[ServerSide]:
     body runs (sampled by a connection of its own, every 50 ms, not counted as waiting)."""
     url = make_url(database_url)
     name = url.database
-    watcher = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password, database=name
-    )
+    watcher = await connect(url, name)
     seen = ServerSide()
     count_transactions = (
         "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1"
@@ -392,10 +405,18 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     ):
         postgres = None
         if "postgres" in args.backends:
-            postgres = stack.enter_context(postgres_server_url())
+            postgres = stack.enter_context(postgres_server_url(over=args.postgres_over))
         for config in configs:
             rows.extend(await run_config(config, postgres, pool, args))
     return rows
+
+
+def _postgres_line(over: str) -> str:
+    given = os.environ.get(POSTGRES_URL_ENV)
+    if given is not None:
+        return f"{POSTGRES_URL_ENV} ({make_url(given).render_as_string(hide_password=True)})"
+    how = "its Unix socket" if over == "unix" else "TCP on loopback"
+    return f"a throwaway cluster on this machine, fsync off, over {how} (--postgres-over)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -406,6 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2", help="TC worker processes to try [1,2]")
     parser.add_argument("--clients", default="1,16", help="concurrent clients to try [1,16]")
     parser.add_argument("--client-processes", type=int, default=2, help="[2]")
+    parser.add_argument(
+        "--postgres-over", choices=("unix", "tcp"), default="unix",
+        help="how the TC reaches the throwaway PostgreSQL on this machine: its Unix socket, "
+        "as a local server is best reached, or TCP on loopback [unix]",
+    )  # fmt: skip
     parser.add_argument(
         "--client", choices=sorted(CLIENTS), default="raw",
         help="raw: a lean HTTP/1.1 client (like wrk); httpx: httpx.AsyncClient [raw]",
@@ -420,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# sessions/s (open + close), {args.seconds:g} s each, keep-alive HTTP/1.1 clients "
           f"in {args.client_processes} processes, {args.client} client")  # fmt: skip
     print(f"# {machine_line()}")
+    if "postgres" in args.backends:
+        print(f"# PostgreSQL: {_postgres_line(args.postgres_over)}")
     print("| store | workers | clients | sessions | sessions/s | p50 ms | p99 ms "
           "| TC CPU (cores) | client CPU (cores) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")

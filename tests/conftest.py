@@ -36,7 +36,14 @@ def postgres() -> Iterator[PostgresServer]:
         from sqlalchemy.engine import make_url
 
         url = make_url(given)
-        yield PostgresServer(url.host or "127.0.0.1", url.port or 5432, url.username or "postgres")
+        socket_directory = url.query.get("host")  # a socket URL: ?host=/socket/dir&port=N
+        port = url.port or int(str(url.query.get("port", 5432)))
+        yield PostgresServer(
+            url.host or "127.0.0.1",
+            port,
+            url.username or "postgres",
+            Path(str(socket_directory)) if socket_directory else None,
+        )
         return
     with throwaway_postgres() as server:
         yield server

@@ -10,11 +10,15 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from tests.conftest import DatabaseFactory
 from tests.support.builders import granted_session
+from tests.support.postgres import PostgresServer
+from tests.test_audit_optimistic import KEY, a_record
 from traffic_center.admin.store import open_store
+from traffic_center.audit.verify import verify_chain
 from traffic_center.domain.identifiers import EndpointKind, Sector
 from traffic_center.domain.models import Endpoint, School
 from traffic_center.domain.results import ResultCode
@@ -163,3 +167,23 @@ async def test_a_process_pool_on_postgresql_is_sized_by_the_settings(
         # Between transactions the store keeps at most pool_size of them for the next ones.
         assert pool.checkedout() == 2
     assert (Settings().database_pool_size, Settings().database_max_overflow) == (5, 5)
+
+
+async def test_a_local_postgresql_is_reached_over_its_unix_socket(
+    database_factory: DatabaseFactory, postgres: PostgresServer
+) -> None:
+    """TC_DATABASE_URL as README's operators section names a PostgreSQL on the same machine
+    (``postgresql+asyncpg://user@/db?host=/socket/dir&port=N``): migrated, written, read back,
+    and the connection is the socket's (PostgreSQL knows no server address for one)."""
+    name = make_url(await database_factory("postgresql")).database
+    assert name is not None
+    store = await Store.open(postgres.socket_url(name))
+    try:
+        async with store.database.transaction() as conn:
+            assert (await conn.execute(text("SELECT inet_server_addr()"))).scalar() is None
+        records = [a_record(n) for n in range(3)]
+        await store.audit.append_all(records, secret=KEY)
+        verdict = await verify_chain(store, KEY)
+        assert (verdict.broken, verdict.checked) == (None, len(records))
+    finally:
+        await store.close()

@@ -26,9 +26,20 @@ class PostgresServer:
     host: str
     port: int
     user: str
+    # Where its Unix socket is (a throwaway cluster's; None for a server given by URL).
+    socket_directory: Path | None = None
 
     def url(self, database: str) -> str:
         return f"postgresql+asyncpg://{self.user}@{self.host}:{self.port}/{database}"
+
+    def socket_url(self, database: str) -> str:
+        """The same server over its Unix socket, as an operator names a local PostgreSQL."""
+        if self.socket_directory is None:
+            raise RuntimeError(f"no Unix socket known for the server at {self.host}:{self.port}")
+        return (
+            f"postgresql+asyncpg://{self.user}@/{database}"
+            f"?host={self.socket_directory}&port={self.port}"
+        )
 
 
 def find_bindir() -> Path:
@@ -63,7 +74,7 @@ class ThrowawayPostgres:
 
     @property
     def server(self) -> PostgresServer:
-        return PostgresServer("127.0.0.1", self.port, "tc")
+        return PostgresServer("127.0.0.1", self.port, "tc", self.sockets)
 
     def init(self) -> None:
         self.sockets.mkdir()
