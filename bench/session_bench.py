@@ -4,9 +4,8 @@
     TC_BENCH_POSTGRES_URL=postgresql+asyncpg://…/postgres .venv/bin/python bench/session_bench.py
 
 For each store (the SQLite default, and PostgreSQL: a throwaway cluster with fsync off,
-reached over its Unix socket as a local server is best reached (``--postgres-over tcp``: over
-TCP on loopback, where the TC's every send also pays the kernel's loopback delivery to the
-server), or TC_BENCH_POSTGRES_URL) and each process model (`traffic-center serve`, and with
+reached over TCP on loopback or, ``--postgres-over unix``, over its Unix socket; or
+TC_BENCH_POSTGRES_URL) and each process model (`traffic-center serve`, and with
 ``--workers 2``) it starts a sandbox (the Traffic Center and two reference LAS processes on
 loopback, over mTLS, each time on a fresh database) and lets 1 and then 16 doel clients
 open a session (``POST /v1/sessions``) and close it (``POST /v1/sessions/{id}/close``) as
@@ -428,9 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,16", help="concurrent clients to try [1,16]")
     parser.add_argument("--client-processes", type=int, default=2, help="[2]")
     parser.add_argument(
-        "--postgres-over", choices=("unix", "tcp"), default="unix",
-        help="how the TC reaches the throwaway PostgreSQL on this machine: its Unix socket, "
-        "as a local server is best reached, or TCP on loopback [unix]",
+        "--postgres-over", choices=("tcp", "unix"), default="tcp",
+        help="how the TC reaches the throwaway PostgreSQL: TCP on loopback, or its Unix "
+        "socket [tcp]",
     )  # fmt: skip
     parser.add_argument(
         "--client", choices=sorted(CLIENTS), default="raw",
