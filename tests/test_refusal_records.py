@@ -16,7 +16,8 @@ from traffic_center.domain.audit import AuditRecord, AuditType
 
 WINDOW_SECONDS = 2.0
 TRAFFIC_CENTER_SETTINGS = {"refusal_audit_window_seconds": WINDOW_SECONDS}
-ATTACK_REQUESTS = 2000
+# Enough that one record per refusal (the old code) would be 15 times the bound of 40 below.
+ATTACK_REQUESTS = 600
 ATTACKERS = 8
 
 
