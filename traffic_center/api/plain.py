@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -178,9 +178,9 @@ class _PlainApp:
         self._headers = {name: TypeAdapter(kind) for name, kind in headers.items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        given_headers = Headers(scope=scope)
-        received = await _json_body(receive, given_headers.get("content-type"))
-        answer = await self._handler(self._validated(scope, given_headers, received))
+        request = Request(scope, receive)  # its headers parsed once, kept for _validated
+        received = await _json_body(request)
+        answer = await self._handler(self._validated(scope, request.headers, received))
         await answer(scope, receive, send)
 
     def _validated(self, scope: Scope, given_headers: Headers, received: Any) -> PlainCall[Any]:
@@ -232,17 +232,17 @@ def _checked(
         return None
 
 
-async def _json_body(receive: Receive, content_type: str | None) -> Any:
+async def _json_body(request: Request) -> Any:
     """The body as FastAPI reads a JSON body parameter: parsed if its content type is JSON
     (application/json or application/*+json), else the raw bytes, which the model then
     refuses; no type at all is not JSON (strict_content_type). JSON that does not parse is
     a validation error at ("body", position); a body that cannot be read or decoded is 400.
     """
     try:
-        raw = await _body(receive)
+        raw = await request.body()
         if not raw:
             return _ABSENT
-        return json.loads(raw) if _declares_json(content_type) else raw
+        return json.loads(raw) if _declares_json(request.headers.get("content-type")) else raw
     except json.JSONDecodeError as error:
         raise RequestValidationError(
             [
@@ -258,22 +258,6 @@ async def _json_body(receive: Receive, content_type: str | None) -> Any:
         ) from error
     except Exception as error:  # e.g. not UTF-8, or the client gone mid-body: as FastAPI does
         raise HTTPException(400, "There was an error parsing the body") from error
-
-
-async def _body(receive: Receive) -> bytes:
-    """The whole body, as Starlette's ``Request.body`` reads it, without its stream machinery
-    (an async generator closed by ``aclosing``: a request object and two more frames per read,
-    for a body of a few hundred bytes in one message). The client gone before the end is
-    Starlette's ClientDisconnect, as there."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.request":
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-        elif message["type"] == "http.disconnect":
-            raise ClientDisconnect()
 
 
 def _declares_json(content_type: str | None) -> bool:
