@@ -325,13 +325,15 @@ class Broker:
         resultaat: str,
         routeringskenmerk: str,
         note: PartyNote,
+        read: SessionFound | None = None,
     ) -> Session:
+        """afmeldingRequest. ``read``: as ``authorise_dossier``'s (``close_asks``)."""
         refuse_clear_pupil_numbers(
             [("resultaat", resultaat), ("routeringskenmerk", routeringskenmerk)]
         )
         # The endpoint is read with the session (one read), as named: it is judged only after
         # the session, the result and the name's form are.
-        session, found = await self._visible_session_and(caller, sessie_id, routeringskenmerk)
+        session, found = await self._session_and_named(caller, sessie_id, routeringskenmerk, read)
         note.concerns(session)
         if session.doel_routeringskenmerk != caller.routeringskenmerk:
             raise WrongRole("only the doel of the session closes it")
@@ -349,6 +351,10 @@ class Broker:
         return closed
 
     # --- the relays: documentRequest and meldenNotificatie ------------------------------------
+
+    def close_asks(self, sessie_id: str, routeringskenmerk: str) -> SessionAsked | None:
+        """``dossier_asks`` for afmeldingRequest: its session and the bron endpoint it names."""
+        return _asks(sessie_id, "routeringskenmerk", routeringskenmerk)
 
     def dossier_asks(self, sessie_id: str, request: DossierRequest) -> SessionAsked | None:
         """The session and bron endpoint a documentRequest names, for the runner to read with
@@ -379,10 +385,7 @@ class Broker:
         label, key = _one_key(request.zoeksleutel, request.koppelsleutel)
         # The session and the endpoint named in one read; the endpoint is judged only once
         # the session is known to be the caller's.
-        if read is None:
-            session, named = await self._visible_session_and(caller, sessie_id, routeringskenmerk)
-        else:
-            session, named = _visible_to(caller, read.session), read.endpoint
+        session, named = await self._session_and_named(caller, sessie_id, routeringskenmerk, read)
         # The bron endpoint the doel named is recorded only once it is known to be the bron's:
         # else any school could be named, and would then read this transfer in GET /v1/audit.
         note.concerns(session)
@@ -534,11 +537,13 @@ class Broker:
     async def _visible_session(self, caller: Caller, sessie_id: str) -> Session:
         return _visible_to(caller, await self._store.sessions.get(parse_sessie_id(sessie_id)))
 
-    async def _visible_session_and(
-        self, caller: Caller, sessie_id: str, routeringskenmerk: str
+    async def _session_and_named(
+        self, caller: Caller, sessie_id: str, routeringskenmerk: str, read: SessionFound | None
     ) -> tuple[Session, tuple[Endpoint, School] | None]:
-        """``_visible_session``, and the endpoint ``routeringskenmerk`` with its school, in
-        one read (issue 14)."""
+        """The session, if the caller may see it, and the endpoint ``routeringskenmerk`` with
+        its school: as the runner read them with the caller (``read``), or in one read now."""
+        if read is not None:
+            return _visible_to(caller, read.session), read.endpoint
         session, found = await self._store.sessions.get_with_endpoint(
             parse_sessie_id(sessie_id), routeringskenmerk
         )

@@ -162,13 +162,20 @@ class Exchanges:
         self, peer: Peer, sessie_id: str, *, resultaat: str, routeringskenmerk: str
     ) -> Session:
         """afmeldingRequest."""
-        async with self._runner.run(AuditType.CLOSE, peer, role="doel", sessie_id=sessie_id) as ex:
+        async with self._runner.run(
+            AuditType.CLOSE,
+            peer,
+            role="doel",
+            sessie_id=sessie_id,
+            asks=self._broker.close_asks(sessie_id, routeringskenmerk),
+        ) as ex:
             closed = await self._broker.close(
                 ex.caller,
                 sessie_id,
                 resultaat=resultaat,
                 routeringskenmerk=routeringskenmerk,
                 note=ex.entry,
+                read=ex.session_found,
             )
             assert closed.result is not None
             ex.succeed(closed.result.value, http_status=200)
