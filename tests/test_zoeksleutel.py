@@ -300,7 +300,7 @@ def test_uuids_are_never_refused_and_hex_digests_fare_nearly_as_before() -> None
 
 def test_a_uuid_inside_a_longer_key_is_never_refused_but_a_pupil_number_beside_it_is() -> None:
     """Vendors prefix their keys (``key-<uuid>``): the UUID in them is random hex all the same
-    (this refused about 1 in 800 such keys, and a test's 10 of them now and then)."""
+    (this refused about 1 in 1,000 such keys, and a test's 10 of them now and then)."""
     for _ in range(20_000):
         key = str(uuid.uuid4())
         for value in (f"key-{key}", f"las-a:{key}", f"{key}-retry-2", f"open {key.upper()} 2"):

@@ -327,7 +327,7 @@ class Broker:
         note: PartyNote,
         read: SessionFound | None = None,
     ) -> Session:
-        """afmeldingRequest. ``read``: as ``authorise_dossier``'s (``close_asks``)."""
+        """afmeldingRequest. ``read``: as ``authorise_dossier``'s."""
         refuse_clear_pupil_numbers(
             [("resultaat", resultaat), ("routeringskenmerk", routeringskenmerk)]
         )
@@ -352,18 +352,14 @@ class Broker:
 
     # --- the relays: documentRequest and meldenNotificatie ------------------------------------
 
-    def close_asks(self, sessie_id: str, routeringskenmerk: str) -> SessionAsked | None:
-        """``dossier_asks`` for afmeldingRequest: its session and the bron endpoint it names."""
+    def bron_endpoint_asks(self, sessie_id: str, routeringskenmerk: str) -> SessionAsked | None:
+        """The session and bron endpoint a documentRequest or an afmeldingRequest names, for
+        the runner to read with the caller (issue 14); None when they do not parse:
+        ``authorise_dossier`` or ``close`` then reads nothing and refuses them, in its order."""
         return _asks(sessie_id, "routeringskenmerk", routeringskenmerk)
 
-    def dossier_asks(self, sessie_id: str, request: DossierRequest) -> SessionAsked | None:
-        """The session and bron endpoint a documentRequest names, for the runner to read with
-        the caller (issue 14); None when they do not parse: ``authorise_dossier`` then reads
-        nothing and refuses them, in its order."""
-        return _asks(sessie_id, "routeringskenmerk", request.routeringskenmerk)
-
     def notification_asks(self, request: NotificationRequest) -> SessionAsked | None:
-        """``dossier_asks`` for meldenNotificatieRequest: its session and doel endpoint."""
+        """``bron_endpoint_asks`` for meldenNotificatieRequest: its session and doel endpoint."""
         return _asks(request.sessie_id, "doel_routeringskenmerk", request.doel_routeringskenmerk)
 
     async def authorise_dossier(
@@ -378,7 +374,7 @@ class Broker:
         """The relay is its own session check: doel, open session, search key, bron endpoint.
 
         ``read``: the session and endpoint as read with the caller a moment ago (the runner's
-        ``asks``, from ``dossier_asks``); else they are read here."""
+        ``asks``, from ``bron_endpoint_asks``); else they are read here."""
         # Not the keys: their form checks replace the guard (docs/zoeksleutel.md).
         refuse_clear_pupil_numbers([("routeringskenmerk", request.routeringskenmerk)])
         routeringskenmerk = parse_routeringskenmerk(request.routeringskenmerk)

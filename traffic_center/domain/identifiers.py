@@ -226,7 +226,7 @@ def looks_like_pupil_number(text: str) -> bool:
 
     A UUID in its canonical form never holds one: it is random hex. So a UUID is left out
     before the rest is read, whether it is the whole text or part of it (``order-<uuid>``):
-    a vendor's prefixed UUID keys were refused about once in 800 otherwise.
+    a vendor's prefixed UUID keys were refused about once in 1,000 otherwise.
     """
     # Not a digit, not a group separator: what stood either side of a UUID stays apart.
     text = _UUID.sub("/", text)

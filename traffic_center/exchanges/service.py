@@ -167,7 +167,7 @@ class Exchanges:
             peer,
             role="doel",
             sessie_id=sessie_id,
-            asks=self._broker.close_asks(sessie_id, routeringskenmerk),
+            asks=self._broker.bron_endpoint_asks(sessie_id, routeringskenmerk),
         ) as ex:
             closed = await self._broker.close(
                 ex.caller,
@@ -196,7 +196,7 @@ class Exchanges:
             role="doel",
             sessie_id=sessie_id,
             two_phase=True,
-            asks=self._broker.dossier_asks(sessie_id, request),
+            asks=self._broker.bron_endpoint_asks(sessie_id, request.routeringskenmerk),
         ) as ex:
             authorised = await self._broker.authorise_dossier(
                 ex.caller, sessie_id, request, note=ex.entry, read=ex.session_found
