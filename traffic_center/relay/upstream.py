@@ -18,6 +18,7 @@ from traffic_center.domain.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from traffic_center.pki.chain import load_own_certificate
 from traffic_center.relay.aiohttp_transport import AiohttpTransport
 from traffic_center.relay.headers import default_request_headers
 from traffic_center.relay.limits import MAX_ANSWER_BYTES, RelayLimits
@@ -32,7 +33,7 @@ def upstream_ssl_context(*, cert: Path, key: Path, trust: Path) -> ssl.SSLContex
     """Our relay certificate as client, the LAS's server certificate checked against ``trust``."""
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(trust))
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert), str(key))
+    load_own_certificate(context, cert=cert, key=key, issuers=trust)
     return context
 
 

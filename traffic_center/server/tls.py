@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.config import Config
 
+from traffic_center.pki.chain import load_own_certificate
 from traffic_center.server.limits import (
     BoundedH11Protocol,
     ConnectionLimits,
@@ -41,7 +42,7 @@ def server_ssl_context(*, certfile: str, keyfile: str, client_ca: str) -> ssl.SS
     context.set_ciphers(TLS12_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     context.options |= ssl.OP_NO_RENEGOTIATION
-    context.load_cert_chain(certfile, keyfile)
+    load_own_certificate(context, cert=certfile, key=keyfile, issuers=client_ca)
     context.load_verify_locations(cafile=client_ca)
     # OpenSSL verifies the client certificate for the "ssl_client" purpose, so a
     # serverAuth-only certificate fails the handshake; the app checks the EKU again.
