@@ -12,6 +12,7 @@ import asyncio
 import functools
 import shutil
 import ssl
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -148,3 +149,18 @@ async def test_the_vendor_listeners_context_sends_its_chain(
     async with tls_server(context) as port:
         sent = await chain_sent(port, *client, "-CAfile", str(ca_file(ca, tmp_path)))
     assert [c.subject for c in sent][1:] == [ca.certificate.subject]
+
+
+async def test_without_a_writable_temporary_directory_the_certificate_loads_as_before(
+    ca: CertificateAuthority,
+    server_cert: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cert, key = server_cert.with_suffix(".pem"), server_cert.with_suffix(".key")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-directory"))
+    context = a_server_context(
+        lambda c: load_own_certificate(c, cert=cert, key=key, issuers=ca_file(ca, tmp_path))
+    )
+    async with tls_server(context) as port:
+        assert len(await chain_sent(port)) == 1  # served, the chain left to OpenSSL

@@ -32,10 +32,18 @@ def load_own_certificate(
         context.load_cert_chain(str(cert), str(key))
         return
     # ssl loads a chain only from a file: a temporary one, holding public certificates only.
-    with tempfile.NamedTemporaryFile(prefix="tc-chain-", suffix=".pem") as chain:
-        chain.write(own.rstrip(b"\n") + b"\n" + issuer.public_bytes(Encoding.PEM))
-        chain.flush()
-        context.load_cert_chain(chain.name, str(key))
+    # Without a writable temporary directory (or if the chain will not load) the certificate
+    # is loaded as it is, as before: slower handshakes rather than a node that does not start,
+    # and a certificate or key that is wrong fails there, with ssl's own error.
+    try:
+        with tempfile.NamedTemporaryFile(prefix="tc-chain-", suffix=".pem") as chain:
+            chain.write(own.rstrip(b"\n") + b"\n" + issuer.public_bytes(Encoding.PEM))
+            chain.flush()
+            context.load_cert_chain(chain.name, str(key))
+        return
+    except OSError:  # ssl.SSLError included
+        pass
+    context.load_cert_chain(str(cert), str(key))
 
 
 def _issuer_in(own_pem: bytes, issuers_pem: bytes) -> x509.Certificate | None:
