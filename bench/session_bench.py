@@ -78,6 +78,7 @@ class ClientResult:
 class Config:
     backend: str
     workers: int
+    settings: dict[str, str]  # --tc-env
 
 
 class Connection(Protocol):
@@ -270,7 +271,7 @@ async def fresh_database(server_url: str) -> str:
 async def sandbox_for(config: Config, postgres: str | None) -> AsyncIterator[Sandbox]:
     url = await fresh_database(postgres) if config.backend == "postgres" and postgres else None
     with database_env(url) as env:
-        tc_env = {**env, "TC_WORKERS": str(config.workers)}
+        tc_env = {**env, **config.settings, "TC_WORKERS": str(config.workers)}
         async with running_sandbox("tc-session-bench-", tc_env=tc_env) as sandbox:
             yield sandbox
 
@@ -395,7 +396,8 @@ def print_row(r: dict[str, Any]) -> None:
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    configs = [Config(b, w) for b in args.backends for w in args.workers]
+    settings = dict(setting.split("=", 1) for setting in args.tc_env)
+    configs = [Config(b, w, settings) for b in args.backends for w in args.workers]
     rows: list[dict[str, Any]] = []
     spawn = multiprocessing.get_context("spawn")  # clean client interpreters, like other hosts
     with (
@@ -435,7 +437,13 @@ def main(argv: list[str] | None = None) -> int:
         "--client", choices=sorted(CLIENTS), default="raw",
         help="raw: a lean HTTP/1.1 client (like wrk); httpx: httpx.AsyncClient [raw]",
     )  # fmt: skip
+    parser.add_argument(
+        "--tc-env", action="append", default=[], metavar="TC_NAME=VALUE",
+        help="a setting for the Traffic Center, e.g. TC_EVENT_LOOP=uvloop (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if any("=" not in setting for setting in args.tc_env):
+        parser.error("--tc-env: TC_NAME=VALUE")
     args.seconds = 1.5 if args.quick else args.seconds
     args.backends = [b for b in args.backends.split(",") if b]
     if not set(args.backends) <= {"sqlite", "postgres"}:
@@ -447,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {machine_line()}")
     if "postgres" in args.backends:
         print(f"# PostgreSQL: {_postgres_line(args.postgres_over)}")
+    if args.tc_env:
+        print(f"# Traffic Center settings: {' '.join(args.tc_env)}")
     print("| store | workers | clients | sessions | sessions/s | p50 ms | p99 ms "
           "| TC CPU (cores) | client CPU (cores) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
