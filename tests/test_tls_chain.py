@@ -9,7 +9,9 @@ trust store, so two certificates from such a server can only be the chain we loa
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
+import ipaddress
 import shutil
 import ssl
 import tempfile
@@ -19,6 +21,10 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 from traffic_center.pki.chain import load_own_certificate
@@ -164,3 +170,49 @@ async def test_without_a_writable_temporary_directory_the_certificate_loads_as_b
     )
     async with tls_server(context) as port:
         assert len(await chain_sent(port)) == 1  # served, the chain left to OpenSSL
+
+
+def _certificate(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    issuer: tuple[str, ec.EllipticCurvePrivateKey] | None = None,
+    ca: bool,
+) -> x509.Certificate:
+    """A certificate for ``subject``'s key, signed by ``issuer`` (name, key), else by itself."""
+    issuer_name, issuer_key = issuer or (subject, key)
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+async def test_an_intermediate_and_its_root_follow_in_order(tmp_path: Path) -> None:
+    """As OpenSSL built it from the same CA file: the issuer, its issuer, up to the root."""
+    root_key, middle_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in "abc")
+    root = _certificate("Root", root_key, ca=True)
+    middle = _certificate("Intermediate", middle_key, issuer=("Root", root_key), ca=True)
+    leaf = _certificate("127.0.0.1", leaf_key, issuer=("Intermediate", middle_key), ca=False)
+    cert, key, bundle = tmp_path / "leaf.pem", tmp_path / "leaf.key", tmp_path / "bundle.pem"
+    cert.write_bytes(leaf.public_bytes(Encoding.PEM))
+    key.write_bytes(leaf_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    # The root first: the order in the CA file is not the order of the chain.
+    bundle.write_bytes(root.public_bytes(Encoding.PEM) + middle.public_bytes(Encoding.PEM))
+    context = a_server_context(
+        lambda c: load_own_certificate(c, cert=cert, key=key, issuers=bundle)
+    )
+    async with tls_server(context) as port:
+        assert await chain_sent(port) == [leaf, middle, root]
