@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.oid import NameOID
+from structlog.testing import capture_logs
 
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 from traffic_center.pki.chain import load_own_certificate
@@ -165,11 +166,16 @@ async def test_without_a_writable_temporary_directory_the_certificate_loads_as_b
 ) -> None:
     cert, key = server_cert.with_suffix(".pem"), server_cert.with_suffix(".key")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-directory"))
-    context = a_server_context(
-        lambda c: load_own_certificate(c, cert=cert, key=key, issuers=ca_file(ca, tmp_path))
-    )
+    with capture_logs() as logs:
+        context = a_server_context(
+            lambda c: load_own_certificate(c, cert=cert, key=key, issuers=ca_file(ca, tmp_path))
+        )
     async with tls_server(context) as port:
         assert len(await chain_sent(port)) == 1  # served, the chain left to OpenSSL
+    # The operator is told why handshakes cost more, once, at start-up.
+    assert [(log["event"], log["log_level"], log["certificate"]) for log in logs] == [
+        ("tls_chain_not_loaded", "warning", str(cert))
+    ]
 
 
 def _certificate(

@@ -6,9 +6,12 @@ import ssl
 import tempfile
 from pathlib import Path
 
+import structlog
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
+
+log = structlog.get_logger("traffic_center.tls")
 
 # Issuers followed above our certificate at most: a deeper chain is loaded as it is.
 MAX_CHAIN_DEPTH = 8
@@ -45,8 +48,13 @@ def load_own_certificate(
             file.flush()
             context.load_cert_chain(file.name, str(key))
         return
-    except OSError:  # ssl.SSLError included
-        pass
+    except OSError as error:  # ssl.SSLError included
+        log.warning(
+            "tls_chain_not_loaded",
+            certificate=str(cert),
+            error=type(error).__name__,
+            effect="OpenSSL builds the chain at every handshake (slower handshakes)",
+        )
     context.load_cert_chain(str(cert), str(key))
 
 
