@@ -7,6 +7,7 @@ vendor and an operator meet it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import os
@@ -155,3 +156,29 @@ def postgres_server_url(*, over: str = "tcp") -> Iterator[str]:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
+
+
+def add_tc_env_option(parser: argparse.ArgumentParser) -> None:
+    """``--tc-env TC_NAME=VALUE`` (repeatable): settings for the Traffic Center under test;
+    ``tc_env(args)`` gives them as a dict."""
+    parser.add_argument(
+        "--tc-env", action="append", default=[], type=_tc_setting, metavar="TC_NAME=VALUE",
+        help="a setting for the Traffic Center, e.g. TC_EVENT_LOOP=uvloop (repeatable)",
+    )  # fmt: skip
+
+
+def tc_env(args: argparse.Namespace) -> dict[str, str]:
+    return dict(args.tc_env)
+
+
+def tc_env_line(args: argparse.Namespace) -> str | None:
+    """The header line naming the settings given, or None without any."""
+    given = " ".join(f"{name}={value}" for name, value in args.tc_env)
+    return f"# Traffic Center settings: {given}" if given else None
+
+
+def _tc_setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError("expected TC_NAME=VALUE")
+    return name, value

@@ -54,11 +54,14 @@ from _common import (
     MB,
     Case,
     Samples,
+    add_tc_env_option,
     bron_request,
     cpu_seconds,
     machine_line,
     ms,
     running_sandbox,
+    tc_env,
+    tc_env_line,
 )
 
 from traffic_center.admin.sandbox import SandboxBuilder
@@ -374,8 +377,7 @@ async def run(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
         concurrency = dataclasses.replace(concurrency, rounds=args.rounds)
     pupils = {case.pgn: f"grootte-{case.size}" for case in (*cases, concurrency)}
     results: dict[str, list[dict[str, Any]]] = {"latency": [], "concurrency": []}
-    tc_env = dict(setting.split("=", 1) for setting in args.tc_env)
-    async with running_sandbox("tc-nginx-bench-", tc_env=tc_env, pupils=pupils) as sandbox:
+    async with running_sandbox("tc-nginx-bench-", tc_env=tc_env(args), pupils=pupils) as sandbox:
         async with sandbox.doel_client() as doel:
             targets = {}
             for case in (*cases, concurrency):
@@ -447,13 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="1,8,32", help="concurrent fetches to try [1,8,32]")
     parser.add_argument("--batch", type=int, default=32, help="1 MB fetches per batch [32]")
     parser.add_argument("--nginx-workers", type=int, default=1, help="worker_processes [1]")
-    parser.add_argument(
-        "--tc-env",
-        action="append",
-        default=[],
-        metavar="TC_NAME=VALUE",
-        help="a setting for the Traffic Center, e.g. TC_EVENT_LOOP=uvloop (repeatable)",
-    )
+    add_tc_env_option(parser)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     args.cases = args.cases.split(",")
@@ -463,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"# Traffic Center vs nginx ({args.nginx_workers} worker), curl client, every hop mTLS")
     print(f"# {machine_line()}", flush=True)
-    if args.tc_env:
-        print(f"# Traffic Center settings: {' '.join(args.tc_env)}", flush=True)
+    if settings_line := tc_env_line(args):
+        print(settings_line, flush=True)
     results = asyncio.run(run(args))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

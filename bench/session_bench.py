@@ -50,11 +50,14 @@ import httpx
 import psutil
 from _common import (
     POSTGRES_URL_ENV,
+    add_tc_env_option,
     cpu_seconds,
     machine_line,
     ms,
     postgres_server_url,
     running_sandbox,
+    tc_env,
+    tc_env_line,
 )
 from sqlalchemy.engine import URL, make_url
 
@@ -396,8 +399,7 @@ def print_row(r: dict[str, Any]) -> None:
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    settings = dict(setting.split("=", 1) for setting in args.tc_env)
-    configs = [Config(b, w, settings) for b in args.backends for w in args.workers]
+    configs = [Config(b, w, tc_env(args)) for b in args.backends for w in args.workers]
     rows: list[dict[str, Any]] = []
     spawn = multiprocessing.get_context("spawn")  # clean client interpreters, like other hosts
     with (
@@ -437,13 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         "--client", choices=sorted(CLIENTS), default="raw",
         help="raw: a lean HTTP/1.1 client (like wrk); httpx: httpx.AsyncClient [raw]",
     )  # fmt: skip
-    parser.add_argument(
-        "--tc-env", action="append", default=[], metavar="TC_NAME=VALUE",
-        help="a setting for the Traffic Center, e.g. TC_EVENT_LOOP=uvloop (repeatable)",
-    )  # fmt: skip
+    add_tc_env_option(parser)
     args = parser.parse_args(argv)
-    if any("=" not in setting for setting in args.tc_env):
-        parser.error("--tc-env: TC_NAME=VALUE")
     args.seconds = 1.5 if args.quick else args.seconds
     args.backends = [b for b in args.backends.split(",") if b]
     if not set(args.backends) <= {"sqlite", "postgres"}:
@@ -455,8 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {machine_line()}")
     if "postgres" in args.backends:
         print(f"# PostgreSQL: {_postgres_line(args.postgres_over)}")
-    if args.tc_env:
-        print(f"# Traffic Center settings: {' '.join(args.tc_env)}")
+    if settings_line := tc_env_line(args):
+        print(settings_line)
     print("| store | workers | clients | sessions | sessions/s | p50 ms | p99 ms "
           "| TC CPU (cores) | client CPU (cores) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import structlog
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-log = structlog.get_logger("traffic_center.tls")
+from traffic_center.pki.inspect import is_issued_by
 
-# Issuers followed above our certificate at most: a deeper chain is loaded as it is.
-MAX_CHAIN_DEPTH = 8
+log = structlog.get_logger("traffic_center.tls")
 
 
 def load_own_certificate(
@@ -71,25 +69,11 @@ def _issuers_in(own_pem: bytes, issuers_pem: bytes) -> list[x509.Certificate]:
         return []
     chain: list[x509.Certificate] = []
     current = certificates[0]
-    while current.issuer != current.subject and len(chain) < MAX_CHAIN_DEPTH:
-        issuer = _issuer_of(current, candidates)
+    # Up to a self-signed root; an issuer met twice (certificates signing each other) ends it.
+    while current.issuer != current.subject:
+        issuer = next((c for c in candidates if is_issued_by(current, (c,))), None)
         if issuer is None or issuer in chain:
             break
         chain.append(issuer)
         current = issuer
     return chain
-
-
-def _issuer_of(
-    certificate: x509.Certificate, candidates: list[x509.Certificate]
-) -> x509.Certificate | None:
-    """The candidate whose name is the certificate's issuer and whose key signed it."""
-    for candidate in candidates:
-        if candidate.subject != certificate.issuer:
-            continue
-        try:
-            certificate.verify_directly_issued_by(candidate)
-        except (InvalidSignature, ValueError, TypeError):
-            continue
-        return candidate
-    return None
