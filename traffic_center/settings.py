@@ -29,11 +29,12 @@ class Settings(BaseSettings):
     ops_host: str = "127.0.0.1"
     ops_port: int = Field(default=9464, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
-    # uvloop relays faster, but out of file descriptors it resets new connections (and may
-    # close the listener) where asyncio's loop lets them wait: server/uvloop_loop.py.
+    # uvloop relays faster, but a TLS connection it closes drains what the client still sends
+    # (the lingering close's byte bound does not hold), and out of file descriptors it resets
+    # new connections where asyncio's loop lets them wait: server/uvloop_loop.py.
     event_loop: Literal["asyncio", "uvloop"] = Field(
         default="asyncio",
-        description="the vendor listener's event loop; uvloop is faster, asyncio safer at the fd limit",
+        description="the listeners' event loop; uvloop is faster, asyncio holds every limit",
     )
     tls_cert: Path | None = None
     tls_key: Path | None = None

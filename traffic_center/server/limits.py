@@ -88,8 +88,8 @@ class ListenerConfig(Config):
 def event_loop_factory(
     limits: ConnectionLimits, *, uvloop: bool = False
 ) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The vendor listener's loop: asyncio's, or uvloop's when asked for (server/uvloop_loop.py
-    says why it is not the default)."""
+    """The listeners' loop: asyncio's, or uvloop's when asked for (server/uvloop_loop.py says
+    why it is not the default)."""
     if uvloop:
         from traffic_center.server.uvloop_loop import BoundedHandshakeUVLoop
 
