@@ -184,3 +184,27 @@ async def test_a_client_that_falls_silent_is_closed_after_the_silence(node: Node
     while lingering_connections(node):
         assert time.monotonic() < deadline, "the closed connection was kept"
         await asyncio.sleep(0.05)
+
+
+async def test_what_a_client_sends_after_the_close_is_not_read(node: Node) -> None:
+    """Once the node has closed (its close_notify out), the next bytes the client sends get
+    the connection aborted: the lingering close's byte bound is the last word. (uvloop's own
+    TLS would read and drop them until the shutdown timeout: server/uvloop_loop.py.)"""
+    sock = await asyncio.to_thread(open_upload, node)
+
+    def send_after_the_close() -> int:
+        sock.settimeout(LIMITS.linger_seconds + SLACK_SECONDS)
+        assert sock.recv(65536) == b""  # the node's close_notify, after the silence
+        chunk, sent = b" " * (64 * 1024), 0
+        try:
+            while sent < 1024**3:
+                sent += sock.send(chunk)
+        except OSError:
+            return sent
+        return sent
+
+    try:
+        sent = await asyncio.to_thread(send_after_the_close)
+    finally:
+        sock.close()
+    assert sent < 32 * 1024**2, sent  # what the kernels' buffers held

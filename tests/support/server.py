@@ -80,7 +80,7 @@ async def start_traffic_center(
     *,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     httptools: bool | None = None,
-    uvloop: bool = False,
+    uvloop: bool | None = None,
     **overrides: Any,
 ) -> TrafficCenterUnderTest:
     defaults: dict[str, Any] = {

@@ -88,8 +88,8 @@ class ListenerConfig(Config):
 def event_loop_factory(
     limits: ConnectionLimits, *, uvloop: bool = False
 ) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The listeners' loop: asyncio's, or uvloop's when asked for (server/uvloop_loop.py says
-    why it is not the default)."""
+    """The listeners' loop: uvloop's (the default), or asyncio's when asked for
+    (server/uvloop_loop.py says how they differ)."""
     if uvloop:
         from traffic_center.server.uvloop_loop import BoundedHandshakeUVLoop
 
@@ -176,7 +176,7 @@ class BoundedHandshakeLoop(HandshakeBounds, asyncio.SelectorEventLoop):
                 extra=extra,
                 **kwargs,
             )
-        ssl_protocol = _ServerSSLProtocol(
+        ssl_protocol = ServerTLSProtocol(
             self,
             protocol,
             sslcontext,
@@ -193,8 +193,9 @@ class BoundedHandshakeLoop(HandshakeBounds, asyncio.SelectorEventLoop):
         return ssl_protocol._app_transport
 
 
-class _ServerSSLProtocol(sslproto.SSLProtocol):
-    """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB per connection.
+class ServerTLSProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB per connection: the
+    listeners' TLS on either loop (server/uvloop_loop.py says why on uvloop's too).
 
     asyncio allocates the whole buffer for every accepted connection, idle or not: 500 idle
     connections held about 150 MB. A request on the vendor API is small (its body is capped

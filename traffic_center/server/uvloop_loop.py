@@ -1,30 +1,64 @@
-"""uvloop's event loop (libuv) for the listeners, with the same handshake bounds; not the default.
+"""uvloop's event loop (libuv) for the listeners, with the same limits: the default.
 
-It moves a dossier with about a fifth less CPU per MB than asyncio's loop (README,
-"Performance"), but two of the vendor listener's limits hold only on asyncio's loop:
+It moves a dossier with less CPU per MB than asyncio's loop (README, "Performance"). Two
+things differ from asyncio's loop, and one of them is set right here:
 
-- A TLS connection the node closes: asyncio's loop sends close_notify and aborts the
-  connection at the first byte the client still sends after it, so the lingering close
-  (server/limits.py, ``LingeringClose``) is the last a client may send: 1 MiB. uvloop 0.23
-  reads and drops whatever comes (``_do_read_into_void`` in its sslproto.pyx) until the
-  client's close_notify or the shutdown timeout (``TC_TLS_HANDSHAKE_TIMEOUT_SECONDS``):
-  tests/test_early_refusal.py's chunked body over the cap saw 50 MB taken after the 413.
+- TLS: uvloop's own TLS protocol, once it has sent close_notify, reads and drops what the
+  client still sends until the client's close_notify or the shutdown timeout (its
+  sslproto.pyx, ``_do_read_into_void``): a client could go on sending far past the lingering
+  close's 1 MiB (tests/test_early_refusal.py's chunked body over the cap got 50 MB in after
+  its 413). So the TLS servers made here speak TLS through asyncio's protocol
+  (``ServerTLSProtocol``, as on asyncio's loop), which aborts the connection at the first byte
+  after close_notify, over uvloop's TCP transport. (The relay's connections to bron LAS
+  endpoints keep uvloop's TLS: they are ours, and a bron sends a bounded answer.)
 - Out of file descriptors, asyncio's loop stops accepting for a second and new connections
   wait in the kernel's backlog. libuv keeps a spare descriptor: it frees it to accept and at
-  once close each waiting connection (the caller is reset), then takes it back. If it cannot
-  take it back, uvloop 0.23.0 (libuv 1.52.1, as locked) leaves the connections in the backlog
-  and tries one accept at every turn of the loop (seen with strace: a busy loop while it
-  lasts, other connections still served); the listener is not closed, on either loop
-  (tests/test_connection_limits.py, with the node's limit lowered under it).
+  once close each waiting connection (the caller is reset and tries again), then takes it
+  back. If it cannot take it back, uvloop 0.23.0 (libuv 1.52.1, as locked) leaves the
+  connections in the backlog and tries one accept at every turn of the loop (seen with
+  strace: a busy loop while it lasts, other connections still served). Neither loop closes
+  its listener (tests/test_connection_limits.py, with the node's limit lowered under it).
+  ``TC_EVENT_LOOP=asyncio`` is there for an operator whose callers should wait rather than
+  be reset.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
 import uvloop
 
-from traffic_center.server.limits import HandshakeBounds
+from traffic_center.server.limits import HandshakeBounds, ServerTLSProtocol
 
 
 class BoundedHandshakeUVLoop(HandshakeBounds, uvloop.Loop):  # type: ignore[misc]
-    """uvloop's loop with the handshake bounds. (Its TLS read buffer is allocated lazily by
-    the kernel page by page, so it needs no smaller one, unlike asyncio's.)"""
+    """uvloop's loop, its TLS servers speaking TLS through asyncio's protocol (see above),
+    with the handshake and shutdown bounds (``HandshakeBounds``)."""
+
+    async def create_server(  # type: ignore[override]
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        *args: Any,
+        **kwargs: Any,
+    ) -> asyncio.AbstractServer:
+        context = kwargs.pop("ssl", None)
+        if context is None:
+            return await super().create_server(protocol_factory, *args, **kwargs)
+        handshake = kwargs.pop("ssl_handshake_timeout", None) or self.handshake_seconds
+        shutdown = kwargs.pop("ssl_shutdown_timeout", None) or self.handshake_seconds
+
+        # No waiter: nothing awaits the handshake (asyncio's own server awaits it only to log
+        # a failure). (typeshed has the waiter as required and the timeouts as int.)
+        options: dict[str, Any] = {
+            "waiter": None,
+            "server_side": True,
+            "ssl_handshake_timeout": handshake,
+            "ssl_shutdown_timeout": shutdown,
+        }
+
+        def tls_protocol() -> ServerTLSProtocol:
+            return ServerTLSProtocol(self, protocol_factory(), context, **options)
+
+        return await super().create_server(tls_protocol, *args, **kwargs)
