@@ -163,7 +163,7 @@ def add_tc_env_option(parser: argparse.ArgumentParser) -> None:
     ``tc_env(args)`` gives them as a dict."""
     parser.add_argument(
         "--tc-env", action="append", default=[], type=_tc_setting, metavar="TC_NAME=VALUE",
-        help="a setting for the Traffic Center, e.g. TC_EVENT_LOOP=uvloop (repeatable)",
+        help="a setting for the Traffic Center, e.g. TC_EVENT_LOOP=asyncio (repeatable)",
     )  # fmt: skip
 
 
