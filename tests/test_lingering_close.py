@@ -121,6 +121,18 @@ def trickle_until_cut_off(sock: ssl.SSLSocket) -> float:
     raise AssertionError("a client sending forever was never cut off")
 
 
+def flood(sock: ssl.SSLSocket) -> int:
+    """Bytes sent as fast as the node takes them, up to 1 GiB, until the connection is cut."""
+    chunk, sent = b" " * (64 * 1024), 0
+    sock.settimeout(LIMITS.linger_seconds + SLACK_SECONDS)
+    try:
+        while sent < 1024**3:
+            sent += sock.send(chunk)
+    except OSError:
+        return sent
+    return sent
+
+
 def lingering_connections(node: Node) -> int:
     """The vendor listener's connections (the set its caps count) now lingering."""
     connections = list(node.tc.server.vendor.server_state.connections)
@@ -144,20 +156,9 @@ async def test_a_client_that_keeps_sending_is_cut_off_within_the_bound(node: Nod
 
 async def test_a_client_that_sends_a_lot_fast_is_cut_off_at_the_byte_bound(node: Node) -> None:
     sock = await asyncio.to_thread(open_upload, node)
-
-    def flood() -> int:
-        chunk, sent = b" " * (64 * 1024), 0
-        sock.settimeout(LIMITS.linger_seconds + SLACK_SECONDS)
-        try:
-            while sent < 1024**3:
-                sent += sock.send(chunk)
-        except OSError:
-            return sent
-        return sent
-
     try:
         started = time.monotonic()
-        sent = await asyncio.to_thread(flood)
+        sent = await asyncio.to_thread(flood, sock)
         took = time.monotonic() - started
     finally:
         sock.close()
@@ -195,13 +196,7 @@ async def test_what_a_client_sends_after_the_close_is_not_read(node: Node) -> No
     def send_after_the_close() -> int:
         sock.settimeout(LIMITS.linger_seconds + SLACK_SECONDS)
         assert sock.recv(65536) == b""  # the node's close_notify, after the silence
-        chunk, sent = b" " * (64 * 1024), 0
-        try:
-            while sent < 1024**3:
-                sent += sock.send(chunk)
-        except OSError:
-            return sent
-        return sent
+        return flood(sock)
 
     try:
         sent = await asyncio.to_thread(send_after_the_close)
