@@ -163,12 +163,19 @@ async def test_refusals_are_counted_by_reason_on_the_ops_listener(
 ) -> None:
     async with _client(tc, _uninventoried(tc, tmp_path / "ghost")) as client:
         assert (await client.get("/v1/whoami")).status_code == 403
+    # A served request, so the route label below is this test's own (not one an earlier
+    # test in the module left).
+    party = await tc.world.school("PO")
+    assert (await party.client().get("/v1/whoami")).status_code == 200
     async with httpx.AsyncClient(base_url=tc.ops_url) as ops:
-        metrics = (await ops.get("/metrics")).text
+        # A request is counted once its answer is out: the client may read the answer first.
+        deadline = time.monotonic() + 5
+        while 'route="/v1/whoami"' not in (metrics := (await ops.get("/metrics")).text):
+            assert time.monotonic() < deadline, "the served request was never counted"
+            await asyncio.sleep(0.05)
         ready = await ops.get("/readyz")
         alive = await ops.get("/healthz")
     assert 'traffic_center_refused_callers_total{reason="CertificaatOnbekend"}' in metrics
-    assert 'route="/v1/whoami"' in metrics
     assert ready.status_code == 200
     assert ready.json()["checks"] == {
         "store": True,
