@@ -17,7 +17,7 @@ import logging
 import resource
 import socket
 import ssl
-from asyncio import selector_events, sslproto
+from asyncio import sslproto
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -98,13 +98,14 @@ def event_loop_factory(
 
 
 class HandshakeBounds(asyncio.AbstractEventLoop):
-    """What the vendor listener's loop adds, on asyncio's loop or uvloop's: its TLS servers
-    bound the handshake (uvicorn passes no timeout: 60 s), and it keeps the listeners to
-    refused handshakes (reported by ``ReportingSSLObject``).
+    """What the listeners' loop adds, on asyncio's loop or uvloop's: its TLS servers speak TLS
+    through ``ServerTLSProtocol`` over a plain TCP transport, with the handshake bounded
+    (uvicorn passes no timeout: 60 s), and it keeps the listeners to refused handshakes
+    (reported by ``ReportingSSLObject``).
 
-    Until the handshake is done the connection is the loop's, not the protocol's: only the
-    server's ``ssl_handshake_timeout`` can cut off a client that connects and sends nothing.
-    The same bound applies to waiting for a peer's close_notify.
+    Until the handshake is done the connection is the TLS protocol's, not the app's: only the
+    handshake timeout can cut off a client that connects and sends nothing. The same bound
+    applies to flushing and waiting for a peer's close_notify.
     """
 
     def __init__(self, *, handshake_seconds: float) -> None:
@@ -114,11 +115,29 @@ class HandshakeBounds(asyncio.AbstractEventLoop):
         # a scan of the port must not flood the log.
         self.handshake_refusals = HandshakeRefusals()
 
-    async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
-        if kwargs.get("ssl") is not None:
-            kwargs.setdefault("ssl_handshake_timeout", self.handshake_seconds)
-            kwargs.setdefault("ssl_shutdown_timeout", self.handshake_seconds)
-        return await super().create_server(*args, **kwargs)
+    async def create_server(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        *args: Any,
+        **kwargs: Any,
+    ) -> asyncio.Server:
+        context = kwargs.pop("ssl", None)
+        if context is None:
+            return await super().create_server(protocol_factory, *args, **kwargs)
+        # No waiter: nothing awaits the handshake (asyncio's own TLS server awaits it only to
+        # log a failure in debug mode). (typeshed has the waiter as required, the timeouts as
+        # int.)
+        options: dict[str, Any] = {
+            "waiter": None,
+            "server_side": True,
+            "ssl_handshake_timeout": kwargs.pop("ssl_handshake_timeout", self.handshake_seconds),
+            "ssl_shutdown_timeout": kwargs.pop("ssl_shutdown_timeout", self.handshake_seconds),
+        }
+
+        def tls_protocol() -> ServerTLSProtocol:
+            return ServerTLSProtocol(self, protocol_factory(), context, **options)
+
+        return await super().create_server(tls_protocol, *args, **kwargs)
 
 
 class ReportingSSLObject(ssl.SSLObject):
@@ -149,53 +168,13 @@ def _report_refusal(error: ssl.SSLError) -> None:
 
 
 class BoundedHandshakeLoop(HandshakeBounds, asyncio.SelectorEventLoop):
-    """asyncio's loop with the handshake bounds, and a smaller read buffer per connection."""
-
-    def _make_ssl_transport(
-        self,
-        rawsock: Any,
-        protocol: asyncio.BaseProtocol,
-        sslcontext: Any,
-        waiter: Any = None,
-        *,
-        server_side: bool = False,
-        server: Any = None,
-        extra: Any = None,
-        **kwargs: Any,
-    ) -> asyncio.Transport:
-        """asyncio's own, but an accepted connection gets a small read buffer (see below).
-        (asyncio's own method, Python 3.11–3.13: same arguments.)"""
-        if not server_side:
-            return super()._make_ssl_transport(  # type: ignore[misc,no-any-return]
-                rawsock,
-                protocol,
-                sslcontext,
-                waiter,
-                server_side=server_side,
-                server=server,
-                extra=extra,
-                **kwargs,
-            )
-        ssl_protocol = ServerTLSProtocol(
-            self,
-            protocol,
-            sslcontext,
-            waiter,
-            server_side,
-            kwargs.get("server_hostname"),
-            ssl_handshake_timeout=kwargs.get("ssl_handshake_timeout"),
-            ssl_shutdown_timeout=kwargs.get("ssl_shutdown_timeout"),
-        )
-        # asyncio's private transport class: the override keeps its construction exactly.
-        selector_events._SelectorSocketTransport(  # type: ignore[attr-defined]
-            self, rawsock, ssl_protocol, extra=extra, server=server
-        )
-        return ssl_protocol._app_transport
+    """asyncio's loop with the listeners' TLS (``HandshakeBounds``)."""
 
 
 class ServerTLSProtocol(sslproto.SSLProtocol):
     """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB per connection: the
-    listeners' TLS on either loop (server/uvloop_loop.py says why on uvloop's too).
+    listeners' TLS on either loop (server/uvloop_loop.py says why on uvloop's too: it aborts a
+    connection at the first byte the client sends after the node's close_notify).
 
     asyncio allocates the whole buffer for every accepted connection, idle or not: 500 idle
     connections held about 150 MB. A request on the vendor API is small (its body is capped

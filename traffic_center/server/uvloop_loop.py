@@ -7,8 +7,8 @@ things differ from asyncio's loop, and one of them is set right here:
   client still sends until the client's close_notify or the shutdown timeout (its
   sslproto.pyx, ``_do_read_into_void``): a client could go on sending far past the lingering
   close's 1 MiB (tests/test_early_refusal.py's chunked body over the cap got 50 MB in after
-  its 413). So the TLS servers made here speak TLS through asyncio's protocol
-  (``ServerTLSProtocol``, as on asyncio's loop), which aborts the connection at the first byte
+  its 413). So the listeners speak TLS through asyncio's protocol on uvloop too
+  (``ServerTLSProtocol``, by ``HandshakeBounds``), which aborts the connection at the first byte
   after close_notify, over uvloop's TCP transport. (The relay's connections to bron LAS
   endpoints keep uvloop's TLS: they are ours, and a bron sends a bounded answer.)
 - Out of file descriptors, asyncio's loop stops accepting for a second and new connections
@@ -24,41 +24,11 @@ things differ from asyncio's loop, and one of them is set right here:
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from typing import Any
-
 import uvloop
 
-from traffic_center.server.limits import HandshakeBounds, ServerTLSProtocol
+from traffic_center.server.limits import HandshakeBounds
 
 
 class BoundedHandshakeUVLoop(HandshakeBounds, uvloop.Loop):  # type: ignore[misc]
-    """uvloop's loop, its TLS servers speaking TLS through asyncio's protocol (see above),
-    with the handshake and shutdown bounds (``HandshakeBounds``)."""
-
-    async def create_server(  # type: ignore[override]
-        self,
-        protocol_factory: Callable[[], asyncio.BaseProtocol],
-        *args: Any,
-        **kwargs: Any,
-    ) -> asyncio.AbstractServer:
-        context = kwargs.pop("ssl", None)
-        if context is None:
-            return await super().create_server(protocol_factory, *args, **kwargs)
-        handshake = kwargs.pop("ssl_handshake_timeout", None) or self.handshake_seconds
-        shutdown = kwargs.pop("ssl_shutdown_timeout", None) or self.handshake_seconds
-
-        # No waiter: nothing awaits the handshake (asyncio's own server awaits it only to log
-        # a failure). (typeshed has the waiter as required and the timeouts as int.)
-        options: dict[str, Any] = {
-            "waiter": None,
-            "server_side": True,
-            "ssl_handshake_timeout": handshake,
-            "ssl_shutdown_timeout": shutdown,
-        }
-
-        def tls_protocol() -> ServerTLSProtocol:
-            return ServerTLSProtocol(self, protocol_factory(), context, **options)
-
-        return await super().create_server(tls_protocol, *args, **kwargs)
+    """uvloop's loop with the listeners' TLS (``HandshakeBounds``: asyncio's TLS protocol over
+    uvloop's TCP transport, see above)."""
