@@ -8,6 +8,8 @@ import datetime as dt
 import os
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +18,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from tests.conftest import DatabaseFactory
+from tests.support.processes import clean_env
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from tests.support.sockets import server_end_option
 from tests.support.world import client_context, unique_brin, unique_routeringskenmerk
@@ -263,6 +267,42 @@ def test_the_event_loop_setting_picks_the_loop_of_serve_and_of_each_worker(
             assert isinstance(loop, HandshakeBounds)
         finally:
             loop.close()
+
+
+def test_without_uvloop_the_default_loop_is_asyncios_and_asking_for_uvloop_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where uvloop is not installed (Windows, where it does not run), a node starts on
+    asyncio's loop instead of failing with an ImportError; TC_EVENT_LOOP=uvloop there is a
+    settings error naming the setting and the way out."""
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: import fails
+    settings = Settings(home=tmp_path)
+    assert settings.event_loop == "asyncio"
+    loop = TrafficCenterServer(settings, serve_vendor_api=False).loop_factory()
+    try:
+        assert type(loop) is BoundedHandshakeLoop
+    finally:
+        loop.close()
+    with pytest.raises(ValidationError, match=r"uvloop is not installed.*TC_EVENT_LOOP=asyncio"):
+        Settings(home=tmp_path, event_loop="uvloop")
+    # The command line: exit 2 with the one line, before anything is served.
+    hide_uvloop = (
+        "import sys; sys.modules['uvloop'] = None; "
+        "from traffic_center.cli.main import main; "
+        f"sys.exit(main(['--home', {str(tmp_path / 'tc')!r}, 'serve', '--dev']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", hide_uvloop],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean_env(), "TC_EVENT_LOOP": "uvloop"},
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "TC_EVENT_LOOP" in result.stderr
+    assert "not installed" in result.stderr
 
 
 async def test_the_inventory_is_read_once_per_request_and_a_revocation_counts_at_once(

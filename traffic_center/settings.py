@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
 
@@ -32,10 +33,11 @@ class Settings(BaseSettings):
     # uvloop moves a dossier with less CPU per MB (issue 14); out of file descriptors it resets
     # new connections where asyncio's loop lets them wait in the backlog: server/uvloop_loop.py.
     event_loop: Literal["asyncio", "uvloop"] = Field(
-        default="uvloop",
+        default_factory=lambda: _default_event_loop(),
         description=(
-            "the listeners' event loop; uvloop is faster, asyncio lets new connections wait "
-            "(rather than be reset) while the node is out of file descriptors"
+            "the listeners' event loop: uvloop (the default where it is installed) is faster, "
+            "asyncio lets new connections wait (rather than be reset) while the node is out of "
+            "file descriptors"
         ),
     )
     tls_cert: Path | None = None
@@ -196,6 +198,18 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("event_loop")
+    @classmethod
+    def _loop_installed(cls, value: str) -> str:
+        # Asked for by name (the default is never uvloop without it): a clear line at start-up,
+        # not an ImportError from deep in the server.
+        if value == "uvloop" and not _uvloop_installed():
+            raise ValueError(
+                "uvloop is not installed here (it does not run on Windows): install it, "
+                "or set TC_EVENT_LOOP=asyncio"
+            )
+        return value
+
     @field_validator("secret_key")
     @classmethod
     def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -253,6 +267,16 @@ class Settings(BaseSettings):
         if not self.previous_secret_keys:
             return []
         return [p.strip().encode() for p in self.previous_secret_keys.split(",") if p.strip()]
+
+
+def _uvloop_installed() -> bool:
+    return find_spec("uvloop") is not None
+
+
+def _default_event_loop() -> Literal["asyncio", "uvloop"]:
+    """uvloop where it is installed: a dependency of the package, except on Windows, where
+    uvloop does not run and the node starts on asyncio's loop instead of failing."""
+    return "uvloop" if _uvloop_installed() else "asyncio"
 
 
 def describe_validation_error(error: ValidationError) -> str:
