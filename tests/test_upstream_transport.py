@@ -13,20 +13,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import random
+import re
+import resource
+import socket
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import httpx
 import pytest
+import uvloop
 
 from tests.support.las import LasParty, LasWorld, scenario_key
 from tests.support.processes import free_port
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from tests.test_relay import Fetched, eventually_recorded, fetch, open_session, relay_records
 from traffic_center.domain.errors import UpstreamTimeout, UpstreamUnreachable
+from traffic_center.relay.aiohttp_transport import _peer_has_spoken
 from traffic_center.relay.limits import RelayLimits
 from traffic_center.relay.upstream import UpstreamClient, upstream_ssl_context
 
@@ -535,3 +543,112 @@ async def test_a_bron_that_never_finishes_the_tls_handshake_is_a_connect_timeout
     elapsed = time.monotonic() - started
     server.close()
     assert LIMITS.connect_timeout_seconds <= elapsed < LIMITS.connect_timeout_seconds + 1
+
+
+class ClosingBron:
+    """A bron in a thread of its own (blocking sockets) that answers one request on each
+    connection as if to keep it alive (no ``Connection: close``), then closes it at once, as
+    a LAS's idle timeout would a moment later. Being in its own thread, it closes while the
+    relay's event loop is busy elsewhere: the relay has not seen the close yet when it next
+    picks a kept-alive connection."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}/dossier"
+        self.connections = 0
+        self.closed = threading.Semaphore(0)  # released once per connection it closed
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        # close() alone would not wake the thread out of accept(); shutdown() does (Linux).
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(5)
+        assert not self._thread.is_alive()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return  # stopped
+            self.connections += 1
+            with (
+                contextlib.suppress(OSError),
+                self._context.wrap_socket(raw, server_side=True) as tls,
+            ):
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    received += tls.recv(65536)
+                head, _, body = received.partition(b"\r\n\r\n")
+                declared = re.search(rb"(?im)^content-length: *(\d+)", head)
+                while declared is not None and len(body) < int(declared[1]):
+                    body += tls.recv(65536)
+                tls.sendall(self.ANSWER)
+            self.closed.release()  # closed without close_notify, as an idle close often is
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_kept_alive_connection_the_bron_closed_is_not_reused_though_unseen(
+    tc: TrafficCenterUnderTest, hostile: HostileBron, loop: str
+) -> None:
+    """A LAS closes a kept-alive connection just as the relay, its event loop busy, picks it
+    for the next request: the close is in the socket, not yet seen by the loop. The request
+    must go out on a new connection, not end as a 502 (the relay does not send a POST twice;
+    a busy node lost relays this way). On both loops: the node's is uvloop."""
+    bron = ClosingBron(hostile.context)
+
+    async def three_relays() -> None:
+        upstream = UpstreamClient(LIMITS, ssl_context=relay_context(tc))
+        try:
+            for _ in range(3):
+                response = await upstream.open(bron.url, SOME_REQUEST, SOME_HEADERS)
+                assert await read_all(upstream, response) == b"{}"
+                # Blocking, on purpose: the loop is held while the bron closes, so the close
+                # waits unread in the socket when the next request picks its connection.
+                assert bron.closed.acquire(timeout=5)
+                time.sleep(0.05)  # noqa: ASYNC251 - holding the loop is the point
+        finally:
+            await upstream.aclose()
+
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(three_relays())
+    finally:
+        bron.stop()
+    assert bron.connections == 3
+
+
+def test_a_kept_alive_connection_is_looked_at_whatever_its_descriptor_number() -> None:
+    """The look before reuse works past select()'s 1,024 descriptors, where a busy node's
+    connections are: nothing waiting is no reason to drop one, its peer's close is."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    high = 1500
+    if soft <= high:
+        assert hard == resource.RLIM_INFINITY or hard > high, "the test needs 1,500 descriptors"
+        resource.setrlimit(resource.RLIMIT_NOFILE, (high + 100, hard))
+    ours, theirs = socket.socketpair()
+    try:
+        os.dup2(ours.fileno(), high)
+        kept = socket.socket(fileno=high)
+
+        class Transport:
+            def get_extra_info(self, name: str) -> object:
+                return kept if name == "socket" else None
+
+        try:
+            assert not _peer_has_spoken(cast(asyncio.BaseTransport, Transport()))
+            theirs.close()  # the LAS closes the idle connection
+            assert _peer_has_spoken(cast(asyncio.BaseTransport, Transport()))
+        finally:
+            kept.close()
+    finally:
+        ours.close()
+        theirs.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

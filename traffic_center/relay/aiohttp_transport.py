@@ -25,11 +25,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import select
 import ssl
+import weakref
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx
+
+if TYPE_CHECKING:
+    from aiohttp.client_proto import ResponseHandler
+    from aiohttp.client_reqrep import ClientRequest
+    from aiohttp.connector import Connection
+    from aiohttp.tracing import Trace
 
 # Our own bound on the bron's answer head (RFC 9112 §2.3: a server may refuse what it finds
 # too long; so may we). A LAS answer has a dozen headers of a few hundred bytes; these bound
@@ -92,7 +101,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(
+            connector = _LookingConnector(
                 ssl=self._ssl,
                 limit=self._max_connections,
                 limit_per_host=0,  # the relay slots already give each bron endpoint its share
@@ -110,6 +119,62 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 max_headers=MAX_HEADERS,
             )
         return self._session
+
+
+class _LookingConnector(aiohttp.TCPConnector):
+    """aiohttp's pool, but a kept-alive connection is looked at before it is used again.
+
+    A LAS closes an idle connection when its keep-alive runs out, and may do so just as the
+    relay takes that connection for the next request. aiohttp hands it out as long as its
+    event loop has not read the close, and a busy loop (32 relays at once, a pause for
+    garbage collection) reads it late: the POST then goes out on a dead connection and the
+    doel gets a 502 (seen under load; tests/test_upstream_transport.py makes it happen every
+    time). The relay does not send a POST again, so the connection is looked at first, as
+    httpx's own pool did: on an idle HTTP/1.1 connection the server has nothing to say, so
+    anything waiting in the socket (its close, a reset, a TLS alert) means it is not used
+    again; the next kept-alive one is looked at, or a new one made. One poll of a socket per
+    reused connection. (The close can still cross the request on the wire: that rare race
+    stays a 502.)"""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Connections handed out before: a new one is not looked at (a server may well send
+        # TLS session tickets just after the handshake, with nothing wrong).
+        self._handed_out: weakref.WeakSet[ResponseHandler] = weakref.WeakSet()
+
+    async def connect(
+        self,
+        req: ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's signature
+    ) -> Connection:
+        while True:
+            connection = await super().connect(req, traces, timeout)
+            protocol = connection.protocol
+            if protocol is None or protocol not in self._handed_out:
+                if protocol is not None:
+                    self._handed_out.add(protocol)
+                return connection
+            if not _peer_has_spoken(protocol.transport):
+                return connection
+            connection.close()  # dropped; the next pass takes another or makes a new one
+
+
+def _peer_has_spoken(transport: asyncio.BaseTransport | None) -> bool:
+    """Whether an idle connection's socket has something to read: the server's close, a
+    reset or any bytes, none of which an idle HTTP/1.1 server sends."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    try:
+        if not hasattr(select, "poll"):  # Windows: select() has no descriptor ceiling there
+            return bool(select.select([sock], [], [], 0)[0])
+        # poll(), not select(): a busy node's descriptors run past select()'s 1,024.
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # closed under us
+        return True
 
 
 def _timeouts(request: httpx.Request) -> aiohttp.ClientTimeout:
