@@ -554,8 +554,11 @@ class ClosingBron:
 
     ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
-    def __init__(self, context: ssl.SSLContext) -> None:
+    def __init__(self, context: ssl.SSLContext, *, crossing: bool = False) -> None:
         self._context = context
+        # crossing: the close comes as the next request arrives on the connection (it is read,
+        # never answered), so no look at the connection before it is used can see it coming.
+        self._crossing = crossing
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}/dossier"
         self.connections = 0
@@ -582,15 +585,25 @@ class ClosingBron:
                 contextlib.suppress(OSError),
                 self._context.wrap_socket(raw, server_side=True) as tls,
             ):
-                received = b""
-                while b"\r\n\r\n" not in received:
-                    received += tls.recv(65536)
-                head, _, body = received.partition(b"\r\n\r\n")
-                declared = re.search(rb"(?im)^content-length: *(\d+)", head)
-                while declared is not None and len(body) < int(declared[1]):
-                    body += tls.recv(65536)
+                _read_request(tls)
                 tls.sendall(self.ANSWER)
+                if self._crossing:
+                    _read_request(tls)
             self.closed.release()  # closed without close_notify, as an idle close often is
+
+
+def _read_request(tls: ssl.SSLSocket) -> None:
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += tls.recv(65536) or _closed()
+    head, _, body = received.partition(b"\r\n\r\n")
+    declared = re.search(rb"(?im)^content-length: *(\d+)", head)
+    while declared is not None and len(body) < int(declared[1]):
+        body += tls.recv(65536) or _closed()
+
+
+def _closed() -> bytes:
+    raise ConnectionResetError("the client closed the connection")
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
@@ -623,6 +636,49 @@ def test_a_kept_alive_connection_the_bron_closed_is_not_reused_though_unseen(
     finally:
         bron.stop()
     assert bron.connections == 3
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_request_that_crosses_the_bron_s_close_goes_once_more_on_a_new_connection(
+    tc: TrafficCenterUnderTest, hostile: HostileBron, loop: str
+) -> None:
+    """The LAS closes a kept-alive connection as the next request arrives on it: read, never
+    answered. That request goes once more, on a new connection, and is answered there."""
+    bron = ClosingBron(hostile.context, crossing=True)
+
+    async def relays() -> None:
+        upstream = UpstreamClient(LIMITS, ssl_context=relay_context(tc))
+        try:
+            for _ in range(3):
+                response = await upstream.open(bron.url, SOME_REQUEST, SOME_HEADERS)
+                assert await read_all(upstream, response) == b"{}"
+        finally:
+            await upstream.aclose()
+
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(relays())
+    finally:
+        bron.stop()
+    # Each relay after the first: its kept-alive connection closed under it, a new one.
+    assert bron.connections == 3
+
+
+async def test_a_bron_that_never_answers_gets_a_request_once_more_at_most(
+    hostile: HostileBron, upstream: UpstreamClient
+) -> None:
+    """Closed under a request on a kept-alive connection: sent once more on a new one, and
+    that one's close is the answer (502). On a new connection, at once the answer."""
+    response = await upstream.open(hostile.url("echo"), SOME_REQUEST, SOME_HEADERS)
+    await read_all(upstream, response)  # a kept-alive connection to this bron
+    requests, connections = len(hostile.requests), hostile.connections
+    with pytest.raises(UpstreamUnreachable, match="RemoteProtocolError"):
+        await upstream.open(hostile.url("closed"), SOME_REQUEST, SOME_HEADERS)
+    assert (len(hostile.requests), hostile.connections) == (requests + 2, connections + 1)
+    with pytest.raises(UpstreamUnreachable, match="RemoteProtocolError"):
+        await upstream.open(hostile.url("closed"), SOME_REQUEST, SOME_HEADERS)
+    assert (len(hostile.requests), hostile.connections) == (requests + 3, connections + 2)
 
 
 def test_a_kept_alive_connection_is_looked_at_whatever_its_descriptor_number() -> None:

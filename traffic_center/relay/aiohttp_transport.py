@@ -29,6 +29,7 @@ import select
 import ssl
 import weakref
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -70,8 +71,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = self._open_session()
         timeout = _timeouts(request)
         content = await request.aread()
-        try:
-            answer = await session.request(
+
+        async def send() -> aiohttp.ClientResponse:
+            _REUSED.set(False)
+            return await session.request(
                 request.method,
                 str(request.url),
                 data=content,
@@ -79,6 +82,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=timeout,
                 allow_redirects=False,
             )
+
+        try:
+            try:
+                answer = await send()
+            except _CLOSED_UNDER_IT as exc:
+                if not _REUSED.get() or isinstance(exc, aiohttp.ClientConnectorError):
+                    raise
+                # A kept-alive connection the LAS closed as the request crossed its close on
+                # the wire (_LookingConnector): once more, on another connection.
+                answer = await send()
         except aiohttp.ClientError as exc:
             raise _httpx_error(exc, request) from exc
         return httpx.Response(
@@ -121,6 +134,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
 
+# Whether the request being sent went out on a kept-alive connection (set by
+# _LookingConnector.connect, in the request's own task), and the failures that mean such a
+# connection was closed under it before any of the answer came.
+_REUSED: ContextVar[bool] = ContextVar("upstream_connection_reused", default=False)
+_CLOSED_UNDER_IT = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
 class _LookingConnector(aiohttp.TCPConnector):
     """aiohttp's pool, but a kept-alive connection is looked at before it is used again.
 
@@ -129,12 +149,16 @@ class _LookingConnector(aiohttp.TCPConnector):
     event loop has not read the close, and a busy loop (32 relays at once, a pause for
     garbage collection) reads it late: the POST then goes out on a dead connection and the
     doel gets a 502 (seen under load; tests/test_upstream_transport.py makes it happen every
-    time). The relay does not send a POST again, so the connection is looked at first, as
-    httpx's own pool did: on an idle HTTP/1.1 connection the server has nothing to say, so
+    time). Sending a request again is the last resort (a LAS may have read it), so the
+    connection is looked at first, as httpx's own pool did: on an idle HTTP/1.1 connection the server has nothing to say, so
     anything waiting in the socket (its close, a reset, a TLS alert) means it is not used
     again; the next kept-alive one is looked at, or a new one made. One poll of a socket per
-    reused connection. (The close can still cross the request on the wire: that rare race
-    stays a 502.)"""
+    reused connection. The close can still cross the request on the wire; then (and only on
+    a kept-alive connection, before any of the answer) the request is sent once more, on
+    another connection (``AiohttpTransport.handle_async_request``), as curl and Go's client
+    do: a LAS that closes an idle connection has not acted on a request it never answered,
+    and what the relay sends (a documentRequest, a notification) is safe to receive twice in
+    the rare case one did."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -156,6 +180,7 @@ class _LookingConnector(aiohttp.TCPConnector):
                     self._handed_out.add(protocol)
                 return connection
             if not _peer_has_spoken(protocol.transport):
+                _REUSED.set(True)
                 return connection
             connection.close()  # dropped; the next pass takes another or makes a new one
 
