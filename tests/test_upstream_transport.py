@@ -34,7 +34,7 @@ from tests.support.processes import free_port
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from tests.test_relay import Fetched, eventually_recorded, fetch, open_session, relay_records
 from traffic_center.domain.errors import UpstreamTimeout, UpstreamUnreachable
-from traffic_center.relay.aiohttp_transport import _peer_has_spoken
+from traffic_center.relay.aiohttp_transport import AiohttpTransport, _peer_has_spoken
 from traffic_center.relay.limits import RelayLimits
 from traffic_center.relay.upstream import UpstreamClient, upstream_ssl_context
 
@@ -606,52 +606,25 @@ def _closed() -> bytes:
     raise ConnectionResetError("the client closed the connection")
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_a_kept_alive_connection_the_bron_closed_is_not_reused_though_unseen(
-    tc: TrafficCenterUnderTest, hostile: HostileBron, loop: str
-) -> None:
-    """A LAS closes a kept-alive connection just as the relay, its event loop busy, picks it
-    for the next request: the close is in the socket, not yet seen by the loop. The request
-    must go out on a new connection, not end as a 502 (the relay does not send a POST twice;
-    a busy node lost relays this way). On both loops: the node's is uvloop."""
-    bron = ClosingBron(hostile.context)
-
-    async def three_relays() -> None:
-        upstream = UpstreamClient(LIMITS, ssl_context=relay_context(tc))
-        try:
-            for _ in range(3):
-                response = await upstream.open(bron.url, SOME_REQUEST, SOME_HEADERS)
-                assert await read_all(upstream, response) == b"{}"
-                # Blocking, on purpose: the loop is held while the bron closes, so the close
-                # waits unread in the socket when the next request picks its connection.
-                assert bron.closed.acquire(timeout=5)
-                time.sleep(0.05)  # noqa: ASYNC251 - holding the loop is the point
-        finally:
-            await upstream.aclose()
-
-    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
-    try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(three_relays())
-    finally:
-        bron.stop()
-    assert bron.connections == 3
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_a_request_that_crosses_the_bron_s_close_goes_once_more_on_a_new_connection(
-    tc: TrafficCenterUnderTest, hostile: HostileBron, loop: str
-) -> None:
-    """The LAS closes a kept-alive connection as the next request arrives on it: read, never
-    answered. That request goes once more, on a new connection, and is answered there."""
-    bron = ClosingBron(hostile.context, crossing=True)
+def relay_three_times(
+    tc: TrafficCenterUnderTest, bron: ClosingBron, loop: str, *, hold_the_loop: bool
+) -> AiohttpTransport:
+    """Three requests to ``bron`` through the relay's client on a loop of its own; with
+    ``hold_the_loop`` the loop is held (blocking, on purpose) after each while the bron closes,
+    so the close waits unread in the socket when the next request picks its connection."""
+    transport = AiohttpTransport(
+        ssl_context=relay_context(tc), max_connections=LIMITS.max_in_flight
+    )
 
     async def relays() -> None:
-        upstream = UpstreamClient(LIMITS, ssl_context=relay_context(tc))
+        upstream = UpstreamClient(LIMITS, transport=transport)
         try:
             for _ in range(3):
                 response = await upstream.open(bron.url, SOME_REQUEST, SOME_HEADERS)
                 assert await read_all(upstream, response) == b"{}"
+                if hold_the_loop:
+                    assert bron.closed.acquire(timeout=5)
+                    time.sleep(0.05)  # noqa: ASYNC251 - holding the loop is the point
         finally:
             await upstream.aclose()
 
@@ -661,8 +634,34 @@ def test_a_request_that_crosses_the_bron_s_close_goes_once_more_on_a_new_connect
             runner.run(relays())
     finally:
         bron.stop()
+    return transport
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_kept_alive_connection_the_bron_closed_is_not_reused_though_unseen(
+    tc: TrafficCenterUnderTest, hostile: HostileBron, loop: str
+) -> None:
+    """A LAS closes a kept-alive connection just as the relay, its event loop busy, picks it
+    for the next request: the close is in the socket, not yet seen by the loop. The request
+    must go out on a new connection, not end as a 502 (a busy node lost relays this way), and
+    without being sent on the dead one first. On both loops: the node's is uvloop."""
+    bron = ClosingBron(hostile.context)
+    transport = relay_three_times(tc, bron, loop, hold_the_loop=True)
+    assert bron.connections == 3
+    assert transport.resent == 0  # seen before use, not found out by a failed request
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_request_that_crosses_the_bron_s_close_goes_once_more_on_a_new_connection(
+    tc: TrafficCenterUnderTest, hostile: HostileBron, loop: str
+) -> None:
+    """The LAS closes a kept-alive connection as the next request arrives on it: read, never
+    answered. That request goes once more, on a new connection, and is answered there."""
+    bron = ClosingBron(hostile.context, crossing=True)
+    transport = relay_three_times(tc, bron, loop, hold_the_loop=False)
     # Each relay after the first: its kept-alive connection closed under it, a new one.
     assert bron.connections == 3
+    assert transport.resent == 2
 
 
 async def test_a_bron_that_never_answers_gets_a_request_once_more_at_most(

@@ -66,6 +66,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Requests sent once more because a kept-alive connection closed under them.
+        self.resent = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._open_session()
@@ -91,6 +93,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     raise
                 # A kept-alive connection the LAS closed as the request crossed its close on
                 # the wire (_LookingConnector): once more, on another connection.
+                self.resent += 1
                 answer = await send()
         except aiohttp.ClientError as exc:
             raise _httpx_error(exc, request) from exc
