@@ -34,7 +34,7 @@ from tests.support.processes import free_port
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from tests.test_relay import Fetched, eventually_recorded, fetch, open_session, relay_records
 from traffic_center.domain.errors import UpstreamTimeout, UpstreamUnreachable
-from traffic_center.relay.aiohttp_transport import AiohttpTransport, _peer_has_spoken
+from traffic_center.relay.aiohttp_transport import _peer_has_spoken
 from traffic_center.relay.limits import RelayLimits
 from traffic_center.relay.upstream import UpstreamClient, upstream_ssl_context
 
@@ -554,8 +554,11 @@ class ClosingBron:
 
     ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
-    def __init__(self, context: ssl.SSLContext, *, crossing: bool = False) -> None:
+    def __init__(
+        self, context: ssl.SSLContext, *, crossing: bool = False, answer: bytes = ANSWER
+    ) -> None:
         self._context = context
+        self._answer = answer
         # crossing: the close comes as the next request arrives on the connection (it is read,
         # never answered), so no look at the connection before it is used can see it coming.
         self._crossing = crossing
@@ -563,6 +566,7 @@ class ClosingBron:
         self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}/dossier"
         self.connections = 0
         self.closed = threading.Semaphore(0)  # released once per connection it closed
+        self._serving: ssl.SSLSocket | None = None
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -571,6 +575,10 @@ class ClosingBron:
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        serving = self._serving
+        if serving is not None:  # waiting for a request on a connection still kept alive
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(serving, socket.SHUT_RDWR)  # the socket's, not TLS's
         self._thread.join(5)
         assert not self._thread.is_alive()
 
@@ -585,10 +593,12 @@ class ClosingBron:
                 contextlib.suppress(OSError),
                 self._context.wrap_socket(raw, server_side=True) as tls,
             ):
+                self._serving = tls
                 _read_request(tls)
-                tls.sendall(self.ANSWER)
+                tls.sendall(self._answer)
                 if self._crossing:
                     _read_request(tls)
+            self._serving = None
             self.closed.release()  # closed without close_notify, as an idle close often is
 
 
@@ -608,16 +618,15 @@ def _closed() -> bytes:
 
 def relay_three_times(
     tc: TrafficCenterUnderTest, bron: ClosingBron, loop: str, *, hold_the_loop: bool
-) -> AiohttpTransport:
+) -> list[str]:
     """Three requests to ``bron`` through the relay's client on a loop of its own; with
     ``hold_the_loop`` the loop is held (blocking, on purpose) after each while the bron closes,
-    so the close waits unread in the socket when the next request picks its connection."""
-    transport = AiohttpTransport(
-        ssl_context=relay_context(tc), max_connections=LIMITS.max_in_flight
-    )
+    so the close waits unread in the socket when the next request picks its connection. How
+    each closed kept-alive connection was found, as the client told its metric."""
+    found: list[str] = []
 
     async def relays() -> None:
-        upstream = UpstreamClient(LIMITS, transport=transport)
+        upstream = UpstreamClient(LIMITS, ssl_context=relay_context(tc), on_stale=found.append)
         try:
             for _ in range(3):
                 response = await upstream.open(bron.url, SOME_REQUEST, SOME_HEADERS)
@@ -634,7 +643,7 @@ def relay_three_times(
             runner.run(relays())
     finally:
         bron.stop()
-    return transport
+    return found
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
@@ -646,9 +655,10 @@ def test_a_kept_alive_connection_the_bron_closed_is_not_reused_though_unseen(
     must go out on a new connection, not end as a 502 (a busy node lost relays this way), and
     without being sent on the dead one first. On both loops: the node's is uvloop."""
     bron = ClosingBron(hostile.context)
-    transport = relay_three_times(tc, bron, loop, hold_the_loop=True)
+    found = relay_three_times(tc, bron, loop, hold_the_loop=True)
     assert bron.connections == 3
-    assert transport.resent == 0  # seen before use, not found out by a failed request
+    # Seen before use each time, not found out by a request sent on it.
+    assert found == ["before_use", "before_use"]
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
@@ -658,10 +668,44 @@ def test_a_request_that_crosses_the_bron_s_close_goes_once_more_on_a_new_connect
     """The LAS closes a kept-alive connection as the next request arrives on it: read, never
     answered. That request goes once more, on a new connection, and is answered there."""
     bron = ClosingBron(hostile.context, crossing=True)
-    transport = relay_three_times(tc, bron, loop, hold_the_loop=False)
+    found = relay_three_times(tc, bron, loop, hold_the_loop=False)
     # Each relay after the first: its kept-alive connection closed under it, a new one.
     assert bron.connections == 3
-    assert transport.resent == 2
+    assert found == ["under_request", "under_request"]
+
+
+async def test_the_node_counts_the_requests_it_sent_once_more(
+    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron
+) -> None:
+    """Through the node: the relay after the first finds its kept-alive connection closed
+    under its request, sends it once more, delivers the dossier, and the operators' metric
+    says so."""
+    dossier = dossier_bytes(64 * 1024)
+    server = await asyncio.to_thread(
+        ClosingBron, hostile.context, crossing=True, answer=head(length=len(dossier)) + dossier
+    )
+    try:
+        bron = await tc.world.school("PO", register_endpoint=False)
+        await las.register(bron, server.url.removesuffix("/dossier") + "/oso")
+        before = await stale_connections(tc, "under_request")
+        for _ in range(2):
+            key = scenario_key("onbekend")
+            sessie_id = await open_session(doel.party, bron, key)
+            fetched = await fetch(doel.party, sessie_id, bron.routeringskenmerk, key)
+            assert (fetched.status, fetched.complete, fetched.size) == (200, True, len(dossier))
+        assert await stale_connections(tc, "under_request") == before + 1
+        assert server.connections == 2
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def stale_connections(tc: TrafficCenterUnderTest, found: str) -> float:
+    async with httpx.AsyncClient(base_url=tc.ops_url) as ops:
+        body = (await ops.get("/metrics")).text
+    pattern = rf'^traffic_center_upstream_stale_connections_total\{{found="{found}"\}} (\S+)$'
+    match = re.search(pattern, body, re.M)
+    assert match is not None, body
+    return float(match[1])
 
 
 async def test_a_bron_that_never_answers_gets_a_request_once_more_at_most(

@@ -48,7 +48,7 @@ from traffic_center.exchanges.refusals import RefusalLog
 from traffic_center.exchanges.runner import ExchangeRunner
 from traffic_center.exchanges.service import Exchanges
 from traffic_center.observability.expected_aborts import quiet_expected_aborts
-from traffic_center.observability.metrics import HandshakeRefusals, Metrics, labelled
+from traffic_center.observability.metrics import HandshakeRefusals, Metrics, StaleFound, labelled
 from traffic_center.relay.limits import RelayLimits
 from traffic_center.relay.slots import Share, SlotUsage
 from traffic_center.relay.upstream import UpstreamClient, upstream_ssl_context
@@ -306,6 +306,9 @@ def build_upstream(
     def observe(usage: SlotUsage) -> None:
         _observe_slots(metrics, usage)
 
+    def count_stale(found: StaleFound) -> None:
+        metrics.upstream_stale_connections.labels(found).inc()
+
     if transport is not None:
         return UpstreamClient(
             limits,
@@ -313,6 +316,7 @@ def build_upstream(
             user_agent=user_agent,
             on_usage=observe,
             on_refused=count_refusal,
+            on_stale=count_stale,
         )
     if not (cert.is_file() and key.is_file()):
         log.warning("no relay certificate at %s: dossier and notification relays answer 503", cert)
@@ -324,6 +328,7 @@ def build_upstream(
         user_agent=user_agent,
         on_usage=observe,
         on_refused=count_refusal,
+        on_stale=count_stale,
     )
 
 

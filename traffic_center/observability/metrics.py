@@ -13,7 +13,7 @@ import os
 import platform
 import ssl
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -40,6 +40,10 @@ STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 # Why the vendor listener refused a TLS handshake: a closed set (metric labels, rule 1).
 HANDSHAKE_REFUSAL_REASONS = ("no_certificate", "unknown_ca", "revoked", "expired", "other")
+# How the relay found a kept-alive connection to a LAS that the LAS had closed
+# (relay/aiohttp_transport.py): looked at before use and dropped, or under a request.
+StaleFound = Literal["before_use", "under_request"]
+STALE_FOUND: tuple[StaleFound, ...] = ("before_use", "under_request")
 # OpenSSL's X509_V_ERR_* codes (x509_vfy.h) as they reach ssl.SSLCertVerificationError.
 _VERIFY_CODES = {
     2: "unknown_ca",  # unable to get issuer certificate
@@ -163,6 +167,15 @@ class Metrics:
             ["type", "code"],
             registry=registry,
         )
+        self.upstream_stale_connections = Counter(
+            f"{PREFIX}_upstream_stale_connections",
+            "Kept-alive connections to a LAS that it had closed: found before use (dropped, a "
+            "new one made) or under a request (the request sent once more on a new one).",
+            ["found"],
+            registry=registry,
+        )
+        for found in STALE_FOUND:  # every series exists from the start
+            self.upstream_stale_connections.labels(found)
         self.relays_in_flight = Gauge(
             f"{PREFIX}_relays_in_flight",
             "Relays between a LAS and a doel right now.",

@@ -28,7 +28,7 @@ import functools
 import select
 import ssl
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from aiohttp.client_reqrep import ClientRequest
     from aiohttp.connector import Connection
     from aiohttp.tracing import Trace
+
+    from traffic_center.observability.metrics import StaleFound
 
 # Our own bound on the bron's answer head (RFC 9112 §2.3: a server may refuse what it finds
 # too long; so may we). A LAS answer has a dozen headers of a few hundred bytes; these bound
@@ -62,12 +64,19 @@ _AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session, made on first use (it needs the running loop) and pooled."""
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None, max_connections: int) -> None:
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        max_connections: int,
+        on_stale: Callable[[StaleFound], None] = lambda found: None,
+    ) -> None:
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        # Requests sent once more because a kept-alive connection closed under them.
-        self.resent = 0
+        # Told each kept-alive connection a LAS had closed: seen before use and dropped, or
+        # found under a request, which then went once more (the operators' metric).
+        self._on_stale = on_stale
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._open_session()
@@ -93,7 +102,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     raise
                 # A kept-alive connection the LAS closed as the request crossed its close on
                 # the wire (_LookingConnector): once more, on another connection.
-                self.resent += 1
+                self._on_stale("under_request")
                 answer = await send()
         except aiohttp.ClientError as exc:
             raise _httpx_error(exc, request) from exc
@@ -118,6 +127,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = _LookingConnector(
+                on_stale=self._on_stale,
                 ssl=self._ssl,
                 limit=self._max_connections,
                 limit_per_host=0,  # the relay slots already give each bron endpoint its share
@@ -163,8 +173,9 @@ class _LookingConnector(aiohttp.TCPConnector):
     and what the relay sends (a documentRequest, a notification) is safe to receive twice in
     the rare case one did."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, on_stale: Callable[[StaleFound], None], **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._on_stale = on_stale
         # Connections handed out before: a new one is not looked at (a server may well send
         # TLS session tickets just after the handshake, with nothing wrong).
         self._handed_out: weakref.WeakSet[ResponseHandler] = weakref.WeakSet()
@@ -186,6 +197,7 @@ class _LookingConnector(aiohttp.TCPConnector):
                 _REUSED.set(True)
                 return connection
             connection.close()  # dropped; the next pass takes another or makes a new one
+            self._on_stale("before_use")
 
 
 def _peer_has_spoken(transport: asyncio.BaseTransport | None) -> bool:

@@ -8,7 +8,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -23,6 +23,9 @@ from traffic_center.relay.aiohttp_transport import AiohttpTransport
 from traffic_center.relay.headers import default_request_headers
 from traffic_center.relay.limits import MAX_ANSWER_BYTES, RelayLimits
 from traffic_center.relay.slots import RelaySlot, RelaySlots, Share, SlotUsage
+
+if TYPE_CHECKING:
+    from traffic_center.observability.metrics import StaleFound
 
 # Endpoint URLs parsed once each: a pure function of the registry's string (a changed URL is
 # another string), so nothing about an endpoint outlives a change.
@@ -58,6 +61,7 @@ class UpstreamClient:
         user_agent: str = "oso-traffic-center",
         on_usage: Callable[[SlotUsage], None] = lambda usage: None,
         on_refused: Callable[[Share], None] = lambda share: None,
+        on_stale: Callable[[StaleFound], None] = lambda found: None,
     ) -> None:
         self.limits = limits
         # Told the slots' usage whenever it changes, and each refusal (the operators' metrics).
@@ -70,7 +74,7 @@ class UpstreamClient:
         )
         if transport is None:
             transport = AiohttpTransport(
-                ssl_context=ssl_context, max_connections=limits.max_in_flight
+                ssl_context=ssl_context, max_connections=limits.max_in_flight, on_stale=on_stale
             )
         # The transport does the pooling and TLS; each request carries its timeouts, as
         # httpx's client would hand them over.
