@@ -32,6 +32,7 @@ import uvloop
 from tests.support.las import LasParty, LasWorld, scenario_key
 from tests.support.processes import free_port
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
+from tests.test_monitoring import sample
 from tests.test_relay import Fetched, eventually_recorded, fetch, open_session, relay_records
 from traffic_center.domain.errors import UpstreamTimeout, UpstreamUnreachable
 from traffic_center.relay.aiohttp_transport import _peer_has_spoken
@@ -687,25 +688,20 @@ async def test_the_node_counts_the_requests_it_sent_once_more(
     try:
         bron = await tc.world.school("PO", register_endpoint=False)
         await las.register(bron, server.url.removesuffix("/dossier") + "/oso")
-        before = await stale_connections(tc, "under_request")
+        before = stale_connections(tc, "under_request")
         for _ in range(2):
             key = scenario_key("onbekend")
             sessie_id = await open_session(doel.party, bron, key)
             fetched = await fetch(doel.party, sessie_id, bron.routeringskenmerk, key)
             assert (fetched.status, fetched.complete, fetched.size) == (200, True, len(dossier))
-        assert await stale_connections(tc, "under_request") == before + 1
+        assert stale_connections(tc, "under_request") == before + 1
         assert server.connections == 2
     finally:
         await asyncio.to_thread(server.stop)
 
 
-async def stale_connections(tc: TrafficCenterUnderTest, found: str) -> float:
-    async with httpx.AsyncClient(base_url=tc.ops_url) as ops:
-        body = (await ops.get("/metrics")).text
-    pattern = rf'^traffic_center_upstream_stale_connections_total\{{found="{found}"\}} (\S+)$'
-    match = re.search(pattern, body, re.M)
-    assert match is not None, body
-    return float(match[1])
+def stale_connections(tc: TrafficCenterUnderTest, found: str) -> float:
+    return sample(tc, "traffic_center_upstream_stale_connections_total", found=found)
 
 
 async def test_a_bron_that_never_answers_gets_a_request_once_more_at_most(

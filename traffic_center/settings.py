@@ -16,6 +16,16 @@ SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 DATABASE_FILE = "traffic-center.db"
 
 
+def _uvloop_installed() -> bool:
+    return find_spec("uvloop") is not None
+
+
+def _default_event_loop() -> Literal["asyncio", "uvloop"]:
+    """uvloop where it is installed: a dependency of the package, except on Windows, where
+    uvloop does not run and the node starts on asyncio's loop instead of failing."""
+    return "uvloop" if _uvloop_installed() else "asyncio"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TC_", extra="forbid", validate_default=True)
 
@@ -33,7 +43,7 @@ class Settings(BaseSettings):
     # uvloop moves a dossier with less CPU per MB (issue 14); out of file descriptors it resets
     # new connections where asyncio's loop lets them wait in the backlog: server/uvloop_loop.py.
     event_loop: Literal["asyncio", "uvloop"] = Field(
-        default_factory=lambda: _default_event_loop(),
+        default_factory=_default_event_loop,
         description=(
             "the listeners' event loop: uvloop (the default where it is installed) is faster, "
             "asyncio lets new connections wait (rather than be reset) while the node is out of "
@@ -267,16 +277,6 @@ class Settings(BaseSettings):
         if not self.previous_secret_keys:
             return []
         return [p.strip().encode() for p in self.previous_secret_keys.split(",") if p.strip()]
-
-
-def _uvloop_installed() -> bool:
-    return find_spec("uvloop") is not None
-
-
-def _default_event_loop() -> Literal["asyncio", "uvloop"]:
-    """uvloop where it is installed: a dependency of the package, except on Windows, where
-    uvloop does not run and the node starts on asyncio's loop instead of failing."""
-    return "uvloop" if _uvloop_installed() else "asyncio"
 
 
 def describe_validation_error(error: ValidationError) -> str:

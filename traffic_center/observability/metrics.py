@@ -13,7 +13,7 @@ import os
 import platform
 import ssl
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -43,7 +43,6 @@ HANDSHAKE_REFUSAL_REASONS = ("no_certificate", "unknown_ca", "revoked", "expired
 # How the relay found a kept-alive connection to a LAS that the LAS had closed
 # (relay/aiohttp_transport.py): looked at before use and dropped, or under a request.
 StaleFound = Literal["before_use", "under_request"]
-STALE_FOUND: tuple[StaleFound, ...] = ("before_use", "under_request")
 # OpenSSL's X509_V_ERR_* codes (x509_vfy.h) as they reach ssl.SSLCertVerificationError.
 _VERIFY_CODES = {
     2: "unknown_ca",  # unable to get issuer certificate
@@ -174,7 +173,7 @@ class Metrics:
             ["found"],
             registry=registry,
         )
-        for found in STALE_FOUND:  # every series exists from the start
+        for found in get_args(StaleFound):  # every series exists from the start
             self.upstream_stale_connections.labels(found)
         self.relays_in_flight = Gauge(
             f"{PREFIX}_relays_in_flight",

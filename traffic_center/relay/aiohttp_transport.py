@@ -97,9 +97,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             try:
                 answer = await send()
-            except _CLOSED_UNDER_IT as exc:
-                if not _REUSED.get() or isinstance(exc, aiohttp.ClientConnectorError):
-                    raise
+            except _CLOSED_UNDER_IT:
+                if not _REUSED.get():
+                    raise  # a new connection's failure is the LAS's answer
                 # A kept-alive connection the LAS closed as the request crossed its close on
                 # the wire (_LookingConnector): once more, on another connection.
                 self._on_stale("under_request")
@@ -163,9 +163,10 @@ class _LookingConnector(aiohttp.TCPConnector):
     garbage collection) reads it late: the POST then goes out on a dead connection and the
     doel gets a 502 (seen under load; tests/test_upstream_transport.py makes it happen every
     time). Sending a request again is the last resort (a LAS may have read it), so the
-    connection is looked at first, as httpx's own pool did: on an idle HTTP/1.1 connection the server has nothing to say, so
-    anything waiting in the socket (its close, a reset, a TLS alert) means it is not used
-    again; the next kept-alive one is looked at, or a new one made. One poll of a socket per
+    connection is looked at first, as httpx's own pool did: on an idle HTTP/1.1 connection
+    the server has nothing to say, so anything waiting in the socket (its close, a reset, a
+    TLS alert) means it is not used again; the next kept-alive one is looked at, or a new one
+    made. One poll of a socket per
     reused connection. The close can still cross the request on the wire; then (and only on
     a kept-alive connection, before any of the answer) the request is sent once more, on
     another connection (``AiohttpTransport.handle_async_request``), as curl and Go's client
