@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import psutil
+from sqlalchemy.engine import URL, make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -182,3 +184,35 @@ def _tc_setting(text: str) -> tuple[str, str]:
     if not equals or not name:
         raise argparse.ArgumentTypeError("expected TC_NAME=VALUE")
     return name, value
+
+
+async def connect(url: URL, database: str | None) -> asyncpg.Connection:
+    """asyncpg to the server of a SQLAlchemy URL, over TCP or over a Unix socket (the URL's
+    ``?host=/socket/directory&port=N``, as the Traffic Center takes it)."""
+    return await asyncpg.connect(
+        host=url.host or url.query.get("host"), port=url.port or url.query.get("port"),
+        user=url.username, password=url.password, database=database,
+    )  # fmt: skip
+
+
+async def fresh_database(server_url: str) -> str:
+    """A new, empty database on the server; its URL. A bench's rows never go into a database
+    of the operator's own (TC_BENCH_POSTGRES_URL names a server, not a database to fill)."""
+    url = make_url(server_url)
+    name = f"tc_bench_{uuid.uuid4().hex[:12]}"
+    connection = await connect(url, url.database or "postgres")
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(database_url: str) -> None:
+    """Drop a database ``fresh_database`` made, once nothing is connected to it."""
+    url = make_url(database_url)
+    connection = await connect(url, "postgres")
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{url.database}"')
+    finally:
+        await connection.close()

@@ -38,20 +38,20 @@ import ssl
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import psutil
 from _common import (
     POSTGRES_URL_ENV,
     add_tc_env_option,
+    connect,
     cpu_seconds,
+    fresh_database,
     machine_line,
     ms,
     postgres_server_url,
@@ -59,7 +59,7 @@ from _common import (
     tc_env,
     tc_env_line,
 )
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from traffic_center.demo.sandbox import BRON, Sandbox
 from traffic_center.domain.identifiers import derive_zoeksleutel
@@ -247,27 +247,6 @@ def database_env(url: str | None) -> Iterator[dict[str, str]]:
         yield {"TC_DATABASE_URL": url}
     finally:
         del os.environ["TC_DATABASE_URL"]
-
-
-async def connect(url: URL, database: str | None) -> asyncpg.Connection:
-    """asyncpg to the server of a SQLAlchemy URL, over TCP or over a Unix socket (the URL's
-    ``?host=/socket/directory&port=N``, as the Traffic Center takes it)."""
-    return await asyncpg.connect(
-        host=url.host or url.query.get("host"), port=url.port or url.query.get("port"),
-        user=url.username, password=url.password, database=database,
-    )  # fmt: skip
-
-
-async def fresh_database(server_url: str) -> str:
-    """A new, empty database on the server; its URL."""
-    url = make_url(server_url)
-    name = f"tc_bench_{uuid.uuid4().hex[:12]}"
-    connection = await connect(url, url.database or "postgres")
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return url.set(database=name).render_as_string(hide_password=False)
 
 
 @contextlib.asynccontextmanager

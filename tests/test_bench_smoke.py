@@ -87,3 +87,16 @@ def test_session_bench_on_postgresql_prints_what_the_server_saw(postgres: Postgr
     assert server, out
     assert float(server.group(1)) > 0, out
     assert float(server.group(2)) > 0, out
+
+
+def test_gauges_bench_reads_what_its_baselines_read(postgres: PostgresServer) -> None:
+    out = run_bench(
+        "gauges_bench.py", "--quick", "--backends", "sqlite,postgres",
+        env={"TC_BENCH_POSTGRES_URL": postgres.url("postgres")},
+    )  # fmt: skip
+    for backend in ("sqlite", "postgres"):
+        timed = re.findall(rf"^\| {backend} \| [^|]+ \| (\d+\.\d) \| (\d+\.\d) \|$", out, re.M)
+        assert len(timed) == 6, out
+        # A tenth of the 10,000 sessions is open: the gauge counts what the loop counts.
+        assert f"# {backend}: open sessions 1000 (counted on the loop: 1000)" in out, out
+        assert f"# {backend}: the soonest expiry in 1 days" in out, out

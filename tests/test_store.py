@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
@@ -20,10 +22,11 @@ from tests.test_audit_optimistic import KEY, a_record
 from traffic_center.admin.store import open_store
 from traffic_center.audit.verify import verify_chain
 from traffic_center.domain.identifiers import EndpointKind, Sector
-from traffic_center.domain.models import Endpoint, School
+from traffic_center.domain.models import CertificateRecord, CertificateRole, Endpoint, School
 from traffic_center.domain.results import ResultCode
 from traffic_center.domain.sessions import close
 from traffic_center.settings import Settings
+from traffic_center.store.database import SqliteDatabase
 from traffic_center.store.migrate import alembic_config, current_revision
 from traffic_center.store.rate_limits import Hit, WindowHits
 from traffic_center.store.schema import metadata
@@ -144,6 +147,61 @@ async def test_a_single_statement_write_is_one_statement(store: Store) -> None:
         await two_statements()
     assert await store.rate_limits.hit("s", window_start=1) == (2, 0)
     assert await store.rate_limits.hit("s", window_start=2) == (1, 0)
+
+
+async def test_the_soonest_expiry_is_of_a_certificate_still_valid(store: Store) -> None:
+    """The gauge's minimum leaves out revoked and expired certificates, and is None
+    without any valid one."""
+    now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+    assert await store.certificates.soonest_expiry(now) is None
+    days = dt.timedelta(days=1)
+    for serial, not_after in (("A1", now - days), ("B2", now + days), ("C3", now + 9 * days)):
+        await store.certificates.add(a_certificate(serial, not_after), issued_at=now - 9 * days)
+    await store.certificates.add(a_certificate("D4", now + 30 * days), issued_at=now)
+    assert await store.certificates.soonest_expiry(now) == now + days
+    await store.certificates.revoke("B2", reason="keyCompromise", at=now)
+    assert await store.certificates.soonest_expiry(now) == now + 9 * days
+    assert await store.certificates.soonest_expiry(now + 10 * days) == now + 30 * days
+    assert await store.certificates.soonest_expiry(now + 31 * days) is None
+
+
+def a_certificate(serial: str, not_after: dt.datetime) -> CertificateRecord:
+    return CertificateRecord(
+        serial=serial,
+        role=CertificateRole.CLIENT,
+        routeringskenmerk=serial * 4,
+        subject=f"CN=LAS {serial}",
+        not_before=not_after - dt.timedelta(days=365),
+        not_after=not_after,
+        revoked_at=None,
+        revocation_reason=None,
+    )
+
+
+async def test_the_gauges_scans_on_sqlite_run_off_the_event_loop(tmp_path: Path) -> None:
+    """On SQLite a statement runs on the loop's thread; the gauges' reads scan tables that
+    grow for years (every certificate issued, every session until its retention ends), so
+    they run in a worker thread and hold up no request (bench/gauges_bench.py)."""
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'tc.db'}")
+    try:
+        assert isinstance(store.database, SqliteDatabase)
+        ran_on: dict[str, int] = {}
+
+        def note_thread(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+            for aggregate in ("count(", "min("):
+                if aggregate in sql.lower():
+                    ran_on[aggregate] = threading.get_ident()
+
+        event.listen(store.database.engine, "before_cursor_execute", note_thread)
+        now = dt.datetime.now(dt.UTC)
+        await store.certificates.add(a_certificate("E5", now + dt.timedelta(days=1)), issued_at=now)
+        assert await store.certificates.soonest_expiry(now) is not None
+        assert await store.sessions.open_count(now) == 0
+        loop_thread = threading.get_ident()
+        assert set(ran_on) == {"count(", "min("}
+        assert loop_thread not in ran_on.values()
+    finally:
+        await store.close()
 
 
 async def test_a_process_pool_on_postgresql_is_sized_by_the_settings(
