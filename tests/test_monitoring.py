@@ -129,7 +129,7 @@ async def test_metrics_name_the_build_the_process_and_the_backlog(
         assert re.search(rf"^{name}(\{{.*\}})? ", body, re.M), name
     for reason in ("no_certificate", "unknown_ca", "revoked", "expired", "other"):
         assert f'traffic_center_tls_handshakes_refused_total{{reason="{reason}"}}' in body
-    for found in ("before_use", "under_request"):  # at 0 before any, so a rate() has a start
+    for found in ("before_use", "under_request", "out_of_turn"):  # at 0: a rate() has a start
         assert f'traffic_center_upstream_stale_connections_total{{found="{found}"}} 0.0' in body
     assert "_created" not in body
     # HTTP buckets reach past any relay's read timeout, up to minutes.

@@ -720,6 +720,103 @@ async def test_a_bron_that_never_answers_gets_a_request_once_more_at_most(
     assert (len(hostile.requests), hostile.connections) == (requests + 3, connections + 2)
 
 
+# --- a bron that speaks out of turn ----------------------------------------------------------
+
+SCHOOL_A = b"<dossier>a pupil of school A</dossier>"
+SCHOOL_B = b"<dossier>a pupil of school B</dossier>"
+UNASKED = b"<dossier>nobody asked for this one</dossier>"
+
+
+def answering_then(pushed: bytes) -> Scenario:
+    """School A's answer; then, once the relay has read it to the end and pooled the
+    connection, ``pushed`` on that idle connection (a second answer, or the start of one)."""
+
+    async def scenario(exchange: Exchange) -> bool:
+        await exchange.send(head(length=len(SCHOOL_A)) + SCHOOL_A)
+        await asyncio.sleep(0.3)
+        await exchange.send(pushed)
+        return True
+
+    return scenario
+
+
+async def school_b(exchange: Exchange) -> bool:
+    await exchange.send(head(length=len(SCHOOL_B)) + SCHOOL_B)
+    return True
+
+
+OUT_OF_TURN = {
+    "a whole answer": head(length=len(UNASKED)) + UNASKED,
+    # A head cut short: it would wait in the parser for the next request's answer to end it.
+    "the start of one": b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nX-Pad",
+}
+
+
+@pytest.mark.parametrize("pushed", OUT_OF_TURN, ids=list(OUT_OF_TURN))
+async def test_what_a_bron_sends_on_an_idle_connection_is_never_the_next_answer(
+    tc: TrafficCenterUnderTest, hostile: HostileBron, pushed: str
+) -> None:
+    """One LAS host serves many schools and the pool is per host: bytes it sent between two
+    requests, if read as the next answer, would hand school A's bytes to a relay for school
+    B (and B's request would never be delivered). The connection is dropped instead."""
+    found: list[str] = []
+    client = UpstreamClient(LIMITS, ssl_context=relay_context(tc), on_stale=found.append)
+    hostile.scenarios.update(push=answering_then(OUT_OF_TURN[pushed]), b=school_b)
+    try:
+        response = await client.open(hostile.url("push"), SOME_REQUEST, SOME_HEADERS)
+        assert await read_all(client, response) == SCHOOL_A
+        await asyncio.sleep(0.6)  # the push has come, and been read by the loop
+        requests, connections = len(hostile.requests), hostile.connections
+        response = await client.open(hostile.url("b"), SOME_REQUEST, SOME_HEADERS)
+        assert await read_all(client, response) == SCHOOL_B
+        assert hostile.requests[-1].path == "/b"  # school B's request was delivered
+        assert (len(hostile.requests), hostile.connections) == (requests + 1, connections + 1)
+        assert found == ["out_of_turn"]
+    finally:
+        await client.aclose()
+
+
+async def test_a_relay_after_a_bron_spoke_out_of_turn_gets_its_own_school_s_dossier(
+    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron
+) -> None:
+    """Through the node: the doel that asks school B gets B's dossier, recorded with B's
+    SHA-256, and the operators' metric counts the dropped connection."""
+    hostile.scenarios.update(push=answering_then(OUT_OF_TURN["a whole answer"]), b=school_b)
+    before = stale_connections(tc, "out_of_turn")
+    _, first = await relayed(tc, las, doel, hostile, "push")
+    assert first.sha256 == hashlib.sha256(SCHOOL_A).hexdigest()
+    await asyncio.sleep(0.6)
+    sessie_id, second = await relayed(tc, las, doel, hostile, "b")
+    assert (second.status, second.complete, second.sha256) == (
+        200,
+        True,
+        hashlib.sha256(SCHOOL_B).hexdigest(),
+    )
+    [record] = await eventually_recorded(tc, sessie_id)
+    assert (record.result, record.sha256) == ("OverdrachtGeslaagd", second.sha256)
+    assert stale_connections(tc, "out_of_turn") == before + 1
+
+
+async def begun_then_closed(exchange: Exchange) -> bool:
+    await exchange.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n")
+    return False
+
+
+async def test_a_request_whose_answer_had_begun_is_not_sent_again(
+    hostile: HostileBron, upstream: UpstreamClient
+) -> None:
+    """The one resend is for a request a kept-alive connection's close crossed before any
+    answer: a bron that began answering and then closed had the request, and may have
+    acted on it."""
+    hostile.scenarios["begun"] = begun_then_closed
+    response = await upstream.open(hostile.url("echo"), SOME_REQUEST, SOME_HEADERS)
+    await read_all(upstream, response)  # a kept-alive connection to this bron
+    requests = len(hostile.requests)
+    with pytest.raises(UpstreamUnreachable, match="RemoteProtocolError"):
+        await upstream.open(hostile.url("begun"), SOME_REQUEST, SOME_HEADERS)
+    assert len(hostile.requests) == requests + 1
+
+
 def test_a_kept_alive_connection_is_looked_at_whatever_its_descriptor_number() -> None:
     """The look before reuse works past select()'s 1,024 descriptors, where a busy node's
     connections are: nothing waiting is no reason to drop one, its peer's close is."""

@@ -40,9 +40,10 @@ STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 # Why the vendor listener refused a TLS handshake: a closed set (metric labels, rule 1).
 HANDSHAKE_REFUSAL_REASONS = ("no_certificate", "unknown_ca", "revoked", "expired", "other")
-# How the relay found a kept-alive connection to a LAS that the LAS had closed
-# (relay/aiohttp_transport.py): looked at before use and dropped, or under a request.
-StaleFound = Literal["before_use", "under_request"]
+# How the relay found a kept-alive connection to a LAS unfit to use again
+# (relay/aiohttp_transport.py): closed by the LAS, seen before use and dropped, or under a
+# request; or dropped because the LAS had sent bytes while no request was waiting.
+StaleFound = Literal["before_use", "under_request", "out_of_turn"]
 # OpenSSL's X509_V_ERR_* codes (x509_vfy.h) as they reach ssl.SSLCertVerificationError.
 _VERIFY_CODES = {
     2: "unknown_ca",  # unable to get issuer certificate
@@ -169,7 +170,8 @@ class Metrics:
         self.upstream_stale_connections = Counter(
             f"{PREFIX}_upstream_stale_connections",
             "Kept-alive connections to a LAS that it had closed: found before use (dropped, a "
-            "new one made) or under a request (the request sent once more on a new one).",
+            "new one made) or under a request (the request sent once more on a new one); "
+            "or that it had sent bytes on while no request was waiting (out of turn: dropped).",
             ["found"],
             registry=registry,
         )

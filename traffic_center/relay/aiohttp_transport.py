@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx
+from aiohttp.client_proto import ResponseHandler
 
 if TYPE_CHECKING:
-    from aiohttp.client_proto import ResponseHandler
     from aiohttp.client_reqrep import ClientRequest
     from aiohttp.connector import Connection
     from aiohttp.tracing import Trace
@@ -84,7 +84,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         content = await request.aread()
 
         async def send() -> aiohttp.ClientResponse:
-            _REUSED.set(False)
+            _REUSED.set(None)
+            _HANDED_OUT.set(None)
             return await session.request(
                 request.method,
                 str(request.url),
@@ -98,14 +99,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             try:
                 answer = await send()
             except _CLOSED_UNDER_IT:
-                if not _REUSED.get():
-                    raise  # a new connection's failure is the LAS's answer
+                reused = _REUSED.get()
+                if reused is None or reused.answer_bytes:
+                    # A new connection's failure, or a close after the LAS began its answer:
+                    # either is the LAS's answer.
+                    raise
                 # A kept-alive connection the LAS closed as the request crossed its close on
                 # the wire (_LookingConnector): once more, on another connection.
                 self._on_stale("under_request")
                 answer = await send()
         except aiohttp.ClientError as exc:
             raise _httpx_error(exc, request) from exc
+        # From the answer's last byte the connection is idle (aiohttp pools it then): what
+        # its LAS sends from there on is out of turn (_TurnKeepingHandler).
+        handler = _HANDED_OUT.get()
+        if handler is not None:
+            answer.content.on_eof(handler.answered)
         return httpx.Response(
             answer.status,
             headers=list(answer.raw_headers),
@@ -147,10 +156,47 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
 
-# Whether the request being sent went out on a kept-alive connection (set by
-# _LookingConnector.connect, in the request's own task), and the failures that mean such a
-# connection was closed under it before any of the answer came.
-_REUSED: ContextVar[bool] = ContextVar("upstream_connection_reused", default=False)
+class _TurnKeepingHandler(ResponseHandler):
+    """aiohttp's protocol for one connection to a LAS, keeping count of whose turn it is.
+
+    HTTP/1.1 lets a server speak only to answer a request. What a LAS sends on a kept-alive
+    connection between the end of one answer and the next request (a second answer, stray
+    bytes, the start of an answer nobody asked for) would otherwise wait in aiohttp's parser
+    and be read as the answer to the next request on that connection: another school's
+    documentRequest, perhaps, since one LAS host serves many schools and the pool is per
+    host. Such a connection is not used again (``_LookingConnector``)."""
+
+    # A request was handed this connection and its answer has not ended.
+    awaiting: bool = False
+    # Bytes of that answer so far: a resend is only for a request no answer had begun for.
+    answer_bytes: int = 0
+    # Bytes came while no request was waiting.
+    spoke_out_of_turn: bool = False
+
+    def handed_out(self) -> None:
+        self.awaiting, self.answer_bytes = True, 0
+
+    def answered(self) -> None:
+        """The answer's last byte is in (its body's end of file)."""
+        self.awaiting = False
+
+    def data_received(self, data: bytes) -> None:
+        if self.awaiting:
+            self.answer_bytes += len(data)
+        elif data:
+            self.spoke_out_of_turn = True
+        super().data_received(data)
+
+
+# The connection the request being sent was handed, in the request's own task (set by
+# _LookingConnector.connect); and the same if it was a kept-alive one, with the failures that
+# mean such a connection was closed under the request, before any of its answer came.
+_HANDED_OUT: ContextVar[_TurnKeepingHandler | None] = ContextVar(
+    "upstream_connection", default=None
+)
+_REUSED: ContextVar[_TurnKeepingHandler | None] = ContextVar(
+    "upstream_connection_reused", default=None
+)
 _CLOSED_UNDER_IT = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
@@ -172,11 +218,16 @@ class _LookingConnector(aiohttp.TCPConnector):
     another connection (``AiohttpTransport.handle_async_request``), as curl and Go's client
     do: a LAS that closes an idle connection has not acted on a request it never answered,
     and what the relay sends (a documentRequest, a notification) is safe to receive twice in
-    the rare case one did."""
+    the rare case one did. A connection its LAS sent bytes on while idle is not used again
+    either (``_TurnKeepingHandler``): those bytes were read already, so no poll sees them."""
 
     def __init__(self, *, on_stale: Callable[[StaleFound], None], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._on_stale = on_stale
+        # Each connection's protocol keeps count of whose turn it is (aiohttp makes every
+        # connection's protocol with this factory).
+        # (typeshed's partial is invariant in what it makes: a subclass's does not fit.)
+        self._factory = functools.partial(_TurnKeepingHandler, loop=self._loop)  # type: ignore[assignment]
         # Connections handed out before: a new one is not looked at (a server may well send
         # TLS session tickets just after the handshake, with nothing wrong).
         self._handed_out: weakref.WeakSet[ResponseHandler] = weakref.WeakSet()
@@ -190,15 +241,27 @@ class _LookingConnector(aiohttp.TCPConnector):
         while True:
             connection = await super().connect(req, traces, timeout)
             protocol = connection.protocol
-            if protocol is None or protocol not in self._handed_out:
-                if protocol is not None:
-                    self._handed_out.add(protocol)
-                return connection
+            assert isinstance(protocol, _TurnKeepingHandler)
+            if protocol not in self._handed_out:
+                self._handed_out.add(protocol)
+                return _handed(connection, protocol, reused=False)
+            if protocol.spoke_out_of_turn or protocol.should_close:
+                # Bytes nobody asked for, read already: never taken for the next answer.
+                connection.close()
+                self._on_stale("out_of_turn")
+                continue
             if not _peer_has_spoken(protocol.transport):
-                _REUSED.set(True)
-                return connection
+                return _handed(connection, protocol, reused=True)
             connection.close()  # dropped; the next pass takes another or makes a new one
             self._on_stale("before_use")
+
+
+def _handed(connection: Connection, protocol: _TurnKeepingHandler, *, reused: bool) -> Connection:
+    protocol.handed_out()
+    _HANDED_OUT.set(protocol)
+    if reused:
+        _REUSED.set(protocol)
+    return connection
 
 
 def _peer_has_spoken(transport: asyncio.BaseTransport | None) -> bool:
