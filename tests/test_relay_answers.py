@@ -59,6 +59,25 @@ async def test_a_dossier_ended_only_by_closing_the_connection_is_refused(
     assert isinstance(refused, UpstreamInvalidAnswer)
 
 
+@pytest.mark.parametrize(
+    "codings", ["chunked, identity", "nonchunked", "chunked;q=1", "gzip, chunked", "identity"]
+)
+async def test_a_transfer_coding_other_than_chunked_alone_is_refused(
+    upstream: UpstreamClient, codings: str
+) -> None:
+    """Unless chunked is the last coding the body ends at the close (RFC 9112 §6.3), a crash
+    halfway looking like the whole dossier; and a coding besides it would reach the doel
+    undone. Named in two headers it is the same list."""
+    refused = await judged(upstream, answer(200, {**XML, "transfer-encoding": codings}))
+    assert isinstance(refused, UpstreamInvalidAnswer)
+    assert refused.detail == "a dossier's Transfer-Encoding must be chunked alone"
+    in_two = [*XML.items(), ("transfer-encoding", "chunked"), ("transfer-encoding", "gzip")]
+    split = httpx.Response(200, headers=in_two, stream=httpx.ByteStream(b"<dossier/>"))
+    assert isinstance(await judged(upstream, split), UpstreamInvalidAnswer)
+    spelled = answer(200, {**XML, "transfer-encoding": " Chunked "})
+    assert await judged(upstream, spelled) is None
+
+
 async def test_size_media_type_and_release_are_checked(upstream: UpstreamClient) -> None:
     assert isinstance(
         await judged(upstream, answer(200, {**XML, "content-length": "1001"})), DossierTooLarge

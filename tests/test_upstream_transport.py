@@ -352,6 +352,24 @@ async def test_huge_answer_headers_are_refused_without_reading_them_all(
     assert hostile.requests[-1].flooded < HEADER_FLOOD_BYTES / 4
 
 
+async def cut_short_after_chunked_identity(exchange: Exchange) -> bool:
+    """Framed until the close (chunked is not the last coding), and closed at 40,000 bytes:
+    a crash halfway, which the close would make look like the whole dossier."""
+    framing = head().replace(b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked, identity")
+    await exchange.send(framing + GOOD[:40_000])
+    return False
+
+
+async def test_a_dossier_framed_only_by_the_close_is_refused_whatever_its_codings(
+    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron
+) -> None:
+    hostile.scenarios["chunked-identity"] = cut_short_after_chunked_identity
+    sessie_id, fetched = await relayed(tc, las, doel, hostile, "chunked-identity")
+    assert fetched.outcome == (502, "OngeldigAntwoordAanleverpunt")
+    [record] = await relay_records(tc, sessie_id)
+    assert record.result == "OngeldigAntwoordAanleverpunt"
+
+
 async def test_a_bron_closing_before_it_answers_is_502(
     tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron
 ) -> None:

@@ -17,6 +17,7 @@ from traffic_center.domain.errors import (
 )
 from traffic_center.domain.las_contract import RELEASE_HEADER
 from traffic_center.domain.rules import ParentRelease, release_satisfies
+from traffic_center.relay.headers import transfer_codings
 from traffic_center.relay.upstream import UpstreamClient
 
 _DOSSIER_TYPES = ("application/xml", "text/xml")
@@ -32,7 +33,12 @@ async def accept_dossier_answer(
     if media_type(response) not in _DOSSIER_TYPES:
         raise UpstreamInvalidAnswer(f"a dossier must be XML, not {media_type(response)!r}")
     declared = response.headers.get("content-length")
-    if declared is None and "chunked" not in response.headers.get("transfer-encoding", "").lower():
+    codings = transfer_codings(response.headers)
+    if codings and codings != ["chunked"]:
+        # Ended by the close (chunked not last) or coded besides (gzip...: it would reach the
+        # doel undone, the header being hop by hop). The bron's value is not quoted.
+        raise UpstreamInvalidAnswer("a dossier's Transfer-Encoding must be chunked alone")
+    if declared is None and not codings:
         # Ended by closing the connection: a bron crashing halfway would look like a whole
         # dossier. Only a declared length or chunked framing tells a cut-off stream apart.
         raise UpstreamInvalidAnswer("a dossier needs Content-Length or chunked encoding")

@@ -46,6 +46,7 @@ from traffic_center.domain.rules import ParentRelease, release_satisfies, requir
 from traffic_center.las.pupils import TEST_PUPILS, pupil_with, pupil_zoeksleutel
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 from traffic_center.qualify.report import Report
+from traffic_center.relay.headers import transfer_codings
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 ACCESS = "toegang"
@@ -448,12 +449,15 @@ def _judge_dossier(
 
 def _judge_framing(check: _Checker, response: httpx.Response, body: bytes) -> None:
     declared = response.headers.get("content-length")
-    chunked = "chunked" in response.headers.get("transfer-encoding", "").lower()
+    codings = transfer_codings(response.headers)
     check(
         "Content-Length or chunked framing",
-        declared is not None or chunked,
-        "Content-Length or Transfer-Encoding: chunked",
-        "neither: the end of the dossier is only the connection closing",
+        codings == ["chunked"] or (declared is not None and not codings),
+        "Content-Length or Transfer-Encoding: chunked (alone)",
+        f"Transfer-Encoding: {', '.join(codings)}: the end of the dossier is only the connection "
+        "closing"
+        if codings
+        else "neither: the end of the dossier is only the connection closing",
     )
     if declared is not None:
         check(

@@ -50,3 +50,10 @@ def default_request_headers(user_agent: str) -> dict[str, str]:
     SHA-256 is of those bytes; no ``Expect`` is ever sent (httpx never adds one).
     """
     return {"User-Agent": user_agent, "Accept-Encoding": "identity"}
+
+
+def transfer_codings(headers: httpx.Headers) -> list[str]:
+    """An answer's transfer codings in order, over every Transfer-Encoding header. A dossier
+    is framed only by ``["chunked"]`` or, with none, a Content-Length: with any other list
+    its end is the connection's close (RFC 9112 §6.3), which a crash halfway looks like."""
+    return [coding.strip().lower() for coding in headers.get_list("transfer-encoding", True)]
