@@ -42,10 +42,13 @@ from traffic_center.relay.upstream import UpstreamClient, upstream_ssl_context
 MB = 1024 * 1024
 READ_TIMEOUT = 1.0
 
+# The whole relay at most (TC_RELAY_TOTAL_SECONDS): short, so a test can outlast it.
+TOTAL_SECONDS = 5.0
 TRAFFIC_CENTER_SETTINGS = {
     "relay_read_timeout_seconds": READ_TIMEOUT,
     "relay_connect_timeout_seconds": 2.0,
     "relay_max_dossier_bytes": 64 * MB,
+    "relay_total_seconds": TOTAL_SECONDS,
 }
 
 # What a hostile bron tries to push as answer headers before giving up.
@@ -368,6 +371,40 @@ async def test_a_dossier_framed_only_by_the_close_is_refused_whatever_its_coding
     assert fetched.outcome == (502, "OngeldigAntwoordAanleverpunt")
     [record] = await relay_records(tc, sessie_id)
     assert record.result == "OngeldigAntwoordAanleverpunt"
+
+
+async def interim_answers_for_ever(exchange: Exchange) -> bool:
+    """ "102 Processing" every half read timeout: each a byte in time, none the answer."""
+    while True:
+        await exchange.send(b"HTTP/1.1 102 Processing\r\n\r\n")
+        await asyncio.sleep(READ_TIMEOUT / 2)
+
+
+async def head_a_byte_at_a_time(exchange: Exchange) -> bool:
+    for byte in head(length=len(GOOD)):
+        await exchange.send(bytes([byte]))
+        await asyncio.sleep(READ_TIMEOUT / 2)
+    return False
+
+
+@pytest.mark.parametrize("answering", [interim_answers_for_ever, head_a_byte_at_a_time])
+async def test_the_relay_s_deadline_counts_before_the_answer_s_head_too(
+    tc: TrafficCenterUnderTest,
+    las: LasWorld,
+    doel: LasParty,
+    hostile: HostileBron,
+    answering: Scenario,
+) -> None:
+    """Each byte within the read timeout, the head never done: the relay ends at its
+    deadline (504), its slot back, not when the bron gives up."""
+    hostile.scenarios["never-done"] = answering
+    started = time.monotonic()
+    sessie_id, fetched = await relayed(tc, las, doel, hostile, "never-done")
+    assert fetched.outcome == (504, "AanleverpuntTijdslimiet")
+    assert TOTAL_SECONDS <= time.monotonic() - started < TOTAL_SECONDS + 3
+    [record] = await relay_records(tc, sessie_id)
+    assert record.result == "AanleverpuntTijdslimiet"
+    assert sample(tc, "traffic_center_relays_in_flight") == 0
 
 
 async def test_a_bron_closing_before_it_answers_is_502(
