@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import random
 import re
@@ -329,15 +330,23 @@ async def test_a_dossier_arrives_byte_identical_however_the_bron_writes_it(
 
 @pytest.mark.parametrize("scenario", ["bad-chunk", "short", "body-trickle"])
 async def test_a_body_that_breaks_reaches_the_doel_as_a_broken_transfer(
-    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron, scenario: str
+    tc: TrafficCenterUnderTest,
+    las: LasWorld,
+    doel: LasParty,
+    hostile: HostileBron,
+    scenario: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     started = time.monotonic()
+    caplog.set_level(logging.INFO)
     sessie_id, fetched = await relayed(tc, las, doel, hostile, scenario)
     assert fetched.status == 200  # the headers had gone out before the body broke
     assert not fetched.complete
     assert fetched.size < len(GOOD)
     [record] = await eventually_recorded(tc, sessie_id)
     assert record.result == "OverdrachtMislukt"
+    # Recorded, and logged by its exchange's line: no bug, so no error line says there was.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     # A trickle is cut at the first silence longer than the read timeout, not at the end.
     assert time.monotonic() - started < 3 * READ_TIMEOUT + 3
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from traffic_center.domain import errors as e
 from traffic_center.observability.context import note_answer_code
+from traffic_center.observability.expected_aborts import caused_by
 from traffic_center.observability.logging import raised_at
 
 log = structlog.get_logger("traffic_center.api")
@@ -270,5 +271,9 @@ async def handle_unexpected_error(_request: Request, exc: Exception) -> JSONResp
     Never a stack trace to the client; the log names the exception's type and where it was
     raised, not its message (which could quote a payload).
     """
-    log.error("unexpected_error", error=type(exc).__name__, where=raised_at(exc))
+    if not caused_by(exc, (e.TransferAborted,)):
+        # A relay cut after its headers (the bron broke off, the doel stopped reading) comes
+        # here too, wrapped: it is no bug, its exchange's line and record say what happened,
+        # and the doel, its answer begun, gets no 500 but a dropped connection.
+        log.error("unexpected_error", error=type(exc).__name__, where=raised_at(exc))
     return problem(500, code=e.InternalError.code, title=e.InternalError.title)

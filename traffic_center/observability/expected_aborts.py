@@ -20,15 +20,20 @@ class ExpectedAbortFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        # The framework may wrap our exception (Starlette: "response already started"), so
-        # look along the whole chain.
-        seen: set[int] = set()
-        while error is not None and id(error) not in seen:
-            if isinstance(error, self.expected):
-                return False
-            seen.add(id(error))
-            error = error.__cause__ or error.__context__
-        return True
+        return error is None or not caused_by(error, self.expected)
+
+
+def caused_by(error: BaseException, expected: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``error`` is one of ``expected`` or was raised because of one. The framework
+    may wrap ours (Starlette: "response already started"), so the whole chain is looked at."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, expected):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def quiet_expected_aborts(*expected: type[BaseException]) -> None:
