@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from tests.support.builders import granted_session
 from traffic_center.broker.retention import SessionRetention
 from traffic_center.domain.audit import AuditRecord, AuditType
 from traffic_center.domain.results import ResultCode
 from traffic_center.domain.sessions import close
+from traffic_center.store import sessions as sessions_store
 from traffic_center.store.store import Store
 
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
@@ -57,6 +60,26 @@ async def test_sessions_ended_before_the_retention_period_are_purged(store: Stor
     for kept in (closed_lately, expired_lately, still_open):
         assert await store.sessions.get(kept) is not None
     assert (await store.audit.head()).count == audit_before  # never an audit record
+
+
+async def test_a_large_purge_goes_in_batches_of_its_own_transactions(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many sessions ended long ago (the first purge after a busy summer), no one
+    transaction deletes more than a batch: SQLite's write lock and PostgreSQL's statement
+    timeout see a batch at a time."""
+    monkeypatch.setattr(sessions_store, "PURGE_BATCH", 2)
+    long_ago = NOW - RETENTION - dt.timedelta(days=2)
+    for _ in range(5):
+        await session_at(store, long_ago, closed=None)
+    kept = await session_at(store, NOW, closed=None)
+    writes: list[str] = []
+    store.database.observe = lambda kind, _seconds: writes.append(kind)
+    retention = SessionRetention(store, retention=RETENTION, clock=lambda: NOW)
+    assert await retention.purge() == 5
+    assert writes.count("write") == 3  # 2, 2 and the last 1
+    assert await store.sessions.count() == 1
+    assert await store.sessions.get(kept) is not None
 
 
 async def test_the_node_purges_now_and_then_not_on_every_heartbeat(store: Store) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import os
+import signal
 import threading
 import uuid
 from pathlib import Path
@@ -21,6 +24,7 @@ from tests.support.postgres import PostgresServer
 from tests.test_audit_optimistic import KEY, a_record
 from traffic_center.admin.store import open_store
 from traffic_center.audit.verify import verify_chain
+from traffic_center.domain.errors import StoreUnavailable
 from traffic_center.domain.identifiers import EndpointKind, Sector
 from traffic_center.domain.models import CertificateRecord, CertificateRole, Endpoint, School
 from traffic_center.domain.results import ResultCode
@@ -200,6 +204,30 @@ async def test_the_gauges_scans_on_sqlite_run_off_the_event_loop(tmp_path: Path)
         loop_thread = threading.get_ident()
         assert set(ran_on) == {"count(", "min("}
         assert loop_thread not in ran_on.values()
+    finally:
+        await store.close()
+
+
+async def test_a_frozen_postgresql_fails_a_statement_instead_of_holding_it(
+    database_factory: DatabaseFactory,
+) -> None:
+    """A server that stops answering without closing (a paused VM, a stalled disk) held
+    each statement, and the request waiting on it, for as long as it stayed so: now the
+    statement fails after the timeout (503 for its request), and a later one gets a new
+    connection."""
+    url = await database_factory("postgres")
+    store = await Store.open(url, pool_size=1, max_overflow=0, statement_timeout_seconds=1)
+    try:
+        async with store.database.transaction(read_only=True) as conn:
+            backend = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        os.kill(backend, signal.SIGSTOP)  # that connection's server process, only
+        try:
+            async with asyncio.timeout(10):  # a hang fails the test; the timeout is 1 s
+                with pytest.raises(StoreUnavailable):
+                    await store.audit.head()
+        finally:
+            os.kill(backend, signal.SIGCONT)
+        assert (await store.audit.head()).count == 0
     finally:
         await store.close()
 

@@ -634,12 +634,21 @@ DEFAULT_POOL_SIZE = 5
 DEFAULT_MAX_OVERFLOW = 5
 
 
+# A PostgreSQL server that has not answered a statement, or a new connection's set-up,
+# within this long fails it: the request gets 503 `OpslagNietBeschikbaar` and the node's
+# readiness follows, where a server frozen (not down: a stalled disk, a paused VM) held every
+# request for as long as it stayed so. A store statement takes milliseconds; the longest,
+# the hourly purge, goes in batches.
+STATEMENT_TIMEOUT_SECONDS = 10.0
+
+
 def open_database(
     url: str,
     *,
     echo: bool = False,
     pool_size: int = DEFAULT_POOL_SIZE,
     max_overflow: int = DEFAULT_MAX_OVERFLOW,
+    statement_timeout_seconds: float = STATEMENT_TIMEOUT_SECONDS,
 ) -> Database:
     """An engine for ``url``; on PostgreSQL with a pool of ``pool_size`` + ``max_overflow``.
 
@@ -656,6 +665,10 @@ def open_database(
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=10,
+            connect_args={
+                "command_timeout": statement_timeout_seconds,
+                "timeout": statement_timeout_seconds,
+            },
         )
     except ModuleNotFoundError as exc:
         # SQLAlchemy imports the driver only now; asyncpg comes with the [postgres] extra.

@@ -19,6 +19,8 @@ from traffic_center.store.schema import sessions
 
 # A session's columns only its open reads (``_by_idempotency_key``), not ``_session``.
 _NOT_READ = frozenset({"idempotency_key", "request_fingerprint"})
+# Ended sessions deleted per transaction by the purge (``purge_ended``).
+PURGE_BATCH = 1000
 
 
 class SessionRepository:
@@ -177,14 +179,31 @@ class SessionRepository:
 
     async def purge_ended(self, *, ended_before: dt.datetime) -> int:
         """Delete sessions closed, or expired, before the moment; how many. Audit records
-        keep their sessie_id: they are the lasting account, the session row is not."""
+        keep their sessie_id: they are the lasting account, the session row is not.
+
+        In batches, each its own transaction: the first purge after an upgrade, or after a
+        busy summer, may find a hundred thousand rows, and one DELETE of them all held
+        SQLite's write lock (and its event loop) or outlasted PostgreSQL's statement timeout."""
         ended = or_(
             and_(sessions.c.closed_at.is_not(None), sessions.c.closed_at < ended_before),
             sessions.c.expires_at < ended_before,
         )
-        async with self._db.transaction() as conn:
-            result = await conn.execute(delete(sessions).where(ended))
-        return int(result.rowcount or 0)
+        batch = (
+            delete(sessions)
+            .where(
+                sessions.c.sessie_id.in_(
+                    select(sessions.c.sessie_id).where(ended).limit(PURGE_BATCH).scalar_subquery()
+                )
+            )
+            .execution_options(synchronize_session=False)
+        )
+        purged = 0
+        while True:
+            async with self._db.transaction() as conn:
+                deleted = int((await conn.execute(batch)).rowcount or 0)
+            purged += deleted
+            if deleted < PURGE_BATCH:
+                return purged
 
     async def count(self) -> int:
         async with self._db.transaction(read_only=True) as conn:

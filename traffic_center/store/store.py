@@ -12,6 +12,7 @@ from traffic_center.store.certificates import CertificateRepository
 from traffic_center.store.database import (
     DEFAULT_MAX_OVERFLOW,
     DEFAULT_POOL_SIZE,
+    STATEMENT_TIMEOUT_SECONDS,
     Database,
     open_database,
 )
@@ -39,8 +40,16 @@ class Store:
         migrate: bool = True,
         pool_size: int = DEFAULT_POOL_SIZE,
         max_overflow: int = DEFAULT_MAX_OVERFLOW,
+        statement_timeout_seconds: float = STATEMENT_TIMEOUT_SECONDS,
     ) -> Store:
-        store = cls(open_database(url, pool_size=pool_size, max_overflow=max_overflow))
+        store = cls(
+            open_database(
+                url,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                statement_timeout_seconds=statement_timeout_seconds,
+            )
+        )
         if migrate:
             try:
                 await store.database.migrate()
