@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -24,7 +25,15 @@ from traffic_center.api.problems import status_for
 from traffic_center.audit.admin import AdminAudit
 from traffic_center.audit.trail import MAX_BATCH, AuditTrail
 from traffic_center.audit.verify import verify_chain
-from traffic_center.domain.audit import AuditRecord, AuditType, KeyRing, key_id
+from traffic_center.domain.audit import (
+    INCOMPLETE,
+    STARTED,
+    AuditRecord,
+    AuditType,
+    KeyRing,
+    Phase,
+    key_id,
+)
 from traffic_center.domain.errors import StoreUnavailable
 from traffic_center.observability.metrics import Metrics
 from traffic_center.store.store import Store
@@ -355,3 +364,29 @@ async def test_two_nodes_appending_at_once_give_one_chain(
     chain = await chained_ids(stores[0])
     assert sorted(chain) == sorted(r.transaction_id for own in records for r in own)
     assert (await verify_chain(stores[0], KEY)).broken is None
+
+
+async def test_an_orphan_two_nodes_close_is_counted_and_logged_by_the_first_alone(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every node sweeps the same orphans: both may find one open and close it. The log
+    holds one final record (the second append finds it in place), and only the node whose
+    append wrote it counts it and logs it, so the exchanges metric summed over the nodes and
+    the log say one close, once."""
+    started = dataclasses.replace(
+        a_record(1), type=AuditType.DOSSIER, phase=Phase.STARTED, result=STARTED, node_id="dead"
+    )
+    assert await store.audit.append(started, secret=KEY)
+    final = dataclasses.replace(started, phase=Phase.FINAL, result=INCOMPLETE, node_id=None)
+    (first, first_metrics), (second, second_metrics) = trail_on(store), trail_on(store)
+    caplog.set_level(logging.INFO, logger="traffic_center.audit")
+    assert await first.close_orphan(dataclasses.replace(final, node_id="a")) is True
+    assert await second.close_orphan(dataclasses.replace(final, node_id="b")) is False
+    counted = [
+        metrics.exchanges.labels(type=AuditType.DOSSIER.value, result=INCOMPLETE)._value.get()
+        for metrics in (first_metrics, second_metrics)
+    ]
+    assert counted == [1.0, 0.0]
+    lines = [r for r in caplog.records if started.transaction_id in r.getMessage()]
+    assert len(lines) == 1  # one exchange line
+    assert (await store.audit.by_transaction(started.transaction_id)).node_id == "a"

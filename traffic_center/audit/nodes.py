@@ -76,9 +76,11 @@ class NodeKeeper:
             self._trail.note_write(ok=False)
 
     async def close_orphans(self) -> int:
-        """Close the open exchanges of nodes silent past the grace period; how many."""
+        """Close the open exchanges of nodes silent past the grace period; how many this
+        node closed (another node may have been first with some)."""
         now = self._clock()
         orphans = await self._store.audit.orphans(silent_since=now - self._grace)
+        closed = 0
         for orphan in orphans:
             final = dataclasses.replace(
                 orphan.record,
@@ -91,14 +93,16 @@ class NodeKeeper:
                 subject=f"node {orphan.node_id}"[:64],
                 node_id=self.node_id,
             )
+            if not await self._trail.close_orphan(final):
+                continue
+            closed += 1
             log.warning(
                 "orphan_closed",
                 transaction_id=final.transaction_id,
                 type=final.type.value,
                 dead_node=orphan.node_id,
             )
-            await self._trail.record(final)
         if orphans:
-            return len(orphans)
+            return closed
         await self._store.audit.forget_silent_nodes(silent_since=now - FORGET_AFTER)
         return 0

@@ -235,6 +235,26 @@ class AuditTrail:
                 log.error("audit_write_failed", pending=len(self._pending), code=exc.code)
         _log_line(record, unrecorded_because=why_not, caller_fingerprint=caller_fingerprint)
 
+    async def close_orphan(self, record: AuditRecord) -> bool:
+        """An orphan's final record (audit/nodes.py), unless another node wrote it first:
+        every node sweeps the same orphans and the first append wins. Counted and logged by
+        that node alone, so the exchanges metric summed over nodes and the log say one close
+        once. Not while this node's own records wait in its outbox (they go first): False
+        then too. StoreUnavailable as the heartbeat's round expects it."""
+        if self._pending:
+            return False
+        with anyio.CancelScope(shield=True):
+            try:
+                written = await self._store.audit.append(record, secret=self._secret)
+            except StoreUnavailable:
+                self._write_failed()
+                raise
+        self.note_write(ok=True)
+        if written:
+            self._exchanges(record.type.value, record.result).inc()
+            _log_line(record, unrecorded_because=None, caller_fingerprint=None)
+        return written
+
     async def flush_pending(self) -> None:
         """Retry the outbox (the heartbeat calls this); clears the failing state on success."""
         try:

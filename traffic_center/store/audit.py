@@ -90,10 +90,12 @@ class AuditRepository:
         flight at once would miss each other, and one at a time gathers the rest."""
         return self._db.dialect == "postgresql"
 
-    async def append(self, record: AuditRecord, *, secret: bytes) -> None:
+    async def append(self, record: AuditRecord, *, secret: bytes) -> bool:
         """Add the record at the end of the chain; one writer at a time holds the head.
+        Whether this call wrote it: False when it was in the log already.
 
-        Idempotent: a retry after a commit whose answer was lost finds the record in place.
+        Idempotent: a retry after a commit whose answer was lost finds the record in place,
+        as does a node closing an orphan another node closed first (audit/nodes.py).
         The record is signed with ``secret`` and names its key id; AuditKeyMismatch when the
         chain's head says another key signs the next record (nothing is written then).
         """
@@ -102,6 +104,8 @@ class AuditRepository:
         except IntegrityError:
             if not await self.holds(record):
                 raise
+            return False
+        return True
 
     async def append_all(self, records: Sequence[AuditRecord], *, secret: bytes) -> None:
         """``append`` for several records in one transaction (the trail's group commit,
