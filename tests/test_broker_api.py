@@ -201,6 +201,14 @@ async def test_rule_4_check_must_match_every_field(tc: TrafficCenterUnderTest) -
     ):
         response = await bron.client().post(path, json=check_body(doel, **wrong))
         assert_problem(response, 409, "SessieAfwijkend")
+    # A key of the wrong kind for the overdrachtsoort asked about is the request's own fault
+    # (rule 10), as on the dossier: 422, whatever the session holds.
+    for wrong_kind in (
+        {"zoeksleutel": None, "koppelsleutel": "0F8FAD5B-D9CB-469F-A165-70867728950E"},
+        {"overdrachtsoort": "swv-dossier"},
+    ):
+        response = await bron.client().post(path, json=check_body(doel, **wrong_kind))
+        assert_problem(response, 422, "SleutelPastNietBijOverdrachtsoort")
     assert await stored_state(tc, sessie_id) == ("GRANTED", None)
     ok = await bron.client().post(path, json=check_body(doel))
     assert ok.status_code == 200

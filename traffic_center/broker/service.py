@@ -300,13 +300,18 @@ class Broker:
         note.concerns(session, bron_routeringskenmerk=caller.routeringskenmerk)
         if not is_bron_endpoint(session, caller.endpoint):
             raise WrongRole("only the bron of the session checks it")
+        label, key = _one_key(request.zoeksleutel, request.koppelsleutel)
+        overdrachtsoort = parse_overdrachtsoort(request.overdrachtsoort)
+        # Rule 10, as for the dossier: the key's kind must fit the overdrachtsoort asked
+        # about (422), before the check compares anything with the session (409).
+        check_search_key_kind(overdrachtsoort, koppelsleutel=label == "koppelsleutel")
         check = SessionCheck(
             bron_brin=caller.brin,
             bron_routeringskenmerk=caller.routeringskenmerk,
             doel_brin=parse_brin(request.doel_brin),
             doel_routeringskenmerk=parse_routeringskenmerk(request.doel_routeringskenmerk),
-            overdrachtsoort=parse_overdrachtsoort(request.overdrachtsoort),
-            search_key_hmac=self._keyed_hash(*_one_key(request.zoeksleutel, request.koppelsleutel)),
+            overdrachtsoort=overdrachtsoort,
+            search_key_hmac=self._keyed_hash(label, key),
         )
         checked = verify_check(session, check, self._clock())
         if session.state is SessionState.GRANTED and not await self._store.sessions.transition(
