@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.support.contract import ANSWERS, faults_since
 from tests.support.las import LasWorld
 from tests.support.postgres import POSTGRES_URL_ENV, PostgresServer, throwaway_postgres
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
@@ -110,3 +111,13 @@ async def las(tc: TrafficCenterUnderTest) -> AsyncIterator[LasWorld]:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
+
+
+@pytest.fixture
+def answers_documented() -> Iterator[None]:
+    """Fails the test if any answer its parties got is not one openapi.yaml declares for the
+    operation (tests/support/contract.py); a module opts in with ``usefixtures``."""
+    start = len(ANSWERS)
+    yield
+    faults = faults_since(start)
+    assert not faults, "answers openapi.yaml does not declare:\n" + "\n".join(faults)

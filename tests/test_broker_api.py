@@ -9,6 +9,7 @@ import secrets
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from tests.support.dumps import dump_database
@@ -16,6 +17,9 @@ from tests.support.messages import ZOEKSLEUTEL, check_body, open_session, sessio
 from tests.support.pupils import zoeksleutel_of
 from tests.support.server import TrafficCenterUnderTest
 from traffic_center.store.schema import sessions
+
+# Every answer the tests here get is one openapi.yaml declares (tests/support/contract.py).
+pytestmark = pytest.mark.usefixtures("answers_documented")
 
 OTHER_ZOEKSLEUTEL = zoeksleutel_of("482782481")
 

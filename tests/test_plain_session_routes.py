@@ -17,12 +17,16 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from tests.support.messages import check_body, session_body
 from tests.support.server import TrafficCenterUnderTest
 from tests.support.world import Party
 from traffic_center.api.plain import PlainRoute
+
+# Every answer the tests here get is one openapi.yaml declares (tests/support/contract.py).
+pytestmark = pytest.mark.usefixtures("answers_documented")
 
 JSON = {"content-type": "application/json"}
 # Set per answer (by the server, the middleware, the exchange's record): compared by name.

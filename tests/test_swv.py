@@ -20,6 +20,9 @@ from tests.support.world import Party
 from traffic_center.domain.audit import AuditType, Phase
 from traffic_center.domain.las_contract import DOSSIER_NAMESPACE, RELEASE_HEADER
 
+# Every answer the tests here get is one openapi.yaml declares (tests/support/contract.py).
+pytestmark = pytest.mark.usefixtures("answers_documented")
+
 KOPPELSLEUTEL = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
 NS = "{" + DOSSIER_NAMESPACE + "}"
 

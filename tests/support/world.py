@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.contract import record_answer
 from traffic_center.admin.sandbox import SandboxBuilder, SandboxSchool
 from traffic_center.pki.inspect import serial_hex
 
@@ -59,6 +60,8 @@ class Party:
             base_url=self.base_url,
             verify=client_context(self.ca_pem, self.cert, self.key),
             timeout=30,
+            # Held to the contract by the tests that ask (tests/support/contract.py).
+            event_hooks={"response": [record_answer]},
         )
         self.clients.append(client)
         return client
