@@ -22,9 +22,10 @@ from pydantic.json_schema import models_json_schema
 
 from traffic_center.api import schemas
 from traffic_center.api.app import create_app
-from traffic_center.api.problems import PROBLEM_MEDIA_TYPE, problem_body
-from traffic_center.api.responses import PROBLEM_REF
-from traffic_center.domain.errors import InvalidInput
+from traffic_center.api.problems import PROBLEM_MEDIA_TYPE, problem_body, status_for
+from traffic_center.api.responses import PROBLEM_REF, problem_responses
+from traffic_center.domain.errors import AuditUnavailable, InvalidInput, RequestTooLarge
+from traffic_center.domain.las_contract import TRANSACTION_HEADER
 from traffic_center.observability.context import REQUEST_ID_HEADER
 from traffic_center.settings import Settings
 
@@ -50,6 +51,17 @@ _REQUEST_ID_OUT = {
 # Problem instead (api/problems.handle_validation_error).
 _FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
 _INVALID_INPUT = problem_body(422, InvalidInput)
+_TRANSACTION_ID_OUT = {
+    "description": "this exchange's id, the key of its audit record: quote it with X-Request-Id",
+    "schema": {"type": "string", "format": "uuid"},
+}
+# The request guard answers a body over TC_MAX_REQUEST_BODY_BYTES before any route reads it
+# (api/guard.py), so every operation that takes a body can answer it.
+_TOO_LARGE = {
+    str(status): answer
+    for status, answer in problem_responses(RequestTooLarge).items()
+    if status == status_for(RequestTooLarge)
+}
 
 BODY_MODELS: tuple[type[BaseModel], ...] = (
     schemas.SessionCreate,
@@ -85,10 +97,11 @@ def openapi_document() -> dict[str, Any]:
     for _path, _method, operation in _operations(document, "paths"):
         _finish_parameters(operation)
         operation.setdefault("parameters", []).append(dict(_REQUEST_ID_IN))
+        if "requestBody" in operation:
+            operation["responses"].update(copy.deepcopy(_TOO_LARGE))
         for response in operation["responses"].values():
             response.setdefault("headers", {})[REQUEST_ID_HEADER] = dict(_REQUEST_ID_OUT)
-        if "requestBody" in operation:
-            operation["responses"].setdefault("400", _unreadable_body())
+        _declare_transaction_id(operation)
     for _path, _method, operation in _operations(document, "webhooks"):
         _finish_parameters(operation)
     _problems_not_fastapi_errors(document)
@@ -152,13 +165,21 @@ def _finish_parameters(operation: dict[str, Any]) -> None:
         parameter["schema"].pop("title", None)
 
 
-def _unreadable_body() -> dict[str, Any]:
-    return {
-        "description": f"Problem; `code` is {InvalidInput.code}: the body is not readable JSON",
-        "x-codes": [InvalidInput.code],
-        "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF, "example": _INVALID_INPUT}},
-        "headers": {REQUEST_ID_HEADER: dict(_REQUEST_ID_OUT)},
-    }
+def _declare_transaction_id(operation: dict[str, Any]) -> None:
+    """`X-OSO-Transactie-Id` where it is sent: on every answer of an exchange, the key of its
+    audit record. An exchange is an operation refused when it cannot be recorded (fail closed:
+    it lists AuditNietBeschikbaar), so a new one is covered without naming it. A problem answer
+    carries it whenever the refusal was recorded (a refused certificate is, on any operation;
+    a refusal before the exchange began, such as a malformed body, is not), so there optional."""
+    answers = operation["responses"]
+    exchange = any(
+        AuditUnavailable.code in answer.get("x-codes", ()) for answer in answers.values()
+    )
+    for status, answer in answers.items():
+        problem = str(status).startswith(("4", "5"))
+        if problem or exchange:
+            headers = answer.setdefault("headers", {})
+            headers.setdefault(TRANSACTION_HEADER, {**_TRANSACTION_ID_OUT, "required": not problem})
 
 
 def _problems_not_fastapi_errors(document: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ The hot operations skip FastAPI's per-request body and dependency plumbing. Each
 declaration (the contract's source: openapi.yaml is generated from it); the plain route
 registered in front of it takes the same parameters with the same types, built from the
 declaration's own annotations, and refuses what they refuse with the same
-RequestValidationError, or the same 400 for a body that is not even JSON, so api/problems.py
+RequestValidationError (a body that is not even JSON too), so api/problems.py
 answers every refusal as before.
 
 They are served before FastAPI's middleware stack (``PlainFront``): a request for one passes
@@ -25,7 +25,6 @@ from typing import Any, Generic, TypeVar
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
@@ -33,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from traffic_center.api.identity import peer_of
 from traffic_center.api.middleware import ErrorHandler, RequestInFlight, RequestLayer
+from traffic_center.api.problems import unreadable_body
 from traffic_center.api.services import Services
 from traffic_center.broker.caller import Peer
 from traffic_center.observability.metrics import Metrics
@@ -236,7 +236,8 @@ async def _json_body(request: Request) -> Any:
     """The body as FastAPI reads a JSON body parameter: parsed if its content type is JSON
     (application/json or application/*+json), else the raw bytes, which the model then
     refuses; no type at all is not JSON (strict_content_type). JSON that does not parse is
-    a validation error at ("body", position); a body that cannot be read or decoded is 400.
+    a validation error at ("body", position); a body that cannot be read or decoded is one
+    at ("body",) (api/problems.unreadable_body: 422, as for the declaration).
     """
     try:
         raw = await request.body()
@@ -256,8 +257,8 @@ async def _json_body(request: Request) -> Any:
             ],
             body=error.doc,
         ) from error
-    except Exception as error:  # e.g. not UTF-8, or the client gone mid-body: as FastAPI does
-        raise HTTPException(400, "There was an error parsing the body") from error
+    except Exception as error:  # e.g. not UTF-8, or the client gone mid-body
+        raise unreadable_body() from error
 
 
 def _declares_json(content_type: str | None) -> bool:

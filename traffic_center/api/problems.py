@@ -151,6 +151,21 @@ async def handle_domain_error(_request: Request, exc: Exception) -> JSONResponse
     return problem_for(exc)
 
 
+# A body that cannot be read or decoded (not UTF-8, JSON nested thousands deep, an integer
+# past Python's digit limit) is invalid input like any other: one code, one status (422), with
+# where it went wrong. FastAPI raises a bare 400 for it; the plain routes raise this.
+UNREADABLE_BODY_TYPE = "body_unreadable"
+UNREADABLE_BODY_MESSAGE = (
+    "the body could not be read: not UTF-8, or JSON nested too deep or with too long a number"
+)
+
+
+def unreadable_body() -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": UNREADABLE_BODY_TYPE, "loc": ("body",), "msg": UNREADABLE_BODY_MESSAGE}]
+    )
+
+
 async def handle_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # Echo where and what, never the input itself: it may hold a pupil's data.
@@ -200,6 +215,7 @@ _SCHEMA_ONLY_MESSAGES = frozenset(
         "json_type",
         "too_short",
         "too_long",
+        UNREADABLE_BODY_TYPE,
     }
 )
 
@@ -224,9 +240,8 @@ def _message_without_input(item: Any) -> str:
 
 
 _HTTP_CODES = {
-    # A body that is not even JSON (e.g. not UTF-8): RFC 9110 §15.5.1, 400.
-    400: (e.InvalidInput.code, "The request body could not be read"),
-    404: ("NietGevonden", "No such resource"),
+    # The error tree's own code and title: one problem type, one title (RFC 9457 §3.1.3).
+    404: (e.NotFound.code, e.NotFound.title),
     405: ("MethodeNietToegestaan", "Method not allowed on this resource"),
 }
 _OTHER_HTTP = ("HttpFout", "HTTP error")
@@ -256,8 +271,10 @@ def problem_pages() -> dict[str, ProblemPage]:
     return pages
 
 
-async def handle_http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # FastAPI's only 400 here: a body it could not read
+        return await handle_validation_error(request, unreadable_body())
     code, title = _HTTP_CODES.get(exc.status_code, _OTHER_HTTP)
     response = problem(exc.status_code, code=code, title=title)
     for name, value in (exc.headers or {}).items():

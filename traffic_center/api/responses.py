@@ -18,9 +18,9 @@ RETRY_AFTER_HEADER = {
     }
 }
 
-# Every authenticated route can refuse its caller this way.
-CALLER_ERRORS: tuple[type[e.TrafficCenterError], ...] = (
-    e.CertificateMissing,
+# The request guard screens the certificate of every request before any route is chosen
+# (api/guard.py): the documentation and the CRL, which need no registered endpoint, too.
+SCREENED_ERRORS: tuple[type[e.TrafficCenterError], ...] = (
     e.CertificateUnknown,
     e.CertificateRevoked,
     e.CertificateExpired,
@@ -29,6 +29,11 @@ CALLER_ERRORS: tuple[type[e.TrafficCenterError], ...] = (
     e.ForwardedCertificateMissing,
     e.ForwardedCertificateMalformed,
     e.CertificateInconsistent,
+)
+# Every authenticated route can refuse its caller this way.
+CALLER_ERRORS: tuple[type[e.TrafficCenterError], ...] = (
+    *SCREENED_ERRORS,
+    e.CertificateMissing,
     e.StoreUnavailable,
     e.RateLimited,  # rule 9: every route has a per-endpoint budget
 )

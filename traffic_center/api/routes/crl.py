@@ -12,7 +12,7 @@ import datetime as dt
 from fastapi import APIRouter, Response
 
 from traffic_center.api.identity import ServicesDep
-from traffic_center.api.responses import problem_responses
+from traffic_center.api.responses import SCREENED_ERRORS, problem_responses
 from traffic_center.domain import errors as e
 
 router = APIRouter(tags=["certificates"])
@@ -41,7 +41,7 @@ CRL_MEDIA_TYPE = "application/pkix-crl"  # RFC 5280 §4.2.1.13: DER
                 }
             },
         },
-        **problem_responses(e.CrlNotPublished, e.StoreUnavailable),
+        **problem_responses(*SCREENED_ERRORS, e.CrlNotPublished, e.StoreUnavailable),
     },
 )
 async def crl(svc: ServicesDep) -> Response:

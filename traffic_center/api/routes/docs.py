@@ -17,7 +17,7 @@ from fastapi import Path as PathParam
 from starlette.responses import Response
 
 from traffic_center.api.problems import ProblemPage, problem_pages
-from traffic_center.api.responses import problem_responses
+from traffic_center.api.responses import SCREENED_ERRORS, problem_responses
 from traffic_center.domain import errors as e
 
 router = APIRouter(tags=["documentation"])
@@ -49,7 +49,7 @@ def published_contract() -> bytes:
                 }
             },
         },
-        **problem_responses(),
+        **problem_responses(*SCREENED_ERRORS),
     },
 )
 async def openapi_yaml() -> Response:
@@ -77,7 +77,7 @@ _CODE = PathParam(
                 }
             },
         },
-        **problem_responses(e.NotFound),
+        **problem_responses(*SCREENED_ERRORS, e.NotFound),
     },
 )
 async def problem_page(code: Annotated[str, _CODE]) -> Response:
