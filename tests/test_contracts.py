@@ -3,6 +3,7 @@ every example in them must validate, and the Traffic Center serves them and its 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,27 @@ async def test_moments_without_a_zone_and_bare_dates_are_refused(
         )
         assert answer.status_code == 422, day
         assert answer.json()["errors"][0]["loc"] == ["body", "aanvraagdatum"], day
+
+
+async def test_fastapis_own_unfinished_schema_is_not_served(tc: TrafficCenterUnderTest) -> None:
+    # The contract is openapi.yaml alone (GET /v1/openapi.yaml); FastAPI's document differed.
+    client = (await tc.world.school("PO", register_endpoint=False)).client()
+    answer = await client.get("/v1/openapi.json")
+    assert (answer.status_code, answer.json()["code"]) == (404, "NietGevonden")
+
+
+async def test_not_found_has_one_title_wherever_it_is_answered(tc: TrafficCenterUnderTest) -> None:
+    client = (await tc.world.school("PO", register_endpoint=False)).client()
+    no_path = await client.get("/v1/nope")
+    no_code = await client.get("/v1/problems/Foo")
+    page = await client.get("/v1/problems/NietGevonden")
+    assert no_path.json()["code"] == no_code.json()["code"] == "NietGevonden"
+    assert no_path.json()["title"] == no_code.json()["title"]
+    assert no_path.json()["title"] in page.text
+
+
+async def test_a_request_id_that_is_a_uuid_is_echoed_as_sent(tc: TrafficCenterUnderTest) -> None:
+    client = (await tc.world.school("PO")).client()
+    sent = str(uuid.uuid4()).upper()
+    answer = await client.get("/v1/whoami", headers={"X-Request-Id": sent})
+    assert answer.headers["X-Request-Id"] == sent

@@ -135,13 +135,14 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url="/v1/openapi.json",
+        # The contract is openapi.yaml, generated from this app and finished by api/contract.py
+        # (GET /v1/openapi.yaml serves that file): FastAPI's unfinished document is not served.
+        openapi_url=None,
         # Issue 10: a slash redirect would reflect the caller's Host header into Location.
         redirect_slashes=False,
     )
     # The hot paths as plain ASGI (api/plain.py), each in front of its declaration; first of
-    # all (before FastAPI's own openapi.json too), so the plain front looks at them alone: no
-    # other route matches their paths.
+    # all, so the plain front looks at them alone: no other route matches their paths.
     app.router.routes[:0] = [
         sessions.open_session_route(),
         sessions.close_session_route(),

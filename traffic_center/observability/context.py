@@ -96,7 +96,9 @@ class RequestContext:
 
     def __init__(self, scope: Scope) -> None:
         given, traceparent = _headers(scope, _REQUEST_ID_NAME, _TRACEPARENT_NAME)
-        self.request_id = given.lower() if given and _ACCEPTABLE.match(given) else str(uuid.uuid4())
+        # Kept as sent (the contract: "yours if it was a UUID"), case and all: the caller
+        # looks its own id up in its logs.
+        self.request_id = given if given and _ACCEPTABLE.match(given) else str(uuid.uuid4())
         self._header = (_REQUEST_ID_NAME, self.request_id.encode())
         self.note = AnswerNote(traceparent=traceparent, request_id=self.request_id)
 
