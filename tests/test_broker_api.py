@@ -413,6 +413,16 @@ async def test_idempotency_key_reused_for_another_request_is_refused(
     assert_problem(other, 422, "IdempotencyKeyHergebruikt")
 
 
+async def test_an_empty_idempotency_key_is_no_key(tc: TrafficCenterUnderTest) -> None:
+    """Kept as a key, an empty one (or blanks: HTTP trims them away) made every later open of
+    the endpoint a replay of the first, or a reuse refused: it is refused itself."""
+    doel, bron = await tc.world.schools("PO", "PO")
+    headers = {"Idempotency-Key": ""}
+    refused = await doel.client().post("/v1/sessions", json=session_body(bron), headers=headers)
+    assert_problem(refused, 422, "OngeldigeInvoer")
+    assert refused.json()["errors"][0]["loc"] == ["header", "idempotency-key"]
+
+
 # --- the endpoint overview ------------------------------------------------------------------
 
 

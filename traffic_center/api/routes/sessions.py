@@ -42,7 +42,13 @@ OPEN_ROUTE = "/v1/sessions"
 CLOSE_ROUTE = "/v1/sessions/{sessie_id}/close"
 _IDEMPOTENCY_KEY = Annotated[
     str | None,
-    Header(max_length=200, description="retrying with the same key returns the same session"),
+    # Not empty: an empty key (or blanks, which HTTP trims away) was kept as a key, so
+    # every later open of that endpoint replayed, or was refused as reusing, the first.
+    Header(
+        min_length=1,
+        max_length=200,
+        description="retrying with the same key returns the same session",
+    ),
 ]
 _ID_ERRORS = (e.InvalidSessieId, e.SessionNotFound, e.WrongRole, e.ClearPupilNumber)
 # OpenAPI links: what a client does next with the sessie_id it was granted.
@@ -199,6 +205,7 @@ def _granted(granted: GrantedSession) -> SessionGranted:
         e.InvalidZoeksleutel,
         e.InvalidKoppelsleutel,
         e.SearchKeyAmbiguous,
+        e.SearchKeyWrongKind,
         e.SessieAfwijkend,
         e.SessieReedsAfgemeld,
         e.SessieVerlopen,
