@@ -16,6 +16,7 @@ from tests.support.dumps import dump_database
 from tests.support.messages import ZOEKSLEUTEL, check_body, open_session, session_body
 from tests.support.pupils import zoeksleutel_of
 from tests.support.server import TrafficCenterUnderTest
+from tests.support.world import Party
 from traffic_center.store.schema import sessions
 
 # Every answer the tests here get is one openapi.yaml declares (tests/support/contract.py).
@@ -263,6 +264,10 @@ async def test_close_needs_a_closing_result_and_a_bron_endpoint(tc: TrafficCente
 # --- input discipline -------------------------------------------------------------------------
 
 
+def closing(bron: Party) -> dict[str, str]:
+    return {"resultaat": "DossierNietGevonden", "routeringskenmerk": bron.routeringskenmerk}
+
+
 async def test_exactly_one_search_key_and_known_kinds_and_well_formed_ids(
     tc: TrafficCenterUnderTest,
 ) -> None:
@@ -295,8 +300,13 @@ async def test_exactly_one_search_key_and_known_kinds_and_well_formed_ids(
         assert_problem(refused, 422, "OngeldigeZoeksleutel")
         assert malformed not in refused.text
         assert "43 characters of unpadded base64url" in refused.json()["title"]
-    bad_id = await bron.client().post("/v1/sessions/not-a-uuid/check", json=check_body(doel))
-    assert_problem(bad_id, 422, "OngeldigeSessieId")
+    # Any malformed sessie_id, however long (braces, a URN), on a plain route or not.
+    some_id = str(uuid.uuid4())
+    for malformed in ("not-a-uuid", f"{{{some_id}}}", f"urn:uuid:{some_id}"):
+        for route in ("check", "close"):
+            body = check_body(doel) if route == "check" else closing(bron)
+            refused = await bron.client().post(f"/v1/sessions/{malformed}/{route}", json=body)
+            assert_problem(refused, 422, "OngeldigeSessieId")
     extra = await open_session(doel, bron, bsn="unexpected")
     assert_problem(extra, 422, "OngeldigeInvoer")
     not_json = await doel.client().post(

@@ -45,8 +45,11 @@ SECTOR: JsonDict = {"enum": [s.value for s in Sector]}
 ENDPOINT_KIND: JsonDict = {"enum": [k.value for k in EndpointKind]}
 CLOSING_RESULTS: JsonDict = {"enum": [code.value for code in closing_results_best_first()]}
 
+# No length bound here: a sessie_id too long is as malformed as any other, and the domain's
+# parse answers every malformed one alike (422 OngeldigeSessieId); a bound here answered the
+# long ones (braces, urn:uuid:) with OngeldigeInvoer instead.
 SessieIdPath = Annotated[
-    str, Path(max_length=36, description="the session's sessie_id", json_schema_extra=SESSIE_ID)
+    str, Path(description="the session's sessie_id", json_schema_extra=SESSIE_ID)
 ]
 
 

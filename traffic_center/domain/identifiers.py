@@ -154,7 +154,7 @@ def parse_sessie_id(value: str) -> str:
     except ValueError:
         raise InvalidSessieId("not a UUID") from None
     if str(parsed) != value.lower():
-        raise InvalidSessieId("not a UUID in its canonical form (lower case, with hyphens)")
+        raise InvalidSessieId("not a UUID in its canonical form (32 hex digits, with hyphens)")
     return str(parsed)
 
 
