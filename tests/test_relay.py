@@ -592,6 +592,9 @@ async def test_notifications_without_a_prior_request_are_refused(
     stranger = await las.school("PO")
     not_the_bron = await notify(stranger.party, sessie_id, doel.routeringskenmerk)
     assert (not_the_bron.status_code, not_the_bron.json()["code"]) == (404, "SessieNietGevonden")
+    # The doel is party to the session, in the wrong role: as on a session check.
+    by_the_doel = await notify(doel.party, sessie_id, doel.routeringskenmerk)
+    assert (by_the_doel.status_code, by_the_doel.json()["code"]) == (403, "VerkeerdeRol")
     await asyncio.sleep(0.2)
     assert len(other_doel.server.notifications.received) == inbox_before
     assert all(n.sessie_id != sessie_id for n in doel.server.notifications.received)

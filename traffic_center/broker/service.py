@@ -429,8 +429,11 @@ class Broker:
             )
         else:
             session, found = read.session, read.endpoint
-        if session is None or not is_bron_endpoint(session, caller.endpoint):
-            raise SessionNotFound()  # rule 4: not yours, so it does not exist
+        # Rule 4: not yours, so it does not exist (404); the doel's own is one it may see,
+        # but a notification goes from the bron (403, as on a session check).
+        session = _visible_to(caller, session)
+        if not is_bron_endpoint(session, caller.endpoint):
+            raise WrongRole("only the bron of the session notifies its doel")
         note.concerns(session, bron_routeringskenmerk=caller.routeringskenmerk)
         if session.doel_routeringskenmerk != doel_routeringskenmerk:
             raise NotificationNotRequested(

@@ -253,6 +253,7 @@ async def _relay_dossier_plain(call: PlainCall[DossierRequestBody]) -> RelayResp
         e.InvalidRouteringskenmerk,
         e.ClearPupilNumber,
         e.SessionNotFound,
+        e.WrongRole,
         e.NotificationNotRequested,
         e.AanleverpuntNietActief,
         *_RELAY_ERRORS,
