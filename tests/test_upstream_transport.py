@@ -33,6 +33,7 @@ import uvloop
 from tests.support.las import LasParty, LasWorld, scenario_key
 from tests.support.processes import free_port
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
+from tests.support.world import client_context
 from tests.test_monitoring import sample
 from tests.test_relay import Fetched, eventually_recorded, fetch, open_session, relay_records
 from traffic_center.domain.errors import UpstreamTimeout, UpstreamUnreachable
@@ -435,6 +436,60 @@ async def test_answer_headers_trickled_past_the_read_timeout_are_504(
     assert READ_TIMEOUT <= elapsed < READ_TIMEOUT + 3
     [record] = await relay_records(tc, sessie_id)
     assert record.result == "AanleverpuntTijdslimiet"
+
+
+async def slowly(exchange: Exchange) -> bool:
+    """Six KiB in six chunks, 0.3 s apart: a relay that is still running when looked at."""
+    await exchange.send(head())
+    for _ in range(6):
+        await exchange.send(b"400\r\n" + b"x" * 1024 + b"\r\n")
+        await asyncio.sleep(0.3)
+    await exchange.send(b"0\r\n\r\n")
+    return False
+
+
+async def test_a_doel_hanging_up_on_pipelined_requests_stops_the_relay_running(
+    tc: TrafficCenterUnderTest,
+    las: LasWorld,
+    doel: LasParty,
+    hostile: HostileBron,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Four documentRequests pipelined on one connection; the doel hangs up while the second
+    streams. uvicorn told only the last request parsed (a queued one) that the connection
+    was gone: the running relay streamed on until a write into the closed TLS transport
+    raised AttributeError (an error line, a traceback). It is told, and ends recorded as
+    broken off by the doel; the queued ones are never relayed."""
+    caplog.set_level(logging.INFO)
+    hostile.scenarios["slowly"] = slowly
+    bron = await tc.world.school("PO", register_endpoint=False)
+    await las.register(bron, hostile.url("slowly"))
+    key = scenario_key("onbekend")
+    sessie_id = await open_session(doel.party, bron, key)
+    body = f'{{"routeringskenmerk": "{bron.routeringskenmerk}", "zoeksleutel": "{key}"}}'
+    request = (
+        f"POST /v1/sessions/{sessie_id}/dossier HTTP/1.1\r\nHost: tc\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+    context = client_context(doel.party.ca_pem, doel.party.cert, doel.party.key)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", int(tc.url.rsplit(":", 1)[1]), ssl=context, server_hostname="127.0.0.1"
+    )
+    writer.write(request * 4)
+    received = b""
+    async with asyncio.timeout(15):
+        while received.count(b"HTTP/1.1 200") < 2:  # the second relay has begun
+            received += await reader.read(65536)
+    writer.close()
+    deadline = time.monotonic() + 10
+    while len(records := await relay_records(tc, sessie_id)) < 2:
+        assert time.monotonic() < deadline, records
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1)  # time for a queued request to be (wrongly) relayed
+    results = [r.result for r in await relay_records(tc, sessie_id)]
+    assert results == ["OverdrachtGeslaagd", "AfgebrokenDoorDoel"]
+    assert sample(tc, "traffic_center_relays_in_flight") == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 # --- the transport under the relay's client, on its own ----------------------------------------

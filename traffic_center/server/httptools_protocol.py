@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from traffic_center.server.limits import BoundedConnection
 from traffic_center.server.tls import TLSScope
@@ -28,6 +28,9 @@ class BoundedHttpToolsProtocol(BoundedConnection, HttpToolsProtocol):
         self._max_header_bytes = config.h11_max_incomplete_event_size or MAX_HEADER_BYTES
         self._header_bytes = 0
         self._in_message = False
+        # This connection's requests whose answers are not complete: the one running and any
+        # pipelined behind it (``connection_lost``).
+        self._cycles: list[RequestResponseCycle] = []
 
     def data_received(self, data: bytes) -> None:
         if not self._in_message:
@@ -50,6 +53,21 @@ class BoundedHttpToolsProtocol(BoundedConnection, HttpToolsProtocol):
         self._headers_received()
         super().on_headers_complete()
         self._body_due()
+        if self.cycle is not None:
+            self._cycles = [c for c in self._cycles if not c.response_complete]
+            self._cycles.append(self.cycle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Every unanswered request of the connection learns it is gone. uvicorn tells only
+        the last one parsed: with requests pipelined behind a running one, that is a queued
+        one, and the running one (a relay, say) went on streaming into a closed transport
+        until asyncio's TLS transport raised AttributeError on its next write."""
+        super().connection_lost(exc)
+        for cycle in self._cycles:
+            if not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self._cycles = []
 
     def on_message_complete(self) -> None:
         self._in_message = False
