@@ -110,6 +110,7 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.InvalidValidity: 400,
     e.SecretMissing: 400,
     e.WeakSecret: 400,
+    e.NodeMisconfigured: 503,
 }
 
 

@@ -20,6 +20,7 @@ from traffic_center.cli.dev import (
 from traffic_center.domain.errors import CaMissing
 from traffic_center.observability.logging import configure_logging
 from traffic_center.server.limits import raise_open_files_limit
+from traffic_center.server.preflight import check_tls_files
 from traffic_center.server.runner import TrafficCenterServer
 from traffic_center.server.workers import run_workers
 from traffic_center.settings import Settings
@@ -89,6 +90,7 @@ async def _prepare(settings: Settings) -> None:
     ):
         if not path.is_file():
             raise CaMissing(f"missing {what}: {path}")
+    check_tls_files(settings)
     # Migrate once here, before any worker starts; and refuse to start with a secret that
     # does not sign the audit log (or make the secret, once, for an empty log).
     async with open_signed_store(settings):

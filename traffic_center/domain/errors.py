@@ -51,7 +51,8 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     │       └── TransferAborted           the stream broke after the doel got the headers
     └── AdminError                        certificate-admin mistakes (CLI exit 2)
         ├── CaAlreadyExists, CaMissing, InvalidCsr, InvalidValidity
-        └── SecretMissing, WeakSecret
+        ├── SecretMissing, WeakSecret
+        └── NodeMisconfigured             a file or setting the node needs cannot be used
 """
 # Rule numbers refer to docs/rules.md.
 
@@ -532,6 +533,11 @@ class WeakSecret(AdminError):
         "TC_SECRET_KEY must hold at least 32 random bytes: 64+ hex digits or 43+ base64 "
         "characters (e.g. `openssl rand -hex 32`)"
     )
+
+
+class NodeMisconfigured(AdminError):
+    code = "InstellingOnbruikbaar"
+    title = "A setting, or a file it names, cannot be used: the node does not start"
 
 
 def all_error_classes() -> list[type[TrafficCenterError]]:

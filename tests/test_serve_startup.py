@@ -1,0 +1,136 @@
+"""`traffic-center serve` refuses a start it cannot carry through: one line on stderr and a
+non-zero exit before anything listens, with or without --workers; never a traceback, and
+never a node that looks ready while it cannot serve."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import clean_env, free_port
+from traffic_center.cli.main import main
+
+# How long a refused start may take before the test calls it a node that kept running: not
+# a speed requirement, the bound on waiting for a process that will never exit by itself.
+HANGING_SECONDS = 60
+
+
+@pytest.fixture(scope="module")
+def issued(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with a CA, a server certificate and a relay certificate, made once."""
+    home = tmp_path_factory.mktemp("issued")
+    for command in (
+        ["ca", "init"],
+        ["ca", "issue-server", "--host", "127.0.0.1", "--out", str(home / "server")],
+        ["ca", "issue-relay", "--out", str(home / "relay")],
+    ):
+        assert main(["--home", str(home), *command]) == 0
+    return home
+
+
+@pytest.fixture
+def home(issued: Path, tmp_path: Path) -> Path:
+    """A fresh copy of ``issued``: a start may write its database and secret there."""
+    copy = tmp_path / "home"
+    shutil.copytree(issued, copy)
+    return copy
+
+
+def serve(
+    home: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`serve` as a real process, stopped (with its workers) if it does not exit by itself."""
+    command = [sys.executable, "-m", "traffic_center", "--home", str(home), "serve"]
+    command += ["--port", str(port or free_port()), "--ops-port", str(free_port()), *args]
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**clean_env(), **(env or {})},
+        start_new_session=True,  # its own process group: the workers stop with it
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=HANGING_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"serve kept running instead of refusing to start:\n{stdout}{stderr}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def assert_refused_in_one_line(result: subprocess.CompletedProcess[str], *quoted: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("traffic-center: error: "), result.stderr
+    for text in quoted:
+        assert text in result.stderr
+    # Refused before anything listens or any worker starts.
+    assert "Uvicorn running" not in result.stdout
+    assert "Started server process" not in result.stdout
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_key_that_is_not_the_certificate_s_stops_the_start(home: Path, workers: str) -> None:
+    result = serve(
+        home,
+        "--workers",
+        workers,
+        "--tls-cert",
+        str(home / "server.pem"),
+        "--tls-key",
+        str(home / "relay.key"),
+    )
+    assert_refused_in_one_line(result, "TC_TLS_KEY", str(home / "relay.key"), "not the key of")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("TC_TLS_KEY", "holds no PEM private key"),
+        ("TC_TLS_CERT", "holds no PEM certificate"),
+        ("TC_CLIENT_CA", "holds no PEM certificate"),
+        ("TC_UPSTREAM_CA", "holds no PEM certificate"),
+    ],
+)
+def test_a_garbage_tls_file_is_named_in_one_line(
+    home: Path, tmp_path: Path, setting: str, message: str
+) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a PEM file\n")
+    env = {setting: str(garbage)}
+    if setting in ("TC_TLS_CERT", "TC_TLS_KEY"):  # the two come as a pair
+        env = {"TC_TLS_CERT": str(home / "server.pem"), "TC_TLS_KEY": str(home / "server.key")}
+        env[setting] = str(garbage)
+    assert_refused_in_one_line(serve(home, env=env), setting, str(garbage), message)
+
+
+def test_a_relay_key_that_is_not_the_relay_certificate_s_stops_the_start(home: Path) -> None:
+    result = serve(
+        home,
+        "--workers",
+        "2",
+        "--upstream-cert",
+        str(home / "relay.pem"),
+        "--upstream-key",
+        str(home / "server.key"),
+    )
+    assert_refused_in_one_line(result, "TC_UPSTREAM_KEY", "not the key of")
+
+
+def test_an_encrypted_key_is_refused_rather_than_asked_for(home: Path, tmp_path: Path) -> None:
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(home / "server.key"), "-aes256", "-passout", "pass:x"],
+        stdout=encrypted.open("wb"),
+        check=True,
+    )
+    result = serve(home, "--tls-cert", str(home / "server.pem"), "--tls-key", str(encrypted))
+    assert_refused_in_one_line(result, "TC_TLS_KEY", "encrypted")
