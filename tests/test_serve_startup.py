@@ -4,11 +4,14 @@ never a node that looks ready while it cannot serve."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,11 +46,16 @@ def home(issued: Path, tmp_path: Path) -> Path:
 
 
 def serve(
-    home: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+    home: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    ops_port: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`serve` as a real process, stopped (with its workers) if it does not exit by itself."""
     command = [sys.executable, "-m", "traffic_center", "--home", str(home), "serve"]
-    command += ["--port", str(port or free_port()), "--ops-port", str(free_port()), *args]
+    command += ["--port", str(port or free_port()), "--ops-port", str(ops_port or free_port())]
+    command += args
     process = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -134,3 +142,23 @@ def test_an_encrypted_key_is_refused_rather_than_asked_for(home: Path, tmp_path:
     )
     result = serve(home, "--tls-cert", str(home / "server.pem"), "--tls-key", str(encrypted))
     assert_refused_in_one_line(result, "TC_TLS_KEY", "encrypted")
+
+
+@contextlib.contextmanager
+def port_in_use() -> Iterator[int]:
+    """A loopback port another process listens on, as long as the block runs."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def test_an_ops_port_in_use_stops_a_start_with_workers_as_without(home: Path) -> None:
+    """Without --workers the node exits 3 when its ops port is taken; with them it served on
+    without /readyz, /healthz or /metrics."""
+    with port_in_use() as ops_port:
+        result = serve(home, "--workers", "2", ops_port=ops_port)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "address already in use" in result.stdout
+    # The supervisor's own ops server began, and no worker did.
+    assert result.stdout.count("Started server process") == 1, result.stdout

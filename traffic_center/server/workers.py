@@ -3,14 +3,12 @@ spread connections over them (SO_REUSEPORT), and the ops listener in the supervi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil
 import socket
 import sys
 import tempfile
-import threading
 
 from fastapi import FastAPI
 from prometheus_client.multiprocess import mark_process_dead
@@ -23,6 +21,7 @@ from uvicorn.supervisors.multiprocess import Process
 from traffic_center.api.app import create_app
 from traffic_center.api.ops import Lifecycle
 from traffic_center.observability.logging import configure_logging
+from traffic_center.server.embedded import ServerThread
 from traffic_center.server.runner import TrafficCenterServer, vendor_config
 from traffic_center.settings import Settings
 
@@ -257,13 +256,24 @@ def run_workers(settings: Settings) -> None:
     # (uvicorn only binds here; its workers would start listening a second later).
     listeners = listening_sockets(config, settings.workers)
     ops = TrafficCenterServer(settings, serve_vendor_api=False)
-    ops_thread = threading.Thread(target=lambda: asyncio.run(ops.serve()), daemon=True)
-    ops_thread.start()
+    ops_listener = ServerThread(ops, name="ops")
     try:
+        _start_ops_listener(ops_listener)
         _DrainingSupervisor(config, listeners=listeners, lifecycle=ops.lifecycle).run()
     finally:
         for listener in listeners:
             listener.close()
-        ops.request_exit()
-        ops_thread.join(timeout=10)
+        ops_listener.stop(timeout=10)
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _start_ops_listener(ops_listener: ServerThread) -> None:
+    """The ops listener listening before any worker starts, or no start, as without
+    --workers (exit 3): a node without /readyz, /healthz and /metrics served on, unseen by
+    its load balancer and its alerts."""
+    try:
+        ops_listener.start()
+    except RuntimeError as error:
+        # uvicorn has logged why it could not (the port in use, say); a timeout it has not.
+        uvicorn_log.error("The ops listener did not start (%s); stopping.", error)
+        sys.exit(STARTUP_FAILURE)
