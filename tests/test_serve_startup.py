@@ -162,3 +162,27 @@ def test_an_ops_port_in_use_stops_a_start_with_workers_as_without(home: Path) ->
     assert "address already in use" in result.stdout
     # The supervisor's own ops server began, and no worker did.
     assert result.stdout.count("Started server process") == 1, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "quoted"),
+    [
+        ("postgres://tc@127.0.0.1:1/tc", ["(postgres://)", "postgresql+asyncpg://"]),
+        ("notaurl", ["is not a database URL", "postgresql+asyncpg://"]),
+        ("postgresql://tc:hunter2@127.0.0.1:1/tc", ["write postgresql+asyncpg://"]),
+    ],
+)
+def test_a_database_url_that_cannot_work_is_one_line(
+    home: Path, url: str, quoted: list[str]
+) -> None:
+    result = serve(home, env={"TC_DATABASE_URL": url})
+    assert_refused_in_one_line(result, "TC_DATABASE_URL", *quoted)
+    assert "hunter2" not in result.stderr
+
+
+def test_a_secret_file_that_cannot_be_read_is_one_line(home: Path) -> None:
+    # A directory where the file belongs: unreadable as a file, for root too.
+    (home / "secret.key").unlink(missing_ok=True)
+    (home / "secret.key").mkdir()
+    result = serve(home)
+    assert_refused_in_one_line(result, str(home / "secret.key"), "TC_SECRET_KEY")

@@ -19,7 +19,7 @@ from traffic_center.domain.audit import (
     check_strength,
     key_id,
 )
-from traffic_center.domain.errors import AuditKeyMismatch, SecretMissing
+from traffic_center.domain.errors import AuditKeyMismatch, NodeMisconfigured, SecretMissing
 from traffic_center.pki.ca import write_private
 from traffic_center.store.store import Store
 
@@ -47,7 +47,14 @@ async def chain_secret(configured: bytes | None, secret_file: Path, store: Store
 
 
 def _read_secret_file(path: Path) -> bytes | None:
-    return path.read_bytes() if path.exists() else None
+    return _read_secret(path) if path.exists() else None
+
+
+def _read_secret(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:  # not readable by this user, a directory, …
+        raise _unusable_secret_file(path, error) from error
 
 
 def _make_secret_file(path: Path) -> bytes:
@@ -55,8 +62,16 @@ def _make_secret_file(path: Path) -> bytes:
     try:
         write_private(path, secret)
     except FileExistsError:  # another worker of this node made it first: use theirs
-        return path.read_bytes()
+        return _read_secret(path)
+    except OSError as error:
+        raise _unusable_secret_file(path, error) from error
     return secret
+
+
+def _unusable_secret_file(path: Path, error: OSError) -> NodeMisconfigured:
+    return NodeMisconfigured(
+        f"the secret file {path} cannot be used ({error.strerror}): fix it, or set TC_SECRET_KEY"
+    )
 
 
 async def ensure_signs_chain(store: Store, secret: bytes) -> None:

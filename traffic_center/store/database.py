@@ -30,13 +30,20 @@ import anyio
 import anyio.to_thread
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, CursorResult, Dialect, Engine, make_url
-from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    NoSuchModuleError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool, StaticPool
 from sqlalchemy.sql.base import Executable
 
-from traffic_center.domain.errors import StoreUnavailable
+from traffic_center.domain.errors import NodeMisconfigured, StoreUnavailable, TrafficCenterError
 from traffic_center.store.compiled import CompiledStatement, FastResult, StatementCache
 from traffic_center.store.revisions import READ_REVISIONS, VERSION_TABLE, at_head
 
@@ -655,11 +662,36 @@ def open_database(
     A SQLite URL may name any driver (``sqlite+aiosqlite://`` is the one settings once wrote):
     the store always drives SQLite through the standard library's ``sqlite3``.
     """
-    parsed = make_url(url)
+    parsed = _parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _open_sqlite(parsed, echo=echo)
+    engine = _async_engine(
+        parsed,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        statement_timeout_seconds=statement_timeout_seconds,
+    )
+    _ping_when_idle(engine)
+    return AsyncDatabase(engine)
+
+
+_URL_FORMS = "postgresql+asyncpg://user@host/database for PostgreSQL, sqlite:///path for SQLite"
+
+
+def _parse_url(url: str) -> URL:
     try:
-        engine = create_async_engine(
+        return make_url(url)
+    except ArgumentError as exc:
+        # Not quoted in the line: a URL may hold a password.
+        raise NodeMisconfigured(f"TC_DATABASE_URL is not a database URL: {_URL_FORMS}") from exc
+
+
+def _async_engine(
+    parsed: URL, *, echo: bool, pool_size: int, max_overflow: int, statement_timeout_seconds: float
+) -> AsyncEngine:
+    try:
+        return create_async_engine(
             parsed,
             echo=echo,
             pool_size=pool_size,
@@ -670,14 +702,28 @@ def open_database(
                 "timeout": statement_timeout_seconds,
             },
         )
+    except NoSuchModuleError as exc:
+        raise NodeMisconfigured(
+            f"TC_DATABASE_URL names a database SQLAlchemy does not know "
+            f"({parsed.drivername}://): {_URL_FORMS}"
+        ) from exc
     except ModuleNotFoundError as exc:
         # SQLAlchemy imports the driver only now; asyncpg comes with the [postgres] extra.
-        raise StoreUnavailable(
-            f"the database driver {exc.name!r} is not installed"
-            " (for PostgreSQL: pip install 'traffic-center[postgres]')"
-        ) from exc
-    _ping_when_idle(engine)
-    return AsyncDatabase(engine)
+        raise _missing_driver(parsed, exc.name) from exc
+
+
+def _missing_driver(parsed: URL, driver: str | None) -> TrafficCenterError:
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "asyncpg":
+        # postgresql:// alone means SQLAlchemy's default driver, one the store never uses:
+        # installing the [postgres] extra would not help.
+        return NodeMisconfigured(
+            f"TC_DATABASE_URL asks for the PostgreSQL driver {driver!r}: "
+            "write postgresql+asyncpg://… (the driver of pip install 'traffic-center[postgres]')"
+        )
+    return StoreUnavailable(
+        f"the database driver {driver!r} is not installed"
+        " (for PostgreSQL: pip install 'traffic-center[postgres]')"
+    )
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
