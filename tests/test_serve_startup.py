@@ -186,3 +186,17 @@ def test_a_secret_file_that_cannot_be_read_is_one_line(home: Path) -> None:
     (home / "secret.key").mkdir()
     result = serve(home)
     assert_refused_in_one_line(result, str(home / "secret.key"), "TC_SECRET_KEY")
+
+
+@pytest.mark.parametrize("given_as", ["flags", "env"])
+def test_a_relay_certificate_named_but_missing_stops_the_start(
+    home: Path, tmp_path: Path, given_as: str
+) -> None:
+    """Only the default path may be empty (a warning, relays answer 503): a named file that
+    is not there is a typo, and the node reported ready while every relay answered 503."""
+    cert, key = tmp_path / "typo" / "relay.pem", tmp_path / "typo" / "relay.key"
+    if given_as == "flags":
+        result = serve(home, "--upstream-cert", str(cert), "--upstream-key", str(key))
+    else:
+        result = serve(home, env={"TC_UPSTREAM_CERT": str(cert), "TC_UPSTREAM_KEY": str(key)})
+    assert_refused_in_one_line(result, "TC_UPSTREAM_CERT", str(cert), "No such file")

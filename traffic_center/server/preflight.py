@@ -44,7 +44,11 @@ def _check_vendor_listener(settings: Settings) -> None:
 
 
 def _relay_configured(settings: Settings) -> bool:
-    # Without a relay certificate the node serves the broker, warns, and answers relays 503.
+    """A relay certificate named by a setting must be there. At the default path it may be
+    absent: the node serves the broker, warns, and answers relays with 503, as documented;
+    named and missing, it is a typo, and the node would report ready while no relay works."""
+    if settings.upstream_cert is not None:
+        return True
     return settings.upstream_cert_path.is_file() and settings.upstream_key_path.is_file()
 
 
