@@ -62,7 +62,7 @@ def serve(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**clean_env(), **(env or {})},
+        env={**clean_env(), "TMPDIR": str(temporary_directory(home)), **(env or {})},
         start_new_session=True,  # its own process group: the workers stop with it
     )
     try:
@@ -72,6 +72,13 @@ def serve(
         stdout, stderr = process.communicate()
         pytest.fail(f"serve kept running instead of refusing to start:\n{stdout}{stderr}")
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def temporary_directory(home: Path) -> Path:
+    """The node's TMPDIR, beside its home, so a test sees what the node leaves there."""
+    directory = home.parent / "tmp"
+    directory.mkdir(exist_ok=True)
+    return directory
 
 
 def assert_refused_in_one_line(result: subprocess.CompletedProcess[str], *quoted: str) -> None:
@@ -159,7 +166,7 @@ def test_an_ops_port_in_use_stops_a_start_with_workers_as_without(home: Path) ->
     with port_in_use() as ops_port:
         result = serve(home, "--workers", "2", ops_port=ops_port)
     assert result.returncode == 3, result.stdout + result.stderr
-    assert "address already in use" in result.stdout
+    assert "address already in use" in result.stdout.lower()
     # The supervisor's own ops server began, and no worker did.
     assert result.stdout.count("Started server process") == 1, result.stdout
 
@@ -200,3 +207,13 @@ def test_a_relay_certificate_named_but_missing_stops_the_start(
     else:
         result = serve(home, env={"TC_UPSTREAM_CERT": str(cert), "TC_UPSTREAM_KEY": str(key)})
     assert_refused_in_one_line(result, "TC_UPSTREAM_CERT", str(cert), "No such file")
+
+
+def test_a_vendor_port_in_use_leaves_no_metrics_directory_behind(home: Path) -> None:
+    """With --workers the supervisor made its multiprocess metrics directory, then exited
+    (exit 3) on the bind before the code that removes it."""
+    with port_in_use() as port:
+        result = serve(home, "--workers", "2", port=port)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "address already in use" in result.stdout.lower()
+    assert list(temporary_directory(home).iterdir()) == []

@@ -246,8 +246,16 @@ def _reuseport_listener(family: socket.AddressFamily, host: str, port: int) -> s
 
 def run_workers(settings: Settings) -> None:
     """The supervisor binds the listeners, forks N workers, and serves /metrics for all."""
-    # The secret was made (or checked) once by `serve` before this, so workers find it.
     metrics_dir = tempfile.mkdtemp(prefix="traffic-center-metrics-")
+    try:
+        _supervise(settings, metrics_dir)
+    finally:
+        # Also after a start that failed (a port in use exits from inside _supervise).
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(settings: Settings, metrics_dir: str) -> None:
+    # The secret was made (or checked) once by `serve` before this, so workers find it.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ.update(settings_as_env(settings))
     os.environ["TC_RUN_MIGRATIONS"] = "false"  # the supervisor migrated already
@@ -264,7 +272,6 @@ def run_workers(settings: Settings) -> None:
         for listener in listeners:
             listener.close()
         ops_listener.stop(timeout=10)
-        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _start_ops_listener(ops_listener: ServerThread) -> None:
