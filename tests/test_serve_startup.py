@@ -5,6 +5,7 @@ never a node that looks ready while it cannot serve."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ import pytest
 
 from tests.support.processes import clean_env, free_port
 from traffic_center.cli.main import main
+from traffic_center.settings import unknown_settings
 
 # How long a refused start may take before the test calls it a node that kept running: not
 # a speed requirement, the bound on waiting for a process that will never exit by itself.
@@ -217,3 +219,34 @@ def test_a_vendor_port_in_use_leaves_no_metrics_directory_behind(home: Path) -> 
     assert result.returncode == 3, result.stdout + result.stderr
     assert "address already in use" in result.stdout.lower()
     assert list(temporary_directory(home).iterdir()) == []
+
+
+def test_a_misspelt_setting_is_named_in_one_warning_with_what_it_likely_meant(
+    tmp_path: Path,
+) -> None:
+    """Settings ignore a TC_* variable they do not read: TC_DRAIN_SECONDZ=5 left the drain
+    at 30 s without a word. The start goes on (here it stops later, for want of a CA)."""
+    env = {
+        "TC_DRAIN_SECONDZ": "5",
+        "TC_NOTHING_LIKE_A_SETTING": "1",
+        "TC_BENCH_POSTGRES_URL": "postgresql+asyncpg://bench@127.0.0.1/bench",
+    }
+    result = serve(tmp_path / "empty-home", env=env)
+    warnings = [
+        line for line in map(json.loads, result.stdout.splitlines()) if line["level"] == "warning"
+    ]
+    assert [w["event"] for w in warnings] == ["unknown_settings"], result.stdout
+    assert warnings[0]["variables"] == ["TC_DRAIN_SECONDZ", "TC_NOTHING_LIKE_A_SETTING"]
+    assert warnings[0]["did_you_mean"] == {"TC_DRAIN_SECONDZ": "TC_DRAIN_SECONDS"}
+    assert "ca init" in result.stderr  # the start went on to its next check
+
+
+def test_only_tc_variables_no_setting_or_tool_reads_are_unknown() -> None:
+    environ = {
+        "TC_WORKER": "2",
+        "TC_WORKERS": "2",
+        "TC_TEST_POSTGRES_URL": "x",
+        "TC_PROXY_CERTS": "/etc/haproxy/tc",
+        "PATH": "/bin",
+    }
+    assert unknown_settings(environ) == {"TC_WORKER": "TC_WORKERS"}

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
@@ -14,6 +16,13 @@ from traffic_center.domain.audit import check_strength
 
 SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 DATABASE_FILE = "traffic-center.db"
+
+# TC_* variables of the project's other tools (the benches, the tests, the HAProxy config in
+# deploy/), not a node's settings: never taken for a misspelt one.
+OTHER_TOOLS_PREFIXES = ("TC_BENCH_", "TC_TEST_")
+OTHER_TOOLS_VARIABLES = frozenset({"TC_PROXY_CERTS"})
+# How alike a name must be to a setting's to be offered as what was meant (difflib's ratio).
+CLOSE_ENOUGH = 0.8
 
 
 def _uvloop_installed() -> bool:
@@ -277,6 +286,22 @@ class Settings(BaseSettings):
         if not self.previous_secret_keys:
             return []
         return [p.strip().encode() for p in self.previous_secret_keys.split(",") if p.strip()]
+
+
+def unknown_settings(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """The TC_* variables in ``environ`` that no setting reads, each with the setting it most
+    likely meant (None if none is close). Settings ignore them, so a typo would leave its
+    setting at the default without a word."""
+    known = [f"TC_{name.upper()}" for name in Settings.model_fields]
+    return {
+        name: next(iter(difflib.get_close_matches(name, known, n=1, cutoff=CLOSE_ENOUGH)), None)
+        for name in sorted(environ)
+        if name.startswith("TC_") and name not in known and not _other_tools(name)
+    }
+
+
+def _other_tools(name: str) -> bool:
+    return name.startswith(OTHER_TOOLS_PREFIXES) or name in OTHER_TOOLS_VARIABLES
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 
 import structlog
 
@@ -23,7 +24,7 @@ from traffic_center.server.limits import raise_open_files_limit
 from traffic_center.server.preflight import check_tls_files
 from traffic_center.server.runner import TrafficCenterServer
 from traffic_center.server.workers import run_workers
-from traffic_center.settings import Settings
+from traffic_center.settings import Settings, unknown_settings
 
 log = structlog.get_logger("traffic_center.serve")
 
@@ -44,6 +45,7 @@ def serve_command(args: argparse.Namespace) -> int:
         dev=args.dev,
     )
     configure_logging(settings.log_level)
+    _warn_of_unknown_settings()
     raise_open_files_limit()
     asyncio.run(_prepare(settings))
     # Log events, not prints: a log shipper reading JSON lines sees the start-up too.
@@ -64,6 +66,19 @@ def serve_command(args: argparse.Namespace) -> int:
     finally:
         stop_dev_las(dev_las)
     return 0
+
+
+def _warn_of_unknown_settings() -> None:
+    # A warning, not a refusal: other tools of the project read TC_* variables of their own,
+    # and an operator's environment may hold one for a newer or older version.
+    unknown = unknown_settings(os.environ)
+    if unknown:
+        log.warning(
+            "unknown_settings",
+            variables=list(unknown),
+            did_you_mean={name: meant for name, meant in unknown.items() if meant},
+            effect="ignored: no setting reads them",
+        )
 
 
 def _start_dev_world(settings: Settings) -> list[DevLas]:
