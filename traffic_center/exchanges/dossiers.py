@@ -91,8 +91,8 @@ class DossierRelay(RelayExchange):
         )
         try:
             await exchange.open()  # fail closed: the started record, or nothing is forwarded
-            response = await self._forward_by(
-                deadline, upstream, exchange, authorised, request, traceparent
+            response = await _answered_by(
+                deadline, self._forward(upstream, exchange, authorised, request, traceparent)
             )
         except BaseException:
             upstream.release_slot(slot)
@@ -103,28 +103,6 @@ class DossierRelay(RelayExchange):
         headers = forwardable_answer_headers(response.headers)
         headers[TRANSACTION_HEADER] = exchange.entry.transaction_id
         return RelayedDossier(headers, streaming.body(), streaming.finish, streaming.write)
-
-    async def _forward_by(
-        self,
-        deadline: float,
-        upstream: UpstreamClient,
-        exchange: Exchange,
-        authorised: AuthorisedDossier,
-        request: DossierRequest,
-        traceparent: str | None,
-    ) -> httpx.Response:
-        """``_forward`` within the relay's deadline. The read timeout restarts at every byte,
-        so a bron sending its head a byte at a time, or interim (1xx) answers one after
-        another, would otherwise hold the slot for good: the deadline counts from the slot,
-        before the answer's head as after it."""
-        waiting = asyncio.timeout_at(deadline)
-        try:
-            async with waiting:
-                return await self._forward(upstream, exchange, authorised, request, traceparent)
-        except TimeoutError:
-            if not waiting.expired():
-                raise  # not ours
-        raise UpstreamTimeout("the LAS's answer took longer than the relay's deadline")
 
     async def _forward(
         self,
@@ -176,6 +154,21 @@ class DossierRelay(RelayExchange):
         ):
             return None
         return required_release(authorised.bron_school.sector, session.doel_sector)
+
+
+async def _answered_by(deadline: float, answer: Awaitable[httpx.Response]) -> httpx.Response:
+    """The bron's answer head, by the relay's deadline. The read timeout restarts at every
+    byte, so a bron sending its head a byte at a time, or interim (1xx) answers one after
+    another, would otherwise hold the slot for good: the deadline counts from the slot,
+    before the answer's head as after it."""
+    waiting = asyncio.timeout_at(deadline)
+    try:
+        async with waiting:
+            return await answer
+    except TimeoutError:
+        if not waiting.expired():
+            raise  # not ours
+    raise UpstreamTimeout("the LAS's answer took longer than the relay's deadline")
 
 
 class _StreamBack:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Select
 
 from traffic_center.domain.errors import IdempotencyKeyReused
 from traffic_center.domain.identifiers import Overdrachtsoort, Sector
@@ -214,15 +215,7 @@ class SessionRepository:
     async def open_count(self, now: dt.datetime) -> int:
         """Sessions still open and not expired (the ops listener's gauge): a scan of the
         table (an index for it would cost every session's writes), off the event loop."""
-        query = (
-            select(func.count())
-            .select_from(sessions)
-            .where(
-                sessions.c.state.in_([state.value for state in OPEN_STATES]),
-                sessions.c.expires_at > now,
-            )
-        )
-        return int(await self._db.scan_for_scalar(query))
+        return int(await self._db.scan_for_scalar(open_sessions_counted(now)))
 
     async def _by_idempotency_key(
         self, session: Session, key: str, fingerprint: str
@@ -281,4 +274,16 @@ def _session(row: Any) -> Session:
         closed_at=row["closed_at"],
         result=ResultCode(row["result"]) if row["result"] else None,
         result_routeringskenmerk=row["result_routeringskenmerk"],
+    )
+
+
+def open_sessions_counted(now: dt.datetime) -> Select[int]:
+    """The count of sessions open and not expired at ``now``."""
+    return (
+        select(func.count())
+        .select_from(sessions)
+        .where(
+            sessions.c.state.in_([state.value for state in OPEN_STATES]),
+            sessions.c.expires_at > now,
+        )
     )
