@@ -69,7 +69,6 @@ MALFORMED: list[tuple[str, str, dict[str, str], bytes]] = [
         dumps({**GOOD, "routeringskenmerk": "1" * 41, "koppelsleutel": "K" * 65}),
     ),
     ("a moment for a day", SESSIE_ID, JSON, dumps({**GOOD, "aanvraagdatum": "2026-01-31T08:00Z"})),
-    ("a long sessie_id", "a" * 37, JSON, dumps(GOOD)),
     ("a long traceparent", SESSIE_ID, {**JSON, "traceparent": "0" * 129}, dumps(GOOD)),
     (
         "everything wrong at once",
@@ -134,6 +133,11 @@ async def test_malformed_requests_are_refused_as_the_declaration_refuses_them(
         declared = await reference.get(f"/v1/sessions/{SESSIE_ID}/dossier")
         assert answered(served) == answered(declared)
         assert served.status_code == 405
+    # A sessie_id of any length is the domain's to refuse, as every malformed one is.
+    too_long = await client.post(
+        f"/v1/sessions/{'a' * 37}/dossier", headers=JSON, content=dumps(GOOD)
+    )
+    assert (too_long.status_code, too_long.json()["code"]) == (422, "OngeldigeSessieId")
 
 
 async def test_every_refusal_is_one_the_contract_documents(tc: TrafficCenterUnderTest) -> None:
