@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import re
 import signal
@@ -336,3 +337,10 @@ async def test_workers_export_every_process_and_forget_a_dead_worker(workers: Sa
             assert time.monotonic() < deadline, f"dead worker {victim} not forgotten: {live}"
             await asyncio.sleep(0.2)
         assert (await ops.get("/metrics")).status_code == 200
+    # Replaced, and said so at a level operators page on.
+    died = [
+        json.loads(line)
+        for line in workers.tc.log_path.read_text().splitlines()
+        if f"Child process [{victim}] died" in line
+    ]
+    assert [entry["level"] for entry in died] == ["error"], died

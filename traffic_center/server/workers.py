@@ -112,7 +112,12 @@ class _DrainingSupervisor(Multiprocess):
                 return
             if self.should_exit.is_set():
                 return
-            uvicorn_log.info(f"Child process [{process.pid}] died")
+            # An error, not uvicorn's info: a worker that dies is a crash to look into (the
+            # replacement hides it from every probe), and operators page on errors.
+            uvicorn_log.error(
+                f"Child process [{process.pid}] died (exit code {process.exitcode}); "
+                "a new one replaces it"
+            )
             process = self._new_process(idx)
             process.start()
             self.processes[idx] = process
