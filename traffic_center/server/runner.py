@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -111,10 +112,21 @@ class TrafficCenterServer:
     async def serve(self, *, handle_signals: bool = False) -> None:
         if handle_signals:
             exit_on_signals(self.request_exit)
-        await asyncio.gather(*(self._serve(server) for server in self.servers))
+        # Every listener's port first, before any app starts (uvicorn's bind: a port in use
+        # logs one line and exits 3). Bound by each server as it started, the ops port found
+        # in use stopped the start while the vendor app was still opening its store in a
+        # worker thread: the loop closed under that thread, a traceback, and now and then a
+        # segfault inside SQLite.
+        listening = [server.config.bind_socket() for server in self.servers]
+        await asyncio.gather(
+            *(
+                self._serve(server, sock)
+                for server, sock in zip(self.servers, listening, strict=True)
+            )
+        )
 
-    async def _serve(self, server: QuietServer) -> None:
-        await server.serve()
+    async def _serve(self, server: QuietServer, sock: socket.socket) -> None:
+        await server.serve(sockets=[sock])
         if server is not self.ops:
             # The vendor listener has drained: now the ops listener may go too.
             self.ops.request_exit()
