@@ -8,6 +8,7 @@ and the small things: Content-Length with Transfer-Encoding, slash redirects, st
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import select
@@ -16,6 +17,7 @@ import ssl
 import stat
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,6 +224,19 @@ def test_content_length_with_transfer_encoding_is_400_and_closed(node: Node) -> 
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
     assert closed is not None, "the connection was kept (RFC 9112 §6.3)"
     assert closed < 1.0
+    assert_refused_as_unreadable(answer)
+
+
+def assert_refused_as_unreadable(answer: bytes) -> None:
+    """The HTTP server's own refusal is a problem like every other: problem+json with a
+    stable code and a request id (uvicorn answered text/plain, without either)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    headers = dict(line.split(": ", 1) for line in head.decode("latin-1").lower().split("\r\n")[1:])
+    assert headers["content-type"] == "application/problem+json", head
+    uuid.UUID(headers["x-request-id"])
+    problem = json.loads(body)
+    assert (problem["status"], problem["code"]) == (400, "OngeldigVerzoek"), problem
+    assert problem["type"] == "/v1/problems/OngeldigVerzoek"
 
 
 def test_headers_beyond_16_kib_are_400_and_closed(node: Node) -> None:
@@ -234,6 +249,7 @@ def test_headers_beyond_16_kib_are_400_and_closed(node: Node) -> None:
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
     assert closed is not None, "the connection was kept"
     assert closed < 1.0
+    assert_refused_as_unreadable(answer)
 
 
 def test_no_slash_redirect_reflects_the_host(node: Node) -> None:

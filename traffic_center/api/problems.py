@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,7 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.GeenToestemming: 403,
     e.RateLimited: 429,
     e.RequestTooLarge: 413,
+    e.MalformedRequest: 400,
     e.StoreUnavailable: 503,
     e.AuditUnavailable: 503,
     e.AuditKeyMismatch: 503,
@@ -136,6 +138,15 @@ def _body(status: int, code: str, title: str) -> dict[str, Any]:
 def problem_body(status: int, error: type[e.TrafficCenterError]) -> dict[str, Any]:
     """The body this error is answered with (its detail aside): the contract's examples."""
     return _body(status, error.code, error.title)
+
+
+def problem_bytes(error: e.TrafficCenterError) -> bytes:
+    """``problem_for``'s body as bytes, for an answer written below any app (the HTTP
+    server's own refusals, server/limits.py)."""
+    body = _body(status_for(type(error)), error.code, error.title)
+    if error.detail and error.detail != error.title:
+        body["detail"] = error.detail
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def problem_for(error: e.TrafficCenterError) -> JSONResponse:

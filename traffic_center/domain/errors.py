@@ -39,6 +39,7 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     │       └── GeenInzage, GeenToestemming   (also the TC's parent gate, rule 8)
     ├── RateLimited                       (429)
     ├── RequestTooLarge                   a request body over the API's cap (413)
+    ├── MalformedRequest                  not HTTP/1.1 the server can parse (400, closed)
     ├── StoreUnavailable                  (503)
     │   └── AuditUnavailable              the audit log cannot be written: refused (503)
     │       └── AuditKeyMismatch          this node's secret does not sign the chain
@@ -413,6 +414,14 @@ class RateLimited(TrafficCenterError):
 class RequestTooLarge(TrafficCenterError):
     code = "VerzoekTeGroot"
     title = "The request body is larger than this API accepts"
+
+
+class MalformedRequest(TrafficCenterError):
+    """Refused by the HTTP server itself, before any route: a request line or header it
+    cannot parse, headers over their cap, two framings. The connection closes after it."""
+
+    code = "OngeldigVerzoek"
+    title = "The request is not HTTP/1.1 this server can read"
 
 
 class StoreUnavailable(TrafficCenterError):

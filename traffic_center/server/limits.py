@@ -17,6 +17,7 @@ import logging
 import resource
 import socket
 import ssl
+import uuid
 from asyncio import sslproto
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import h11
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from traffic_center.api.problems import PROBLEM_MEDIA_TYPE, problem_bytes
+from traffic_center.domain.errors import MalformedRequest
 from traffic_center.observability.logging import Throttle
 from traffic_center.observability.metrics import HandshakeRefusals
 
@@ -249,6 +252,8 @@ class BoundedConnection(asyncio.Protocol):
         timeout_keep_alive: int
         timeout_keep_alive_task: asyncio.TimerHandle | None
 
+        server_state: Any
+
         def timeout_keep_alive_handler(self) -> None: ...
 
     listener: ListenerConfig
@@ -258,6 +263,25 @@ class BoundedConnection(asyncio.Protocol):
     _header_deadline: asyncio.TimerHandle | None = None
     _body_deadline: asyncio.TimerHandle | None = None
     _certificate: bytes | None = None
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the server cannot parse (a bad request line or header, headers over
+        their cap, two framings), answered as every refusal is: problem+json with a stable
+        code and an X-Request-Id, uvicorn's reason as the detail; uvicorn answered text/plain
+        and no id. The connection closes after it, as it did."""
+        body = problem_bytes(MalformedRequest(msg))
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        head += [
+            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+        ]
+        head += [
+            b"content-type: " + PROBLEM_MEDIA_TYPE.encode() + b"\r\n",
+            b"content-length: " + str(len(body)).encode() + b"\r\n",
+            b"x-request-id: " + str(uuid.uuid4()).encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(self.config, ListenerConfig), "built by mtls_config"
