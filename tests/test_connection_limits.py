@@ -252,6 +252,20 @@ def test_headers_beyond_16_kib_are_400_and_closed(node: Node) -> None:
     assert_refused_as_unreadable(answer)
 
 
+def test_head_is_answered_wherever_get_is_without_a_body(node: Node) -> None:
+    """RFC 9110 §9.1: a server supports HEAD wherever it supports GET; FastAPI routes only
+    the declared methods, so HEAD was 405. Its answer is GET's head, with no body."""
+    with node.client() as client:
+        got = client.get("/v1/whoami")
+        head = client.head("/v1/whoami")
+        not_a_get = client.head("/v1/sessions")  # POST only: still 405, as GET is there
+    assert (head.status_code, head.content) == (200, b"")
+    for name in ("content-type", "content-length"):
+        assert head.headers[name] == got.headers[name], name
+    assert int(head.headers["content-length"]) == len(got.content) > 0
+    assert (not_a_get.status_code, not_a_get.headers["allow"]) == (405, "POST")
+
+
 def test_no_slash_redirect_reflects_the_host(node: Node) -> None:
     answer, _ = _raw_request(
         node, b"GET /v1/whoami/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"

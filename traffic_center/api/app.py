@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from traffic_center import __version__
 from traffic_center.api import problems
@@ -77,6 +77,10 @@ class VendorApi(FastAPI):
     front: PlainFront | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            # RFC 9110 §9.3.2: HEAD wherever GET is served, with GET's headers and no body
+            # (FastAPI routes only the methods declared: HEAD was 405).
+            scope, send = {**scope, "method": "GET"}, _headers_only(send)
         found = self.front.route_for(scope) if self.front is not None else None
         if found is None:
             await super().__call__(scope, receive, send)
@@ -84,6 +88,20 @@ class VendorApi(FastAPI):
         scope["app"] = self  # as Starlette and its router set them
         scope.setdefault("router", self.router)
         await self.front.serve(*found, scope, receive, send)  # type: ignore[union-attr]
+
+
+def _headers_only(send: Send) -> Send:
+    """``send`` for a HEAD request answered as its GET: the answer's start as it is (its
+    Content-Length the GET's), its body dropped."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(message)
+
+    return sending
 
 
 def create_app(
