@@ -173,3 +173,45 @@ def test_dev_server_curl_workers_revocation_and_sigterm(
     [starting] = [line for line in lines if line["event"] == "starting"]
     assert (starting["api"], starting["workers"]) == (f"https://127.0.0.1:{port}", 2)
     assert any(line["event"] == "dev_try" for line in lines)
+
+
+def test_dev_on_port_0_tells_its_schools_and_its_user_the_port_it_listens_on(
+    tmp_path: Path,
+) -> None:
+    """With ``--port 0`` the dev schools' LAS were told, and the curl line printed, port 0:
+    the line could not work, nor could test school 00YY's session check at the node."""
+    home, ops_port = tmp_path / "home", free_port()
+    command = [sys.executable, "-m", "traffic_center", "--home", str(home), "serve", "--dev"]
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [*command, "--port", "0", "--ops-port", str(ops_port)],
+            env=clean_env(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(ops_port):
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.3)
+        lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+        [starting] = [line for line in lines if line["event"] == "starting"]
+        port = int(starting["api"].rsplit(":", 1)[1])
+        assert port != 0
+        [dev_try] = [line for line in lines if line["event"] == "dev_try"]
+        assert f"https://127.0.0.1:{port}/v1/whoami" in dev_try["command"]
+        assert _curl(home, port).stdout.endswith("\n200")
+        # 00YY's reference LAS checks the session at the node before it answers.
+        assert _dev_transfer(home, port, "00YY").startswith(b"<?xml")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=45) == 0
+
+
+def _ready(ops_port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{ops_port}/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 
 import structlog
 
@@ -46,6 +47,8 @@ def serve_command(args: argparse.Namespace) -> int:
     )
     configure_logging(settings.log_level)
     _warn_of_unknown_settings()
+    if settings.dev and settings.port == 0:
+        settings = settings.model_copy(update={"port": _free_port(settings.host)})
     raise_open_files_limit()
     asyncio.run(_prepare(settings))
     # Log events, not prints: a log shipper reading JSON lines sees the start-up too.
@@ -66,6 +69,15 @@ def serve_command(args: argparse.Namespace) -> int:
     finally:
         stop_dev_las(dev_las)
     return 0
+
+
+def _free_port(host: str) -> int:
+    """A port free on ``host`` now, for ``--dev --port 0``: the dev schools' LAS are told
+    the node's URL, and the curl line printed, before the listener opens; with port 0 both
+    named port 0. For a development node a moment's race for the port is acceptable."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def _warn_of_unknown_settings() -> None:
