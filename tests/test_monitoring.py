@@ -130,6 +130,9 @@ async def test_metrics_name_the_build_the_process_and_the_backlog(
         assert re.search(rf"^{name}(\{{.*\}})? ", body, re.M), name
     for reason in ("no_certificate", "unknown_ca", "revoked", "expired", "other"):
         assert f'traffic_center_tls_handshakes_refused_total{{reason="{reason}"}}' in body
+    for reason in ("CertificaatIngetrokken", "VerkeerdeRol", "EigenAanleverpuntOnbekend"):
+        # Every refusal's series from the start, whether or not one happened yet.
+        assert f'traffic_center_refused_callers_total{{reason="{reason}"}}' in body, reason
     for found in ("before_use", "under_request", "out_of_turn"):  # at 0: a rate() has a start
         assert f'traffic_center_upstream_stale_connections_total{{found="{found}"}} 0.0' in body
     assert "_created" not in body

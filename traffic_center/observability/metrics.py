@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from traffic_center import __version__
+from traffic_center.domain import errors
 
 PREFIX = "traffic_center"
 
@@ -136,6 +137,10 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        # Every series from the start, so a rate() alert has a start (a closed set: the
+        # codes of the error tree's refusals of a caller).
+        for reason in caller_refusal_codes():
+            self.refused_callers.labels(reason)
         self.exchanges = Counter(
             f"{PREFIX}_exchanges",
             "Exchanges and administrative actions recorded, by type and result code.",
@@ -307,3 +312,14 @@ class Processes(Collector):
 
 def _constant(pid: int) -> Callable[[], int]:
     return lambda: pid
+
+
+def caller_refusal_codes() -> list[str]:
+    """The code of every refusal of a caller in the error tree (``CallerRefused``'s kin)."""
+    found: list[str] = []
+    kinds: list[type[errors.TrafficCenterError]] = [errors.CallerRefused]
+    while kinds:
+        kind = kinds.pop()
+        found.append(kind.code)
+        kinds.extend(kind.__subclasses__())
+    return sorted(set(found))
