@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import select
 import socket
@@ -264,6 +265,14 @@ def test_head_is_answered_wherever_get_is_without_a_body(node: Node) -> None:
         assert head.headers[name] == got.headers[name], name
     assert int(head.headers["content-length"]) == len(got.content) > 0
     assert (not_a_get.status_code, not_a_get.headers["allow"]) == (405, "POST")
+    # Counted as what was asked: a HEAD, not the GET that answered it.
+    metrics = node.ops("/metrics").text
+    assert re.search(
+        r'^traffic_center_http_requests_total\{(?=[^}]*method="HEAD")(?=[^}]*route="/v1/whoami")'
+        r'(?=[^}]*status="200")[^}]*\} [1-9]',
+        metrics,
+        re.M,
+    ), metrics
 
 
 def test_no_slash_redirect_reflects_the_host(node: Node) -> None:

@@ -33,3 +33,26 @@ def test_accepted_connections_have_tcp_nodelay(tmp_path: Path, workers: str) -> 
                 tls.close()
     finally:
         node.stop()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"TC_WORKERS": "2"}, {"TC_WORKERS": "1", "TC_EVENT_LOOP": "asyncio"}],
+    ids=["workers", "asyncio-loop"],
+)
+def test_the_ops_listener_s_connections_have_tcp_nodelay(
+    tmp_path: Path, settings: dict[str, str]
+) -> None:
+    """Its socket is bound before the apps start (server/runner.py): made by uvicorn with
+    protocol 0, on asyncio's loop each kept-alive scrape or probe answer waited ~40 ms."""
+    node = start_node(tmp_path, settings)
+    try:
+        with socket.create_connection(("127.0.0.1", node.ops_port), timeout=5) as probe:
+            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert probe.recv(65536).startswith(b"HTTP/1.1 200 ")
+            nodelay = server_end_option(
+                probe, node.process.pid, socket.IPPROTO_TCP, socket.TCP_NODELAY
+            )
+            assert nodelay != 0
+    finally:
+        node.stop()

@@ -47,6 +47,7 @@ from traffic_center.exchanges.notifications import NotificationRelay
 from traffic_center.exchanges.refusals import RefusalLog
 from traffic_center.exchanges.runner import ExchangeRunner
 from traffic_center.exchanges.service import Exchanges
+from traffic_center.observability.context import ASKED_METHOD
 from traffic_center.observability.expected_aborts import quiet_expected_aborts
 from traffic_center.observability.metrics import HandshakeRefusals, Metrics, StaleFound, labelled
 from traffic_center.relay.limits import RelayLimits
@@ -80,7 +81,8 @@ class VendorApi(FastAPI):
         if scope["type"] == "http" and scope["method"] == "HEAD":
             # RFC 9110 §9.3.2: HEAD wherever GET is served, with GET's headers and no body
             # (FastAPI routes only the methods declared: HEAD was 405).
-            scope, send = {**scope, "method": "GET"}, _headers_only(send)
+            scope = {**scope, "method": "GET", ASKED_METHOD: "HEAD"}
+            send = _headers_only(send)
         found = self.front.route_for(scope) if self.front is not None else None
         if found is None:
             await super().__call__(scope, receive, send)

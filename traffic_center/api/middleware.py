@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from traffic_center.api.guard import RequestGuard, refuse
-from traffic_center.observability.context import RequestContext, method_label
+from traffic_center.observability.context import RequestContext, asked_method_label
 from traffic_center.observability.metrics import Metrics, labelled
 
 # Labels from closed sets only (observability.context.method_label): a made-up method would be
@@ -73,7 +73,7 @@ class RequestLayer:
         finally:
             scope = request.scope
             template = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = method_label(scope["method"])
+            method = asked_method_label(scope)
             self._count(template, method, str(request.status)).inc()
             self._time(template, method).observe(time.perf_counter() - started)
 

@@ -44,6 +44,15 @@ def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "other"
 
 
+# The method the client sent, where the app answers the request as another one's (HEAD as
+# GET, api/app.py): metrics and the answer line name the one sent.
+ASKED_METHOD = "traffic_center.asked_method"
+
+
+def asked_method_label(scope: Scope) -> str:
+    return method_label(str(scope.get(ASKED_METHOD) or scope.get("method", "")))
+
+
 @dataclass(slots=True)
 class AnswerNote:
     """What one request's handling said about its answer; mutated in place by the layers."""
@@ -151,6 +160,6 @@ def _log_answer(scope: Scope, status: int, code: str | None, request_id: str) ->
         status=status,
         code=code,
         route=route,
-        method=method_label(str(scope.get("method", ""))),
+        method=asked_method_label(scope),
         request_id=request_id,
     )

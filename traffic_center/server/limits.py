@@ -78,14 +78,20 @@ class ListenerConfig(Config):
         return event_loop_factory(self.limits, uvloop=self.uvloop)
 
     def bind_socket(self) -> socket.socket:
-        """uvicorn's listening socket (the one ``--workers`` share), made with protocol 0: the
-        connections asyncio accepts from it inherit that 0, and asyncio sets TCP_NODELAY only
-        on a socket whose protocol says TCP, so every small answer would wait ~40 ms for the
-        peer's delayed ACK. The same descriptor, reopened, reads its protocol from the kernel."""
-        sock = super().bind_socket()
-        reopened = socket.socket(fileno=sock.detach())
-        reopened.set_inheritable(True)
-        return reopened
+        """uvicorn's listening socket (the one ``--workers`` share), its protocol TCP
+        (``with_tcp_protocol``)."""
+        return with_tcp_protocol(super().bind_socket())
+
+
+def with_tcp_protocol(sock: socket.socket) -> socket.socket:
+    """A listening socket uvicorn made (``Config.bind_socket``), reopened: it was made with
+    protocol 0, the connections asyncio accepts from it inherit that 0, and asyncio sets
+    TCP_NODELAY only on a socket whose protocol says TCP, so every small answer would wait
+    ~40 ms for the peer's delayed ACK. The same descriptor, reopened, reads its protocol from
+    the kernel."""
+    reopened = socket.socket(fileno=sock.detach())
+    reopened.set_inheritable(True)
+    return reopened
 
 
 def event_loop_factory(
