@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.node import start_node
+from tests.support.node import Node, start_node
 from tests.support.sockets import server_end_option
 
 
@@ -22,12 +22,7 @@ def test_accepted_connections_have_tcp_nodelay(tmp_path: Path, workers: str) -> 
         connections = [node.tls() for _ in range(6)]  # with workers, some land on each
         try:
             for tls in connections:
-                tls.sendall(b"GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                assert tls.recv(65536).startswith(b"HTTP/1.1 200 ")
-                nodelay = server_end_option(
-                    tls, node.process.pid, socket.IPPROTO_TCP, socket.TCP_NODELAY
-                )
-                assert nodelay != 0
+                assert_answered_without_delay(tls, node, "/v1/whoami")
         finally:
             for tls in connections:
                 tls.close()
@@ -48,11 +43,14 @@ def test_the_ops_listener_s_connections_have_tcp_nodelay(
     node = start_node(tmp_path, settings)
     try:
         with socket.create_connection(("127.0.0.1", node.ops_port), timeout=5) as probe:
-            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            assert probe.recv(65536).startswith(b"HTTP/1.1 200 ")
-            nodelay = server_end_option(
-                probe, node.process.pid, socket.IPPROTO_TCP, socket.TCP_NODELAY
-            )
-            assert nodelay != 0
+            assert_answered_without_delay(probe, node, "/healthz")
     finally:
         node.stop()
+
+
+def assert_answered_without_delay(client: socket.socket, node: Node, path: str) -> None:
+    """A GET of ``path`` answered 200 on ``client``, whose server end has TCP_NODELAY."""
+    client.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    assert client.recv(65536).startswith(b"HTTP/1.1 200 ")
+    nodelay = server_end_option(client, node.process.pid, socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert nodelay != 0
