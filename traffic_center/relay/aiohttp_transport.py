@@ -27,7 +27,6 @@ import asyncio
 import functools
 import select
 import ssl
-import weakref
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -84,7 +83,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         content = await request.aread()
 
         async def send() -> aiohttp.ClientResponse:
-            _REUSED.set(None)
             _HANDED_OUT.set(None)
             return await session.request(
                 request.method,
@@ -99,8 +97,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             try:
                 answer = await send()
             except _CLOSED_UNDER_IT:
-                reused = _REUSED.get()
-                if reused is None or reused.answer_bytes:
+                handed = _HANDED_OUT.get()
+                if handed is None or handed.requests == 1 or handed.answer_bytes:
                     # A new connection's failure, or a close after the LAS began its answer:
                     # either is the LAS's answer.
                     raise
@@ -166,6 +164,8 @@ class _TurnKeepingHandler(ResponseHandler):
     documentRequest, perhaps, since one LAS host serves many schools and the pool is per
     host. Such a connection is not used again (``_LookingConnector``)."""
 
+    # Requests handed this connection so far: after the first it is a kept-alive one.
+    requests: int = 0
     # A request was handed this connection and its answer has not ended.
     awaiting: bool = False
     # Bytes of that answer so far: a resend is only for a request no answer had begun for.
@@ -174,6 +174,7 @@ class _TurnKeepingHandler(ResponseHandler):
     spoke_out_of_turn: bool = False
 
     def handed_out(self) -> None:
+        self.requests += 1
         self.awaiting, self.answer_bytes = True, 0
 
     def answered(self) -> None:
@@ -189,13 +190,10 @@ class _TurnKeepingHandler(ResponseHandler):
 
 
 # The connection the request being sent was handed, in the request's own task (set by
-# _LookingConnector.connect); and the same if it was a kept-alive one, with the failures that
-# mean such a connection was closed under the request, before any of its answer came.
+# _LookingConnector.connect: aiohttp passes nothing back from connect()), and the failures
+# that mean a kept-alive one was closed under the request.
 _HANDED_OUT: ContextVar[_TurnKeepingHandler | None] = ContextVar(
     "upstream_connection", default=None
-)
-_REUSED: ContextVar[_TurnKeepingHandler | None] = ContextVar(
-    "upstream_connection_reused", default=None
 )
 _CLOSED_UNDER_IT = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
@@ -228,9 +226,6 @@ class _LookingConnector(aiohttp.TCPConnector):
         # connection's protocol with this factory).
         # (typeshed's partial is invariant in what it makes: a subclass's does not fit.)
         self._factory = functools.partial(_TurnKeepingHandler, loop=self._loop)  # type: ignore[assignment]
-        # Connections handed out before: a new one is not looked at (a server may well send
-        # TLS session tickets just after the handshake, with nothing wrong).
-        self._handed_out: weakref.WeakSet[ResponseHandler] = weakref.WeakSet()
 
     async def connect(
         self,
@@ -242,25 +237,24 @@ class _LookingConnector(aiohttp.TCPConnector):
             connection = await super().connect(req, traces, timeout)
             protocol = connection.protocol
             assert isinstance(protocol, _TurnKeepingHandler)
-            if protocol not in self._handed_out:
-                self._handed_out.add(protocol)
-                return _handed(connection, protocol, reused=False)
+            if not protocol.requests:
+                # A new one is not looked at: a server may well send TLS session tickets
+                # just after the handshake, with nothing wrong.
+                return _handed(connection, protocol)
             if protocol.spoke_out_of_turn or protocol.should_close:
                 # Bytes nobody asked for, read already: never taken for the next answer.
                 connection.close()
                 self._on_stale("out_of_turn")
                 continue
             if not _peer_has_spoken(protocol.transport):
-                return _handed(connection, protocol, reused=True)
+                return _handed(connection, protocol)
             connection.close()  # dropped; the next pass takes another or makes a new one
             self._on_stale("before_use")
 
 
-def _handed(connection: Connection, protocol: _TurnKeepingHandler, *, reused: bool) -> Connection:
+def _handed(connection: Connection, protocol: _TurnKeepingHandler) -> Connection:
     protocol.handed_out()
     _HANDED_OUT.set(protocol)
-    if reused:
-        _REUSED.set(protocol)
     return connection
 
 
