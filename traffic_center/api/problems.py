@@ -124,15 +124,21 @@ def problem(
     status: int, *, code: str, title: str, detail: str | None = None, **extra: Any
 ) -> JSONResponse:
     note_answer_code(code)
-    body = _body(status, code, title)
-    if detail and detail != title:
-        body["detail"] = detail
+    body = _body(status, code, title, detail)
     body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
 
-def _body(status: int, code: str, title: str) -> dict[str, Any]:
-    return {"type": PROBLEM_TYPE_BASE + code, "title": title, "status": status, "code": code}
+def _body(status: int, code: str, title: str, detail: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "code": code,
+    }
+    if detail and detail != title:
+        body["detail"] = detail
+    return body
 
 
 def problem_body(status: int, error: type[e.TrafficCenterError]) -> dict[str, Any]:
@@ -143,9 +149,7 @@ def problem_body(status: int, error: type[e.TrafficCenterError]) -> dict[str, An
 def problem_bytes(error: e.TrafficCenterError) -> bytes:
     """``problem_for``'s body as bytes, for an answer written below any app (the HTTP
     server's own refusals, server/limits.py)."""
-    body = _body(status_for(type(error)), error.code, error.title)
-    if error.detail and error.detail != error.title:
-        body["detail"] = error.detail
+    body = _body(status_for(type(error)), error.code, error.title, error.detail)
     return json.dumps(body, separators=(",", ":")).encode()
 
 

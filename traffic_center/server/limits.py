@@ -59,7 +59,22 @@ class ConnectionLimits:
 _PROXY_URI_DER = b"urn:oso:traffic-center:proxy"
 
 
-class ListenerConfig(Config):
+class TcpConfig(Config):
+    """uvicorn's config, its listening socket TCP_NODELAY-able: uvicorn makes it with
+    protocol 0, the connections asyncio accepts from it inherit that 0, and asyncio sets
+    TCP_NODELAY only on a socket whose protocol says TCP, so every small answer would wait
+    ~40 ms for the peer's delayed ACK. The same descriptor, reopened, reads its protocol from
+    the kernel. For every listener of the node: the vendor's (the one ``--workers`` share)
+    and the ops listener's, both bound before their apps start (server/runner.py)."""
+
+    def bind_socket(self) -> socket.socket:
+        sock = super().bind_socket()
+        reopened = socket.socket(fileno=sock.detach())
+        reopened.set_inheritable(True)
+        return reopened
+
+
+class ListenerConfig(TcpConfig):
     """uvicorn's config with our limits; picklable, so uvicorn's workers get them too."""
 
     def __init__(
@@ -76,22 +91,6 @@ class ListenerConfig(Config):
     def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
         """The loop uvicorn's own ``Server.run`` (each worker) creates."""
         return event_loop_factory(self.limits, uvloop=self.uvloop)
-
-    def bind_socket(self) -> socket.socket:
-        """uvicorn's listening socket (the one ``--workers`` share), its protocol TCP
-        (``with_tcp_protocol``)."""
-        return with_tcp_protocol(super().bind_socket())
-
-
-def with_tcp_protocol(sock: socket.socket) -> socket.socket:
-    """A listening socket uvicorn made (``Config.bind_socket``), reopened: it was made with
-    protocol 0, the connections asyncio accepts from it inherit that 0, and asyncio sets
-    TCP_NODELAY only on a socket whose protocol says TCP, so every small answer would wait
-    ~40 ms for the peer's delayed ACK. The same descriptor, reopened, reads its protocol from
-    the kernel."""
-    reopened = socket.socket(fileno=sock.detach())
-    reopened.set_inheritable(True)
-    return reopened
 
 
 def event_loop_factory(

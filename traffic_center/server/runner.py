@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from traffic_center.api.app import create_app, utc_now
 from traffic_center.api.ops import Lifecycle, create_ops_app
 from traffic_center.server.embedded import QuietServer, exit_on_signals
-from traffic_center.server.limits import ConnectionLimits, event_loop_factory, with_tcp_protocol
+from traffic_center.server.limits import ConnectionLimits, TcpConfig, event_loop_factory
 from traffic_center.server.tls import mtls_config
 from traffic_center.settings import Settings
 
@@ -48,7 +48,7 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
 
 
 def ops_config(settings: Settings, app: Any) -> uvicorn.Config:
-    return uvicorn.Config(
+    return TcpConfig(
         app,
         host=settings.ops_host,
         port=settings.ops_port,
@@ -117,7 +117,7 @@ class TrafficCenterServer:
         # in use stopped the start while the vendor app was still opening its store in a
         # worker thread: the loop closed under that thread, a traceback, and now and then a
         # segfault inside SQLite.
-        listening = [with_tcp_protocol(server.config.bind_socket()) for server in self.servers]
+        listening = [server.config.bind_socket() for server in self.servers]
         await asyncio.gather(
             *(
                 self._serve(server, sock)

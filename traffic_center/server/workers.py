@@ -236,7 +236,7 @@ def _port_nobody_listens_on(family: socket.AddressFamily, host: str, port: int) 
 
 def _reuseport_listener(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP
-    # (ListenerConfig.bind_socket tells the story).
+    # (server/limits.py, TcpConfig, tells the story).
     listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
