@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 
 import structlog
 
@@ -24,7 +23,7 @@ from traffic_center.observability.logging import configure_logging
 from traffic_center.server.limits import raise_open_files_limit
 from traffic_center.server.preflight import check_tls_files
 from traffic_center.server.runner import TrafficCenterServer
-from traffic_center.server.workers import run_workers
+from traffic_center.server.workers import port_nobody_listens_on, run_workers
 from traffic_center.settings import Settings, unknown_settings
 
 log = structlog.get_logger("traffic_center.serve")
@@ -48,7 +47,10 @@ def serve_command(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     _warn_of_unknown_settings()
     if settings.dev and settings.port == 0:
-        settings = settings.model_copy(update={"port": _free_port(settings.host)})
+        # The dev schools' LAS are told the node's URL, and the curl line printed, before the
+        # listener opens: with port 0 both named port 0. For a development node a moment's
+        # race for the port is acceptable.
+        settings = settings.model_copy(update={"port": port_nobody_listens_on(settings.host, 0)})
     raise_open_files_limit()
     asyncio.run(_prepare(settings))
     # Log events, not prints: a log shipper reading JSON lines sees the start-up too.
@@ -69,15 +71,6 @@ def serve_command(args: argparse.Namespace) -> int:
     finally:
         stop_dev_las(dev_las)
     return 0
-
-
-def _free_port(host: str) -> int:
-    """A port free on ``host`` now, for ``--dev --port 0``: the dev schools' LAS are told
-    the node's URL, and the curl line printed, before the listener opens; with port 0 both
-    named port 0. For a development node a moment's race for the port is acceptable."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def _warn_of_unknown_settings() -> None:

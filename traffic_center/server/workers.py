@@ -205,9 +205,9 @@ def listening_sockets(config: Config, workers: int) -> list[socket.socket]:
         shared = config.bind_socket()
         shared.listen(config.backlog)
         return [shared]
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    family = address_family(config.host)
     try:
-        port = _port_nobody_listens_on(family, config.host, config.port)
+        port = port_nobody_listens_on(config.host, config.port)
         listeners = [_reuseport_listener(family, config.host, port) for _ in range(workers)]
     except OSError as exc:
         uvicorn_log.error(exc)
@@ -223,11 +223,15 @@ def listening_sockets(config: Config, workers: int) -> list[socket.socket]:
     return listeners
 
 
-def _port_nobody_listens_on(family: socket.AddressFamily, host: str, port: int) -> int:
+def address_family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def port_nobody_listens_on(host: str, port: int) -> int:
     """``port`` (or, for 0, a free one) after a bind without SO_REUSEPORT: another process
     of this user listening there with SO_REUSEPORT (a second node started by mistake) would
     otherwise share the port silently instead of failing this start as it does today."""
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(address_family(host), socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own
         probe.bind((host, port))
         bound: int = probe.getsockname()[1]
