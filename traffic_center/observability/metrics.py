@@ -316,10 +316,6 @@ def _constant(pid: int) -> Callable[[], int]:
 
 def caller_refusal_codes() -> list[str]:
     """The code of every refusal of a caller in the error tree (``CallerRefused``'s kin)."""
-    found: list[str] = []
-    kinds: list[type[errors.TrafficCenterError]] = [errors.CallerRefused]
-    while kinds:
-        kind = kinds.pop()
-        found.append(kind.code)
-        kinds.extend(kind.__subclasses__())
-    return sorted(set(found))
+    return sorted(
+        {kind.code for kind in errors.all_error_classes() if issubclass(kind, errors.CallerRefused)}
+    )
