@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from traffic_center.audit.trail import AuditTrail
 from traffic_center.audit.verify import verify_chain
 from traffic_center.domain.audit import AuditRecord, AuditType
 from traffic_center.observability.metrics import Metrics
+from traffic_center.store.database import STATEMENT_TIMEOUT_SECONDS
 from traffic_center.store.store import Store
 
 
@@ -185,6 +188,30 @@ def run_cli(url: str, home: Path, *args: str) -> subprocess.CompletedProcess[str
         timeout=60,
         check=False,
     )
+
+
+async def test_an_export_waiting_behind_a_lock_outlasts_the_nodes_statement_timeout(
+    database_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    """A command's store has no statement timeout: an `audit export` (or a migration of a
+    large log) that takes longer than the serving node's 10 s, here waiting behind another
+    transaction's lock, completes instead of failing half-way."""
+    url = await database_factory("postgresql")
+    store = await _filled_store(url, 3)
+    try:
+        async with store.database.transaction() as conn:
+            await conn.execute(text("LOCK TABLE audit_records IN ACCESS EXCLUSIVE MODE"))
+            started = time.monotonic()
+            exporting = asyncio.create_task(asyncio.to_thread(run_cli, url, tmp_path, "export"))
+            await asyncio.sleep(STATEMENT_TIMEOUT_SECONDS + 1)
+            assert not exporting.done(), exporting.result().stderr  # it waits for the lock
+        exported = await exporting
+        waited = time.monotonic() - started
+    finally:
+        await store.close()
+    assert exported.returncode == 0, exported.stderr
+    assert len(exported.stdout.splitlines()) == 3
+    assert waited > STATEMENT_TIMEOUT_SECONDS
 
 
 TAMPERING = {

@@ -17,11 +17,15 @@ def utc_now() -> dt.datetime:
 
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    """The store for a command: no statement timeout. The serving node's (10 s) would fail a
+    migration of a large log, or an export or a verify waiting behind one, half-way; an
+    operator runs these and can interrupt them."""
     store = await Store.open(
         settings.effective_database_url,
         migrate=settings.run_migrations,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
+        statement_timeout_seconds=None,
     )
     try:
         yield store

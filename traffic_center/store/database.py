@@ -645,8 +645,11 @@ DEFAULT_MAX_OVERFLOW = 5
 # within this long fails it: the request gets 503 `OpslagNietBeschikbaar` and the node's
 # readiness follows, where a server frozen (not down: a stalled disk, a paused VM) held every
 # request for as long as it stayed so. A store statement takes milliseconds; the longest,
-# the hourly purge, goes in batches.
+# the hourly purge, goes in batches. That is the serving node's bound: administration (a
+# migration of a large log, an export) does long work by design, with an operator watching,
+# and opens the store without one (admin/store.py). Connecting is bounded for both.
 STATEMENT_TIMEOUT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 def open_database(
@@ -655,9 +658,10 @@ def open_database(
     echo: bool = False,
     pool_size: int = DEFAULT_POOL_SIZE,
     max_overflow: int = DEFAULT_MAX_OVERFLOW,
-    statement_timeout_seconds: float = STATEMENT_TIMEOUT_SECONDS,
+    statement_timeout_seconds: float | None = STATEMENT_TIMEOUT_SECONDS,
 ) -> Database:
-    """An engine for ``url``; on PostgreSQL with a pool of ``pool_size`` + ``max_overflow``.
+    """An engine for ``url``; on PostgreSQL with a pool of ``pool_size`` + ``max_overflow``,
+    each statement failing after ``statement_timeout_seconds`` (None: never).
 
     A SQLite URL may name any driver (``sqlite+aiosqlite://`` is the one settings once wrote):
     the store always drives SQLite through the standard library's ``sqlite3``.
@@ -688,7 +692,12 @@ def _parse_url(url: str) -> URL:
 
 
 def _async_engine(
-    parsed: URL, *, echo: bool, pool_size: int, max_overflow: int, statement_timeout_seconds: float
+    parsed: URL,
+    *,
+    echo: bool,
+    pool_size: int,
+    max_overflow: int,
+    statement_timeout_seconds: float | None,
 ) -> AsyncEngine:
     try:
         return create_async_engine(
@@ -699,7 +708,7 @@ def _async_engine(
             pool_timeout=10,
             connect_args={
                 "command_timeout": statement_timeout_seconds,
-                "timeout": statement_timeout_seconds,
+                "timeout": CONNECT_TIMEOUT_SECONDS,
             },
         )
     except NoSuchModuleError as exc:

@@ -40,7 +40,7 @@ class Store:
         migrate: bool = True,
         pool_size: int = DEFAULT_POOL_SIZE,
         max_overflow: int = DEFAULT_MAX_OVERFLOW,
-        statement_timeout_seconds: float = STATEMENT_TIMEOUT_SECONDS,
+        statement_timeout_seconds: float | None = STATEMENT_TIMEOUT_SECONDS,
     ) -> Store:
         store = cls(
             open_database(
