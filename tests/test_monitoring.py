@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tests.support.las import LasWorld, scenario_key
 from tests.support.messages import open_session
@@ -26,6 +27,7 @@ from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from tests.support.world import client_context, unique_brin, unique_routeringskenmerk
 from traffic_center.demo.sandbox import Sandbox
 from traffic_center.exchanges.dossiers import BYTES_PER_METRIC_UPDATE
+from traffic_center.observability.metrics import Metrics, upstream_error_codes
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 
 MB = 1024 * 1024
@@ -133,6 +135,12 @@ async def test_metrics_name_the_build_the_process_and_the_backlog(
     for reason in ("CertificaatIngetrokken", "VerkeerdeRol", "EigenAanleverpuntOnbekend"):
         # Every refusal's series from the start, whether or not one happened yet.
         assert f'traffic_center_refused_callers_total{{reason="{reason}"}}' in body, reason
+    for code in ("AanleverpuntOnbereikbaar", "OverdrachtMislukt", "DoelLeestNiet"):
+        # A failed relay's series at 0 before any failed: increase() sees the first one.
+        assert (
+            f'traffic_center_upstream_errors_total{{code="{code}",type="documentRequest"}} 0.0'
+            in body
+        ), code
     for found in ("before_use", "under_request", "out_of_turn"):  # at 0: a rate() has a start
         assert f'traffic_center_upstream_stale_connections_total{{found="{found}"}} 0.0' in body
     assert "_created" not in body
@@ -347,3 +355,19 @@ async def test_workers_export_every_process_and_forget_a_dead_worker(workers: Sa
         if f"Child process [{victim}] died" in line
     ]
     assert [entry["level"] for entry in died] == ["error"], died
+
+
+def test_operations_guide_names_every_metric_and_every_failed_relay_code() -> None:
+    """docs/operations.md is the operator's list: a metric (or a code a failed relay is
+    counted under) that is not in it is one a dashboard or an alert cannot be written for."""
+    guide = (Path(__file__).parents[1] / "docs" / "operations.md").read_text()
+    registry = CollectorRegistry()
+    Metrics(registry)
+    for family in registry.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert f"`{name}`" in guide, name
+    row = next(
+        line for line in guide.splitlines() if "`traffic_center_upstream_errors_total`" in line
+    )
+    for code in upstream_error_codes():
+        assert f"`{code}`" in row, code

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from traffic_center.domain.errors import WeakSecret
+from traffic_center.domain.results import ResultCode
 
 GENESIS_HASH = "0" * 64
 
@@ -71,6 +72,18 @@ INTERNAL_ERROR = "InterneFout"  # an unexpected error: answered 500
 STARTED = "Gestart"  # the result of a started record: the outcome follows in a final one
 # A started exchange whose node died before its final record: closed by a surviving node.
 INCOMPLETE = "Onvolledig"
+
+# How a relayed dossier can fail mid-stream, besides the error tree's LAS-side codes
+# (``UpstreamFailure``): the bron's stream broke off, the node's own limits cut it, or a bug.
+# traffic_center_upstream_errors_total counts them with those codes.
+RELAY_FAILURES = frozenset(
+    {
+        ResultCode.OVERDRACHT_MISLUKT.value,
+        DOEL_STOPPED_READING,
+        RELAY_DEADLINE_PASSED,
+        INTERNAL_ERROR,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from traffic_center import __version__
 from traffic_center.domain import errors
+from traffic_center.domain.audit import RELAY_FAILURES, TWO_PHASE_TYPES
 
 PREFIX = "traffic_center"
 
@@ -172,6 +173,11 @@ class Metrics:
             ["type", "code"],
             registry=registry,
         )
+        # Every relayed type's series at 0 from the start: increase() over a series that first
+        # appears at 1 misses that first failure (the alert's threshold is five).
+        for kind in sorted(TWO_PHASE_TYPES):
+            for code in upstream_error_codes():
+                self.upstream_errors.labels(type=kind.value, code=code)
         self.upstream_stale_connections = Counter(
             f"{PREFIX}_upstream_stale_connections",
             "Kept-alive connections to a LAS that it had closed: found before use (dropped, a "
@@ -312,6 +318,15 @@ class Processes(Collector):
 
 def _constant(pid: int) -> Callable[[], int]:
     return lambda: pid
+
+
+def upstream_error_codes() -> list[str]:
+    """Every code a failed relay is counted under: the error tree's LAS-side failures
+    (``UpstreamFailure``'s kin) and how a stream can fail mid-way (``RELAY_FAILURES``)."""
+    tree = {
+        kind.code for kind in errors.all_error_classes() if issubclass(kind, errors.UpstreamFailure)
+    }
+    return sorted(tree | RELAY_FAILURES)
 
 
 def caller_refusal_codes() -> list[str]:
