@@ -20,8 +20,8 @@ from traffic_center.cli.dev import (
 )
 from traffic_center.domain.errors import CaMissing
 from traffic_center.observability.logging import configure_logging
-from traffic_center.server.limits import raise_open_files_limit
 from traffic_center.server.preflight import check_tls_files
+from traffic_center.server.process import raise_open_files_limit, tune_garbage_collector
 from traffic_center.server.runner import TrafficCenterServer
 from traffic_center.server.workers import port_nobody_listens_on, run_workers
 from traffic_center.settings import Settings, unknown_settings
@@ -52,6 +52,7 @@ def serve_command(args: argparse.Namespace) -> int:
         # race for the port is acceptable.
         settings = settings.model_copy(update={"port": port_nobody_listens_on(settings.host, 0)})
     raise_open_files_limit()
+    tune_garbage_collector()
     asyncio.run(_prepare(settings))
     # Log events, not prints: a log shipper reading JSON lines sees the start-up too.
     log.info(

@@ -14,7 +14,6 @@ import collections
 import ctypes
 import gc
 import logging
-import resource
 import socket
 import ssl
 import uuid
@@ -224,19 +223,6 @@ def _trim_heap() -> None:
     except OSError:
         return
     libc.malloc_trim(0)
-
-
-def raise_open_files_limit() -> int:
-    """Soft RLIMIT_NOFILE up to the hard limit (as Go's runtime does); returns the new limit.
-
-    Every connection, even one still in its handshake, holds a file descriptor; the soft limit
-    is often 1,024 while the hard one is far higher.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        return hard
-    return soft
 
 
 class BoundedConnection(asyncio.Protocol):

@@ -22,6 +22,7 @@ from traffic_center.api.app import create_app
 from traffic_center.api.ops import Lifecycle
 from traffic_center.observability.logging import configure_logging
 from traffic_center.server.embedded import ServerThread
+from traffic_center.server.process import tune_garbage_collector
 from traffic_center.server.runner import TrafficCenterServer, vendor_config
 from traffic_center.settings import Settings
 
@@ -34,6 +35,7 @@ def app_from_env() -> FastAPI:
     """Each worker process builds its own app from the TC_* environment the supervisor set."""
     settings = Settings()
     configure_logging(settings.log_level)
+    tune_garbage_collector()  # a spawned interpreter: the supervisor's setting is not inherited
     return create_app(settings)
 
 
