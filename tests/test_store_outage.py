@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 from tests.support.las import LasParty, LasWorld, scenario_key
 from tests.support.messages import open_session
 from tests.support.postgres import ThrowawayPostgres
+from tests.support.processes import clean_env
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from traffic_center.audit.verify import verify_chain
 
@@ -145,6 +146,41 @@ async def test_sqlite_unwritable_refuses_every_exchange_and_recovers(tmp_path: P
         chattr("-i", files)
         await las.stop()
         await tc.stop()
+
+
+def test_an_unwritable_database_file_is_one_line_for_a_command(tmp_path: Path) -> None:
+    """A certificate admin's command on an immutable SQLite file: one line saying why (it
+    was a PermissionError traceback from tightening the file's mode), and a command that
+    only reads still reads a file that is its owner's alone."""
+    home = tmp_path / "home"
+    database = home / "traffic-center.db"
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "traffic_center", "--home", str(home), "school", *args],
+            capture_output=True, text=True, env=clean_env(), timeout=60, check=False,
+        )  # fmt: skip
+
+    assert (
+        command("add", "--brin", "12AB", "--name", "De Regenboog", "--sector", "PO").returncode == 0
+    )
+    database.chmod(0o644)  # as an older node left it
+    chattr("+i", [database])
+    try:
+        loose = command("list")
+        assert (loose.returncode, loose.stderr.count("\n")) == (1, 1), loose.stderr
+        assert "readable by its owner only: Operation not permitted" in loose.stderr
+        chattr("-i", [database])
+        database.chmod(0o600)
+        chattr("+i", [database])
+        listed = command("list")
+        assert listed.returncode == 0, listed.stderr
+        assert "12AB" in listed.stdout
+        added = command("add", "--brin", "34CD", "--name", "Het College", "--sector", "VO")
+        assert (added.returncode, added.stderr.count("\n")) == (1, 1), added.stderr
+        assert "its database file is read-only" in added.stderr
+    finally:
+        chattr("-i", [database])
 
 
 # --- SQLite: another process holds the write lock ------------------------------------------

@@ -159,7 +159,7 @@ class Database:
             if _about_the_data(exc):
                 raise
             await _drop(connection)
-            raise StoreUnavailable(f"the store did not answer: {type(exc).__name__}") from exc
+            raise StoreUnavailable(_why_unavailable(exc)) from exc
         except (TimeoutError, PoolTimeout, OSError) as exc:
             await _drop(connection)
             raise StoreUnavailable(f"the store did not answer: {type(exc).__name__}") from exc
@@ -596,6 +596,22 @@ def _busy(exc: DBAPIError) -> bool:
     )
 
 
+# SQLite's reasons an operator can act on; anything else "did not answer".
+_SQLITE_REASONS = {
+    sqlite3.SQLITE_READONLY: "the store cannot be written: its database file is read-only",
+    sqlite3.SQLITE_FULL: "the store cannot be written: the disk holding it is full",
+    sqlite3.SQLITE_CANTOPEN: "the store's database file cannot be opened",
+}
+
+
+def _why_unavailable(exc: DBAPIError) -> str:
+    if isinstance(exc.orig, sqlite3.Error):
+        reason = _SQLITE_REASONS.get(exc.orig.sqlite_errorcode & 0xFF)
+        if reason is not None:
+            return reason
+    return f"the store did not answer: {type(exc).__name__}"
+
+
 def _discard(connection: Connection) -> None:
     with contextlib.suppress(Exception):
         connection.invalidate()
@@ -795,11 +811,19 @@ def _owner_only(database: Path) -> None:
     SQLite gives the -wal and -shm files the database file's mode, so creating that one 0600
     before SQLite does is enough; files of an older node are tightened too.
     """
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
-        with contextlib.suppress(FileNotFoundError):
-            path.chmod(0o600)
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                # Only what is looser: an immutable or read-only file that is already the
+                # owner's alone is left to SQLite (which opens it, or says why not).
+                if path.stat().st_mode & 0o077:
+                    path.chmod(0o600)
+    except OSError as exc:
+        raise StoreUnavailable(
+            f"cannot make the database {exc.filename} readable by its owner only: {exc.strerror}"
+        ) from None
 
 
 def _configure_sqlite(engine: Engine) -> None:
