@@ -299,6 +299,24 @@ def test_invalid_settings_stop_with_one_clear_line(home: Path) -> None:
     assert "TC_SESSION_TTL_SECONDS" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["school", "list"], ["endpoint", "list"], ["ca", "list"], ["audit", "verify"],
+     ["audit", "export"]],
+)  # fmt: skip
+def test_a_command_that_only_reads_refuses_a_home_that_is_not_there(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A mistyped --home (or TC_HOME) showed an empty registry, exit 0, and left a new
+    installation, secret and all, where the admin did not mean one."""
+    mistyped = tmp_path / "traffic-centre"
+    result = run_cli(mistyped, *command)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert str(mistyped) in result.stderr
+    assert not mistyped.exists()
+
+
 def test_db_upgrade_brings_an_empty_database_to_head(home: Path) -> None:
     database = home / "elsewhere.db"
     result = run_cli(

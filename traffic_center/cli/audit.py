@@ -22,7 +22,7 @@ EXIT_BROKEN = 1
 
 async def verify_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    async with open_signed_store(settings) as (store, secret):
+    async with open_signed_store(settings, existing=True) as (store, secret):
         keys = key_ring(secret, settings.previous_secrets())
         verdict = await verify_chain(
             store, keys, progress=lambda n: say(f"… {n:,} records checked")
@@ -64,7 +64,7 @@ def _read_key(path: Path) -> bytes:
 async def export_command(args: argparse.Namespace) -> int:
     since, until = _moment("--since", args.since), _moment("--until", args.until)
     settings = settings_from(args)
-    async with open_store(settings) as store:
+    async with open_store(settings, existing=True) as store:
         records = store.audit.walk(since=since, until=until)
         if args.out is None:
             written = await _export(records, sys.stdout)

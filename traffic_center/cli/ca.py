@@ -102,15 +102,15 @@ def _load_ca(args: argparse.Namespace) -> tuple[Settings, CertificateAuthority]:
 async def list_from_store(args: argparse.Namespace) -> list[ListedCertificate]:
     """`ca list` the ordinary way (see ``cli/ca_list.py``): opens, and if need be migrates,
     the store."""
-    async with _certificate_admin(*_load_ca(args)) as admin:
+    async with _certificate_admin(*_load_ca(args), existing=True) as admin:
         return await admin.list()
 
 
 @asynccontextmanager
 async def _certificate_admin(
-    settings: Settings, ca: CertificateAuthority
+    settings: Settings, ca: CertificateAuthority, *, existing: bool = False
 ) -> AsyncIterator[CertificateAdmin]:
-    async with open_signed_store(settings) as (store, secret):
+    async with open_signed_store(settings, existing=existing) as (store, secret):
         yield CertificateAdmin(ca, store, secret=secret, clock=utc_now)
 
 

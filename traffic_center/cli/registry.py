@@ -31,7 +31,7 @@ async def add_school(args: argparse.Namespace) -> int:
 
 
 async def list_schools(args: argparse.Namespace) -> int:
-    async with _registry_admin(args) as admin:
+    async with _registry_admin(args, existing=True) as admin:
         schools = await admin.schools()
     show_records(
         [dataclasses.asdict(s) for s in schools],
@@ -71,7 +71,7 @@ async def add_endpoint(args: argparse.Namespace) -> int:
 
 
 async def list_endpoints(args: argparse.Namespace) -> int:
-    async with _registry_admin(args) as admin:
+    async with _registry_admin(args, existing=True) as admin:
         endpoints = await admin.endpoints()
     show_records(
         [dataclasses.asdict(e) for e in endpoints],
@@ -116,6 +116,8 @@ async def move_endpoint(args: argparse.Namespace) -> int:
 
 
 @asynccontextmanager
-async def _registry_admin(args: argparse.Namespace) -> AsyncIterator[RegistryAdmin]:
-    async with open_signed_store(settings_from(args)) as (store, secret):
+async def _registry_admin(
+    args: argparse.Namespace, *, existing: bool = False
+) -> AsyncIterator[RegistryAdmin]:
+    async with open_signed_store(settings_from(args), existing=existing) as (store, secret):
         yield RegistryAdmin(store, secret=secret, clock=utc_now)
