@@ -356,13 +356,37 @@ async def test_a_body_that_breaks_reaches_the_doel_as_a_broken_transfer(
 async def test_huge_answer_headers_are_refused_without_reading_them_all(
     tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron, scenario: str
 ) -> None:
+    """The LAS was reached and answered: its answer is what the contract does not allow (it
+    was AanleverpuntOnbereikbaar, "connection or TLS failure", which sent its vendor looking
+    at the network)."""
     sessie_id, fetched = await relayed(tc, las, doel, hostile, scenario)
-    assert fetched.outcome == (502, "AanleverpuntOnbereikbaar")
+    assert fetched.outcome == (502, "OngeldigAntwoordAanleverpunt")
     [record] = await relay_records(tc, sessie_id)
-    assert (record.result, record.upstream_status) == ("AanleverpuntOnbereikbaar", None)
+    assert (record.result, record.upstream_status) == ("OngeldigAntwoordAanleverpunt", None)
     # The relay hung up at its limit: the bron got out no more than the sockets' buffers hold
     # (a few MB on loopback), not its 64 MB.
     assert hostile.requests[-1].flooded < HEADER_FLOOD_BYTES / 4
+
+
+async def both_framings(exchange: Exchange) -> bool:
+    """Content-Length and Transfer-Encoding: chunked together, a valid chunked body: a
+    request-smuggling pattern llhttp refuses (RFC 9112 §6.1 lets a server send one only)."""
+    framing = head().replace(
+        b"Transfer-Encoding: chunked",
+        f"Transfer-Encoding: chunked\r\nContent-Length: {len(GOOD)}".encode(),
+    )
+    await exchange.send(framing + b"%x\r\n" % len(GOOD) + GOOD + b"\r\n0\r\n\r\n")
+    return False
+
+
+async def test_an_answer_with_two_framings_is_an_invalid_answer_not_an_unreachable_las(
+    tc: TrafficCenterUnderTest, las: LasWorld, doel: LasParty, hostile: HostileBron
+) -> None:
+    hostile.scenarios["both-framings"] = both_framings
+    sessie_id, fetched = await relayed(tc, las, doel, hostile, "both-framings")
+    assert fetched.outcome == (502, "OngeldigAntwoordAanleverpunt")
+    [record] = await relay_records(tc, sessie_id)
+    assert record.result == "OngeldigAntwoordAanleverpunt"
 
 
 async def cut_short_after_chunked_identity(exchange: Exchange) -> bool:

@@ -335,6 +335,12 @@ class _AnswerStream(httpx.AsyncByteStream):
             self._answer.close()
 
 
+class MalformedAnswerHead(httpx.RemoteProtocolError):
+    """An answer head llhttp would not parse (both Content-Length and Transfer-Encoding,
+    a line or headers past the limits, not HTTP at all): the LAS reached and answered, and
+    its answer is what is wrong, not the connection (``UpstreamInvalidAnswer``)."""
+
+
 # Most specific first: the httpx exception httpx's own transport raises for the same event.
 _ERROR_MAP: tuple[tuple[type[aiohttp.ClientError], type[httpx.TransportError]], ...] = (
     # No connection (pool wait, TCP connect, TLS handshake) within the connect timeout.
@@ -347,7 +353,7 @@ _ERROR_MAP: tuple[tuple[type[aiohttp.ClientError], type[httpx.TransportError]], 
     (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
     (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
     # An answer head llhttp would not parse: too long, too many headers, malformed.
-    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+    (aiohttp.ClientResponseError, MalformedAnswerHead),
     # Reset or broken socket while reading.
     (aiohttp.ClientOSError, httpx.ReadError),
     (aiohttp.ClientConnectionError, httpx.ReadError),

@@ -19,7 +19,7 @@ from traffic_center.domain.errors import (
     UpstreamUnreachable,
 )
 from traffic_center.pki.chain import load_own_certificate
-from traffic_center.relay.aiohttp_transport import AiohttpTransport
+from traffic_center.relay.aiohttp_transport import AiohttpTransport, MalformedAnswerHead
 from traffic_center.relay.headers import default_request_headers
 from traffic_center.relay.limits import MAX_ANSWER_BYTES, RelayLimits
 from traffic_center.relay.slots import RelaySlot, RelaySlots, Share, SlotUsage
@@ -130,6 +130,11 @@ class UpstreamClient:
             response = await self._transport.handle_async_request(request)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"{_where(url)}: {type(exc).__name__}") from exc
+        except MalformedAnswerHead as exc:
+            raise UpstreamInvalidAnswer(
+                "the LAS's answer head is not valid HTTP/1.1 (a line or headers too long, "
+                "both Content-Length and Transfer-Encoding, or not HTTP)"
+            ) from exc
         except httpx.TransportError as exc:
             # Connection refused, DNS, TLS handshake failures, a peer that hung up.
             raise UpstreamUnreachable(f"{_where(url)}: {type(exc).__name__}") from exc
