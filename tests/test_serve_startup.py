@@ -264,3 +264,24 @@ def test_only_tc_variables_no_setting_or_tool_reads_are_unknown() -> None:
         "PATH": "/bin",
     }
     assert unknown_settings(environ) == {"TC_WORKER": "TC_WORKERS"}
+
+
+def test_a_node_warns_at_start_that_its_own_certificate_is_revoked(home: Path) -> None:
+    """A node loads its server and relay certificates at start only: one revoked (replaced
+    and revoked before the node was given its replacement) was presented all the same,
+    without a word, and LAS that check the CRL refuse it."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "traffic_center", "--home", str(home), "ca", "list", "--json"],
+        capture_output=True, text=True, env=clean_env(), check=True,
+    )  # fmt: skip
+    [relay] = [c for c in json.loads(listed.stdout) if c["role"] == "relay"]
+    assert main(["--home", str(home), "ca", "revoke", relay["serial"]]) == 0
+    with port_in_use() as port:  # the start stops at the bind, after its checks
+        result = serve(home, port=port)
+    assert result.returncode == 3, result.stdout + result.stderr
+    warnings = [
+        line
+        for line in map(json.loads, filter(str.strip, result.stdout.splitlines()))
+        if line.get("event") == "own_certificate_revoked"
+    ]
+    assert [(w["certificate"], w["serial"]) for w in warnings] == [("relay", relay["serial"])]

@@ -7,6 +7,7 @@ import asyncio
 import os
 
 import structlog
+from cryptography import x509
 
 from traffic_center import __version__
 from traffic_center.cli.context import open_signed_store, open_store, say, settings_from
@@ -20,11 +21,13 @@ from traffic_center.cli.dev import (
 )
 from traffic_center.domain.errors import CaMissing
 from traffic_center.observability.logging import configure_logging
+from traffic_center.pki.inspect import serial_hex
 from traffic_center.server.preflight import check_tls_files
 from traffic_center.server.process import raise_open_files_limit, tune_garbage_collector
 from traffic_center.server.runner import TrafficCenterServer
 from traffic_center.server.workers import port_nobody_listens_on, run_workers
 from traffic_center.settings import Settings, unknown_settings
+from traffic_center.store.store import Store
 
 log = structlog.get_logger("traffic_center.serve")
 
@@ -114,8 +117,31 @@ async def _prepare(settings: Settings) -> None:
     check_tls_files(settings)
     # Migrate once here, before any worker starts; and refuse to start with a secret that
     # does not sign the audit log (or make the secret, once, for an empty log).
-    async with open_signed_store(settings):
-        pass
+    async with open_signed_store(settings) as (store, _secret):
+        await _warn_of_own_revoked_certificates(settings, store)
+
+
+async def _warn_of_own_revoked_certificates(settings: Settings, store: Store) -> None:
+    """A node loads its server and relay certificates at start only. Revoked in the inventory
+    (replaced, as deploy/README.md's runbook says, and revoked before this node restarted
+    with the new one), it would go on presenting it: LAS that check the CRL refuse it."""
+    for role, path in (
+        ("server", settings.server_cert_path),
+        ("relay", settings.upstream_cert_path),
+    ):
+        if not path.is_file():
+            continue
+        serial = serial_hex(x509.load_pem_x509_certificate(path.read_bytes()))
+        record = await store.certificates.get(serial)
+        if record is not None and record.revoked_at is not None:
+            log.warning(
+                "own_certificate_revoked",
+                certificate=role,
+                path=str(path),
+                serial=serial,
+                revoked_at=record.revoked_at.isoformat(),
+                effect="presented all the same: install its replacement and restart the node",
+            )
 
 
 async def upgrade_command(args: argparse.Namespace) -> int:
