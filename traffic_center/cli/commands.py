@@ -167,7 +167,7 @@ def add_serve(subparsers: Subparsers) -> None:
         "--dev",
         action="store_true",
         default=None,
-        help="create a dev CA, server certificate and two schools under TC_HOME if missing",
+        help="create a dev CA, server certificate and three schools under TC_HOME if missing",
     )
     handled_by(serve, "traffic_center.cli.serve:serve_command")
     serve.set_defaults(serves_tls=True)  # restarts with the TLS group policy (server/groups.py)

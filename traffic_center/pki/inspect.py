@@ -19,7 +19,9 @@ from traffic_center.pki.ca import ENDPOINT_URI_PREFIX, PROXY_URI, RELAY_URI
 
 
 def serial_hex(certificate: x509.Certificate) -> str:
-    """The serial as `openssl x509 -serial` prints it (upper-case hex, no separators)."""
+    """The serial in upper-case hex, no separators, no leading zero: `openssl x509 -serial`
+    prints the same digits padded to an even count (``08AC…`` for ``8AC…``); `ca revoke`
+    takes either. The inventory keys certificates by this form."""
     return format(certificate.serial_number, "X")
 
 
