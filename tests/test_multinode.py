@@ -38,6 +38,7 @@ from traffic_center.admin.store import open_signed_store, open_store, utc_now
 from traffic_center.demo.processes import ChildProcess, child_env, free_port
 from traffic_center.domain.audit import INCOMPLETE, AuditType, Phase
 from traffic_center.domain.identifiers import Sector
+from traffic_center.domain.results import ResultCode
 from traffic_center.las.config import LasConfig
 from traffic_center.las.doel import (
     ClientTLS,
@@ -391,6 +392,7 @@ class Transfer:
     fetched: FetchResult | None = None
     error: str | None = None
     refused_status: int | None = None  # a broker message answered with a problem
+    refused_code: str | None = None
 
     @property
     def delivered(self) -> bool:
@@ -398,9 +400,18 @@ class Transfer:
 
     @property
     def server_error(self) -> bool:
-        """A node answered 500 or more (not: no answer at all)."""
-        status = self.fetched.status if self.fetched is not None else self.refused_status
-        return status is not None and status >= httpx.codes.INTERNAL_SERVER_ERROR
+        """A node answered 500 or more. Not: no answer at all, nor the load balancer's own
+        error page for a node killed under the request (no problem body, so no code: the
+        doel client says OverdrachtMislukt), which no node could log."""
+        if self.fetched is not None:
+            status, code = self.fetched.status, self.fetched.resultaat
+        else:
+            status, code = self.refused_status, self.refused_code
+        return (
+            status is not None
+            and status >= httpx.codes.INTERNAL_SERVER_ERROR
+            and code != ResultCode.OVERDRACHT_MISLUKT
+        )
 
     def overlaps(self, start: float, end: float) -> bool:
         return self.started <= end and self.ended >= start
@@ -415,7 +426,7 @@ async def transfer(url: str, tls: ClientTLS, pgn: str) -> Transfer:
             done.sessie_id = granted.sessie_id
             done.fetched = await doel.fetch_dossier(granted.sessie_id, BRON.routeringskenmerk, pgn)
     except TrafficCenterRefused as exc:
-        done.error, done.refused_status = str(exc), exc.status
+        done.error, done.refused_status, done.refused_code = str(exc), exc.status, exc.code
     except DoelError as exc:
         done.error = f"{type(exc).__name__}: {exc}"
     done.ended = time.monotonic()
