@@ -31,10 +31,13 @@ from traffic_center.domain.las_contract import (
 
 webhooks = APIRouter(tags=["LAS endpoint (implemented by the school's LAS)"])
 
-_CALLER = (
+_CALLED_OVER_MTLS = (
     "Called over mTLS with the Traffic Center's relay certificate (SAN URI "
     "`urn:oso:traffic-center:relay`, issued by the TC CA); verify it, and present a server "
-    f"certificate the TC trusts. Request headers: `{SESSION_HEADER}`, `{TRANSACTION_HEADER}`, "
+    "certificate the TC trusts."
+)
+_CALLER = (
+    f"{_CALLED_OVER_MTLS} Request headers: `{SESSION_HEADER}`, `{TRANSACTION_HEADER}`, "
     f"`{TRACEPARENT_HEADER}`."
 )
 
@@ -129,8 +132,9 @@ def las_notification(body: LasNotification) -> LasNotificationAnswer:
 @webhooks.post(
     "las-terugkoppeling",
     summary="POST {endpoint url}/terugkoppeling: the SWV's feedback, as the school's LAS gets it",
-    description=_CALLER
-    + f" No `{SESSION_HEADER}`: the `koppelsleutel` names the case. Sent once per koppelsleutel; "
+    description=f"{_CALLED_OVER_MTLS} Request headers: `{TRANSACTION_HEADER}`, "
+    f"`{TRACEPARENT_HEADER}`; no `{SESSION_HEADER}`: the `koppelsleutel` names the case. "
+    "Sent once per koppelsleutel; "
     "answer 200 with `TerugkoppelingOntvangen` (anything else lets the SWV send it again).",
     response_model=LasFeedbackAnswer,
 )
