@@ -104,7 +104,9 @@ async def test_names_that_agree_but_name_another_school_than_the_inventory_are_r
     )
     await tc.store.certificates.add(record_of(certificate), issued_at=dt.datetime.now(dt.UTC))
     assert endpoint_names_agree(certificate)
-    assert_problem(await call(tc, cert, key, "/v1/endpoints"), 403, "CertificaatInconsistent")
+    # whoami too: it answered 200 with the registry's BRIN, then every real call was refused.
+    for path in ("/v1/whoami", "/v1/endpoints"):
+        assert_problem(await call(tc, cert, key, path), 403, "CertificaatInconsistent")
 
 
 async def test_a_certificate_without_its_endpoint_uri_is_refused(

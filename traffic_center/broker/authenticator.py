@@ -135,6 +135,18 @@ class Authenticator:
         registered = await self._store.registry.endpoint_with_school(identity.routeringskenmerk)
         return _bound(identity, registered)
 
+    async def identity_as_registered(
+        self, peer: Peer
+    ) -> tuple[CertificateIdentity, Endpoint | None]:
+        """whoami's check: an endpoint not (yet) registered is answered, but a registered one
+        must be the OU's school, as every other route requires (rule 1)."""
+        identity = await self.identify(peer)
+        registered = await self._store.registry.endpoint_with_school(identity.routeringskenmerk)
+        if registered is None:
+            return identity, None
+        _ensure_same_school(identity, registered[1])
+        return identity, registered[0]
+
     async def caller_and_session(
         self, peer: Peer, asked: SessionAsked
     ) -> tuple[Caller, SessionFound]:
@@ -211,11 +223,15 @@ def _bound(identity: CertificateIdentity, registered: tuple[Endpoint, School] | 
     if registered is None:
         raise EndpointNotRegistered()
     endpoint, school = registered
-    if school.brin != identity.brin:  # the OU names another school than the inventory
-        raise CertificateInconsistent()
+    _ensure_same_school(identity, school)
     if not school.active or not endpoint.active:
         raise EndpointInactive()
     return Caller(identity=identity, endpoint=endpoint, school=school)
+
+
+def _ensure_same_school(identity: CertificateIdentity, school: School) -> None:
+    if school.brin != identity.brin:  # the OU names another school than the registry
+        raise CertificateInconsistent()
 
 
 @dataclass(frozen=True, slots=True)

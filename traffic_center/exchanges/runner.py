@@ -55,6 +55,7 @@ from traffic_center.domain.errors import (
     UpstreamFailure,
 )
 from traffic_center.domain.identifiers import parse_sessie_id
+from traffic_center.domain.models import Endpoint
 from traffic_center.exchanges.refusals import RefusalLog
 from traffic_center.observability.logging import raised_at
 from traffic_center.observability.metrics import Metrics
@@ -245,12 +246,17 @@ class ExchangeRunner:
             await self._refused(refused, peer)
             raise
 
-    async def whoami(self, peer: Peer) -> CertificateIdentity:
-        """identify, as the whoami route: within its own budget (rule 9)."""
-        identity = await self.identify(peer)
+    async def whoami(self, peer: Peer) -> tuple[CertificateIdentity, Endpoint | None]:
+        """identify, and the endpoint the certificate is registered to, as the whoami route:
+        within its own budget (rule 9); a refusal is recorded like any."""
+        try:
+            identity, endpoint = await self._authenticator.identity_as_registered(peer)
+        except CallerRefused as refused:
+            await self._refused(refused, peer)
+            raise
         admission = self._limiter.admission("whoami", identity.routeringskenmerk)
         await self._admit(admission, identity.serial, None, prove_writable=False)
-        return identity
+        return identity, endpoint
 
     async def _authenticate(
         self, peer: Peer, entry: AuditEntry, asks: SessionAsked | None

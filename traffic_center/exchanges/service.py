@@ -90,9 +90,7 @@ class Exchanges:
         return replace(peer, screened=await self._runner.identify(peer))
 
     async def whoami(self, peer: Peer) -> Identity:
-        certificate = await self._runner.whoami(peer)
-        endpoint = await self._store.registry.get_endpoint(certificate.routeringskenmerk)
-        return Identity(certificate, endpoint)
+        return Identity(*await self._runner.whoami(peer))
 
     async def list_endpoints(
         self, peer: Peer, *, brin: str | None, kind: str | None, routeringskenmerk: str | None
