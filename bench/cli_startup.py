@@ -41,9 +41,12 @@ def prepare(home: Path, env: dict[str, str]) -> None:
         )
 
     cli("ca", "init")
+    cli("school", "add", "--brin", "12AB", "--name", "School", "--sector", "PO")
     for n in range(3):
         out = str(home / f"school-{n}")
         routeringskenmerk = f"000000070000{n:02d}000001"
+        cli("endpoint", "add", "--routeringskenmerk", routeringskenmerk, "--brin", "12AB",
+            "--url", f"https://las-{n}.example/oso")  # fmt: skip
         cli("ca", "issue", "--routeringskenmerk", routeringskenmerk, "--brin", "12AB",
             "--name", f"School {n}", "--out", out)  # fmt: skip
 

@@ -29,6 +29,16 @@ def endpoint_add(url: str, *extra: str, brin: str = "12AB") -> list[str]:
     return ["endpoint", "add", "--routeringskenmerk", R1, "--brin", brin, "--url", url, *extra]
 
 
+def register(home: Path, *routeringskenmerken: str, brin: str = "12AB") -> None:
+    """School ``brin`` and its endpoints, as `ca issue` needs them first (README order)."""
+    base = ["--home", str(home)]
+    assert main([*base, "school", "add", "--brin", brin, "--name", "X", "--sector", "PO"]) == 0
+    for routeringskenmerk in routeringskenmerken:
+        url = f"https://las-{routeringskenmerk}.example/oso"
+        endpoint = ["endpoint", "add", "--routeringskenmerk", routeringskenmerk, "--brin", brin]
+        assert main([*base, *endpoint, "--url", url]) == 0
+
+
 def run_cli(
     home: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -56,6 +66,7 @@ def test_ca_lifecycle_verified_by_openssl(
 ) -> None:
     out = tmp_path / "out"
     assert main(["--home", str(home), "ca", "init", "--name", "Test CA"]) == 0
+    register(home, R1, R2)
     assert oct((home / "ca" / "ca.key").stat().st_mode & 0o777) == "0o600"
     assert (
         main(
@@ -151,6 +162,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     home: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
     assert main(["--home", str(home), "ca", "init"]) == 0
+    register(home, R1)
     before = files_under(home)
     result = run_cli(home, "ca", "issue", *args, "--out", str(tmp_path / "x"))
     assert result.returncode == 2, result.stderr
@@ -169,6 +181,7 @@ def test_unreadable_csr_and_missing_ca(home: Path, tmp_path: Path) -> None:
     assert "ca init" in missing.stderr
     assert not home.exists() or not (home / "traffic-center.db").exists()
     assert main(["--home", str(home), "ca", "init"]) == 0
+    register(home, R1)
     garbage = tmp_path / "garbage.csr"
     garbage.write_text(
         "-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----\n"
@@ -202,6 +215,7 @@ def test_issue_from_a_csr_keeps_the_key_at_the_school(home: Path, tmp_path: Path
         capture_output=True,
     )
     assert main(["--home", str(home), "ca", "init"]) == 0
+    register(home, R1)
     assert (
         main(
             [

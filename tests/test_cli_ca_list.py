@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import clean_env
+from tests.test_cli import register
 from traffic_center.cli import ca_list
 from traffic_center.cli.context import settings_from
 from traffic_center.cli.main import main
@@ -50,6 +51,7 @@ print(json.dumps("alembic" in sys.modules))
 def populated(home: Path) -> Path:
     """A CA, two certificates (one revoked) in a store the ordinary path created."""
     assert main(["--home", str(home), "ca", "init"]) == 0
+    register(home, "00000007000012000001", "00000007000034000001")
     for n, routeringskenmerk in enumerate(("00000007000012000001", "00000007000034000001")):
         issue = ["ca", "issue", "--routeringskenmerk", routeringskenmerk, "--brin", "12AB"]
         out = str(home / f"school-{n}")

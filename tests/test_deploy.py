@@ -444,6 +444,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cli("ca", "issue-server", "--host", "lb.test", "--out", str(root / "lb"))
     cli("ca", "issue-server", "--host", "traffic-center-node", "--out", str(root / "node"))
     cli("ca", "issue-proxy", "--out", str(root / "proxy"))
+    cli("school", "add", "--brin", "12AB", "--name", "Basisschool", "--sector", "PO")
+    cli("endpoint", "add", "--routeringskenmerk", "00000007000012000001", "--brin", "12AB",
+        "--url", "https://las.test/oso")  # fmt: skip
     cli("ca", "issue", "--routeringskenmerk", "00000007000012000001", "--brin", "12AB",
         "--name", "Basisschool", "--out", str(root / "school"))  # fmt: skip
     shutil.copy(home / "ca" / "ca.pem", root / "ca.pem")

@@ -24,7 +24,12 @@ from prometheus_client import CollectorRegistry
 from tests.support.las import LasWorld, scenario_key
 from tests.support.messages import open_session
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
-from tests.support.world import client_context, unique_brin, unique_routeringskenmerk
+from tests.support.world import (
+    client_context,
+    unique_brin,
+    unique_routeringskenmerk,
+    unregistered_certificate,
+)
 from traffic_center.demo.sandbox import Sandbox
 from traffic_center.exchanges.dossiers import BYTES_PER_METRIC_UPDATE
 from traffic_center.observability.metrics import Metrics, upstream_error_codes
@@ -199,9 +204,8 @@ async def test_refused_handshakes_are_counted_by_reason(
         tmp_path / "impostor",
     )
     now = dt.datetime.now(dt.UTC)
-    await tc.certificates.issue_client(
-        routeringskenmerk=unique_routeringskenmerk(),
-        brin=unique_brin(),
+    await unregistered_certificate(
+        tc.certificates,
         name="Expired",
         out=tmp_path / "expired",
         not_before=now - dt.timedelta(days=30),

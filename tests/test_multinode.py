@@ -33,7 +33,12 @@ import pytest
 
 from tests.support.postgres import ThrowawayPostgres
 from tests.support.pupils import new_pgn
-from traffic_center.admin.sandbox import DEV_SCHOOLS, SandboxBuilder, SandboxSchool
+from traffic_center.admin.sandbox import (
+    DEV_SCHOOLS,
+    PROVISIONAL_LAS_URL,
+    SandboxBuilder,
+    SandboxSchool,
+)
 from traffic_center.admin.store import open_signed_store, open_store, utc_now
 from traffic_center.demo.processes import ChildProcess, child_env, free_port
 from traffic_center.domain.audit import INCOMPLETE, AuditType, Phase
@@ -280,6 +285,7 @@ async def issue_everything(
         for school in (BRON, DOEL):
             directory = root / f"las-{school.key}"
             await builder.server_certificate(directory / "server", hosts=["127.0.0.1"])
+            await builder.register(school, url=PROVISIONAL_LAS_URL)  # moved once it listens
             issued = await builder.client_certificate(school, directory / "client")
             assert issued is not None
             serial = serial_hex(issued.certificate)  # the doel's, the last one

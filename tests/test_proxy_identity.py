@@ -29,7 +29,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from tests.support.messages import open_session, session_body
 from tests.support.processes import clean_env
 from tests.support.server import TrafficCenterUnderTest
-from tests.support.world import Party, client_context, unique_brin, unique_routeringskenmerk
+from tests.support.world import (
+    Party,
+    client_context,
+    unregistered_certificate,
+)
 from traffic_center.cli.main import main
 from traffic_center.domain.audit import AuditRecord, AuditType
 from traffic_center.pki.ca import PROXY_URI, write_issued
@@ -158,9 +162,8 @@ async def test_an_expired_forwarded_certificate_is_refused(
     tc: TrafficCenterUnderTest, tmp_path: Path
 ) -> None:
     now = dt.datetime.now(dt.UTC)
-    issued = await tc.certificates.issue_client(
-        routeringskenmerk=unique_routeringskenmerk(),
-        brin=unique_brin(),
+    issued = await unregistered_certificate(
+        tc.certificates,
         name="Expired",
         not_before=now - dt.timedelta(days=30),
         not_after=now - dt.timedelta(days=1),

@@ -24,7 +24,12 @@ from tests.conftest import DatabaseFactory
 from tests.support.processes import clean_env
 from tests.support.server import TrafficCenterUnderTest, start_traffic_center
 from tests.support.sockets import server_end_option
-from tests.support.world import client_context, unique_brin, unique_routeringskenmerk
+from tests.support.world import (
+    client_context,
+    unique_brin,
+    unique_routeringskenmerk,
+    unregistered_certificate,
+)
 from traffic_center.domain.models import CertificateRecord
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 from traffic_center.server.limits import BoundedHandshakeLoop, HandshakeBounds
@@ -86,9 +91,8 @@ async def test_certificate_from_another_ca_is_refused(
 
 async def test_expired_certificate_is_refused(tc: TrafficCenterUnderTest, tmp_path: Path) -> None:
     now = dt.datetime.now(dt.UTC)
-    await tc.certificates.issue_client(
-        routeringskenmerk=unique_routeringskenmerk(),
-        brin=unique_brin(),
+    await unregistered_certificate(
+        tc.certificates,
         name="Expired",
         out=tmp_path / "expired",
         not_before=now - dt.timedelta(days=30),

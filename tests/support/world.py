@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import ssl
 import string
@@ -11,7 +12,9 @@ from pathlib import Path
 import httpx
 
 from tests.support.contract import record_answer
+from traffic_center.admin.certificates import CertificateAdmin
 from traffic_center.admin.sandbox import SandboxBuilder, SandboxSchool
+from traffic_center.pki.ca import IssuedCertificate
 from traffic_center.pki.inspect import serial_hex
 
 _counter = itertools.count(1)
@@ -71,6 +74,30 @@ class Party:
             await client.aclose()
 
 
+async def unregistered_certificate(
+    admin: CertificateAdmin,
+    *,
+    name: str,
+    routeringskenmerk: str | None = None,
+    brin: str | None = None,
+    out: Path | None = None,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> IssuedCertificate:
+    """An inventoried client certificate of an endpoint that is not registered, which `ca
+    issue` refuses to make: signed by the CA and recorded past that check, as a mis-issued
+    one (or one whose endpoint was registered elsewhere since)."""
+    issued = admin.ca.issue_client_certificate(
+        routeringskenmerk=routeringskenmerk or unique_routeringskenmerk(),
+        brin=brin or unique_brin(),
+        name=name,
+        not_before=not_before,
+        not_after=not_after,
+    )
+    await admin.record(issued, out)
+    return issued
+
+
 @dataclass
 class World:
     """Creates parties on a running Traffic Center through the admin library's sandbox builder."""
@@ -103,7 +130,11 @@ class World:
             add_endpoint=register_endpoint,
         )
         prefix = self.directory / school.key
-        issued = await self.builder.client_certificate(school, prefix)
+        issued = (
+            await self.builder.client_certificate(school, prefix)
+            if register_endpoint
+            else await self._unregistered_certificate(school, prefix)
+        )
         assert issued is not None
         party = Party(
             brin=brin,
@@ -117,6 +148,17 @@ class World:
         )
         self.parties.append(party)
         return party
+
+    async def _unregistered_certificate(
+        self, school: SandboxSchool, prefix: Path
+    ) -> IssuedCertificate:
+        return await unregistered_certificate(
+            self.builder.certificates,
+            routeringskenmerk=school.routeringskenmerk,
+            brin=school.brin,
+            name=school.name,
+            out=prefix,
+        )
 
     async def schools(self, *sectors: str) -> list[Party]:
         """One registered school with one endpoint per sector given, in order."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from traffic_center.admin.certificates import CertificateAdmin
 from traffic_center.admin.registry import RegistryAdmin, new_endpoint, new_school
 from traffic_center.domain.errors import EndpointExists, SchoolExists
+from traffic_center.domain.models import Endpoint
 from traffic_center.pki.ca import CA_CERT_FILE, CertificateAuthority, IssuedCertificate
 from traffic_center.store.store import Store
 
@@ -46,6 +47,12 @@ DEV_SWV = SandboxSchool(
 )
 
 
+# Where an endpoint is registered until its LAS listens, when the port is known only then
+# (the demo's): its certificate is issued for a registered endpoint, and `register` with the
+# LAS's URL moves it there.
+PROVISIONAL_LAS_URL = "https://127.0.0.1/oso"
+
+
 def open_or_create_ca(ca_dir: Path, *, name: str) -> tuple[CertificateAuthority, bool]:
     """The CA in ``ca_dir``, made when there is none; and whether it was made now."""
     if (ca_dir / CA_CERT_FILE).exists():
@@ -62,6 +69,7 @@ class SandboxBuilder:
         secret: bytes,
         clock: Callable[[], dt.datetime],
     ) -> None:
+        self._store = store
         self.certificates = CertificateAdmin(ca, store, secret=secret, clock=clock)
         self.registry = RegistryAdmin(store, secret=secret, clock=clock)
 
@@ -115,8 +123,17 @@ class SandboxBuilder:
                 url=url,
                 kind=school.kind,
             )
-            with contextlib.suppress(EndpointExists):
+            try:
                 await self.registry.add_endpoint(endpoint)
+            except EndpointExists:
+                await self._move_if_elsewhere(endpoint)
+
+    async def _move_if_elsewhere(self, endpoint: Endpoint) -> None:
+        """A registered endpoint at the URL asked for: moved when it is elsewhere (the demo's
+        LAS listens at a port known only after its certificate was issued)."""
+        registered = await self._store.registry.get_endpoint(endpoint.routeringskenmerk)
+        if registered is not None and registered.url != endpoint.url:
+            await self.registry.move_endpoint(endpoint.routeringskenmerk, url=endpoint.url)
 
 
 def _pem(prefix: Path) -> Path:

@@ -52,10 +52,11 @@ async def bootstrap_dev(settings: Settings) -> list[Path]:
             written.append(settings.upstream_cert_path)
         for school in DEV_SCHOOLS:
             prefix = dev_dir(settings) / school.key
+            # Registered first: `ca issue` issues only for a registered endpoint.
+            await builder.register(school, url=f"https://127.0.0.1/oso/{school.key}")
             if await builder.client_certificate(school, prefix) is not None:
                 written.append(prefix.with_suffix(".pem"))
             await builder.server_certificate(las_prefix(settings, school), hosts=["127.0.0.1"])
-            await builder.register(school, url=f"https://127.0.0.1/oso/{school.key}")
     return written
 
 

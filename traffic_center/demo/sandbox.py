@@ -15,7 +15,13 @@ from pathlib import Path
 
 import httpx
 
-from traffic_center.admin.sandbox import DEV_SCHOOLS, DEV_SWV, SandboxBuilder, SandboxSchool
+from traffic_center.admin.sandbox import (
+    DEV_SCHOOLS,
+    DEV_SWV,
+    PROVISIONAL_LAS_URL,
+    SandboxBuilder,
+    SandboxSchool,
+)
 from traffic_center.admin.store import open_signed_store, open_store, utc_now
 from traffic_center.demo.processes import ChildProcess, child_env, free_port
 from traffic_center.domain.audit import AuditRecord
@@ -144,6 +150,9 @@ class Sandbox:
             for school in self.schools:
                 directory = self.root / f"las-{school.key}"
                 await builder.server_certificate(directory / "server", hosts=["127.0.0.1"])
+                # Registered before its certificate is issued, at a URL its LAS (started with
+                # that certificate) replaces once it listens: `_register_schools`.
+                await builder.register(school, url=PROVISIONAL_LAS_URL)
                 await builder.client_certificate(school, directory / "client")
 
     def _start_las(self, school: SandboxSchool) -> LasProcess:
