@@ -12,13 +12,14 @@ from cryptography.hazmat.primitives import serialization
 
 from traffic_center.audit.admin import AdminAudit
 from traffic_center.domain.audit import AuditType
-from traffic_center.domain.errors import InvalidValidity
+from traffic_center.domain.errors import EndpointNotInRegistry, InvalidValidity
+from traffic_center.domain.identifiers import parse_brin, parse_routeringskenmerk
 from traffic_center.domain.models import CertificateRecord, CertificateStatus
 from traffic_center.pki.ca import (
     REVOCATION_REASONS,
     CertificateAuthority,
     IssuedCertificate,
-    refuse_overwrite,
+    remove_written,
     write_issued,
     write_public,
 )
@@ -48,11 +49,20 @@ class CertificateAdmin:
         self.audit = AdminAudit(store, secret=secret, clock=clock)
 
     async def record(self, issued: IssuedCertificate, out: Path | None) -> list[Path]:
-        """Refuse to overwrite, then inventory, then files: nothing half-written on bad input."""
-        if out is not None:
-            refuse_overwrite(issued, out)
-        record = record_of(issued.certificate)
+        """Files first, then the inventory: a certificate is on record only once its key is
+        safely written (a valid certificate whose key was lost could only be revoked), and
+        the files are taken back when the inventory or the audit log refuses it."""
         await self.audit.ensure_writable()
+        written = write_issued(issued, out) if out is not None else []
+        try:
+            await self._inventory(issued)
+        except BaseException:
+            remove_written(written)
+            raise
+        return written
+
+    async def _inventory(self, issued: IssuedCertificate) -> None:
+        record = record_of(issued.certificate)
         await self.store.certificates.add(record, issued_at=self.clock())
         await self.audit.record(
             AuditType.CERTIFICATE_ISSUED,
@@ -60,23 +70,23 @@ class CertificateAdmin:
             routeringskenmerk=record.routeringskenmerk,
             result=record.role.value,
         )
-        return write_issued(issued, out) if out is not None else []
 
     async def issue_client(
         self,
         *,
         routeringskenmerk: str,
-        brin: str,
         name: str,
+        brin: str | None = None,
         csr_pem: bytes | None = None,
         days: int = 365,
         out: Path | None = None,
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
     ) -> IssuedCertificate:
+        """A registered endpoint's certificate; ``brin`` defaults to its school's."""
         issued = self.ca.issue_client_certificate(
             routeringskenmerk=routeringskenmerk,
-            brin=brin,
+            brin=await self.registered_school(routeringskenmerk, brin),
             name=name,
             csr_pem=csr_pem,
             days=days,
@@ -85,6 +95,25 @@ class CertificateAdmin:
         )
         await self.record(issued, out)
         return issued
+
+    async def registered_school(self, routeringskenmerk: str, brin: str | None) -> str:
+        """The BRIN a certificate for this endpoint must carry: its registered school's. Rule 1
+        at the source: a certificate naming an unregistered endpoint, or another school, would
+        pass the handshake and then be refused (CertificaatInconsistent) at every call."""
+        parse_routeringskenmerk(routeringskenmerk)
+        if brin is not None:
+            parse_brin(brin)
+        endpoint = await self.store.registry.get_endpoint(routeringskenmerk)
+        if endpoint is None:
+            raise EndpointNotInRegistry(
+                f"endpoint {routeringskenmerk} is not registered; run `traffic-center endpoint "
+                "add` first"
+            )
+        if brin is not None and brin != endpoint.brin:
+            raise EndpointNotInRegistry(
+                f"endpoint {routeringskenmerk} belongs to school {endpoint.brin}, not {brin}"
+            )
+        return endpoint.brin
 
     async def issue_server(
         self,

@@ -16,7 +16,7 @@ from traffic_center.cli.context import (
     utc_now,
 )
 from traffic_center.domain.errors import InvalidCsr
-from traffic_center.pki.ca import CertificateAuthority, IssuedCertificate
+from traffic_center.pki.ca import CertificateAuthority, IssuedCertificate, output_prefix
 from traffic_center.pki.inspect import serial_hex
 from traffic_center.settings import Settings
 
@@ -32,44 +32,51 @@ async def init_ca(args: argparse.Namespace) -> int:
 
 async def issue_server(args: argparse.Namespace) -> int:
     settings, ca = _load_ca(args)
+    out = output_prefix(args.out)
     # Issued in memory first: every bad input is refused before the store is opened.
     issued = ca.issue_server_certificate(
         hosts=args.host,
         csr_pem=_read_csr(args.csr) if args.csr else None,
         days=args.days,
     )
-    await _record(settings, ca, issued, args.out, role="server")
+    await _record(settings, ca, issued, out, role="server")
     return 0
 
 
 async def issue_client(args: argparse.Namespace) -> int:
     settings, ca = _load_ca(args)
-    # Issued in memory first: every bad input is refused before the store is opened.
-    issued = ca.issue_client_certificate(
-        routeringskenmerk=args.routeringskenmerk,
-        brin=args.brin,
-        name=args.name,
-        csr_pem=_read_csr(args.csr) if args.csr else None,
-        days=args.days,
-    )
-    await _record(settings, ca, issued, args.out, role="client")
+    out = output_prefix(args.out)
+    csr_pem = _read_csr(args.csr) if args.csr else None
+    # The registry decides the BRIN, so the store is opened before the certificate is made.
+    async with _certificate_admin(settings, ca) as admin:
+        issued = await admin.issue_client(
+            routeringskenmerk=args.routeringskenmerk,
+            brin=args.brin,
+            name=args.name,
+            csr_pem=csr_pem,
+            days=args.days,
+            out=out,
+        )
+    _issued(ca, issued, out, role="client")
     print(serial_hex(issued.certificate))
     return 0
 
 
 async def issue_relay(args: argparse.Namespace) -> int:
     settings, ca = _load_ca(args)
-    await _record(settings, ca, ca.issue_relay_certificate(), args.out, role="relay")
+    out = output_prefix(args.out)
+    await _record(settings, ca, ca.issue_relay_certificate(), out, role="relay")
     return 0
 
 
 async def issue_proxy(args: argparse.Namespace) -> int:
     settings, ca = _load_ca(args)
+    out = output_prefix(args.out)
     # Issued in memory first: every bad input is refused before the store is opened.
     issued = ca.issue_proxy_certificate(
         csr_pem=_read_csr(args.csr) if args.csr else None, days=args.days
     )
-    await _record(settings, ca, issued, args.out, role="proxy")
+    await _record(settings, ca, issued, out, role="proxy")
     print(serial_hex(issued.certificate))
     return 0
 
@@ -124,7 +131,15 @@ async def _record(
 ) -> None:
     async with _certificate_admin(settings, ca) as admin:
         await admin.record(issued, out)
+    _issued(ca, issued, out, role=role)
+
+
+def _issued(ca: CertificateAuthority, issued: IssuedCertificate, out: Path, *, role: str) -> None:
     say(f"issued {role} certificate {serial_hex(issued.certificate)} → {out}.pem")
+    ends = issued.certificate.not_valid_after_utc
+    if ends >= ca.certificate.not_valid_after_utc:
+        # A certificate cannot outlive its CA (it would stop verifying then anyway).
+        say(f"note: valid only until {ends:%Y-%m-%d}, when the CA itself expires")
 
 
 def _read_csr(path: Path) -> bytes:

@@ -18,10 +18,18 @@ from pathlib import Path
 from typing import TypeAlias
 
 from traffic_center.domain.identifiers import EndpointKind, Sector
-from traffic_center.domain.models import REVOCATION_REASON_NAMES
+from traffic_center.domain.models import DEFAULT_LEAF_DAYS, MAX_LEAF_DAYS, REVOCATION_REASON_NAMES
 from traffic_center.las.config import DEFAULT_BASE_PATH
 from traffic_center.las.scenarios import TEST_BRIN
 
+DAYS_HELP = (
+    f"validity in days, 1 to {MAX_LEAF_DAYS} [{DEFAULT_LEAF_DAYS}]; never beyond the CA's own "
+    "expiry (a note says so when it is shortened)"
+)
+OUT_HELP = (
+    "file prefix: writes OUT.pem and, unless --csr, OUT.key (mode 0600); `school.pem` means "
+    "the prefix `school`; never overwrites"
+)
 # A string: argparse's action class cannot be subscripted at run time.
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -49,29 +57,40 @@ def add_ca(subparsers: Subparsers) -> None:
     handlers = "traffic_center.cli.ca"
 
     init = verbs.add_parser("init", help="create the CA (refuses to touch an existing one)")
-    init.add_argument("--name", default="OSO Traffic Center CA", help="the CA's common name")
+    init.add_argument(
+        "--name", default="OSO Traffic Center CA", help="the CA's common name (1-64 characters)"
+    )
     handled_by(init, f"{handlers}:init_ca")
 
     server = verbs.add_parser("issue-server", help="issue a server certificate (serverAuth only)")
-    server.add_argument("--host", action="append", required=True, help="DNS name or IP; repeat")
+    server.add_argument(
+        "--host",
+        action="append",
+        required=True,
+        help="a DNS name (an IDN is encoded as xn--…; no wildcards) or an IP address; repeat",
+    )
     server.add_argument(
         "--csr", type=Path, help="sign this CSR (only its key is used); the LAS keeps its key"
     )
-    server.add_argument("--days", type=int, default=365)
-    server.add_argument("--out", required=True, type=Path, help="writes OUT.pem (and OUT.key)")
+    server.add_argument("--days", type=int, default=DEFAULT_LEAF_DAYS, help=DAYS_HELP)
+    server.add_argument("--out", required=True, help=OUT_HELP)
     handled_by(server, f"{handlers}:issue_server")
 
     client = verbs.add_parser("issue", help="issue an endpoint's client certificate")
     client.add_argument("--routeringskenmerk", required=True, help="the endpoint's 20 digits")
-    client.add_argument("--brin", required=True, help="the school's BRIN, e.g. 12AB")
-    client.add_argument("--name", required=True, help="the school's name (subject O)")
+    client.add_argument(
+        "--brin", help="the school's BRIN, e.g. 12AB; must be the endpoint's [the registered one]"
+    )
+    client.add_argument(
+        "--name", required=True, help="the school's name (subject O, 1-64 characters)"
+    )
     client.add_argument("--csr", type=Path, help="sign this CSR; the school keeps its key")
-    client.add_argument("--days", type=int, default=365)
-    client.add_argument("--out", required=True, type=Path, help="writes OUT.pem (and OUT.key)")
+    client.add_argument("--days", type=int, default=DEFAULT_LEAF_DAYS, help=DAYS_HELP)
+    client.add_argument("--out", required=True, help=OUT_HELP)
     handled_by(client, f"{handlers}:issue_client")
 
     relay = verbs.add_parser("issue-relay", help="issue the TC's own client certificate")
-    relay.add_argument("--out", required=True, type=Path)
+    relay.add_argument("--out", required=True, help=OUT_HELP)
     handled_by(relay, f"{handlers}:issue_relay")
 
     proxy = verbs.add_parser(
@@ -79,8 +98,8 @@ def add_ca(subparsers: Subparsers) -> None:
         help="issue a TLS-terminating proxy's client certificate (its Client-Cert is believed)",
     )
     proxy.add_argument("--csr", type=Path, help="sign this CSR; the proxy keeps its key")
-    proxy.add_argument("--days", type=int, default=365)
-    proxy.add_argument("--out", required=True, type=Path, help="writes OUT.pem (and OUT.key)")
+    proxy.add_argument("--days", type=int, default=DEFAULT_LEAF_DAYS, help=DAYS_HELP)
+    proxy.add_argument("--out", required=True, help=OUT_HELP)
     handled_by(proxy, f"{handlers}:issue_proxy")
 
     revoke = verbs.add_parser("revoke", help="revoke a certificate by serial")

@@ -531,6 +531,33 @@ class InvalidValidity(AdminError):
     title = "The validity period is not acceptable"
 
 
+class CaUnusable(AdminError):
+    code = "CaOnbruikbaar"
+    title = "The CA's files cannot be used: unreadable, encrypted, or a key that is not the CA's"
+
+
+class InvalidHostName(AdminError):
+    code = "OngeldigeHostnaam"
+    title = "A --host is a DNS name of RFC 1123 labels or an IP address"
+
+
+class InvalidSubjectName(AdminError):
+    code = "OngeldigeNaam"
+    title = "A name in a certificate is 1 to 64 characters on one line (RFC 5280 upper bounds)"
+
+
+class EndpointNotInRegistry(AdminError):
+    """A certificate names its endpoint's school: both must be registered, and agree (rule 1)."""
+
+    code = "AanleverpuntNietGeregistreerd"
+    title = "Register the school and the endpoint before issuing its certificate"
+
+
+class OutputNotWritable(AdminError):
+    code = "UitvoerNietSchrijfbaar"
+    title = "The certificate's files cannot be written there; nothing was recorded"
+
+
 class SecretMissing(AdminError):
     code = "SleutelOntbreekt"
     title = "No TC_SECRET_KEY, and the audit log already has records: refusing to make a new one"

@@ -1,4 +1,6 @@
-"""OSO identifiers: BRIN, routeringskenmerk, zoeksleutel (v1), koppelsleutel, and the PGN guard.
+"""OSO identifiers: BRIN, routeringskenmerk, zoeksleutel (v1), koppelsleutel, the PGN guard.
+
+Also the host names a server certificate may name (``parse_host_name``).
 
 The zoeksleutel v1 and the PGN guard follow ``docs/zoeksleutel.md``: the TC checks only the
 form of a zoeksleutel, and never takes a digit run inside a well-formed one for a pupil number.
@@ -21,6 +23,7 @@ from traffic_center.domain.errors import (
     ClearPupilNumber,
     InvalidBrin,
     InvalidEndpointKind,
+    InvalidHostName,
     InvalidKoppelsleutel,
     InvalidOverdrachtsoort,
     InvalidRouteringskenmerk,
@@ -59,6 +62,10 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _GROUP_SEPARATORS = frozenset(" .-\u00a0")
 # A PGN glued to a date (ddmmyy, yymmdd, ddmmyyyy, yyyymmdd): 15 or 17 digits in one run.
 _DATE_LENGTHS = (6, 8)
+# RFC 1123 §2.1 host name labels: letters, digits and inner hyphens, 1 to 63 characters; a name
+# of at most 253 (RFC 1035 §2.3.4, without the final dot).
+_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_MAX_HOST_NAME = 253
 
 
 class Sector(StrEnum):
@@ -179,6 +186,28 @@ def parse_url(value: str) -> str:
     if parsed.scheme != "https" or not parsed.hostname or parsed.query or parsed.fragment:
         raise InvalidUrl("not an absolute https URL without query or fragment")
     return value.rstrip("/")
+
+
+def parse_host_name(value: str) -> str:
+    """A DNS name for a server certificate, in the form certificates hold: lower-case ASCII,
+    an IDN as its A-labels (``ëxample.nl`` → ``xn--xample-ova.nl``, IDNA 2003 as Python's
+    codec has it). An admin's input, not a pupil's: the refusal may quote it.
+
+    No wildcards: a certificate names each host it serves, so one stolen key is one host.
+    """
+    if "*" in value:
+        raise InvalidHostName(f"{value!r}: wildcards are not issued; give each host its own --host")
+    try:
+        name = value.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        name = ""  # a label over 63 characters, or not encodable: refused below
+    labels = name.split(".")
+    if len(name) > _MAX_HOST_NAME or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise InvalidHostName(f"{value!r} is not a host name (RFC 1123) or an IP address")
+    # RFC 3696 §2: no top-level domain is all digits, so 256.1.1.1 is a bad address, not a name.
+    if labels[-1].isdigit():
+        raise InvalidHostName(f"{value!r} is not a valid IP address")
+    return name
 
 
 def parse_overdrachtsoort(value: str) -> Overdrachtsoort:

@@ -43,6 +43,12 @@ class CertificateStatus(StrEnum):
     EXPIRED = "expired"
 
 
+# The longest validity `ca issue*` grants (days), the CA/Browser Forum's old ceiling for server
+# certificates. Here, not in pki.ca, so the CLI's help can name it without loading cryptography.
+MAX_LEAF_DAYS = 825
+DEFAULT_LEAF_DAYS = 365
+
+
 # RFC 5280 §5.3.1 reason names, as `ca revoke --reason` takes them. Here, not only in pki.ca,
 # so the CLI can offer them without loading cryptography; a test keeps the two in step.
 REVOCATION_REASON_NAMES = (

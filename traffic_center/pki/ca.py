@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -14,22 +15,32 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from traffic_center.domain.errors import CaAlreadyExists, CaMissing, InvalidCsr, InvalidValidity
-from traffic_center.domain.identifiers import parse_brin, parse_routeringskenmerk
-from traffic_center.domain.models import CertificateRecord
+from traffic_center.domain.errors import (
+    CaAlreadyExists,
+    CaMissing,
+    CaUnusable,
+    InvalidCsr,
+    InvalidSubjectName,
+    InvalidValidity,
+    OutputNotWritable,
+)
+from traffic_center.domain.identifiers import parse_brin, parse_host_name, parse_routeringskenmerk
+from traffic_center.domain.models import DEFAULT_LEAF_DAYS, MAX_LEAF_DAYS, CertificateRecord
 
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
-DEFAULT_CLIENT_DAYS = 365
-DEFAULT_SERVER_DAYS = 365
+DEFAULT_CLIENT_DAYS = DEFAULT_LEAF_DAYS
+DEFAULT_SERVER_DAYS = DEFAULT_LEAF_DAYS
 CA_DAYS = 10 * 365
-# Certificates outliving the CA would fail verification at the end anyway; refuse up front.
-MAX_LEAF_DAYS = 825
 # Backdate a little so a peer whose clock runs slightly behind still accepts a new certificate.
 CLOCK_SKEW = dt.timedelta(minutes=5)
 ENDPOINT_URI_PREFIX = "urn:oso:aanleverpunt:"
 RELAY_URI = "urn:oso:traffic-center:relay"
 PROXY_URI = "urn:oso:traffic-center:proxy"
+# RFC 5280 Appendix A.1: ub-common-name and ub-organization-name are both 64 characters.
+MAX_NAME_LENGTH = 64
+# What `--out` may end in: the admin named the certificate file, not the prefix.
+_OUT_SUFFIX = ".pem"
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -69,6 +80,23 @@ def write_public(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def output_prefix(out: str) -> Path:
+    """What `--out` names: a file prefix, ``PREFIX`` for PREFIX.pem and PREFIX.key.
+
+    ``school.pem`` means the prefix ``school`` (not school.pem.pem); a directory (a trailing
+    slash, or one that exists) names no file, so it is refused rather than turned into
+    ``DIR.pem`` beside it.
+    """
+    if not out.strip():
+        raise OutputNotWritable("--out must name a file prefix, e.g. DIR/school")
+    if out.endswith(("/", os.sep)) or Path(out).is_dir():
+        raise OutputNotWritable(
+            f"--out {out!r} is a directory; give a file prefix, e.g. DIR/school"
+        )
+    prefix = Path(out)
+    return prefix.with_suffix("") if prefix.suffix == _OUT_SUFFIX else prefix
+
+
 def output_paths(issued: IssuedCertificate, prefix: Path) -> list[Path]:
     """PREFIX.key (when we generated the key) and PREFIX.pem."""
     names = ([".key"] if issued.private_key is not None else []) + [".pem"]
@@ -82,13 +110,28 @@ def refuse_overwrite(issued: IssuedCertificate, prefix: Path) -> None:
 
 
 def write_issued(issued: IssuedCertificate, prefix: Path) -> list[Path]:
-    """Write PREFIX.key (mode 0600) and PREFIX.pem; refuse to overwrite either."""
+    """Write PREFIX.key (mode 0600) and PREFIX.pem; refuse to overwrite either. All or
+    nothing: when one cannot be written, the other is removed and OutputNotWritable says why."""
     refuse_overwrite(issued, prefix)
     paths = output_paths(issued, prefix)
-    if issued.private_key is not None:
-        write_private(paths[0], issued.private_key_pem())
-    write_public(paths[-1], issued.certificate_pem())
+    written: list[Path] = []
+    try:
+        if issued.private_key is not None:
+            write_private(paths[0], issued.private_key_pem())
+            written.append(paths[0])
+        write_public(paths[-1], issued.certificate_pem())
+    except OSError as exc:
+        remove_written([*written, paths[-1]])
+        raise OutputNotWritable(f"cannot write {exc.filename or prefix}: {exc.strerror}") from exc
     return paths
+
+
+def remove_written(paths: Iterable[Path]) -> None:
+    """Take back what a failed issue wrote: a key whose certificate was never recorded must
+    not be left lying about, nor mistaken for an issued one."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # never written
+            path.unlink()
 
 
 def new_private_key() -> ec.EllipticCurvePrivateKey:
@@ -119,6 +162,7 @@ class CertificateAuthority:
         cert_path, key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
         if cert_path.exists() or key_path.exists():
             raise CaAlreadyExists(f"a CA already exists in {directory}; refusing to touch it")
+        subject_name(name, flag="--name")
         key = ec.generate_private_key(ec.SECP384R1())
         subject = x509.Name(
             [
@@ -152,10 +196,11 @@ class CertificateAuthority:
         cert_path, key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
         if not cert_path.is_file() or not key_path.is_file():
             raise CaMissing(f"no CA in {directory}; run `traffic-center ca init` first")
-        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
-            raise CaMissing(f"{key_path} holds an unsupported key type")
+        certificate = _load_ca_certificate(cert_path)
+        key = _load_ca_key(key_path)
+        if not _same_public_key(certificate, key):
+            # Everything signed with another key would be inventoried yet verify nowhere.
+            raise CaUnusable(f"{key_path} is not the key of {cert_path}; refusing to sign with it")
         return cls(certificate, key)
 
     def certificate_pem(self) -> bytes:
@@ -177,8 +222,7 @@ class CertificateAuthority:
         """One endpoint's identity: serialNumber = routeringskenmerk, O = school, clientAuth only."""
         parse_routeringskenmerk(routeringskenmerk)
         parse_brin(brin)
-        if not name.strip():
-            raise InvalidValidity("the school name must not be empty")
+        subject_name(name, flag="--name")
         public_key, private_key = self._key_for(csr_pem)
         subject = x509.Name(
             [
@@ -213,12 +257,12 @@ class CertificateAuthority:
         """
         if not hosts:
             raise InvalidValidity("give at least one --host")
+        names = [_host_name(h) for h in hosts]
         public_key, private_key = self._key_for(csr_pem)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
         certificate = self._sign_leaf(
-            subject=subject,
+            subject=_server_subject(names[0]),
             public_key=public_key,
-            san=[_host_name(h) for h in hosts],
+            san=names,
             purpose=ExtendedKeyUsageOID.SERVER_AUTH,
             validity=self._validity(days, None, None),
         )
@@ -343,7 +387,8 @@ class CertificateAuthority:
             # RFC 5280 §4.2.1.12: one purpose per certificate, so a client certificate can
             # never be used to impersonate a server and the reverse.
             .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            # RFC 5280 §4.2.1.6: with an empty subject the SAN is the only name, so critical.
+            .add_extension(x509.SubjectAlternativeName(san), critical=not list(subject))
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False
@@ -396,10 +441,69 @@ def _hash_for(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
 
 
 def _host_name(host: str) -> x509.GeneralName:
+    """An IP address as an IP SAN, anything else as a DNS SAN once it is a host name."""
     try:
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
-        return x509.DNSName(host)
+        return x509.DNSName(parse_host_name(host))
+
+
+def _server_subject(first: x509.GeneralName) -> x509.Name:
+    """CN = the first host, as TLS clients before SANs expected; none when it is longer than
+    ub-common-name allows (the SAN is what clients check, RFC 6125 §6.4.4)."""
+    common_name = str(first.value)
+    if len(common_name) > MAX_NAME_LENGTH:
+        return x509.Name([])
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def subject_name(value: str, *, flag: str) -> str:
+    """A name for a subject's CN or O: one line of 1 to 64 characters (RFC 5280 A.1)."""
+    if not value.strip():
+        raise InvalidSubjectName(f"{flag} must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidSubjectName(
+            f"{flag} is {len(value)} characters; a certificate holds at most {MAX_NAME_LENGTH}"
+        )
+    if not value.isprintable():  # a newline would split `ca list`'s table, and any reader's
+        raise InvalidSubjectName(f"{flag} must be one line of printable characters")
+    return value
+
+
+def _load_ca_certificate(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except OSError as exc:
+        raise CaUnusable(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise CaUnusable(f"{path} is not a PEM certificate") from exc
+
+
+def _load_ca_key(path: Path) -> PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except TypeError as exc:  # cryptography's way of saying "it wants a password"
+        raise CaUnusable(
+            f"{path} is encrypted; encrypted CA keys are not supported: keep it unencrypted "
+            "on an encrypted, access-controlled disk"
+        ) from exc
+    except OSError as exc:
+        raise CaUnusable(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise CaUnusable(f"{path} is not a PEM private key") from exc
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise CaUnusable(f"{path} holds an unsupported key type")
+    return key
+
+
+def _same_public_key(certificate: x509.Certificate, key: PrivateKey) -> bool:
+    def spki(public: object) -> bytes:
+        assert isinstance(public, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey))
+        return public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    return spki(certificate.public_key()) == spki(key.public_key())
 
 
 def _ca_key_usage() -> x509.KeyUsage:
