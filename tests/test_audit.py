@@ -272,6 +272,9 @@ async def test_export_writes_json_lines_for_a_period(
     assert "exists" in again.stderr
     bad = run_cli(url, tmp_path, "export", "--since", "yesterday")
     assert (bad.returncode, bad.stdout) == (2, "")
+    nowhere = run_cli(url, tmp_path, "export", "--out", str(tmp_path / "no-such-dir" / "x.jsonl"))
+    assert (nowhere.returncode, nowhere.stderr.count("\n")) == (2, 1), nowhere.stderr
+    assert "cannot write there (No such file or directory)" in nowhere.stderr
 
 
 async def test_only_a_uuid_is_taken_as_request_id(tc: TrafficCenterUnderTest) -> None:

@@ -88,7 +88,11 @@ async def _export_to_file(records: Any, path: Path) -> int:
         raise InvalidInput(f"--out {path} exists; refusing to overwrite an export")
     partial = path.with_name(path.name + ".partial")
     try:
-        with partial.open("x", encoding="utf-8") as out:
+        out = partial.open("x", encoding="utf-8")
+    except OSError as exc:  # no such directory, not ours to write in: before any record is read
+        raise InvalidInput(f"--out {path}: cannot write there ({exc.strerror})") from None
+    try:
+        with out:
             written = await _export(records, out)
         partial.rename(path)
     except BaseException:
