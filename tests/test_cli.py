@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import ssl
 import subprocess
 import sys
@@ -329,6 +330,34 @@ def test_a_command_that_only_reads_refuses_a_home_that_is_not_there(
     assert result.stderr.count("\n") == 1, result.stderr
     assert str(mistyped) in result.stderr
     assert not mistyped.exists()
+
+
+def test_files_an_admin_makes_keep_their_modes_under_a_permissive_umask(tmp_path: Path) -> None:
+    """Under `umask 000` a new home and its ca/ were 0777 and ca.pem 0666: anyone on the host
+    could replace the trust anchor (which is also TC_CLIENT_CA) or the issued certificates."""
+    home = tmp_path / "new" / "home"
+    for command in (["ca", "init"], ["ca", "issue-relay", "--out", str(home / "out" / "relay")]):
+        cli = shlex.join([sys.executable, "-m", "traffic_center", "--home", str(home), *command])
+        subprocess.run(
+            ["sh", "-c", f"umask 000 && exec {cli}"],
+            env=clean_env(), check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    modes = {
+        path.relative_to(tmp_path).as_posix(): path.stat().st_mode & 0o777
+        for path in (home.parent, home, home / "ca", home / "out", *home.rglob("*.*"))
+    }
+    assert modes == {
+        "new": 0o755,
+        "new/home": 0o755,
+        "new/home/ca": 0o755,
+        "new/home/out": 0o755,
+        "new/home/ca/ca.pem": 0o644,
+        "new/home/ca/ca.key": 0o600,
+        "new/home/out/relay.pem": 0o644,
+        "new/home/out/relay.key": 0o600,
+        "new/home/traffic-center.db": 0o600,
+        "new/home/secret.key": 0o600,
+    }
 
 
 def test_db_upgrade_brings_an_empty_database_to_head(home: Path) -> None:

@@ -67,17 +67,37 @@ def private_key_to_pem(key: PrivateKey) -> bytes:
     )
 
 
+# Modes given at creation, so an admin's umask can only tighten them: under `umask 000` the
+# CA's directory was 0777 and ca.pem 0666, anyone on the host could replace the trust anchor.
+_DIRECTORY_MODE = 0o755
+_PUBLIC_MODE = 0o644
+
+
+def _make_directories(directory: Path) -> None:
+    """``mkdir -p`` with our mode for every directory made (pathlib gives the parents it makes
+    the umask's default: a new home under `umask 000` was 0777, its ca/ replaceable)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for made in reversed(missing):
+        made.mkdir(mode=_DIRECTORY_MODE, exist_ok=True)
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret so it is never readable by others, not even for a moment."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_directories(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
 
 
 def write_public(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    """A certificate or CRL: readable by all, writable by its owner alone."""
+    _make_directories(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _PUBLIC_MODE)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
 
 
 def output_prefix(out: str) -> Path:
@@ -186,9 +206,8 @@ class CertificateAuthority:
             )
             .sign(key, hashes.SHA384())
         )
-        directory.mkdir(parents=True, exist_ok=True)
         write_private(key_path, private_key_to_pem(key))
-        cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        write_public(cert_path, certificate.public_bytes(serialization.Encoding.PEM))
         return cls(certificate, key)
 
     @classmethod

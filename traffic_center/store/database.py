@@ -789,7 +789,7 @@ def _open_sqlite(parsed: URL, *, echo: bool) -> SqliteDatabase:
     database = parsed.database or ""
     in_memory = not database or database == ":memory:"
     if not in_memory:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        Path(database).parent.mkdir(mode=0o755, parents=True, exist_ok=True)  # a new home
         _owner_only(Path(database))
     engine = create_engine(
         parsed.set(drivername="sqlite+pysqlite"),
