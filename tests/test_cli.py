@@ -191,6 +191,13 @@ def test_unreadable_csr_and_missing_ca(home: Path, tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "signing request" in bad.stderr
     assert not (tmp_path / "x.pem").exists()
+    # A node's home holds ca.pem alone: said so, not "run ca init" (which would then say
+    # a CA already exists).
+    (home / "ca" / "ca.key").unlink()
+    node_home = run_cli(home, *ca_issue(tmp_path / "x"))
+    assert node_home.returncode == 2
+    assert "no CA key" in node_home.stderr
+    assert "ca init" not in node_home.stderr
 
 
 def test_issue_from_a_csr_keeps_the_key_at_the_school(home: Path, tmp_path: Path) -> None:

@@ -213,7 +213,13 @@ class CertificateAuthority:
     @classmethod
     def load(cls, directory: Path) -> CertificateAuthority:
         cert_path, key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
-        if not cert_path.is_file() or not key_path.is_file():
+        if cert_path.is_file() and not key_path.is_file():
+            # A node's home: it holds ca.pem only (nodes never hold the CA key).
+            raise CaMissing(
+                f"no CA key in {directory} (only {CA_CERT_FILE}, as a node's home has): run "
+                "this where the CA's key is, with --home of the admin's home"
+            )
+        if not cert_path.is_file():
             raise CaMissing(f"no CA in {directory}; run `traffic-center ca init` first")
         certificate = _load_ca_certificate(cert_path)
         key = _load_ca_key(key_path)
