@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
+from tests.conftest import BACKENDS, DatabaseFactory
+from tests.support.processes import clean_env
 from tests.support.server import TrafficCenterUnderTest
+from traffic_center.admin.certificates import CertificateAdmin
+from traffic_center.pki.ca import CertificateAuthority
 from traffic_center.pki.inspect import serial_hex
+from traffic_center.store.store import Store
+
+SECRET = "9f1c2a7be04d5c3a8e6f7b2d1c0a9e8f7d6c5b4a3928171615141312110f0e0d"  # a test key, 64 hex
 
 
 async def test_no_crl_before_one_is_published_then_the_newest_signed_one(
@@ -50,3 +66,55 @@ async def test_issued_certificates_name_the_crl_when_configured(
         ext.oid for ext in plain.certificate.extensions
     ]
     assert serial_hex(plain.certificate) != serial_hex(issued.certificate)
+
+
+# --- the certificate admin's commands, as real processes on one store ---------------------------
+
+
+@dataclass
+class CaHome:
+    """A CA in ``home``, its store at ``url``, and the admin's library over both."""
+
+    home: Path
+    url: str
+    admin: CertificateAdmin
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`traffic-center ca …` as a real command on this CA and store."""
+        env = {**clean_env(), "TC_DATABASE_URL": self.url, "TC_SECRET_KEY": SECRET}
+        return subprocess.run(
+            [sys.executable, "-m", "traffic_center", "--home", str(self.home), "ca", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    async def newest_crl(self) -> x509.CertificateRevocationList:
+        published = await self.admin.store.certificates.latest_crl()
+        assert published is not None
+        return x509.load_der_x509_crl(published.der)
+
+
+@pytest.fixture(params=BACKENDS)
+async def ca_home(
+    request: pytest.FixtureRequest, database_factory: DatabaseFactory, tmp_path: Path
+) -> AsyncIterator[CaHome]:
+    url = await database_factory(request.param)
+    ca = CertificateAuthority.create(tmp_path / "ca")
+    store = await Store.open(url)
+    clock = lambda: dt.datetime.now(dt.UTC)  # noqa: E731
+    yield CaHome(tmp_path, url, CertificateAdmin(ca, store, secret=SECRET.encode(), clock=clock))
+    await store.close()
+
+
+async def test_revocations_run_at_once_all_reach_the_newest_crl(ca_home: CaHome) -> None:
+    """Twelve `ca revoke` at once, as an admin's script may run them: the CRL every node
+    serves (the newest) lists each one, and so does every CRL after it (`ca crl`)."""
+    issued = [await ca_home.admin.issue_server(hosts=[f"las{n}.test"]) for n in range(12)]
+    serials = {serial_hex(certificate.certificate) for certificate in issued}
+    revoking = [asyncio.to_thread(ca_home.run, "revoke", serial) for serial in serials]
+    for revoked in await asyncio.gather(*revoking):
+        assert revoked.returncode == 0, revoked.stderr
+    assert {format(entry.serial_number, "X") for entry in await ca_home.newest_crl()} == serials

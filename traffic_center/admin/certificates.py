@@ -142,13 +142,15 @@ class CertificateAdmin:
         return issued
 
     async def revoke(self, serial: str, *, reason: str = "unspecified") -> CertificateRecord:
+        """Revoke, and publish a CRL listing it in the same transaction: a revocation is
+        never committed without a CRL that names it, however many run at once."""
         if reason not in REVOCATION_REASONS:
             raise InvalidValidity(
                 f"unknown reason {reason!r}; use one of {', '.join(REVOCATION_REASONS)}"
             )
         await self.audit.ensure_writable()
         revoked = await self.store.certificates.revoke(
-            normalise_serial(serial), reason=reason, at=self.clock()
+            normalise_serial(serial), reason=reason, at=self.clock(), publish=self._sign_crl
         )
         await self.audit.record(
             AuditType.CERTIFICATE_REVOKED,
@@ -156,7 +158,6 @@ class CertificateAdmin:
             routeringskenmerk=revoked.routeringskenmerk,
             result=reason,
         )
-        await self.publish_crl()
         return revoked
 
     async def list(self) -> list[ListedCertificate]:
@@ -175,14 +176,16 @@ class CertificateAdmin:
     async def publish_crl(self) -> tuple[x509.CertificateRevocationList, int]:
         """Sign a CRL of every revocation and hand it to the nodes through the store: they
         hold no CA key, so they serve the newest one published here."""
-        revoked = await self.store.certificates.revoked()
+        published = await self.store.certificates.publish_crl(self._sign_crl)
+        crl = x509.load_der_x509_crl(published.der)
+        return crl, len(crl)
+
+    def _sign_crl(self, revoked: Sequence[CertificateRecord]) -> PublishedCrl:
+        """Called by the store inside the publication's transaction, under its lock."""
         crl = self.ca.build_crl(revoked)
         assert crl.next_update_utc is not None
-        await self.store.certificates.publish_crl(
-            PublishedCrl(
-                der=crl.public_bytes(serialization.Encoding.DER),
-                published_at=self.clock(),
-                next_update=crl.next_update_utc,
-            )
+        return PublishedCrl(
+            der=crl.public_bytes(serialization.Encoding.DER),
+            published_at=self.clock(),
+            next_update=crl.next_update_utc,
         )
-        return crl, len(revoked)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, func, select, update
 
 from traffic_center.domain.errors import CertificateNotFound
 from traffic_center.domain.models import CertificateRecord, CertificateRole
-from traffic_center.store.database import Database
+from traffic_center.store.database import Database, StoreConnection
 from traffic_center.store.schema import certificates, crls
 
 
@@ -20,6 +20,16 @@ class PublishedCrl:
     der: bytes
     published_at: dt.datetime
     next_update: dt.datetime
+
+
+# Signs the CRL the store publishes next, of every revoked certificate read under the
+# publication lock.
+CrlSigner = Callable[[Sequence[CertificateRecord]], PublishedCrl]
+
+# One CRL publication at a time across every process on PostgreSQL (pg_advisory_xact_lock,
+# held until the transaction ends). SQLite needs none: a write transaction there begins
+# IMMEDIATE and so already excludes every other writer.
+CRL_LOCK_KEY = 0x4F534F43524C  # "OSOCRL"
 
 
 class CertificateRepository:
@@ -33,6 +43,12 @@ class CertificateRepository:
         self._soonest_expiry = select(func.min(certificates.c.not_after)).where(
             certificates.c.revoked_at.is_(None),
             certificates.c.not_after > bindparam("now", type_=certificates.c.not_after.type),
+        )
+        self._lock_crls = select(func.pg_advisory_xact_lock(CRL_LOCK_KEY))
+        self._revoked = (
+            select(certificates)
+            .where(certificates.c.revoked_at.is_not(None))
+            .order_by(certificates.c.issued_at)
         )
 
     async def add(self, record: CertificateRecord, *, issued_at: dt.datetime) -> None:
@@ -60,11 +76,18 @@ class CertificateRepository:
             return [_record(row._mapping) for row in rows]
 
     async def revoked(self) -> Sequence[CertificateRecord]:
-        return [record for record in await self.list() if record.revoked_at is not None]
+        async with self._db.transaction(read_only=True) as conn:
+            return [_record(row._mapping) for row in await conn.execute(self._revoked)]
 
-    async def revoke(self, serial: str, *, reason: str, at: dt.datetime) -> CertificateRecord:
-        """Revoke once; revoking again keeps the first time and reason."""
+    async def revoke(
+        self, serial: str, *, reason: str, at: dt.datetime, publish: CrlSigner | None = None
+    ) -> CertificateRecord:
+        """Revoke once; revoking again keeps the first time and reason. With ``publish``, a
+        CRL listing it is published in the same transaction: the revocation and its CRL
+        commit together, or neither does."""
         async with self._db.transaction() as conn:
+            if publish is not None:
+                await self._serialise_publications(conn)
             await conn.execute(
                 update(certificates)
                 .where(certificates.c.serial == serial, certificates.c.revoked_at.is_(None))
@@ -73,17 +96,38 @@ class CertificateRepository:
             row = (
                 await conn.execute(select(certificates).where(certificates.c.serial == serial))
             ).first()
-        if row is None:
-            raise CertificateNotFound(f"no certificate with serial {serial}")
+            if row is None:
+                raise CertificateNotFound(f"no certificate with serial {serial}")
+            if publish is not None:
+                await self._publish(conn, publish)
         return _record(row._mapping)
 
-    async def publish_crl(self, crl: PublishedCrl) -> None:
+    async def publish_crl(self, sign: CrlSigner) -> PublishedCrl:
+        """Sign a CRL of every revocation and publish it, one publication at a time.
+
+        Reading the revoked certificates, signing and inserting is one transaction that
+        waits for every other publication (and revocation) to end: two publications
+        interleaved could otherwise let the later row be the one signed over the older,
+        shorter list, and every node would serve a CRL missing a revocation."""
         async with self._db.transaction() as conn:
-            await conn.execute(
-                crls.insert().values(
-                    der=crl.der, published_at=crl.published_at, next_update=crl.next_update
-                )
+            await self._serialise_publications(conn)
+            return await self._publish(conn, sign)
+
+    async def _serialise_publications(self, conn: StoreConnection) -> None:
+        if self._db.dialect == "postgresql":
+            await conn.execute(self._lock_crls)
+
+    async def _publish(self, conn: StoreConnection, sign: CrlSigner) -> PublishedCrl:
+        """Under the lock: every committed revocation is visible here (PostgreSQL's READ
+        COMMITTED reads each statement on a fresh snapshot)."""
+        revoked = [_record(row._mapping) for row in await conn.execute(self._revoked)]
+        crl = sign(revoked)
+        await conn.execute(
+            crls.insert().values(
+                der=crl.der, published_at=crl.published_at, next_update=crl.next_update
             )
+        )
+        return crl
 
     async def latest_crl(self) -> PublishedCrl | None:
         async with self._db.transaction(read_only=True) as conn:
