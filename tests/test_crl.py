@@ -118,3 +118,23 @@ async def test_revocations_run_at_once_all_reach_the_newest_crl(ca_home: CaHome)
     for revoked in await asyncio.gather(*revoking):
         assert revoked.returncode == 0, revoked.stderr
     assert {format(entry.serial_number, "X") for entry in await ca_home.newest_crl()} == serials
+
+
+async def test_each_crl_carries_a_rising_number_and_the_ca_key_identifier(
+    ca_home: CaHome,
+) -> None:
+    """RFC 5280 §5.2.1 and §5.2.3: both extensions MUST be present, the number increasing."""
+    assert ca_home.run("crl").returncode == 0
+    first = await ca_home.newest_crl()
+    assert ca_home.run("crl").returncode == 0
+    second = await ca_home.newest_crl()
+    numbers = [
+        crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        for crl in (first, second)
+    ]
+    assert numbers[0] < numbers[1]
+    key_id = second.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ca_key_id = ca_home.admin.ca.certificate.extensions.get_extension_for_class(
+        x509.SubjectKeyIdentifier
+    ).value
+    assert key_id.key_identifier == ca_key_id.digest

@@ -180,9 +180,9 @@ class CertificateAdmin:
         crl = x509.load_der_x509_crl(published.der)
         return crl, len(crl)
 
-    def _sign_crl(self, revoked: Sequence[CertificateRecord]) -> PublishedCrl:
+    def _sign_crl(self, revoked: Sequence[CertificateRecord], number: int) -> PublishedCrl:
         """Called by the store inside the publication's transaction, under its lock."""
-        crl = self.ca.build_crl(revoked)
+        crl = self.ca.build_crl(revoked, number=number)
         assert crl.next_update_utc is not None
         return PublishedCrl(
             der=crl.public_bytes(serialization.Encoding.DER),

@@ -345,7 +345,7 @@ class CertificateAuthority:
     # --- revocation ---------------------------------------------------------------------------
 
     def build_crl(
-        self, revoked: Iterable[CertificateRecord], *, next_update_days: int = 7
+        self, revoked: Iterable[CertificateRecord], *, number: int, next_update_days: int = 7
     ) -> x509.CertificateRevocationList:
         now = _now()
         builder = (
@@ -353,6 +353,14 @@ class CertificateAuthority:
             .issuer_name(self.certificate.subject)
             .last_update(now - CLOCK_SKEW)
             .next_update(now + dt.timedelta(days=next_update_days))
+            # RFC 5280 §5.2.3: a conforming CRL issuer MUST include the CRL number, so a
+            # relying party can tell which of two CRLs is the newer.
+            .add_extension(x509.CRLNumber(number), critical=False)
+            # RFC 5280 §5.2.1: and the authority key identifier, naming the key that signed.
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._private_key.public_key()),
+                critical=False,
+            )
         )
         for record in revoked:
             assert record.revoked_at is not None

@@ -22,9 +22,9 @@ class PublishedCrl:
     next_update: dt.datetime
 
 
-# Signs the CRL the store publishes next, of every revoked certificate read under the
-# publication lock.
-CrlSigner = Callable[[Sequence[CertificateRecord]], PublishedCrl]
+# Signs the CRL the store publishes next: every revoked certificate, and the CRL's number
+# (RFC 5280 §5.2.3: monotonically increasing), both read under the publication lock.
+CrlSigner = Callable[[Sequence[CertificateRecord], int], PublishedCrl]
 
 # One CRL publication at a time across every process on PostgreSQL (pg_advisory_xact_lock,
 # held until the transaction ends). SQLite needs none: a write transaction there begins
@@ -45,6 +45,7 @@ class CertificateRepository:
             certificates.c.not_after > bindparam("now", type_=certificates.c.not_after.type),
         )
         self._lock_crls = select(func.pg_advisory_xact_lock(CRL_LOCK_KEY))
+        self._last_crl_number = select(func.max(crls.c.id))
         self._revoked = (
             select(certificates)
             .where(certificates.c.revoked_at.is_not(None))
@@ -119,12 +120,14 @@ class CertificateRepository:
 
     async def _publish(self, conn: StoreConnection, sign: CrlSigner) -> PublishedCrl:
         """Under the lock: every committed revocation is visible here (PostgreSQL's READ
-        COMMITTED reads each statement on a fresh snapshot)."""
+        COMMITTED reads each statement on a fresh snapshot). The CRL's number is its row's
+        id, chosen here rather than by the sequence: it must be signed into the CRL first."""
         revoked = [_record(row._mapping) for row in await conn.execute(self._revoked)]
-        crl = sign(revoked)
+        number = ((await conn.execute(self._last_crl_number)).scalar() or 0) + 1
+        crl = sign(revoked, number)
         await conn.execute(
             crls.insert().values(
-                der=crl.der, published_at=crl.published_at, next_update=crl.next_update
+                id=number, der=crl.der, published_at=crl.published_at, next_update=crl.next_update
             )
         )
         return crl
