@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.support.processes import clean_env
 from traffic_center.cli.main import main
@@ -506,3 +508,30 @@ def test_issue_server_refuses_an_unreadable_or_broken_csr(home: Path, tmp_path: 
         assert result.returncode == 2
         assert said in result.stderr
         assert not (tmp_path / "x.pem").exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["not a url", "ldap://tc.example/cn=crl", "https://", "tc.example/v1/crl"]
+)
+def test_a_crl_url_that_is_not_http_is_refused_before_anything_is_issued(
+    home: Path, tmp_path: Path, url: str
+) -> None:
+    """TC_CRL_URL goes into every certificate issued: refused in one line, nothing written."""
+    assert main(["--home", str(home), "ca", "init"]) == 0
+    before = files_under(home)
+    result = run_cli(home, *ca_issue(tmp_path / "a"), env={"TC_CRL_URL": url})
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "TC_CRL_URL" in result.stderr
+    assert "http(s) URL" in result.stderr
+    assert files_under(home) == before
+    assert not files_under(tmp_path / "a")
+
+
+def test_an_https_crl_url_is_named_in_the_issued_certificate(home: Path, tmp_path: Path) -> None:
+    assert main(["--home", str(home), "ca", "init"]) == 0
+    url = "https://tc.example/v1/crl"
+    assert run_cli(home, *ca_issue(tmp_path / "a"), env={"TC_CRL_URL": url}).returncode == 0
+    assert url.encode() in x509.load_pem_x509_certificate(
+        (tmp_path / "a.pem").read_bytes()
+    ).public_bytes(serialization.Encoding.DER)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -226,6 +227,21 @@ class Settings(BaseSettings):
             raise ValueError(
                 "uvloop is not installed here (it does not run on Windows): install it, "
                 "or set TC_EVENT_LOOP=asyncio"
+            )
+        return value
+
+    @field_validator("crl_url")
+    @classmethod
+    def _crl_url_is_http(cls, value: str | None) -> str | None:
+        # Written into every certificate issued as its CRL distribution point, for as long as
+        # the certificate lives: a typo there cannot be taken back. Relying parties fetch it
+        # over HTTP (RFC 5280 §4.2.1.13; GET /v1/crl); an ldap:// or bare word they cannot.
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
+            raise ValueError(
+                f"must be an http(s) URL such as https://tc.example/v1/crl, not {value!r}"
             )
         return value
 
