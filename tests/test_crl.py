@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
@@ -45,6 +48,25 @@ async def test_no_crl_before_one_is_published_then_the_newest_signed_one(
     listed = {format(entry.serial_number, "X") for entry in crl}
     assert victim.serial in listed
     assert crl.next_update_utc is not None
+
+
+async def test_the_node_reports_how_long_its_crl_stays_current(
+    tc: TrafficCenterUnderTest,
+) -> None:
+    """traffic_center_crl_next_update_seconds: the served CRL's nextUpdate, from the store."""
+    victim = await tc.world.school("SO")
+    await tc.certificates.revoke(victim.serial)  # publishes a CRL current for 7 days
+    week = 7 * 24 * 3600
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient(base_url=tc.ops_url, timeout=10) as ops:
+        while True:
+            body = (await ops.get("/metrics")).text
+            shown = re.search(r"^traffic_center_crl_next_update_seconds (\S+)$", body, re.M)
+            assert shown, "the gauge is not exported"
+            if week - 600 < float(shown[1]) <= week:
+                break
+            assert time.monotonic() < deadline, f"the gauge shows {shown[1]}"
+            await asyncio.sleep(0.2)
 
 
 async def test_issued_certificates_name_the_crl_when_configured(
@@ -138,3 +160,21 @@ async def test_each_crl_carries_a_rising_number_and_the_ca_key_identifier(
         x509.SubjectKeyIdentifier
     ).value
     assert key_id.key_identifier == ca_key_id.digest
+
+
+async def test_ca_crl_days_sets_the_next_update_within_bounds(ca_home: CaHome) -> None:
+    """`ca crl --days`: how long the CRL stays current; out of bounds, one line, exit 2,
+    no CRL published."""
+    assert ca_home.run("crl", "--days", "3").returncode == 0
+    crl = await ca_home.newest_crl()
+    assert crl.next_update_utc is not None
+    left = crl.next_update_utc - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(days=3) - dt.timedelta(minutes=5) < left <= dt.timedelta(days=3)
+    for days in ("1", "11", "0"):
+        refused = ca_home.run("crl", "--days", days, "--out", str(ca_home.home / "crl.pem"))
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.count("\n") == 1
+        assert "--days must be between 2 and 10" in refused.stderr
+        assert not (ca_home.home / "crl.pem").exists()
+    assert await ca_home.newest_crl() == crl  # nothing published by the refused ones
+    assert "run `ca crl` daily" in " ".join(ca_home.run("crl", "--help").stdout.split())

@@ -133,6 +133,7 @@ async def test_metrics_name_the_build_the_process_and_the_backlog(
         "traffic_center_audit_open_exchanges",
         "traffic_center_audit_outbox_pending",
         "traffic_center_certificate_soonest_expiry_seconds",
+        "traffic_center_crl_next_update_seconds",
     ):
         assert re.search(rf"^{name}(\{{.*\}})? ", body, re.M), name
     for reason in ("no_certificate", "unknown_ca", "revoked", "expired", "other"):

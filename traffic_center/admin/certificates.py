@@ -14,11 +14,12 @@ from traffic_center.audit.admin import AdminAudit
 from traffic_center.domain.audit import AuditType
 from traffic_center.domain.errors import EndpointNotInRegistry, InvalidValidity
 from traffic_center.domain.identifiers import parse_brin, parse_routeringskenmerk
-from traffic_center.domain.models import CertificateRecord, CertificateStatus
+from traffic_center.domain.models import DEFAULT_CRL_DAYS, CertificateRecord, CertificateStatus
 from traffic_center.pki.ca import (
     REVOCATION_REASONS,
     CertificateAuthority,
     IssuedCertificate,
+    crl_lifetime,
     remove_written,
     write_issued,
     write_public,
@@ -167,22 +168,36 @@ class CertificateAdmin:
             for record in await self.store.certificates.list()
         ]
 
-    async def write_crl(self, out: Path) -> int:
+    async def write_crl(self, out: Path, *, days: int = DEFAULT_CRL_DAYS) -> int:
         """A fresh CRL to a file, and published to the nodes (GET /v1/crl)."""
-        crl, count = await self.publish_crl()
+        crl, count = await self.publish_crl(days=days)
         write_public(out, crl.public_bytes(serialization.Encoding.PEM))
         return count
 
-    async def publish_crl(self) -> tuple[x509.CertificateRevocationList, int]:
-        """Sign a CRL of every revocation and hand it to the nodes through the store: they
-        hold no CA key, so they serve the newest one published here."""
-        published = await self.store.certificates.publish_crl(self._sign_crl)
+    async def publish_crl(
+        self, *, days: int = DEFAULT_CRL_DAYS
+    ) -> tuple[x509.CertificateRevocationList, int]:
+        """Sign a CRL of every revocation, current for ``days``, and hand it to the nodes
+        through the store: they hold no CA key, so they serve the newest one published here
+        until its nextUpdate, and `ca crl` must run again before then."""
+        crl_lifetime(days)  # refused before anything is written
+
+        def sign(revoked: Sequence[CertificateRecord], number: int) -> PublishedCrl:
+            return self._sign_crl(revoked, number, days=days)
+
+        published = await self.store.certificates.publish_crl(sign)
         crl = x509.load_der_x509_crl(published.der)
         return crl, len(crl)
 
-    def _sign_crl(self, revoked: Sequence[CertificateRecord], number: int) -> PublishedCrl:
+    def _sign_crl(
+        self,
+        revoked: Sequence[CertificateRecord],
+        number: int,
+        *,
+        days: int = DEFAULT_CRL_DAYS,
+    ) -> PublishedCrl:
         """Called by the store inside the publication's transaction, under its lock."""
-        crl = self.ca.build_crl(revoked, number=number)
+        crl = self.ca.build_crl(revoked, number=number, next_update_days=days)
         assert crl.next_update_utc is not None
         return PublishedCrl(
             der=crl.public_bytes(serialization.Encoding.DER),

@@ -195,6 +195,9 @@ class _Refresher:
         soonest = await store.certificates.soonest_expiry(now)
         if soonest is not None:
             self._gauges.soonest_expiry.set((soonest - now).total_seconds())
+        next_update = await store.certificates.crl_next_update()
+        if next_update is not None:
+            self._gauges.crl_next_update.set((next_update - now).total_seconds())
         self._gauges.sessions_open.set(await store.sessions.open_count(now))
         self._gauges.audit_open_exchanges.set(await store.audit.open_count())
 

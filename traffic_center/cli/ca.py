@@ -16,7 +16,12 @@ from traffic_center.cli.context import (
     utc_now,
 )
 from traffic_center.domain.errors import InvalidCsr
-from traffic_center.pki.ca import CertificateAuthority, IssuedCertificate, output_prefix
+from traffic_center.pki.ca import (
+    CertificateAuthority,
+    IssuedCertificate,
+    crl_lifetime,
+    output_prefix,
+)
 from traffic_center.pki.inspect import serial_hex
 from traffic_center.settings import Settings
 
@@ -89,11 +94,12 @@ async def revoke_certificate(args: argparse.Namespace) -> int:
 
 
 async def write_crl(args: argparse.Namespace) -> int:
+    crl_lifetime(args.days)  # a bad --days is refused before the store is opened
     async with _certificate_admin(*_load_ca(args)) as admin:
         if args.out is None:
-            _, count = await admin.publish_crl()
+            _, count = await admin.publish_crl(days=args.days)
         else:
-            count = await admin.write_crl(args.out)
+            count = await admin.write_crl(args.out, days=args.days)
     where = f" and wrote it to {args.out}" if args.out is not None else ""
     say(f"published a CRL with {count} revoked certificate(s) to the nodes{where}")
     return 0

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import TypeAlias
 
 from traffic_center.domain.identifiers import EndpointKind, Sector
-from traffic_center.domain.models import DEFAULT_LEAF_DAYS, MAX_LEAF_DAYS, REVOCATION_REASON_NAMES
+from traffic_center.domain.models import (
+    DEFAULT_CRL_DAYS,
+    DEFAULT_LEAF_DAYS,
+    MAX_CRL_DAYS,
+    MAX_LEAF_DAYS,
+    MIN_CRL_DAYS,
+    REVOCATION_REASON_NAMES,
+)
 from traffic_center.las.config import DEFAULT_BASE_PATH
 from traffic_center.las.scenarios import TEST_BRIN
 
@@ -117,6 +124,15 @@ def add_ca(subparsers: Subparsers) -> None:
         help="sign a fresh CRL and publish it to the nodes (GET /v1/crl); `ca revoke` does too",
     )
     crl.add_argument("--out", type=Path, help="also write it here (PEM)")
+    crl.add_argument(
+        "--days",
+        type=int,
+        default=DEFAULT_CRL_DAYS,
+        help=(
+            f"days until the CRL's nextUpdate, {MIN_CRL_DAYS}-{MAX_CRL_DAYS} (default "
+            f"{DEFAULT_CRL_DAYS}); nodes cannot re-sign it, so run `ca crl` daily on a schedule"
+        ),
+    )
     handled_by(crl, f"{handlers}:write_crl")
 
 

@@ -48,6 +48,14 @@ class CertificateStatus(StrEnum):
 MAX_LEAF_DAYS = 825
 DEFAULT_LEAF_DAYS = 365
 
+# How long a CRL stays current (its nextUpdate), `ca crl --days`. Here, not in pki.ca, so the
+# CLI's --help names them without loading cryptography. A relying party may keep a CRL until
+# its nextUpdate without fetching again, so a long one hides later revocations from it: the
+# CA/Browser Forum Baseline Requirements (§4.9.7) cap a subscriber CRL at 10 days. At least
+# 2, so a daily `ca crl` survives one late run; 7 by default: a week of slack to notice.
+DEFAULT_CRL_DAYS = 7
+MIN_CRL_DAYS = 2
+MAX_CRL_DAYS = 10
 
 # RFC 5280 §5.3.1 reason names, as `ca revoke --reason` takes them. Here, not only in pki.ca,
 # so the CLI can offer them without loading cryptography; a test keeps the two in step.

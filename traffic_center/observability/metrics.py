@@ -273,6 +273,13 @@ class NodeGauges:
             "Seconds until the soonest expiry among valid issued certificates.",
             registry=registry,
         )
+        self.crl_next_update = Gauge(
+            f"{PREFIX}_crl_next_update_seconds",
+            "Seconds until the served CRL's nextUpdate (negative: expired); NaN before any.",
+            registry=registry,
+        )
+        # NaN, not 0, until a CRL is published: 0 would read as "expires now" and page.
+        self.crl_next_update.set(float("nan"))
         self.sessions_open = Gauge(
             f"{PREFIX}_sessions_open",
             "Sessions open and not expired, in the store (all nodes).",

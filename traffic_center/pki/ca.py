@@ -25,7 +25,14 @@ from traffic_center.domain.errors import (
     OutputNotWritable,
 )
 from traffic_center.domain.identifiers import parse_brin, parse_host_name, parse_routeringskenmerk
-from traffic_center.domain.models import DEFAULT_LEAF_DAYS, MAX_LEAF_DAYS, CertificateRecord
+from traffic_center.domain.models import (
+    DEFAULT_CRL_DAYS,
+    DEFAULT_LEAF_DAYS,
+    MAX_CRL_DAYS,
+    MAX_LEAF_DAYS,
+    MIN_CRL_DAYS,
+    CertificateRecord,
+)
 
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
@@ -345,14 +352,18 @@ class CertificateAuthority:
     # --- revocation ---------------------------------------------------------------------------
 
     def build_crl(
-        self, revoked: Iterable[CertificateRecord], *, number: int, next_update_days: int = 7
+        self,
+        revoked: Iterable[CertificateRecord],
+        *,
+        number: int,
+        next_update_days: int = DEFAULT_CRL_DAYS,
     ) -> x509.CertificateRevocationList:
         now = _now()
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.certificate.subject)
             .last_update(now - CLOCK_SKEW)
-            .next_update(now + dt.timedelta(days=next_update_days))
+            .next_update(now + crl_lifetime(next_update_days))
             # RFC 5280 §5.2.3: a conforming CRL issuer MUST include the CRL number, so a
             # relying party can tell which of two CRLs is the newer.
             .add_extension(x509.CRLNumber(number), critical=False)
@@ -566,3 +577,12 @@ def _leaf_key_usage(public_key: PublicKey) -> x509.KeyUsage:
         encipher_only=False,
         decipher_only=False,
     )
+
+
+def crl_lifetime(days: int) -> dt.timedelta:
+    """From a CRL's signing to its nextUpdate; refused outside the bounds (domain/models.py)."""
+    if not MIN_CRL_DAYS <= days <= MAX_CRL_DAYS:
+        raise InvalidValidity(
+            f"--days must be between {MIN_CRL_DAYS} and {MAX_CRL_DAYS} for a CRL, not {days}"
+        )
+    return dt.timedelta(days=days)

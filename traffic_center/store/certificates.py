@@ -44,6 +44,7 @@ class CertificateRepository:
             certificates.c.revoked_at.is_(None),
             certificates.c.not_after > bindparam("now", type_=certificates.c.not_after.type),
         )
+        self._newest_next_update = select(crls.c.next_update).order_by(crls.c.id.desc()).limit(1)
         self._lock_crls = select(func.pg_advisory_xact_lock(CRL_LOCK_KEY))
         self._last_crl_number = select(func.max(crls.c.id))
         self._revoked = (
@@ -139,6 +140,12 @@ class CertificateRepository:
             return None
         values = row._mapping
         return PublishedCrl(bytes(values["der"]), values["published_at"], values["next_update"])
+
+    async def crl_next_update(self) -> dt.datetime | None:
+        """The nextUpdate of the CRL every node serves (the newest), read off the event loop
+        as the other gauges' reads are; None before any CRL is published."""
+        next_update: dt.datetime | None = await self._db.scan_for_scalar(self._newest_next_update)
+        return next_update
 
     async def soonest_expiry(self, now: dt.datetime) -> dt.datetime | None:
         """The earliest not-after among valid client and server certificates.
