@@ -530,6 +530,7 @@ def test_a_crl_url_that_is_not_http_is_refused_before_anything_is_issued(
 
 def test_an_https_crl_url_is_named_in_the_issued_certificate(home: Path, tmp_path: Path) -> None:
     assert main(["--home", str(home), "ca", "init"]) == 0
+    register(home, R1)
     url = "https://tc.example/v1/crl"
     assert run_cli(home, *ca_issue(tmp_path / "a"), env={"TC_CRL_URL": url}).returncode == 0
     assert url.encode() in x509.load_pem_x509_certificate(
