@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.gegevensset import EXAMPLES, XSD
+from tests.support.hostile import Exchange, HostileBron, Scenario
 from tests.support.las import AppServer, fixed_answer
 from traffic_center.cli.main import main
 from traffic_center.domain.las_contract import DOSSIER_NAMESPACE, RELEASE_HEADER
@@ -214,6 +216,79 @@ def test_a_broken_bron_is_reported_by_name(
     assert all(r and r.startswith("curl ") for r in reproduce)
     suite = next(s for s in outcome.junit.iter("testsuite") if s.get("name") == scenario)
     assert suite.get("failures") == str(len(named))
+
+
+# --- answers no HTTP server library sends: a raw TLS bron (tests/support/hostile.py) ---------
+
+
+@pytest.fixture
+async def hostile(sandbox: Sandbox) -> AsyncIterator[HostileBron]:
+    """Requires a client certificate of the sandbox CA, like every LAS: the school probe gets
+    through, the others are refused in the handshake."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(sandbox.ca))
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_cert_chain(str(sandbox.server[0]), str(sandbox.server[1]))
+    bron = HostileBron(context)
+    await bron.start()
+    yield bron
+    await bron.stop()
+
+
+def dossier_head(*framing: str, extra: str = "") -> bytes:
+    lines = ["HTTP/1.1 200 OK", "Content-Type: application/xml", f"{RELEASE_HEADER}: inzage"]
+    return ("\r\n".join([*lines, *framing]) + f"\r\n{extra}\r\n").encode()
+
+
+def chunked(body: bytes, *, last: bool = True) -> bytes:
+    pieces = [body[at : at + 4096] for at in range(0, len(body), 4096)]
+    framed = b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces)
+    return framed + (b"0\r\n\r\n" if last else b"")
+
+
+def answering(answer: bytes) -> Scenario:
+    """Every request gets ``answer``, then the connection closes."""
+
+    async def scenario(exchange: Exchange) -> bool:
+        await exchange.send(answer)
+        return False
+
+    return scenario
+
+
+async def qualify_hostile(
+    sandbox: Sandbox,
+    bron: HostileBron,
+    answer: bytes,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> Outcome:
+    bron.scenarios["bron"] = answering(answer)
+    return await asyncio.to_thread(qualify, sandbox, bron.url("bron"), tmp_path, capsys)
+
+
+def got(outcome: Outcome, scenario: str, name: str) -> str:
+    return str(
+        next(
+            c["got"]
+            for c in outcome.results["checks"]
+            if c["scenario"] == scenario and c["name"] == name
+        )
+    )
+
+
+async def test_content_length_with_chunked_fails_the_framing(
+    sandbox: Sandbox, hostile: HostileBron, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The relay refuses every answer with both (RFC 9112 §6.1): the doel would get 502."""
+    answer = dossier_head(f"Content-Length: {len(VALID_DOSSIER)}", "Transfer-Encoding: chunked")
+    outcome = await qualify_hostile(
+        sandbox, hostile, answer + chunked(VALID_DOSSIER), tmp_path, capsys
+    )
+    assert outcome.exit_code == 1
+    assert "Content-Length or chunked framing" in outcome.failed("gereed")
+    assert "both Content-Length and Transfer-Encoding: send one" in got(
+        outcome, "gereed", "Content-Length or chunked framing"
+    )
 
 
 def test_a_bron_that_hangs_fails_the_timeout_everywhere(

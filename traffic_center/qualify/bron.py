@@ -450,22 +450,37 @@ def _judge_dossier(
 def _judge_framing(check: _Checker, response: httpx.Response, body: bytes) -> None:
     declared = response.headers.get("content-length")
     codings = transfer_codings(response.headers)
+    fault = _framing_fault(declared, codings)
     check(
         "Content-Length or chunked framing",
-        codings == ["chunked"] or (declared is not None and not codings),
+        fault is None,
         "Content-Length or Transfer-Encoding: chunked (alone)",
-        f"Transfer-Encoding: {', '.join(codings)}: the end of the dossier is only the connection "
-        "closing"
-        if codings
-        else "neither: the end of the dossier is only the connection closing",
+        fault or ("chunked" if codings else f"Content-Length: {declared}"),
     )
-    if declared is not None:
+    if declared is not None and not codings:
         check(
             "Content-Length matches the bytes sent",
             declared.isdigit() and int(declared) == len(body),
             f"{declared} bytes",
             f"{len(body)} bytes",
         )
+
+
+def _framing_fault(declared: str | None, codings: list[str]) -> str | None:
+    """Why the relay would refuse this framing (and the doel get 502), or None."""
+    if declared is not None and codings:
+        # RFC 9112 §6.1: a sender must not send both; the relay's parser refuses every such
+        # answer (one way to smuggle a second answer past a proxy), however it is chunked.
+        sent = ", ".join(codings)
+        return f"both Content-Length and Transfer-Encoding: send one (got {declared} and {sent})"
+    if codings and codings != ["chunked"]:
+        return (
+            f"Transfer-Encoding: {', '.join(codings)}: the end of the dossier is only the "
+            "connection closing"
+        )
+    if declared is None and not codings:
+        return "neither: the end of the dossier is only the connection closing"
+    return None
 
 
 def _judge_well_formed(check: _Checker, body: bytes) -> ET.Element | None:
