@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import ssl
 import xml.etree.ElementTree as ET
@@ -16,8 +17,9 @@ import pytest
 from tests.support.gegevensset import EXAMPLES, XSD
 from tests.support.hostile import Exchange, HostileBron, Scenario
 from tests.support.las import AppServer, fixed_answer
+from traffic_center import USER_AGENT
 from traffic_center.cli.main import main
-from traffic_center.domain.las_contract import DOSSIER_NAMESPACE, RELEASE_HEADER
+from traffic_center.domain.las_contract import DOSSIER_ACCEPT, DOSSIER_NAMESPACE, RELEASE_HEADER
 from traffic_center.las.config import LasConfig
 from traffic_center.las.pupils import TEST_PUPILS, TEST_SCHEME_KEY, Roster
 from traffic_center.las.server import LasServer
@@ -288,6 +290,57 @@ async def test_content_length_with_chunked_fails_the_framing(
     assert "Content-Length or chunked framing" in outcome.failed("gereed")
     assert "both Content-Length and Transfer-Encoding: send one" in got(
         outcome, "gereed", "Content-Length or chunked framing"
+    )
+
+
+def _negotiating_gzip(body: bytes, seen: list[dict[str, str]]) -> Any:
+    """Gzips the dossier when the caller accepts gzip, as web servers do by default; keeps
+    each dossier request's headers in ``seen``."""
+    plain = _dossier_app(body, content_type="application/xml", release="inzage")
+    coded = gzip.compress(body)
+    headers = [("content-type", "application/xml"), ("content-length", str(len(coded)))]
+    headers += [("content-encoding", "gzip"), (RELEASE_HEADER, "inzage")]
+    compressed = fixed_answer(200, headers, coded)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        asked = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        seen.append(asked)
+        answer = compressed if "gzip" in asked.get("accept-encoding", "") else plain
+        await answer(scope, receive, send)
+
+    return app
+
+
+def test_the_bron_is_asked_with_the_relay_s_headers(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A LAS negotiating gzip is asked for identity, as by the relay, and passes."""
+    seen: list[dict[str, str]] = []
+    for server in _app_server(sandbox, _negotiating_gzip(VALID_DOSSIER, seen)):
+        outcome = qualify(sandbox, server.url, tmp_path, capsys)
+    assert outcome.failed("gereed") == set()
+    relayed = seen[-1]
+    assert relayed["accept-encoding"] == "identity"
+    assert relayed["accept"] == DOSSIER_ACCEPT
+    assert relayed["user-agent"] == USER_AGENT
+    assert "traceparent" in relayed
+    assert "connection" not in relayed  # the relay sends none; httpx would
+
+
+def test_a_compressed_dossier_fails_by_name(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Compressed whatever was asked: named as such, not as a Content-Length mismatch."""
+    coded = gzip.compress(VALID_DOSSIER)
+    headers = [("content-type", "application/xml"), ("content-length", str(len(coded)))]
+    headers += [("content-encoding", "gzip"), (RELEASE_HEADER, "inzage")]
+    for server in _app_server(sandbox, fixed_answer(200, headers, coded)):
+        outcome = qualify(sandbox, server.url, tmp_path, capsys)
+    assert outcome.failed("gereed") == {"no Content-Encoding"}
+    assert "the relay asks for identity; send the dossier uncompressed" in got(
+        outcome, "gereed", "no Content-Encoding"
     )
 
 

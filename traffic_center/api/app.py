@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
-from traffic_center import __version__
+from traffic_center import USER_AGENT, __version__
 from traffic_center.api import problems
 from traffic_center.api.middleware import RequestLayer
 from traffic_center.api.ops import Lifecycle
@@ -319,7 +319,6 @@ def build_upstream(
         total_seconds=settings.relay_total_seconds,
         doel_write_timeout_seconds=settings.relay_doel_write_timeout_seconds,
     )
-    user_agent = f"oso-traffic-center/{__version__}"
 
     def count_refusal(share: Share) -> None:
         metrics.relay_refusals.labels(share.value).inc()
@@ -334,7 +333,7 @@ def build_upstream(
         return UpstreamClient(
             limits,
             transport=transport,
-            user_agent=user_agent,
+            user_agent=USER_AGENT,
             on_usage=observe,
             on_refused=count_refusal,
             on_stale=count_stale,
@@ -346,7 +345,7 @@ def build_upstream(
     return UpstreamClient(
         limits,
         ssl_context=context,
-        user_agent=user_agent,
+        user_agent=USER_AGENT,
         on_usage=observe,
         on_refused=count_refusal,
         on_stale=count_stale,

@@ -23,4 +23,6 @@ TRACEPARENT_HEADER = "traceparent"
 RELEASE_HEADER = "X-OSO-Vrijgave"
 
 DOSSIER_MEDIA_TYPE = "application/xml"
+# The relay's Accept on a dossier request: the dossier, or a result code as a problem.
+DOSSIER_ACCEPT = f"{DOSSIER_MEDIA_TYPE}, application/problem+json"
 DOSSIER_NAMESPACE = "http://www.edustandaard.nl/oso_gegevensset/2019/dossier"

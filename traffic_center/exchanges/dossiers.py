@@ -30,7 +30,7 @@ from traffic_center.domain.audit import (
 )
 from traffic_center.domain.errors import DossierTooLarge, TransferAborted, UpstreamTimeout
 from traffic_center.domain.identifiers import Overdrachtsoort
-from traffic_center.domain.las_contract import DOSSIER_PATH, TRANSACTION_HEADER
+from traffic_center.domain.las_contract import DOSSIER_ACCEPT, DOSSIER_PATH, TRANSACTION_HEADER
 from traffic_center.domain.results import ResultCode
 from traffic_center.domain.rules import ParentRelease, required_release
 from traffic_center.exchanges.base import RelayCollaborators, RelayExchange
@@ -131,7 +131,7 @@ class DossierRelay(RelayExchange):
         }
         headers = {
             **exchange.entry.upstream_headers(traceparent),
-            "Accept": "application/xml, application/problem+json",
+            "Accept": DOSSIER_ACCEPT,
         }
         response = await upstream.open(
             authorised.endpoint.url.rstrip("/") + DOSSIER_PATH, body, headers

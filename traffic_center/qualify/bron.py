@@ -32,13 +32,16 @@ from typing import Any, Protocol
 
 import httpx
 
+from traffic_center import USER_AGENT
 from traffic_center.domain.errors import InvalidInput
 from traffic_center.domain.identifiers import Overdrachtsoort, Sector
 from traffic_center.domain.las_contract import (
+    DOSSIER_ACCEPT,
     DOSSIER_MEDIA_TYPE,
     DOSSIER_PATH,
     RELEASE_HEADER,
     SESSION_HEADER,
+    TRACEPARENT_HEADER,
     TRANSACTION_HEADER,
 )
 from traffic_center.domain.results import ResultCode
@@ -46,7 +49,8 @@ from traffic_center.domain.rules import ParentRelease, release_satisfies, requir
 from traffic_center.las.pupils import TEST_PUPILS, pupil_with, pupil_zoeksleutel
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 from traffic_center.qualify.report import Report
-from traffic_center.relay.headers import transfer_codings
+from traffic_center.relay.headers import default_request_headers, transfer_codings
+from traffic_center.relay.trace import child_traceparent
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 ACCESS = "toegang"
@@ -197,10 +201,15 @@ def dossier_call(
         "doel_routeringskenmerk": doel[1],
         "doel_sector": target.doel_sector.value,
     }
+    # The relay's headers exactly (exchanges/dossiers.py, relay/headers.py): a LAS must not
+    # pass here on what httpx would add (Accept-Encoding: gzip) and the relay never sends.
     headers = {
+        **default_request_headers(USER_AGENT),
+        "Accept": DOSSIER_ACCEPT,
         "Content-Type": "application/json",
         SESSION_HEADER: sessie_id,
         TRANSACTION_HEADER: str(uuid.uuid4()),
+        TRACEPARENT_HEADER: child_traceparent(None),
     }
     return Call(body, headers)
 
@@ -239,7 +248,7 @@ async def send(target: BronTarget, call: Call, identity: Identity | None) -> Ans
     answer = Answer()
     try:
         async with (
-            httpx.AsyncClient(verify=_ssl_context(target, identity), timeout=timeout) as client,
+            _relay_like_client(_ssl_context(target, identity), timeout) as client,
             client.stream(
                 "POST", target.dossier_url, content=json.dumps(call.body), headers=call.headers
             ) as response,
@@ -256,9 +265,17 @@ async def send(target: BronTarget, call: Call, identity: Identity | None) -> Ans
     return answer
 
 
+def _relay_like_client(context: ssl.SSLContext, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    """A client that adds none of httpx's default headers: each call carries the relay's."""
+    client = httpx.AsyncClient(verify=context, timeout=timeout)
+    client.headers.clear()  # Accept-Encoding: gzip, Connection, a python-httpx User-Agent
+    return client
+
+
 async def _read_bounded(response: httpx.Response) -> bytes:
     parts, size = [], 0
-    async for chunk in response.aiter_bytes():
+    # The bytes as sent, as the relay passes them on: never decoded.
+    async for chunk in response.aiter_raw():
         size += len(chunk)
         if size > MAX_JUDGED_BYTES:
             raise httpx.ReadError(f"more than {MAX_JUDGED_BYTES} bytes: too large to judge")
@@ -385,6 +402,8 @@ async def _check_scenario(
             "answers over TLS with the relay certificate", False, "an HTTP answer", answer.summary()
         )
         return
+    if not _judge_coding(check, name, answer.response):
+        return
     if name == DOSSIER:
         _judge_dossier(target, check, answer.response, answer.body)
     else:
@@ -403,6 +422,23 @@ class _Checker:
         return self.report.expect(
             self.scenario, name, passed, expected=expected, got=got, reproduce=self.reproduce
         )
+
+
+def _judge_coding(check: _Checker, name: str, response: httpx.Response) -> bool:
+    """False, after a failure, when the body is coded: its bytes are not the XML or JSON the
+    other checks would read (and a decoded size would not match Content-Length)."""
+    codings = [c.strip().lower() for c in response.headers.get_list("content-encoding", True)]
+    coded = [c for c in codings if c not in ("", "identity")]
+    what = "dossier" if name == DOSSIER else "answer"
+    return check(
+        "no Content-Encoding",
+        not coded,
+        "no Content-Encoding (or identity): the relay sends Accept-Encoding: identity",
+        f"Content-Encoding: {', '.join(codings)}: the relay asks for identity; send the {what} "
+        "uncompressed"
+        if coded
+        else "none",
+    )
 
 
 def _judge_refusal(
