@@ -17,6 +17,7 @@ import pytest
 from tests.support.gegevensset import EXAMPLES, XSD
 from tests.support.hostile import Exchange, HostileBron, Scenario
 from tests.support.las import AppServer, fixed_answer
+from tests.support.processes import free_port
 from traffic_center import USER_AGENT
 from traffic_center.cli.main import main
 from traffic_center.domain.las_contract import DOSSIER_ACCEPT, DOSSIER_NAMESPACE, RELEASE_HEADER
@@ -342,6 +343,52 @@ def test_a_compressed_dossier_fails_by_name(
     assert "the relay asks for identity; send the dossier uncompressed" in got(
         outcome, "gereed", "no Content-Encoding"
     )
+
+
+def test_a_las_that_cannot_be_reached_refuses_nobody(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Connection refused is the qualifier's failure to ask, not the LAS's refusal."""
+    outcome = qualify(sandbox, f"https://127.0.0.1:{free_port()}/oso", tmp_path, capsys)
+    assert outcome.exit_code == 1
+    assert outcome.failed("toegang") == ACCESS_CHECKS
+    for name in ACCESS_CHECKS:
+        assert got(outcome, "toegang", name).startswith("could not reach the LAS: ")
+
+
+async def test_a_las_whose_certificate_the_qualifier_refuses_refuses_nobody(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server certificate of another CA, on a LAS that lets any client in: the qualifier's
+    own CERTIFICATE_VERIFY_FAILED is no refusal of the LAS."""
+    other = CertificateAuthority.create(tmp_path / "other-ca", name="Not the TC's CA")
+    key, pem = write_issued(other.issue_server_certificate(hosts=["127.0.0.1"]), tmp_path / "las")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(pem), str(key))  # and asks for no client certificate
+    bron = HostileBron(context)
+    await bron.start()
+    try:
+        answer = dossier_head(f"Content-Length: {len(VALID_DOSSIER)}") + VALID_DOSSIER
+        outcome = await qualify_hostile(sandbox, bron, answer, tmp_path, capsys)
+    finally:
+        await bron.stop()
+    assert outcome.failed("toegang") == ACCESS_CHECKS
+    for name in ACCESS_CHECKS:
+        assert "the qualifier refused the LAS's server certificate" in got(outcome, "toegang", name)
+
+
+async def test_a_las_refusing_in_the_handshake_or_after_it_passes(
+    sandbox: Sandbox, hostile: HostileBron, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The foreign certificate and none are refused by TLS (an alert); the school's is let in
+    and the connection closed without an answer, which counts as a refusal too."""
+
+    async def hangs_up(exchange: Exchange) -> bool:
+        return False
+
+    hostile.scenarios["bron"] = hangs_up
+    outcome = await asyncio.to_thread(qualify, sandbox, hostile.url("bron"), tmp_path, capsys)
+    assert outcome.passed("toegang") == ACCESS_CHECKS
 
 
 def test_a_bron_that_hangs_fails_the_timeout_everywhere(

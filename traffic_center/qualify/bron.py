@@ -3,7 +3,8 @@
 Three kinds of scenario, each a list of named checks in a :class:`~.report.Report`:
 
 - ``toegang``: callers that are not the relay (no certificate, a school's certificate from
-  the same CA, a certificate from a foreign CA) must be refused, by TLS or with 401/403;
+  the same CA, a certificate from a foreign CA) must be refused, by TLS or with 401/403, by a
+  LAS the qualifier reached and whose certificate it verified;
 - one per result code (``nietgereed``, ``geeninzage``, ``geentoestemming``, ``verouderd``,
   ``onbekend``): the right status and ``code`` as ``application/problem+json``;
 - ``gereed``: a 200 ``application/xml`` dossier, framed, well-formed, valid against the XSD
@@ -25,7 +26,7 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -223,6 +224,7 @@ class Answer:
     error: str | None = None
     timed_out: bool = False
     seconds: float = 0.0
+    failure: Exception | None = None  # what the client raised, when it did
 
     def summary(self) -> str:
         if self.response is None:
@@ -257,10 +259,12 @@ async def send(target: BronTarget, call: Call, identity: Identity | None) -> Ans
             answer.body = await _read_bounded(response)
     except httpx.TimeoutException as exc:
         answer.timed_out, answer.error = True, f"timed out ({type(exc).__name__})"
+        answer.failure = exc
     except httpx.HTTPError as exc:
         answer.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        answer.failure = exc
     except ssl.SSLError as exc:
-        answer.error = f"TLS: {exc}"
+        answer.error, answer.failure = f"TLS: {exc}", exc
     answer.seconds = time.monotonic() - started
     return answer
 
@@ -330,17 +334,64 @@ async def _probe(
     curl_identity: str,
 ) -> None:
     answer = await send(target, call, identity)
-    refused = (answer.response is None and not answer.timed_out) or (
-        answer.response is not None and answer.response.status_code in (401, 403)
-    )
+    refused, why = _refused_by_the_las(answer)
     report.expect(
         ACCESS,
         name,
         refused,
-        expected="the TLS handshake refused, or HTTP 401/403",
-        got=answer.summary(),
+        expected="the LAS refuses it: a TLS alert or a closed connection after the qualifier "
+        "verified the LAS's certificate, or HTTP 401/403",
+        got=why,
         reproduce=call.curl(target, curl_identity),
     )
+
+
+# OpenSSL's reasons for an alert the peer sent (SSLV3_ALERT_BAD_CERTIFICATE,
+# TLSV13_ALERT_CERTIFICATE_REQUIRED...): only the server can have refused us with one.
+_PEER_ALERT = ("SSLV3_ALERT_", "TLSV1_ALERT_", "TLSV13_ALERT_")
+
+
+def _refused_by_the_las(answer: Answer) -> tuple[bool, str]:
+    """Whether the LAS refused the caller, and what came back.
+
+    A refusal only counts from a LAS whose certificate the qualifier verified: failing to
+    reach it, or refusing it ourselves, says nothing about whom it lets in.
+    """
+    if answer.response is not None:
+        return answer.response.status_code in (401, 403), answer.summary()
+    causes = list(_causes(answer.failure))
+    if answer.timed_out:
+        return False, f"{answer.summary()}: no answer is not a refusal"
+    if any(isinstance(c, ssl.SSLCertVerificationError) for c in causes):
+        return False, (
+            f"the qualifier refused the LAS's server certificate ({answer.summary()}): fix it "
+            "first (it must chain to the TC CA and name the host), then this check means "
+            "something"
+        )
+    if any(isinstance(c, ssl.SSLError) and _is_peer_alert(c) for c in causes):
+        return True, answer.summary()
+    if isinstance(answer.failure, httpx.ConnectError):
+        # Before the handshake was done: refused, no such host, or closed with no alert.
+        return False, f"could not reach the LAS: {answer.summary()}"
+    if isinstance(answer.failure, httpx.TransportError):
+        # Closed or reset after a complete handshake (which verified the LAS's certificate):
+        # TLS 1.3 servers refuse a client certificate only after the client's handshake ends.
+        return True, answer.summary()
+    return False, answer.summary()
+
+
+def _is_peer_alert(error: ssl.SSLError) -> bool:
+    reason = str(getattr(error, "reason", "") or "")
+    return reason.startswith(_PEER_ALERT)
+
+
+def _causes(error: BaseException | None) -> Iterator[BaseException]:
+    """The error and every error it was raised from (httpx wraps httpcore wraps ssl)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
 
 
 def _foreign_identity(scratch: Path) -> Identity:
