@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.gegevensset import EXAMPLES, XSD
@@ -22,11 +23,12 @@ from traffic_center import USER_AGENT
 from traffic_center.cli.main import main
 from traffic_center.domain.las_contract import DOSSIER_ACCEPT, DOSSIER_NAMESPACE, RELEASE_HEADER
 from traffic_center.las.config import LasConfig
+from traffic_center.las.doel import ClientTLS
 from traffic_center.las.pupils import TEST_PUPILS, TEST_SCHEME_KEY, Roster
 from traffic_center.las.server import LasServer
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 from traffic_center.qualify.sandbox import QUALIFY_BRON, QualifySandbox
-from traffic_center.qualify.watched import CHECK_FIRST, NOTIFIES, WATCHED
+from traffic_center.qualify.watched import CHECK_FIRST, MISMATCH, NOTIFIES, WATCHED
 
 # Valid against the OSO gegevensset XSD (the standard's own example): for the broken brons.
 VALID_DOSSIER = (EXAMPLES / "Voorbeelddossier_OV_POVO_full.xml").read_bytes()
@@ -449,7 +451,11 @@ async def qualify_sandbox(tmp_path: Path) -> AsyncIterator[QualifySandbox]:
 
 
 def vendor_las(
-    world: QualifySandbox, *, notify_after: float, check_session: bool = True
+    world: QualifySandbox,
+    *,
+    notify_after: float,
+    check_session: bool = True,
+    tc_transport: httpx.AsyncBaseTransport | None = None,
 ) -> LasServer:
     """The vendor's LAS: the reference bron with the sandbox's 00YY client certificate and TC."""
     directory = world.root / f"las-{QUALIFY_BRON.key}"
@@ -462,7 +468,31 @@ def vendor_las(
         notify_after=notify_after,
         check_session=check_session,
     )
-    return LasServer(config, pupils=Roster(TEST_SCHEME_KEY, TEST_PUPILS))
+    return LasServer(config, pupils=Roster(TEST_SCHEME_KEY, TEST_PUPILS), tc_transport=tc_transport)
+
+
+class CheckingWrongly(httpx.AsyncBaseTransport):
+    """The LAS's way to the TC, for a LAS whose session check is wrong (a zoeksleutel of its
+    own making) and which serves whatever the TC answered it."""
+
+    WRONG = "A" * 43
+
+    def __init__(self, tls: ClientTLS) -> None:
+        self._inner = httpx.AsyncHTTPTransport(verify=tls.ssl_context())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/check"):
+            return await self._inner.handle_async_request(request)
+        body = {**json.loads(await request.aread()), "zoeksleutel": self.WRONG}
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        wrong = httpx.Request("POST", request.url, json=body, headers=headers)
+        refused = await self._inner.handle_async_request(wrong)
+        await refused.aread()
+        assert refused.status_code == 409  # SessieAfwijkend, recorded at the TC
+        return httpx.Response(200, json={"resultaat": "SessieValide"})
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 async def qualify_through(
@@ -490,7 +520,7 @@ async def test_a_conforming_bron_passes_the_checks_the_tc_sees(
     failed = [c for c in results["checks"] if not c["passed"]]
     assert failed == []
     assert exit_code == 0
-    assert _by_name(results, WATCHED) == {CHECK_FIRST: True, NOTIFIES: True}
+    assert _by_name(results, WATCHED) == {CHECK_FIRST: True, MISMATCH: True, NOTIFIES: True}
     # Every scenario still judged, now in real sessions the bron checked.
     assert _by_name(results, "nietgereed")["result code DossierNogNietGereed"] is True
     assert _by_name(results, "gereed")["answers HTTP 200"] is True
@@ -504,7 +534,7 @@ async def test_a_bron_that_never_notifies_is_reported_by_name(
             qualify_sandbox, las.url, tmp_path, "--notify-within", "2"
         )
     assert exit_code == 1
-    assert _by_name(results, WATCHED) == {CHECK_FIRST: True, NOTIFIES: False}
+    assert _by_name(results, WATCHED) == {CHECK_FIRST: True, MISMATCH: True, NOTIFIES: False}
     got = next(c["got"] for c in results["checks"] if c["name"] == NOTIFIES)
     assert got == "none within 2 s"
 
@@ -517,4 +547,20 @@ async def test_a_bron_that_skips_the_session_check_is_reported_by_name(
             qualify_sandbox, server.url, tmp_path, "--notify-within", "20"
         )
     assert exit_code == 1
-    assert _by_name(results, WATCHED) == {CHECK_FIRST: False, NOTIFIES: True}
+    assert _by_name(results, WATCHED) == {CHECK_FIRST: False, MISMATCH: False, NOTIFIES: True}
+
+
+async def test_a_bron_that_serves_whatever_its_check_was_answered_is_reported_by_name(
+    qualify_sandbox: QualifySandbox, tmp_path: Path
+) -> None:
+    wrongly = CheckingWrongly(qualify_sandbox.world.doel_tls(QUALIFY_BRON))
+    with vendor_las(qualify_sandbox, notify_after=0.5, tc_transport=wrongly).start() as server:
+        exit_code, results = await qualify_through(
+            qualify_sandbox, server.url, tmp_path, "--notify-within", "20"
+        )
+    assert exit_code == 1
+    assert _by_name(results, WATCHED) == {CHECK_FIRST: False, MISMATCH: False, NOTIFIES: True}
+    got = next(c["got"] for c in results["checks"] if c["name"] == CHECK_FIRST)
+    assert got.startswith(
+        "served the dossier although the TC answered its session check SessieAfwijkend"
+    )

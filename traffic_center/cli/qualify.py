@@ -50,7 +50,7 @@ async def bron_command(args: argparse.Namespace) -> int:
     else:
         async with sandbox_sessions(watched) as sessions:
             await qualify_bron(target, report, sessions)
-            await qualify_watched(watched, report, sessions)
+            await qualify_watched(watched, report, sessions, target)
     report.write_table(sys.stdout)
     if args.junit is not None:
         report.write_junit(args.junit)

@@ -6,7 +6,11 @@ qualifier points 00YY's endpoint at the vendor's ``--url``, asks as the sandbox'
 through the TC, and judges from the TC's audit records:
 
 - ``calls the session check first``: a ``sessiecontroleRequest`` from 00YY's endpoint in the
-  session, recorded before the relay's final ``documentRequest`` record;
+  session, answered ``SessieValide``, recorded before the relay's final ``documentRequest``
+  record (a dossier served after a refused check fails);
+- ``refuses a request its session does not match``: the relay's call in a real session of
+  another pupil, with the ready pupil's zoeksleutel, gets anything but the dossier (the TC
+  answers its check ``SessieAfwijkend``);
 - ``notifies after not ready``: after a 409 for the not-ready pupil, a final
   ``meldenNotificatieRequest`` record in that session within ``--notify-within`` seconds.
 
@@ -32,6 +36,7 @@ from traffic_center.domain.errors import InvalidInput
 from traffic_center.domain.results import ResultCode
 from traffic_center.las.doel import ClientTLS, DoelClient, DoelError
 from traffic_center.pki.ca import CA_CERT_FILE
+from traffic_center.qualify.bron import BronTarget, dossier_call, send
 from traffic_center.qualify.report import Report
 from traffic_center.qualify.sandbox import QUALIFY_BRON, VENDOR_DOEL
 from traffic_center.settings import Settings
@@ -39,6 +44,7 @@ from traffic_center.settings import Settings
 WATCHED = "via-tc"
 CHECK_FIRST = "calls the session check first"
 NOTIFIES = "notifies after not ready"
+MISMATCH = "refuses a request its session does not match"
 DEFAULT_NOTIFY_WITHIN = 60.0
 POLL_SECONDS = 0.2
 
@@ -112,9 +118,12 @@ async def sandbox_sessions(target: WatchedTarget) -> AsyncIterator[SandboxSessio
         yield SandboxSessions(doel)
 
 
-async def qualify_watched(target: WatchedTarget, report: Report, sessions: SandboxSessions) -> None:
+async def qualify_watched(
+    target: WatchedTarget, report: Report, sessions: SandboxSessions, bron: BronTarget
+) -> None:
     with report.scenario(WATCHED):
         await _check_first(target, report, sessions.doel)
+        await _refuses_mismatch(target, report, sessions, bron)
         await _notifies(target, report, sessions)
 
 
@@ -170,20 +179,62 @@ async def _check_first(target: WatchedTarget, report: Report, doel: DoelClient) 
         ),
         len(records),
     )
-    checked = [
+    checks = [
         r
         for r in records[:relay_final]
         if r.type is AuditType.CHECK
+        and r.phase is Phase.FINAL
         and r.bron_routeringskenmerk in (None, QUALIFY_BRON.routeringskenmerk)
     ]
+    # Only a check the TC confirmed counts: a bron that serves whatever its check was answered
+    # has not checked anything (docs/vendors.md: "answer only SessieValide").
+    confirmed = any(r.result == ResultCode.SESSIE_VALIDE for r in checks)
     seen = ", ".join(f"{r.type}({r.phase}) {r.result}" for r in records) or "no records"
+    got = f"HTTP {fetched.status}; the TC recorded: {seen}"
+    if checks and not confirmed and fetched.status == 200:
+        answered = ", ".join(sorted({str(r.result) for r in checks}))
+        got = (
+            f"served the dossier although the TC answered its session check {answered}: "
+            f"answer only after SessieValide ({got})"
+        )
     report.expect(
         WATCHED,
         CHECK_FIRST,
-        bool(checked),
-        expected="a sessiecontroleRequest in the session before the relay's final record",
-        got=f"HTTP {fetched.status}; the TC recorded: {seen}",
+        confirmed,
+        expected="a sessiecontroleRequest answered SessieValide in the session before the "
+        "relay's final record",
+        got=got,
         reproduce=reproduce,
+    )
+
+
+async def _refuses_mismatch(
+    target: WatchedTarget, report: Report, sessions: SandboxSessions, bron: BronTarget
+) -> None:
+    """A real session for the unknown pupil, asked for the ready pupil: the TC answers the
+    bron's check SessieAfwijkend, so only a bron that skips or ignores it serves the dossier."""
+    sessie_id = await sessions.open(MISMATCH, bron.pupils["onbekend"])
+    call = dossier_call(
+        bron,
+        target.gereed_pgn,
+        aanvraagdatum=None,
+        sessie_id=sessie_id,
+        doel=(sessions.doel_brin, sessions.doel_routeringskenmerk),
+    )
+    expected = "any answer but the dossier: the TC answers this session check SessieAfwijkend"
+    if MISMATCH in sessions.refused:
+        got = f"not run: no session ({sessions.refused[MISMATCH]})"
+        report.expect(WATCHED, MISMATCH, False, expected=expected, got=got)
+        return
+    answer = await send(bron, call, bron.relay)
+    served = answer.response is not None and answer.response.status_code == 200
+    report.expect(
+        WATCHED,
+        MISMATCH,
+        answer.response is not None and not served,
+        expected=expected,
+        got=answer.summary(),
+        reproduce=call.curl(bron),
     )
 
 
