@@ -393,6 +393,41 @@ async def test_a_las_refusing_in_the_handshake_or_after_it_passes(
     assert outcome.passed("toegang") == ACCESS_CHECKS
 
 
+HALF = len(VALID_DOSSIER) // 2
+
+CUT_OFF = {
+    # Content-Length promises the whole dossier; half comes, then the close.
+    "fewer bytes than Content-Length": (
+        dossier_head(f"Content-Length: {len(VALID_DOSSIER)}") + VALID_DOSSIER[:HALF],
+        "Content-Length matches the bytes sent",
+        f"fewer bytes than the declared {len(VALID_DOSSIER)}: {HALF} bytes came, then "
+        "RemoteProtocolError: peer closed connection",
+    ),
+    # Every chunk of the dossier, no 0-chunk, then the close.
+    "no terminating 0-chunk": (
+        dossier_head("Transfer-Encoding: chunked") + chunked(VALID_DOSSIER, last=False),
+        "chunked body ends with the 0-chunk",
+        f"no terminating 0-chunk: {len(VALID_DOSSIER)} bytes came, then "
+        "RemoteProtocolError: peer closed connection",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(CUT_OFF))
+async def test_a_cut_off_dossier_says_how_much_came_and_what_was_missing(
+    fault: str,
+    sandbox: Sandbox,
+    hostile: HostileBron,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    answer, name, says = CUT_OFF[fault]
+    outcome = await qualify_hostile(sandbox, hostile, answer, tmp_path, capsys)
+    # Only the framing: the XML of a cut-off body would just say where it was cut.
+    assert outcome.failed("gereed") == {name}
+    assert got(outcome, "gereed", name).startswith(says)
+
+
 def test_a_bron_that_hangs_fails_the_timeout_everywhere(
     sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

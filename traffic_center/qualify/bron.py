@@ -217,20 +217,31 @@ def dossier_call(
 
 @dataclass(slots=True)
 class Answer:
-    """What came back: an HTTP answer read to its end, or why there was none."""
+    """What came back: an HTTP answer read to its end (or as far as it came, and why it broke
+    off), or why there was none."""
 
     response: httpx.Response | None = None
-    body: bytes = b""
+    received: bytearray = field(default_factory=bytearray)  # the body, or what came of it
     error: str | None = None
     timed_out: bool = False
     seconds: float = 0.0
     failure: Exception | None = None  # what the client raised, when it did
 
+    @property
+    def body(self) -> bytes:
+        return bytes(self.received)
+
+    @property
+    def broken(self) -> bool:
+        """The head came, then the body broke off (closed, reset, silent too long)."""
+        return self.response is not None and self.error is not None
+
     def summary(self) -> str:
         if self.response is None:
             return self.error or "no answer"
         kind = self.response.headers.get("content-type", "no Content-Type")
-        return f"HTTP {self.response.status_code} ({kind}), {len(self.body)} bytes"
+        got = f"HTTP {self.response.status_code} ({kind}), {len(self.received)} bytes"
+        return f"{got}, then {self.error}" if self.error is not None else got
 
 
 def _ssl_context(target: BronTarget, identity: Identity | None) -> ssl.SSLContext:
@@ -256,7 +267,7 @@ async def send(target: BronTarget, call: Call, identity: Identity | None) -> Ans
             ) as response,
         ):
             answer.response = response
-            answer.body = await _read_bounded(response)
+            await _read_bounded(response, answer.received)
     except httpx.TimeoutException as exc:
         answer.timed_out, answer.error = True, f"timed out ({type(exc).__name__})"
         answer.failure = exc
@@ -276,15 +287,13 @@ def _relay_like_client(context: ssl.SSLContext, timeout: httpx.Timeout) -> httpx
     return client
 
 
-async def _read_bounded(response: httpx.Response) -> bytes:
-    parts, size = [], 0
+async def _read_bounded(response: httpx.Response, into: bytearray) -> None:
+    """Read the body into ``into``, which keeps what came when the read breaks off."""
     # The bytes as sent, as the relay passes them on: never decoded.
     async for chunk in response.aiter_raw():
-        size += len(chunk)
-        if size > MAX_JUDGED_BYTES:
+        if len(into) + len(chunk) > MAX_JUDGED_BYTES:
             raise httpx.ReadError(f"more than {MAX_JUDGED_BYTES} bytes: too large to judge")
-        parts.append(chunk)
-    return b"".join(parts)
+        into += chunk
 
 
 # --- toegang: only the relay --------------------------------------------------------------------
@@ -456,7 +465,7 @@ async def _check_scenario(
     if not _judge_coding(check, name, answer.response):
         return
     if name == DOSSIER:
-        _judge_dossier(target, check, answer.response, answer.body)
+        _judge_dossier(target, check, answer)
     else:
         _judge_refusal(check, REFUSALS[name], answer.response, answer.body)
 
@@ -512,14 +521,15 @@ def _judge_refusal(
     check(f"result code {refusal.code}", code == refusal.code, refusal.code, str(code))
 
 
-def _judge_dossier(
-    target: BronTarget, check: _Checker, response: httpx.Response, body: bytes
-) -> None:
+def _judge_dossier(target: BronTarget, check: _Checker, answer: Answer) -> None:
+    response, body = answer.response, answer.body
+    assert response is not None  # judged only when the head came
     if not check("answers HTTP 200", response.status_code == 200, "200", str(response.status_code)):
         return
     kind = _media_type(response)
     check("dossier is application/xml", kind == DOSSIER_MEDIA_TYPE, DOSSIER_MEDIA_TYPE, kind)
-    _judge_framing(check, response, body)
+    if not _judge_framing(check, answer):
+        return  # a cut-off body is no dossier: its XML would only say where it was cut
     document = _judge_well_formed(check, body)
     if document is not None and target.schema is not None:
         errors = [str(e.reason or e) for e in target.schema.iter_errors(document)]
@@ -534,9 +544,11 @@ def _judge_dossier(
         _judge_release(check, needed, response, target)
 
 
-def _judge_framing(check: _Checker, response: httpx.Response, body: bytes) -> None:
-    declared = response.headers.get("content-length")
-    codings = transfer_codings(response.headers)
+def _judge_framing(check: _Checker, answer: Answer) -> bool:
+    """False when the body did not arrive whole, after saying how much came and what ended it."""
+    assert answer.response is not None
+    declared = answer.response.headers.get("content-length")
+    codings = transfer_codings(answer.response.headers)
     fault = _framing_fault(declared, codings)
     check(
         "Content-Length or chunked framing",
@@ -544,13 +556,26 @@ def _judge_framing(check: _Checker, response: httpx.Response, body: bytes) -> No
         "Content-Length or Transfer-Encoding: chunked (alone)",
         fault or ("chunked" if codings else f"Content-Length: {declared}"),
     )
-    if declared is not None and not codings:
+    cut = f"{len(answer.received)} bytes came, then {answer.error}" if answer.broken else None
+    if codings == ["chunked"]:
+        check(
+            "chunked body ends with the 0-chunk",
+            cut is None,
+            "the last chunk (0) after the dossier",
+            f"no terminating 0-chunk: {cut}" if cut else "the 0-chunk",
+        )
+    elif declared is not None and not codings:
         check(
             "Content-Length matches the bytes sent",
-            declared.isdigit() and int(declared) == len(body),
+            cut is None and declared.isdigit() and int(declared) == len(answer.received),
             f"{declared} bytes",
-            f"{len(body)} bytes",
+            f"fewer bytes than the declared {declared}: {cut}"
+            if cut
+            else f"{len(answer.received)} bytes",
         )
+    elif cut is not None:
+        check("the body arrives whole", False, "the body to its end", cut)
+    return cut is None
 
 
 def _framing_fault(declared: str | None, codings: list[str]) -> str | None:
