@@ -204,6 +204,9 @@ def test_the_command_judges_a_doel_that_never_came(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stderr
     assert AFBREKEN_PGN in done.stderr  # what the doel must fetch was printed
+    # The table on stdout, the progress on stderr (README: as `qualify bron`).
+    assert "FAIL gereed: " in done.stdout
+    assert "FAIL gereed: " not in done.stderr
     document = json.loads(report_json.read_text())
     assert document["ok"] is False
     assert "fetched the ready dossier" in {c["name"] for c in document["checks"]}

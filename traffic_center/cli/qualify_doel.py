@@ -18,7 +18,7 @@ async def doel_command(args: argparse.Namespace) -> int:
         sys.stderr.write(describe(sandbox))
         sys.stderr.write(f"Waiting up to {args.wait:.0f} s for your doel to do all of it…\n")
         await qualify_doel(sandbox, report, wait_seconds=args.wait)
-    report.write_table()
+    report.write_table(sys.stdout)  # progress on stderr, the verdict on stdout, as for bron
     if args.junit is not None:
         report.write_junit(args.junit)
     if args.json is not None:
