@@ -466,9 +466,15 @@ def test_a_usage_mistake_is_one_line_and_exit_2(
     not_pem = sandbox.home / "not-a-ca.pem"
     not_pem.write_text("geen certificaat\n")
     assert main([*home, "--url", "https://127.0.0.1:1/oso", "--ca", str(not_pem)]) == 2
+    # Before the run, not as a traceback after it.
+    nowhere = sandbox.home / "no-such-dir" / "results.json"
+    assert main([*home, "--url", "https://127.0.0.1:1/oso", "--json", str(nowhere)]) == 2
+    assert main(["qualify", "doel", "--wait", "1", "--junit", str(nowhere)]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 3
+    assert len(errors) == 5
     assert "--ca" in errors[2]
+    assert errors[3].endswith(f"--json {nowhere}: no such directory {nowhere.parent}")
+    assert "--junit" in errors[4]
     assert all(line.startswith("traffic-center: error:") for line in errors)
 
 

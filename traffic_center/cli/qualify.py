@@ -30,7 +30,7 @@ from traffic_center.qualify.bron import (
     load_schema,
     qualify_bron,
 )
-from traffic_center.qualify.report import Report
+from traffic_center.qualify.report import Report, check_report_files
 from traffic_center.qualify.watched import (
     WatchedTarget,
     check_sandbox,
@@ -42,6 +42,7 @@ EXIT_FAILED = 1
 
 
 async def bron_command(args: argparse.Namespace) -> int:
+    check_report_files(("--junit", args.junit), ("--json", args.json))
     target = target_from(args)
     watched = watched_from(args, target)
     report = Report(f"qualify bron {target.url}", out=sys.stderr)

@@ -7,11 +7,12 @@ import sys
 
 from traffic_center.cli.sandbox import running_sandbox
 from traffic_center.qualify.doel import qualify_doel
-from traffic_center.qualify.report import Report
+from traffic_center.qualify.report import Report, check_report_files
 from traffic_center.qualify.sandbox import describe
 
 
 async def doel_command(args: argparse.Namespace) -> int:
+    check_report_files(("--junit", args.junit), ("--json", args.json))
     report = Report("qualify doel", out=sys.stderr)
     # The doel must meet a 429 and retry it properly: the sandbox's sessions are limited.
     async with running_sandbox(args.sandbox_home, port=args.port, limit_sessions=True) as sandbox:

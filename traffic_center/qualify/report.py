@@ -8,6 +8,7 @@ command line). The exit status is 0 only when every check passed.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -16,6 +17,22 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
+
+from traffic_center.domain.errors import InvalidInput
+
+
+def check_report_files(*flags: tuple[str, Path | None]) -> None:
+    """(flag, path) pairs of --junit/--json: one that cannot be written is a usage mistake,
+    said before a run of minutes rather than as a traceback after it."""
+    for flag, path in flags:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise InvalidInput(f"{flag} {path}: a directory; give a file name")
+        if not path.parent.is_dir():
+            raise InvalidInput(f"{flag} {path}: no such directory {path.parent}")
+        if not os.access(path.parent, os.W_OK):
+            raise InvalidInput(f"{flag} {path}: cannot write in {path.parent}")
 
 
 @dataclass(frozen=True, slots=True)
