@@ -369,6 +369,27 @@ def test_files_an_admin_makes_keep_their_modes_under_a_permissive_umask(tmp_path
     }
 
 
+def test_a_second_revocation_changes_nothing_and_says_so(home: Path, tmp_path: Path) -> None:
+    """Revoked again with another reason, the inventory and the CRL kept the first reason
+    while the audit log recorded the second, exit 0. Now the same reason again is a no-op
+    (exit 0, said), another is refused (exit 2); the log holds the one revocation."""
+    assert main(["--home", str(home), "ca", "init"]) == 0
+    register(home, R1)
+    issued = run_cli(home, *ca_issue(tmp_path / "a"))
+    serial = issued.stdout.strip()
+    assert run_cli(home, "ca", "revoke", serial, "--reason", "superseded").returncode == 0
+    again = run_cli(home, "ca", "revoke", serial, "--reason", "superseded")
+    assert (again.returncode, "already revoked" in again.stderr) == (0, True), again.stderr
+    other = run_cli(home, "ca", "revoke", serial, "--reason", "keyCompromise")
+    assert (other.returncode, other.stderr.count("\n")) == (2, 1), other.stderr
+    assert "(superseded); nothing changed" in other.stderr
+    [listed] = json.loads(run_cli(home, "ca", "list", "--json").stdout)
+    assert listed["status"] == "revoked"
+    exported = run_cli(home, "audit", "export").stdout.splitlines()
+    revocations = [json.loads(line) for line in exported if "certificaatIngetrokken" in line]
+    assert [r["result"] for r in revocations] == ["superseded"]
+
+
 def test_db_upgrade_brings_an_empty_database_to_head(home: Path) -> None:
     database = home / "elsewhere.db"
     result = run_cli(

@@ -12,7 +12,11 @@ from cryptography.hazmat.primitives import serialization
 
 from traffic_center.audit.admin import AdminAudit
 from traffic_center.domain.audit import AuditType
-from traffic_center.domain.errors import EndpointNotInRegistry, InvalidValidity
+from traffic_center.domain.errors import (
+    CertificateAlreadyRevoked,
+    EndpointNotInRegistry,
+    InvalidValidity,
+)
 from traffic_center.domain.identifiers import parse_brin, parse_routeringskenmerk
 from traffic_center.domain.models import DEFAULT_CRL_DAYS, CertificateRecord, CertificateStatus
 from traffic_center.pki.ca import (
@@ -150,9 +154,14 @@ class CertificateAdmin:
                 f"unknown reason {reason!r}; use one of {', '.join(REVOCATION_REASONS)}"
             )
         await self.audit.ensure_writable()
+        serial = normalise_serial(serial)
+        _refuse_if_revoked(await self.store.certificates.get(serial))
+        now = self.clock()
         revoked = await self.store.certificates.revoke(
-            normalise_serial(serial), reason=reason, at=self.clock(), publish=self._sign_crl
+            serial, reason=reason, at=now, publish=self._sign_crl
         )
+        if revoked.revoked_at != now:  # another revocation of it committed first
+            _refuse_if_revoked(revoked)
         await self.audit.record(
             AuditType.CERTIFICATE_REVOKED,
             revoked.serial,
@@ -203,4 +212,15 @@ class CertificateAdmin:
             der=crl.public_bytes(serialization.Encoding.DER),
             published_at=self.clock(),
             next_update=crl.next_update_utc,
+        )
+
+
+def _refuse_if_revoked(record: CertificateRecord | None) -> None:
+    """A revocation stands as it was first made: a second one (another reason, say) would
+    have left the inventory and the CRL with the first reason and the audit log with its own."""
+    if record is not None and record.revoked_at is not None:
+        raise CertificateAlreadyRevoked(
+            f"{record.serial} was revoked at {record.revoked_at.isoformat()} "
+            f"({record.revocation_reason}); nothing changed",
+            reason=record.revocation_reason,
         )

@@ -69,6 +69,7 @@ STATUS_BY_ERROR: dict[type[e.TrafficCenterError], int] = {
     e.Conflict: 409,
     e.SchoolExists: 409,
     e.EndpointExists: 409,
+    e.CertificateAlreadyRevoked: 409,
     e.FeedbackAlreadyGiven: 409,
     e.OsoRefusal: 409,
     e.VerstrekkerNietBekend: 404,

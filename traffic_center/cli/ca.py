@@ -15,7 +15,7 @@ from traffic_center.cli.context import (
     settings_from,
     utc_now,
 )
-from traffic_center.domain.errors import InvalidCsr
+from traffic_center.domain.errors import CertificateAlreadyRevoked, InvalidCsr
 from traffic_center.pki.ca import (
     CertificateAuthority,
     IssuedCertificate,
@@ -88,7 +88,13 @@ async def issue_proxy(args: argparse.Namespace) -> int:
 
 async def revoke_certificate(args: argparse.Namespace) -> int:
     async with _certificate_admin(*_load_ca(args)) as admin:
-        record = await admin.revoke(args.serial, reason=args.reason)
+        try:
+            record = await admin.revoke(args.serial, reason=args.reason)
+        except CertificateAlreadyRevoked as already:
+            if already.reason != args.reason:
+                raise  # another reason: refused, exit 2
+            say(f"already revoked: {already.detail}")  # a repeat of the same: done already
+            return 0
     say(f"revoked {record.serial} ({record.revocation_reason}) at {record.revoked_at}")
     return 0
 

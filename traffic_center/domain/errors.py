@@ -26,7 +26,7 @@ maps each class to a status in one table (``traffic_center.api.problems``).
     │   ├── SessionNotFound, SchoolNotFound, EndpointNotFound, CertificateNotFound, CrlNotPublished
     │   └── KoppelsleutelNotFound         no SWV link with this koppelsleutel for the caller
     ├── Conflict                          (409)
-    │   ├── SchoolExists, EndpointExists
+    │   ├── SchoolExists, EndpointExists, CertificateAlreadyRevoked
     │   └── FeedbackAlreadyGiven          the SWV's feedback for a koppelsleutel went once
     ├── OsoRefusal                        an OSO result code refusing the message
     │   ├── VerstrekkerNietBekend, GeenRelatieMetDoel, OnbekendAanleverpunt
@@ -290,6 +290,18 @@ class SchoolExists(Conflict):
 class EndpointExists(Conflict):
     code = "AanleverpuntBestaatAl"
     title = "An endpoint with this routeringskenmerk is already registered"
+
+
+class CertificateAlreadyRevoked(Conflict):
+    """`ca revoke` of a revoked certificate: its first time and reason stay (the inventory,
+    the CRL and the audit log say the same), so nothing is written."""
+
+    code = "CertificaatAlIngetrokken"
+    title = "The certificate was revoked before"
+
+    def __init__(self, detail: str, *, reason: str | None) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class FeedbackAlreadyGiven(Conflict):
