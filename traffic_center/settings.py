@@ -241,7 +241,7 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
             raise ValueError(
-                f"must be an http(s) URL such as https://tc.example/v1/crl, not {value!r}"
+                f"must be an http(s) URL such as http://crl.tc.example/oso.crl, not {value!r}"
             )
         return value
 

@@ -176,8 +176,8 @@ class CertificateAuthority:
     def __init__(self, certificate: x509.Certificate, private_key: PrivateKey) -> None:
         self.certificate = certificate
         self._private_key = private_key
-        # Where issued certificates say the CRL is (RFC 5280 §4.2.1.13), e.g. a node's
-        # https://tc.example/v1/crl; None: no distribution point in the certificates.
+        # Where issued certificates say the CRL is (RFC 5280 §4.2.1.13), e.g. a web location
+        # (`ca crl --out` writes its file) such as http://crl.tc.example/oso.crl; None: none.
         self.crl_url: str | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
