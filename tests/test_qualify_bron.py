@@ -138,6 +138,23 @@ def test_the_reference_las_passes_every_check(
     }
     assert all(suite.get("failures") == "0" for suite in suites.values())
     assert "0 failed" in outcome.table
+    assert outcome.results["hints"] == []
+
+
+def test_a_las_deriving_the_zoeksleutel_otherwise_gets_one_hint_saying_so(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Derived otherwise than the doel's (here: another scheme key), every pupil the LAS holds
+    is DossierNietGevonden: five scenarios fail, and one line names the likely cause."""
+    pupils = Roster(bytes(reversed(TEST_SCHEME_KEY)), TEST_PUPILS)
+    with LasServer(las_config(sandbox), pupils=pupils).start() as server:
+        outcome = qualify(sandbox, server.url, tmp_path, capsys)
+    assert outcome.exit_code == 1
+    assert outcome.passed("onbekend") >= {"result code DossierNietGevonden"}
+    [hint] = outcome.results["hints"]
+    assert "DossierNietGevonden" in hint
+    assert "docs/zoeksleutel.md" in hint
+    assert f"hint: {hint}" in outcome.table
 
 
 def test_a_vo_to_vo_transfer_needs_toestemming(

@@ -156,10 +156,34 @@ async def qualify_bron(
         report.scenario(ACCESS),
     ):
         await _check_access(target, report, Path(scratch))
+    codes = {}
     for name in SCENARIOS:
         with report.scenario(name):
-            await _check_scenario(target, report, name, sessions)
+            codes[name] = await _check_scenario(target, report, name, sessions)
+    _hint_at_the_zoeksleutel(target, report, codes)
     return report
+
+
+def _hint_at_the_zoeksleutel(
+    target: BronTarget, report: Report, codes: Mapping[str, str | None]
+) -> None:
+    """Every pupil the LAS should hold answered DossierNietGevonden: one cause explains the
+    five failures, a zoeksleutel derived otherwise than the doel's (the first wave's lesson:
+    a vendor could not derive another's). Said once, with a worked example."""
+    known = [name for name in SCENARIOS if REFUSALS.get(name) != REFUSALS["onbekend"]]
+    if not all(codes.get(name) == ResultCode.DOSSIER_NIET_GEVONDEN for name in known):
+        return
+    pgn = target.pupils.get(DOSSIER)
+    example = (
+        f" With this scheme key, PGN {pgn} gives {pupil_zoeksleutel(target.scheme_key, pgn)}."
+        if pgn is not None
+        else ""
+    )
+    report.hints.append(
+        "every test pupil your LAS should hold was answered DossierNietGevonden: it does not "
+        "find them by the zoeksleutel the Traffic Center sends. Derive it as docs/zoeksleutel.md "
+        f"says (its test vectors; the PGN as given, leading zeros kept).{example}"
+    )
 
 
 # --- the calls ---------------------------------------------------------------------------------
@@ -426,13 +450,14 @@ def _written(issued: Any, prefix: Path) -> Identity:
 
 async def _check_scenario(
     target: BronTarget, report: Report, name: str, sessions: Sessions | None
-) -> None:
+) -> str | None:
+    """The scenario's checks; the result code the LAS answered with, if any."""
     pgn = target.pupils.get(name)
     if pgn is None:
         report.expect(
             name, "has a test pupil", False, expected=f"--pupil {name}=PGN", got="none given"
         )
-        return
+        return None
     # verouderd: the doel asks for a dossier at least as new as today; the pupil's is older.
     asked = dt.datetime.now(dt.UTC).date() if name == "verouderd" else None
     if sessions is None:
@@ -461,13 +486,17 @@ async def _check_scenario(
         check(
             "answers over TLS with the relay certificate", False, "an HTTP answer", answer.summary()
         )
-        return
+        return None
     if not _judge_coding(check, name, answer.response):
-        return
+        return None
     if name == DOSSIER:
         _judge_dossier(target, check, answer)
     else:
         _judge_refusal(check, REFUSALS[name], answer.response, answer.body)
+    if answer.response.status_code == httpx.codes.OK:
+        return None
+    code = _problem_code(answer.body)
+    return code if isinstance(code, str) else None
 
 
 @dataclass(slots=True)

@@ -53,6 +53,8 @@ class Report:
     title: str
     out: TextIO = field(default_factory=lambda: sys.stderr)
     checks: list[Check] = field(default_factory=list)
+    # What the failures together point at, when one cause explains many (the table's end).
+    hints: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -111,6 +113,8 @@ class Report:
             target.write(f"  expected: {check.expected}\n  got:      {check.got}\n")
             if check.reproduce:
                 target.write(f"  reproduce: {check.reproduce}\n")
+        for hint in self.hints:
+            target.write(f"\nhint: {hint}\n")
         passed = len(self.checks) - len(self.failed)
         target.write(f"\n{passed} passed, {len(self.failed)} failed\n")
 
@@ -119,6 +123,7 @@ class Report:
             "title": self.title,
             "ok": self.ok,
             "checks": [asdict(check) for check in self.checks],
+            "hints": self.hints,
         }
         path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
