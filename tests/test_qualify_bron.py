@@ -487,11 +487,16 @@ def test_a_usage_mistake_is_one_line_and_exit_2(
     nowhere = sandbox.home / "no-such-dir" / "results.json"
     assert main([*home, "--url", "https://127.0.0.1:1/oso", "--json", str(nowhere)]) == 2
     assert main(["qualify", "doel", "--wait", "1", "--junit", str(nowhere)]) == 2
+    # Sector pairs the Traffic Center grants no session for: the LAS is never asked them.
+    for bron, doel in (("VO", "PO"), ("PO", "SWV")):
+        sectors = ["--bron-sector", bron, "--doel-sector", doel]
+        assert main([*home, "--url", "https://127.0.0.1:1/oso", *sectors]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 5
+    assert len(errors) == 7
     assert "--ca" in errors[2]
     assert errors[3].endswith(f"--json {nowhere}: no such directory {nowhere.parent}")
     assert "--junit" in errors[4]
+    assert all("no overstap the OSO has" in line for line in errors[5:])
     assert all(line.startswith("traffic-center: error:") for line in errors)
 
 

@@ -18,6 +18,7 @@ from traffic_center.cli.context import settings_from
 from traffic_center.cli.las import SCHEME_KEY_ENV
 from traffic_center.domain.errors import InvalidInput, TrafficCenterError
 from traffic_center.domain.identifiers import parse_sector
+from traffic_center.domain.rules import overstap_allowed
 from traffic_center.las.pupils import TEST_SCHEME_KEY, parse_scheme_key, pupil_zoeksleutel
 from traffic_center.pki.ca import CA_KEY_FILE, CertificateAuthority
 from traffic_center.qualify.bron import (
@@ -76,6 +77,14 @@ def target_from(args: argparse.Namespace) -> BronTarget:
         if not path.is_file():
             raise InvalidInput(f"{flag} {path}: no such file (give it, or --home of a sandbox)")
     _check_tls_files(ca, relay)
+    bron_sector, doel_sector = parse_sector(args.bron_sector), parse_sector(args.doel_sector)
+    if not overstap_allowed(bron_sector, doel_sector):
+        # The Traffic Center grants no such session: the LAS would never be asked this.
+        raise InvalidInput(
+            f"--bron-sector {bron_sector.value} --doel-sector {doel_sector.value}: no overstap "
+            "the OSO has (an overstapdossier goes PO→PO, PO→VO or VO→VO; SBO and SO count as "
+            "PO, VSO and PRO as VO)"
+        )
     scheme_key = _scheme_key(args.scheme_key_file)
     return BronTarget(
         url=args.url.rstrip("/"),
@@ -83,8 +92,8 @@ def target_from(args: argparse.Namespace) -> BronTarget:
         relay=relay,
         scheme_key=scheme_key,
         pupils=_pupils(args.pupil, scheme_key),
-        bron_sector=parse_sector(args.bron_sector),
-        doel_sector=parse_sector(args.doel_sector),
+        bron_sector=bron_sector,
+        doel_sector=doel_sector,
         tc_ca=_tc_ca(settings.ca_dir),
         schema=None if args.xsd is None else load_schema(args.xsd),
         read_timeout=args.timeout,

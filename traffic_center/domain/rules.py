@@ -59,6 +59,12 @@ def overstap(bron: Sector, doel: Sector) -> tuple[SectorFamily, SectorFamily] | 
     return (bron_family, doel_family)
 
 
+def overstap_allowed(bron: Sector, doel: Sector) -> bool:
+    """Rule 3: an overstapdossier goes PO→PO, PO→VO or VO→VO (the special sectors with
+    their family), never to or from a samenwerkingsverband."""
+    return overstap(bron, doel) in ALLOWED_OVERSTAP
+
+
 def required_release(bron: Sector, doel: Sector) -> ParentRelease | None:
     pair = overstap(bron, doel)
     if pair is None:
@@ -218,10 +224,10 @@ def _check_relation(request: GrantRequest, bron_school: School) -> None:
         if bron_school.brin != doel_school.brin:
             raise GeenRelatieMetDoel("overdrachtbinnenbrin requires the same BRIN on both sides")
         return
-    if request.overdrachtsoort is Overdrachtsoort.OVERSTAPDOSSIER:
-        pair = overstap(bron_school.sector, doel_school.sector)
-        if pair not in ALLOWED_OVERSTAP:
-            raise GeenRelatieMetDoel(
-                f"an overstapdossier goes PO→PO, PO→VO or VO→VO, not "
-                f"{bron_school.sector.value}→{doel_school.sector.value}"
-            )
+    if request.overdrachtsoort is Overdrachtsoort.OVERSTAPDOSSIER and not overstap_allowed(
+        bron_school.sector, doel_school.sector
+    ):
+        raise GeenRelatieMetDoel(
+            f"an overstapdossier goes PO→PO, PO→VO or VO→VO, not "
+            f"{bron_school.sector.value}→{doel_school.sector.value}"
+        )
