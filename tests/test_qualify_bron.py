@@ -20,6 +20,7 @@ from tests.support.hostile import Exchange, HostileBron, Scenario
 from tests.support.las import AppServer, fixed_answer
 from tests.support.processes import free_port
 from traffic_center import USER_AGENT
+from traffic_center.admin.store import open_store
 from traffic_center.cli.main import main
 from traffic_center.domain.las_contract import DOSSIER_ACCEPT, DOSSIER_NAMESPACE, RELEASE_HEADER
 from traffic_center.las.config import LasConfig
@@ -573,13 +574,26 @@ def _by_name(results: dict[str, Any], scenario: str) -> dict[str, bool]:
     return {c["name"]: c["passed"] for c in results["checks"] if c["scenario"] == scenario}
 
 
+async def bron_url(world: QualifySandbox) -> str:
+    """Where the sandbox's 00YY endpoint points now."""
+    assert world.world.settings is not None
+    async with open_store(world.world.settings) as store:
+        endpoint = await store.registry.get_endpoint(QUALIFY_BRON.routeringskenmerk)
+    assert endpoint is not None
+    return endpoint.url
+
+
 async def test_a_conforming_bron_passes_the_checks_the_tc_sees(
     qualify_sandbox: QualifySandbox, tmp_path: Path
 ) -> None:
+    before = await bron_url(qualify_sandbox)
     with vendor_las(qualify_sandbox, notify_after=0.5).start() as las:
         exit_code, results = await qualify_through(
             qualify_sandbox, las.url, tmp_path, "--notify-within", "20"
         )
+        # 00YY points back at the sandbox's own LAS: it was left at the vendor's URL.
+        assert las.url != before
+        assert await bron_url(qualify_sandbox) == before
     failed = [c for c in results["checks"] if not c["passed"]]
     assert failed == []
     assert exit_code == 0

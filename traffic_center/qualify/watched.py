@@ -112,10 +112,17 @@ class SandboxSessions:
 
 @contextlib.asynccontextmanager
 async def sandbox_sessions(target: WatchedTarget) -> AsyncIterator[SandboxSessions]:
-    """00YY's endpoint pointed at the vendor's URL, and a doel client to open sessions."""
-    await _point_bron_at_vendor(target)
-    async with DoelClient(target.tc_url, tls=target.doel_tls, scheme_key=target.scheme_key) as doel:
-        yield SandboxSessions(doel)
+    """00YY's endpoint pointed at the vendor's URL, and a doel client to open sessions; the
+    endpoint back where it was afterwards (it was left at the vendor's URL: the sandbox's
+    reference pupils were gone until the vendor noticed and moved it back)."""
+    was = await _point_bron_at(target, target.url)
+    try:
+        async with DoelClient(
+            target.tc_url, tls=target.doel_tls, scheme_key=target.scheme_key
+        ) as doel:
+            yield SandboxSessions(doel)
+    finally:
+        await _point_bron_at(target, was)
 
 
 async def qualify_watched(
@@ -127,10 +134,19 @@ async def qualify_watched(
         await _notifies(target, report, sessions)
 
 
-async def _point_bron_at_vendor(target: WatchedTarget) -> None:
+async def _point_bron_at(target: WatchedTarget, url: str) -> str:
+    """00YY's endpoint moved to ``url``; the URL it had."""
     async with open_signed_store(target.settings) as (store, secret):
-        admin = RegistryAdmin(store, secret=secret, clock=utc_now)
-        await admin.move_endpoint(QUALIFY_BRON.routeringskenmerk, url=target.url)
+        endpoint = await store.registry.get_endpoint(QUALIFY_BRON.routeringskenmerk)
+        if endpoint is None:
+            raise InvalidInput(
+                f"the sandbox has no endpoint {QUALIFY_BRON.routeringskenmerk}: is "
+                f"{target.settings.home} a qualification sandbox?"
+            )
+        if endpoint.url != url:
+            admin = RegistryAdmin(store, secret=secret, clock=utc_now)
+            await admin.move_endpoint(QUALIFY_BRON.routeringskenmerk, url=url)
+        return endpoint.url
 
 
 async def _records(target: WatchedTarget, sessie_id: str) -> Sequence[AuditRecord]:
