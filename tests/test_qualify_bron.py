@@ -140,6 +140,14 @@ def test_the_reference_las_passes_every_check(
     assert all(suite.get("failures") == "0" for suite in suites.values())
     assert "0 failed" in outcome.table
     assert outcome.results["hints"] == []
+    # The curl line of the probe without a certificate sends none (it sent the relay's).
+    [bare] = [
+        c["reproduce"]
+        for c in outcome.results["checks"]
+        if c["name"] == "refuses a caller without a certificate"
+    ]
+    assert bare.startswith("curl ")
+    assert "--cert" not in bare
 
 
 def test_a_las_deriving_the_zoeksleutel_otherwise_gets_one_hint_saying_so(

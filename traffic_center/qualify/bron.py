@@ -197,9 +197,14 @@ class Call:
     headers: dict[str, str]
 
     def curl(self, target: BronTarget, identity: str | None = None) -> str:
-        who = identity or (
-            f"--cert {shlex.quote(str(target.relay.cert))} "
-            f"--key {shlex.quote(str(target.relay.key))}"
+        # "" is no certificate at all (the probe without one), not the relay's.
+        who = (
+            identity
+            if identity is not None
+            else (
+                f"--cert {shlex.quote(str(target.relay.cert))} "
+                f"--key {shlex.quote(str(target.relay.key))}"
+            )
         )
         headers = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in self.headers.items())
         return (
