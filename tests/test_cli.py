@@ -385,6 +385,10 @@ def test_a_second_revocation_changes_nothing_and_says_so(home: Path, tmp_path: P
     assert "(superseded); nothing changed" in other.stderr
     [listed] = json.loads(run_cli(home, "ca", "list", "--json").stdout)
     assert listed["status"] == "revoked"
+    for no_serial in ("", "xyz!"):  # was "no certificate with serial 0" / "… XYZ!"
+        refused = run_cli(home, "ca", "revoke", no_serial)
+        assert refused.returncode == 2
+        assert "not a certificate serial" in refused.stderr
     exported = run_cli(home, "audit", "export").stdout.splitlines()
     revocations = [json.loads(line) for line in exported if "certificaatIngetrokken" in line]
     assert [r["result"] for r in revocations] == ["superseded"]

@@ -249,6 +249,38 @@ def test_a_broken_bron_is_reported_by_name(
     assert suite.get("failures") == str(len(named))
 
 
+@pytest.mark.parametrize(
+    ("app", "scenario", "check", "said"),
+    [
+        (
+            _dossier_app(VALID_DOSSIER, content_type="", release="inzage"),
+            "gereed",
+            "dossier is application/xml",
+            "no Content-Type",
+        ),
+        (
+            fixed_answer(409, [("content-type", "application/problem+json")], b'{"title": "x"}'),
+            "nietgereed",
+            "result code DossierNogNietGereed",
+            "a body without a `code` field",
+        ),
+    ],
+)
+def test_what_is_missing_is_named_not_shown_as_nothing(
+    sandbox: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    app: Any,
+    scenario: str,
+    check: str,
+    said: str,
+) -> None:
+    """A missing Content-Type read "got: " and a problem without a code "got: None"."""
+    for server in _app_server(sandbox, app):
+        outcome = qualify(sandbox, server.url, tmp_path, capsys)
+    assert got(outcome, scenario, check) == said
+
+
 # --- answers no HTTP server library sends: a raw TLS bron (tests/support/hostile.py) ---------
 
 

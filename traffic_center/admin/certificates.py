@@ -153,8 +153,8 @@ class CertificateAdmin:
             raise InvalidValidity(
                 f"unknown reason {reason!r}; use one of {', '.join(REVOCATION_REASONS)}"
             )
+        serial = normalise_serial(serial)  # no serial at all: refused before any write
         await self.audit.ensure_writable()
-        serial = normalise_serial(serial)
         _refuse_if_revoked(await self.store.certificates.get(serial))
         now = self.clock()
         revoked = await self.store.certificates.revoke(

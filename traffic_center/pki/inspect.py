@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from traffic_center.domain.errors import ForwardedCertificateMalformed
+from traffic_center.domain.errors import ForwardedCertificateMalformed, InvalidInput
 from traffic_center.domain.models import CertificateRecord, CertificateRole
 from traffic_center.pki.ca import ENDPOINT_URI_PREFIX, PROXY_URI, RELAY_URI
 
@@ -30,10 +30,17 @@ def fingerprint_sha256(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
+_HEX = re.compile(r"[0-9A-F]+")
+
+
 def normalise_serial(text: str) -> str:
-    """Accept the serial with colons, a 0x prefix or lower case, as admins will paste it."""
-    cleaned = text.strip().replace(":", "").upper().removeprefix("0X").lstrip("0")
-    return cleaned or "0"
+    """Accept the serial with colons, a 0x prefix or lower case, as admins will paste it;
+    InvalidInput for what is no serial at all ("" was looked up as serial 0, ``xyz!`` as
+    itself, and both were "no certificate with serial …")."""
+    cleaned = text.strip().replace(":", "").upper().removeprefix("0X")
+    if not _HEX.fullmatch(cleaned):
+        raise InvalidInput(f"not a certificate serial: {text!r} (hexadecimal, as `ca list` shows)")
+    return cleaned.lstrip("0") or "0"
 
 
 def routeringskenmerk_of(certificate: x509.Certificate) -> str | None:

@@ -552,7 +552,8 @@ def _judge_refusal(
         kind or "no Content-Type",
     )
     code = _problem_code(body)
-    check(f"result code {refusal.code}", code == refusal.code, refusal.code, str(code))
+    got = str(code) if code is not None else "a body without a `code` field"
+    check(f"result code {refusal.code}", code == refusal.code, refusal.code, got)
 
 
 def _judge_dossier(target: BronTarget, check: _Checker, answer: Answer) -> None:
@@ -561,7 +562,12 @@ def _judge_dossier(target: BronTarget, check: _Checker, answer: Answer) -> None:
     if not check("answers HTTP 200", response.status_code == 200, "200", str(response.status_code)):
         return
     kind = _media_type(response)
-    check("dossier is application/xml", kind == DOSSIER_MEDIA_TYPE, DOSSIER_MEDIA_TYPE, kind)
+    check(
+        "dossier is application/xml",
+        kind == DOSSIER_MEDIA_TYPE,
+        DOSSIER_MEDIA_TYPE,
+        kind or "no Content-Type",
+    )
     if not _judge_framing(check, answer):
         return  # a cut-off body is no dossier: its XML would only say where it was cut
     document = _judge_well_formed(check, body)

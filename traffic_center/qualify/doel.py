@@ -414,7 +414,8 @@ def _close_line(curl: str, sessions: Sequence[Session], resultaat: str) -> str |
     if not sessions or not curl:
         return None
     session = sessions[0]
-    body = (
-        f'{{"resultaat": "{resultaat}", "routeringskenmerk": "{session.bron_routeringskenmerk}"}}'
-    )
+    # A session opened without naming the bron's endpoint has none yet: the close names the
+    # one the dossier was fetched from (it printed "None").
+    bron = session.bron_routeringskenmerk or "<the bron endpoint you fetched from>"
+    body = f'{{"resultaat": "{resultaat}", "routeringskenmerk": "{bron}"}}'
     return f"{curl}/v1/sessions/{session.sessie_id}/close -d '{body}'"
