@@ -264,6 +264,16 @@ def test_a_broken_bron_is_reported_by_name(
             "result code DossierNogNietGereed",
             "a body without a `code` field",
         ),
+        (
+            fixed_answer(
+                409,
+                [("content-type", "application/problem+json")],
+                b'{"code": "DossierNogNietGereed", "status": 500}',
+            ),
+            "nietgereed",
+            "problem has type, title and status",
+            "no type or title",
+        ),
     ],
 )
 def test_what_is_missing_is_named_not_shown_as_nothing(
@@ -275,7 +285,8 @@ def test_what_is_missing_is_named_not_shown_as_nothing(
     check: str,
     said: str,
 ) -> None:
-    """A missing Content-Type read "got: " and a problem without a code "got: None"."""
+    """A missing Content-Type read "got: " and a problem without a code "got: None"; a
+    problem with only a code passed (the contract's Problem needs type, title and status)."""
     for server in _app_server(sandbox, app):
         outcome = qualify(sandbox, server.url, tmp_path, capsys)
     assert got(outcome, scenario, check) == said

@@ -554,6 +554,14 @@ def _judge_refusal(
     code = _problem_code(body)
     got = str(code) if code is not None else "a body without a `code` field"
     check(f"result code {refusal.code}", code == refusal.code, refusal.code, got)
+    if kind == PROBLEM_MEDIA_TYPE and code == refusal.code:
+        fault = _problem_fault(body, response.status_code)
+        check(
+            "problem has type, title and status",
+            fault is None,
+            "RFC 9457: type and title (strings), status equal to the HTTP status",
+            fault or "all there",
+        )
 
 
 def _judge_dossier(target: BronTarget, check: _Checker, answer: Answer) -> None:
@@ -662,6 +670,17 @@ def _judge_release(
 def _media_type(response: httpx.Response) -> str:
     content_type: str = response.headers.get("content-type", "")
     return content_type.split(";")[0].strip().lower()
+
+
+def _problem_fault(body: bytes, status: int) -> str | None:
+    """What the problem body lacks of the contract's Problem (schemas/Problem.json), or None."""
+    problem = json.loads(body)  # parsed already: it has a code
+    missing = [name for name in ("type", "title") if not isinstance(problem.get(name), str)]
+    if missing:
+        return f"no {' or '.join(missing)}"
+    if problem.get("status") != status:
+        return f"status {problem.get('status')!r} in a HTTP {status} answer"
+    return None
 
 
 def _problem_code(body: bytes) -> object:
