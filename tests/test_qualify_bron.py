@@ -292,6 +292,47 @@ def test_what_is_missing_is_named_not_shown_as_nothing(
     assert got(outcome, scenario, check) == said
 
 
+def _outdated_whenever_a_date_is_given(dossier: bytes) -> Any:
+    """A LAS answering DossierVerouderd to any request with an aanvraagdatum, the dossier
+    (PO→VO, released) otherwise."""
+    verouderd = fixed_answer(
+        409,
+        [("content-type", "application/problem+json")],
+        json.dumps(
+            {"type": "about:blank", "title": "Verouderd", "status": 409, "code": "DossierVerouderd"}
+        ).encode(),
+    )
+    served = _dossier_app(dossier, content_type="application/xml", release="inzage")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        dated = json.loads(body or b"{}").get("aanvraagdatum") is not None
+
+        async def replayed() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await (verouderd if dated else served)(scope, replayed, send)
+
+    return app
+
+
+def test_a_las_calling_every_dated_request_outdated_fails_gereed(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only verouderd was asked with an aanvraagdatum, so such a LAS passed; gereed now asks
+    with one long past, which any dossier is newer than."""
+    for server in _app_server(sandbox, _outdated_whenever_a_date_is_given(VALID_DOSSIER)):
+        outcome = qualify(sandbox, server.url, tmp_path, capsys)
+    assert "answers HTTP 200" in outcome.failed("gereed")
+    assert got(outcome, "gereed", "answers HTTP 200") == "409"
+    assert "result code DossierVerouderd" in outcome.passed("verouderd")
+
+
 # --- answers no HTTP server library sends: a raw TLS bron (tests/support/hostile.py) ---------
 
 

@@ -463,8 +463,7 @@ async def _check_scenario(
             name, "has a test pupil", False, expected=f"--pupil {name}=PGN", got="none given"
         )
         return None
-    # verouderd: the doel asks for a dossier at least as new as today; the pupil's is older.
-    asked = dt.datetime.now(dt.UTC).date() if name == "verouderd" else None
+    asked = _aanvraagdatum(name)
     if sessions is None:
         call = dossier_call(target, pgn, aanvraagdatum=asked)
     else:
@@ -502,6 +501,21 @@ async def _check_scenario(
         return None
     code = _problem_code(answer.body)
     return code if isinstance(code, str) else None
+
+
+# Long before any dossier: a doel asking for one at least as new as this gets the dossier.
+LONG_AGO = dt.date(2000, 1, 1)
+
+
+def _aanvraagdatum(scenario: str) -> dt.date | None:
+    """verouderd: asked for a dossier at least as new as today, the pupil's is older. gereed:
+    asked with a date long past, so a LAS answering DossierVerouderd to any aanvraagdatum
+    fails (it passed: only verouderd sent one). The others ask without one."""
+    if scenario == "verouderd":
+        return dt.datetime.now(dt.UTC).date()
+    if scenario == DOSSIER:
+        return LONG_AGO
+    return None
 
 
 @dataclass(slots=True)
