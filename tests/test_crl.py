@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from cryptography import x509
@@ -23,6 +24,7 @@ from tests.support.server import TrafficCenterUnderTest
 from traffic_center.admin.certificates import CertificateAdmin
 from traffic_center.pki.ca import CertificateAuthority
 from traffic_center.pki.inspect import serial_hex
+from traffic_center.store.certificates import CRL_LOCK_KEY
 from traffic_center.store.store import Store
 
 SECRET = "9f1c2a7be04d5c3a8e6f7b2d1c0a9e8f7d6c5b4a3928171615141312110f0e0d"  # a test key, 64 hex
@@ -140,6 +142,40 @@ async def test_revocations_run_at_once_all_reach_the_newest_crl(ca_home: CaHome)
     for revoked in await asyncio.gather(*revoking):
         assert revoked.returncode == 0, revoked.stderr
     assert {format(entry.serial_number, "X") for entry in await ca_home.newest_crl()} == serials
+
+
+async def test_a_publication_waits_for_the_one_before_it_on_postgresql(
+    database_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    """The race above rarely opens on two cores, so its test passed on the code that had it.
+    What closes it, shown directly: while another session holds the publications' lock (as
+    a `ca revoke` signing its CRL does), a `ca revoke` neither commits its revocation nor
+    publishes; released, it does both. Before, it read, signed and inserted regardless."""
+    url = await database_factory("postgresql")
+    ca = CertificateAuthority.create(tmp_path / "ca")
+    store = await Store.open(url)
+    clock = lambda: dt.datetime.now(dt.UTC)  # noqa: E731
+    home = CaHome(tmp_path, url, CertificateAdmin(ca, store, secret=SECRET.encode(), clock=clock))
+    try:
+        serial = serial_hex((await home.admin.issue_server(hosts=["las.test"])).certificate)
+        holder = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            await holder.execute("SELECT pg_advisory_lock($1)", CRL_LOCK_KEY)
+            revoking = asyncio.create_task(asyncio.to_thread(home.run, "revoke", serial))
+            await asyncio.sleep(3)  # a `ca revoke` takes well under a second unhindered
+            assert not revoking.done(), revoking.result()
+            assert await store.certificates.latest_crl() is None
+            record = await store.certificates.get(serial)
+            assert record is not None
+            assert record.revoked_at is None
+            await holder.execute("SELECT pg_advisory_unlock($1)", CRL_LOCK_KEY)
+            revoked = await revoking
+        finally:
+            await holder.close()
+        assert revoked.returncode == 0, revoked.stderr
+        assert {format(e.serial_number, "X") for e in await home.newest_crl()} == {serial}
+    finally:
+        await store.close()
 
 
 async def test_each_crl_carries_a_rising_number_and_the_ca_key_identifier(
