@@ -155,12 +155,11 @@ class CertificateAdmin:
             )
         serial = normalise_serial(serial)  # no serial at all: refused before any write
         await self.audit.ensure_writable()
-        _refuse_if_revoked(await self.store.certificates.get(serial))
         now = self.clock()
         revoked = await self.store.certificates.revoke(
             serial, reason=reason, at=now, publish=self._sign_crl
         )
-        if revoked.revoked_at != now:  # another revocation of it committed first
+        if revoked.revoked_at != now:  # revoked before (or by another at the same moment)
             _refuse_if_revoked(revoked)
         await self.audit.record(
             AuditType.CERTIFICATE_REVOKED,
@@ -215,10 +214,10 @@ class CertificateAdmin:
         )
 
 
-def _refuse_if_revoked(record: CertificateRecord | None) -> None:
+def _refuse_if_revoked(record: CertificateRecord) -> None:
     """A revocation stands as it was first made: a second one (another reason, say) would
     have left the inventory and the CRL with the first reason and the audit log with its own."""
-    if record is not None and record.revoked_at is not None:
+    if record.revoked_at is not None:
         raise CertificateAlreadyRevoked(
             f"{record.serial} was revoked at {record.revoked_at.isoformat()} "
             f"({record.revocation_reason}); nothing changed",

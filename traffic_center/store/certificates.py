@@ -84,13 +84,14 @@ class CertificateRepository:
     async def revoke(
         self, serial: str, *, reason: str, at: dt.datetime, publish: CrlSigner | None = None
     ) -> CertificateRecord:
-        """Revoke once; revoking again keeps the first time and reason. With ``publish``, a
-        CRL listing it is published in the same transaction: the revocation and its CRL
-        commit together, or neither does."""
+        """Revoke once; revoking again keeps the first time and reason (the record returned
+        then has its first ``revoked_at``, not ``at``). With ``publish``, a CRL listing it is
+        published in the same transaction: the revocation and its CRL commit together, or
+        neither does; a revocation that changed nothing publishes nothing."""
         async with self._db.transaction() as conn:
             if publish is not None:
                 await self._serialise_publications(conn)
-            await conn.execute(
+            updated = await conn.execute(
                 update(certificates)
                 .where(certificates.c.serial == serial, certificates.c.revoked_at.is_(None))
                 .values(revoked_at=at, revocation_reason=reason)
@@ -100,7 +101,7 @@ class CertificateRepository:
             ).first()
             if row is None:
                 raise CertificateNotFound(f"no certificate with serial {serial}")
-            if publish is not None:
+            if publish is not None and updated.rowcount:
                 await self._publish(conn, publish)
         return _record(row._mapping)
 
