@@ -36,8 +36,6 @@ from traffic_center.domain.models import (
 
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
-DEFAULT_CLIENT_DAYS = DEFAULT_LEAF_DAYS
-DEFAULT_SERVER_DAYS = DEFAULT_LEAF_DAYS
 CA_DAYS = 10 * 365
 # Backdate a little so a peer whose clock runs slightly behind still accepts a new certificate.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -247,7 +245,7 @@ class CertificateAuthority:
         brin: str,
         name: str,
         csr_pem: bytes | None = None,
-        days: int = DEFAULT_CLIENT_DAYS,
+        days: int = DEFAULT_LEAF_DAYS,
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
     ) -> IssuedCertificate:
@@ -279,7 +277,7 @@ class CertificateAuthority:
         *,
         hosts: Sequence[str],
         csr_pem: bytes | None = None,
-        days: int = DEFAULT_SERVER_DAYS,
+        days: int = DEFAULT_LEAF_DAYS,
     ) -> IssuedCertificate:
         """A listener's certificate: the hosts as DNS or IP SANs, serverAuth only.
 
@@ -301,7 +299,7 @@ class CertificateAuthority:
         return IssuedCertificate(certificate, private_key)
 
     def issue_relay_certificate(
-        self, *, name: str = "OSO Traffic Center relay", days: int = DEFAULT_CLIENT_DAYS
+        self, *, name: str = "OSO Traffic Center relay", days: int = DEFAULT_LEAF_DAYS
     ) -> IssuedCertificate:
         """The TC's own client certificate for calling LAS endpoints; clientAuth only."""
         key = new_private_key()
@@ -325,7 +323,7 @@ class CertificateAuthority:
         *,
         name: str = "OSO Traffic Center proxy",
         csr_pem: bytes | None = None,
-        days: int = DEFAULT_CLIENT_DAYS,
+        days: int = DEFAULT_LEAF_DAYS,
     ) -> IssuedCertificate:
         """A TLS-terminating proxy's client certificate towards the nodes; clientAuth only.
 
