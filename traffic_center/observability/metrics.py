@@ -330,14 +330,13 @@ def _constant(pid: int) -> Callable[[], int]:
 def upstream_error_codes() -> list[str]:
     """Every code a failed relay is counted under: the error tree's LAS-side failures
     (``UpstreamFailure``'s kin) and how a stream can fail mid-way (``RELAY_FAILURES``)."""
-    tree = {
-        kind.code for kind in errors.all_error_classes() if issubclass(kind, errors.UpstreamFailure)
-    }
-    return sorted(tree | RELAY_FAILURES)
+    return sorted(_codes_under(errors.UpstreamFailure) | RELAY_FAILURES)
 
 
 def caller_refusal_codes() -> list[str]:
     """The code of every refusal of a caller in the error tree (``CallerRefused``'s kin)."""
-    return sorted(
-        {kind.code for kind in errors.all_error_classes() if issubclass(kind, errors.CallerRefused)}
-    )
+    return sorted(_codes_under(errors.CallerRefused))
+
+
+def _codes_under(base: type[errors.TrafficCenterError]) -> set[str]:
+    return {kind.code for kind in errors.all_error_classes() if issubclass(kind, base)}

@@ -162,7 +162,7 @@ class Database:
             raise StoreUnavailable(_why_unavailable(exc)) from exc
         except (TimeoutError, PoolTimeout, OSError) as exc:
             await _drop(connection)
-            raise StoreUnavailable(f"the store did not answer: {type(exc).__name__}") from exc
+            raise StoreUnavailable(_why_unavailable(exc)) from exc
         finally:
             if connection is not None:
                 await connection._close()
@@ -604,9 +604,10 @@ _SQLITE_REASONS = {
 }
 
 
-def _why_unavailable(exc: DBAPIError) -> str:
-    if isinstance(exc.orig, sqlite3.Error):
-        reason = _SQLITE_REASONS.get(exc.orig.sqlite_errorcode & 0xFF)
+def _why_unavailable(exc: Exception) -> str:
+    cause = exc.orig if isinstance(exc, DBAPIError) else None
+    if isinstance(cause, sqlite3.Error):
+        reason = _SQLITE_REASONS.get(cause.sqlite_errorcode & 0xFF)
         if reason is not None:
             return reason
     return f"the store did not answer: {type(exc).__name__}"
