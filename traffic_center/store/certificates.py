@@ -77,10 +77,6 @@ class CertificateRepository:
             rows = await conn.execute(select(certificates).order_by(certificates.c.issued_at))
             return [_record(row._mapping) for row in rows]
 
-    async def revoked(self) -> Sequence[CertificateRecord]:
-        async with self._db.transaction(read_only=True) as conn:
-            return [_record(row._mapping) for row in await conn.execute(self._revoked)]
-
     async def revoke(
         self, serial: str, *, reason: str, at: dt.datetime, publish: CrlSigner | None = None
     ) -> CertificateRecord:
