@@ -22,10 +22,10 @@ from pydantic.json_schema import models_json_schema
 
 from traffic_center.api import schemas
 from traffic_center.api.app import create_app
-from traffic_center.api.problems import PROBLEM_MEDIA_TYPE, problem_body, status_for
+from traffic_center.api.problems import problem_body, status_for
 from traffic_center.api.responses import PROBLEM_REF, problem_responses
 from traffic_center.domain.errors import AuditUnavailable, InvalidInput, RequestTooLarge
-from traffic_center.domain.las_contract import TRANSACTION_HEADER
+from traffic_center.domain.las_contract import PROBLEM_MEDIA_TYPE, TRANSACTION_HEADER
 from traffic_center.observability.context import REQUEST_ID_HEADER
 from traffic_center.settings import Settings
 

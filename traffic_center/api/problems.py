@@ -14,13 +14,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from traffic_center.domain import errors as e
+from traffic_center.domain.las_contract import PROBLEM_MEDIA_TYPE
 from traffic_center.observability.context import note_answer_code
 from traffic_center.observability.expected_aborts import caused_by
 from traffic_center.observability.logging import raised_at
 
 log = structlog.get_logger("traffic_center.api")
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 # RFC 9457 §3.1.1: `type` may be a relative reference, resolved against the answer's URL; so
 # every code's type resolves on the Traffic Center that answered it (GET /v1/problems/{code},
 # api/routes/docs.py), whatever host name the vendor reaches it by.

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from traffic_center.api.problems import PROBLEM_MEDIA_TYPE, problem_body, status_for
+from traffic_center.api.problems import problem_body, status_for
 from traffic_center.domain import errors as e
+from traffic_center.domain.las_contract import PROBLEM_MEDIA_TYPE
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 # RFC 9110 §10.2.3: delay-seconds; the server sends whole seconds.

@@ -23,6 +23,8 @@ TRACEPARENT_HEADER = "traceparent"
 RELEASE_HEADER = "X-OSO-Vrijgave"
 
 DOSSIER_MEDIA_TYPE = "application/xml"
+# RFC 9457: every refusal, the Traffic Center's and a LAS's result codes alike.
+PROBLEM_MEDIA_TYPE = "application/problem+json"
 # The relay's Accept on a dossier request: the dossier, or a result code as a problem.
-DOSSIER_ACCEPT = f"{DOSSIER_MEDIA_TYPE}, application/problem+json"
+DOSSIER_ACCEPT = f"{DOSSIER_MEDIA_TYPE}, {PROBLEM_MEDIA_TYPE}"
 DOSSIER_NAMESPACE = "http://www.edustandaard.nl/oso_gegevensset/2019/dossier"

@@ -17,7 +17,7 @@ from traffic_center.domain.errors import (
 )
 from traffic_center.domain.las_contract import RELEASE_HEADER
 from traffic_center.domain.rules import ParentRelease, release_satisfies
-from traffic_center.relay.headers import transfer_codings
+from traffic_center.relay.headers import media_type, transfer_codings
 from traffic_center.relay.upstream import UpstreamClient
 
 _DOSSIER_TYPES = ("application/xml", "text/xml")
@@ -68,8 +68,3 @@ async def refusal_from(upstream: UpstreamClient, response: httpx.Response) -> Tr
         # Our own title and detail: the bron's text might carry a pupil's data.
         return known("answered by the bron's LAS")
     return UpstreamInvalidAnswer(f"the bron answered HTTP {response.status_code}")
-
-
-def media_type(response: httpx.Response) -> str:
-    content_type: str = response.headers.get("content-type", "")
-    return content_type.split(";")[0].strip().lower()

@@ -29,12 +29,15 @@ from traffic_center.domain.identifiers import (
     parse_sessie_id,
     parse_zoeksleutel,
 )
-from traffic_center.domain.las_contract import SESSION_HEADER, TRANSACTION_HEADER
+from traffic_center.domain.las_contract import (
+    PROBLEM_MEDIA_TYPE,
+    SESSION_HEADER,
+    TRANSACTION_HEADER,
+)
 from traffic_center.domain.models import CertificateRole
 from traffic_center.las.scenarios import Refusal
 from traffic_center.pki.inspect import role_of
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:oso:resultaat:"
 INVALID_INPUT = "OngeldigeInvoer"
 CALLER_REFUSED = "CertificaatGeweigerd"

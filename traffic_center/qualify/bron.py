@@ -40,6 +40,7 @@ from traffic_center.domain.las_contract import (
     DOSSIER_ACCEPT,
     DOSSIER_MEDIA_TYPE,
     DOSSIER_PATH,
+    PROBLEM_MEDIA_TYPE,
     RELEASE_HEADER,
     SESSION_HEADER,
     TRACEPARENT_HEADER,
@@ -50,10 +51,9 @@ from traffic_center.domain.rules import ParentRelease, release_satisfies, requir
 from traffic_center.las.pupils import TEST_PUPILS, pupil_with, pupil_zoeksleutel
 from traffic_center.pki.ca import CertificateAuthority, write_issued
 from traffic_center.qualify.report import Report
-from traffic_center.relay.headers import default_request_headers, transfer_codings
+from traffic_center.relay.headers import default_request_headers, media_type, transfer_codings
 from traffic_center.relay.trace import child_traceparent
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 ACCESS = "toegang"
 DOSSIER = "gereed"
 
@@ -170,15 +170,11 @@ def _hint_at_the_zoeksleutel(
     """Every pupil the LAS should hold answered DossierNietGevonden: one cause explains the
     five failures, a zoeksleutel derived otherwise than the doel's (the first wave's lesson:
     a vendor could not derive another's). Said once, with a worked example."""
-    known = [name for name in SCENARIOS if REFUSALS.get(name) != REFUSALS["onbekend"]]
-    if not all(codes.get(name) == ResultCode.DOSSIER_NIET_GEVONDEN for name in known):
+    not_found = REFUSALS["onbekend"].code
+    if not all(codes.get(name) == not_found for name in SCENARIOS if name != "onbekend"):
         return
-    pgn = target.pupils.get(DOSSIER)
-    example = (
-        f" With this scheme key, PGN {pgn} gives {pupil_zoeksleutel(target.scheme_key, pgn)}."
-        if pgn is not None
-        else ""
-    )
+    pgn = target.pupils[DOSSIER]  # gereed was answered, so it had its pupil
+    example = f" With this scheme key, PGN {pgn} gives {pupil_zoeksleutel(target.scheme_key, pgn)}."
     report.hints.append(
         "every test pupil your LAS should hold was answered DossierNietGevonden: it does not "
         "find them by the zoeksleutel the Traffic Center sends. Derive it as docs/zoeksleutel.md "
@@ -493,13 +489,14 @@ async def _check_scenario(
         return None
     if not _judge_coding(check, name, answer.response):
         return None
+    ok = answer.response.status_code == httpx.codes.OK
+    # Parsed once, the answer's problem, if it is one (a served dossier is not parsed as JSON).
+    problem = None if name == DOSSIER and ok else _problem(answer.body)
     if name == DOSSIER:
         _judge_dossier(target, check, answer)
     else:
-        _judge_refusal(check, REFUSALS[name], answer.response, answer.body)
-    if answer.response.status_code == httpx.codes.OK:
-        return None
-    code = _problem_code(answer.body)
+        _judge_refusal(check, REFUSALS[name], answer.response, problem)
+    code = None if ok or problem is None else problem.get("code")
     return code if isinstance(code, str) else None
 
 
@@ -550,7 +547,7 @@ def _judge_coding(check: _Checker, name: str, response: httpx.Response) -> bool:
 
 
 def _judge_refusal(
-    check: _Checker, refusal: Refusal, response: httpx.Response, body: bytes
+    check: _Checker, refusal: Refusal, response: httpx.Response, problem: dict[str, Any] | None
 ) -> None:
     check(
         f"answers HTTP {refusal.status}",
@@ -558,18 +555,18 @@ def _judge_refusal(
         str(refusal.status),
         str(response.status_code),
     )
-    kind = _media_type(response)
+    kind = media_type(response)
     check(
         "answers application/problem+json",
         kind == PROBLEM_MEDIA_TYPE,
         PROBLEM_MEDIA_TYPE,
         kind or "no Content-Type",
     )
-    code = _problem_code(body)
+    code = problem.get("code") if problem is not None else None
     got = str(code) if code is not None else "a body without a `code` field"
     check(f"result code {refusal.code}", code == refusal.code, refusal.code, got)
-    if kind == PROBLEM_MEDIA_TYPE and code == refusal.code:
-        fault = _problem_fault(body, response.status_code)
+    if problem is not None and kind == PROBLEM_MEDIA_TYPE and code == refusal.code:
+        fault = _problem_fault(problem, response.status_code)
         check(
             "problem has type, title and status",
             fault is None,
@@ -583,7 +580,7 @@ def _judge_dossier(target: BronTarget, check: _Checker, answer: Answer) -> None:
     assert response is not None  # judged only when the head came
     if not check("answers HTTP 200", response.status_code == 200, "200", str(response.status_code)):
         return
-    kind = _media_type(response)
+    kind = media_type(response)
     check(
         "dossier is application/xml",
         kind == DOSSIER_MEDIA_TYPE,
@@ -681,14 +678,8 @@ def _judge_release(
     )
 
 
-def _media_type(response: httpx.Response) -> str:
-    content_type: str = response.headers.get("content-type", "")
-    return content_type.split(";")[0].strip().lower()
-
-
-def _problem_fault(body: bytes, status: int) -> str | None:
+def _problem_fault(problem: dict[str, Any], status: int) -> str | None:
     """What the problem body lacks of the contract's Problem (schemas/Problem.json), or None."""
-    problem = json.loads(body)  # parsed already: it has a code
     missing = [name for name in ("type", "title") if not isinstance(problem.get(name), str)]
     if missing:
         return f"no {' or '.join(missing)}"
@@ -697,9 +688,10 @@ def _problem_fault(body: bytes, status: int) -> str | None:
     return None
 
 
-def _problem_code(body: bytes) -> object:
+def _problem(body: bytes) -> dict[str, Any] | None:
+    """The answer as a JSON object, or None when it is not one."""
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):
         return None
-    return parsed.get("code") if isinstance(parsed, dict) else None
+    return parsed if isinstance(parsed, dict) else None

@@ -57,3 +57,9 @@ def transfer_codings(headers: httpx.Headers) -> list[str]:
     is framed only by ``["chunked"]`` or, with none, a Content-Length: with any other list
     its end is the connection's close (RFC 9112 §6.3), which a crash halfway looks like."""
     return [coding.strip().lower() for coding in headers.get_list("transfer-encoding", True)]
+
+
+def media_type(response: httpx.Response) -> str:
+    """The answer's media type, lower case, without its parameters ("" when none)."""
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower()

@@ -26,8 +26,9 @@ import h11
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from traffic_center.api.problems import PROBLEM_MEDIA_TYPE, problem_bytes
+from traffic_center.api.problems import problem_bytes
 from traffic_center.domain.errors import MalformedRequest
+from traffic_center.domain.las_contract import PROBLEM_MEDIA_TYPE
 from traffic_center.observability.logging import Throttle
 from traffic_center.observability.metrics import HandshakeRefusals
 
