@@ -247,10 +247,24 @@ class Answer:
 
     response: httpx.Response | None = None
     received: bytearray = field(default_factory=bytearray)  # the body, or what came of it
-    error: str | None = None
-    timed_out: bool = False
     seconds: float = 0.0
     failure: Exception | None = None  # what the client raised, when it did
+
+    @property
+    def timed_out(self) -> bool:
+        return isinstance(self.failure, httpx.TimeoutException)
+
+    @property
+    def error(self) -> str | None:
+        """What ended the exchange early, as the report says it; None when nothing did."""
+        failure = self.failure
+        if failure is None:
+            return None
+        if isinstance(failure, httpx.TimeoutException):
+            return f"timed out ({type(failure).__name__})"
+        if isinstance(failure, ssl.SSLError):
+            return f"TLS: {failure}"
+        return f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
 
     @property
     def body(self) -> bytes:
@@ -293,14 +307,8 @@ async def send(target: BronTarget, call: Call, identity: Identity | None) -> Ans
         ):
             answer.response = response
             await _read_bounded(response, answer.received)
-    except httpx.TimeoutException as exc:
-        answer.timed_out, answer.error = True, f"timed out ({type(exc).__name__})"
+    except (httpx.HTTPError, ssl.SSLError) as exc:
         answer.failure = exc
-    except httpx.HTTPError as exc:
-        answer.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        answer.failure = exc
-    except ssl.SSLError as exc:
-        answer.error, answer.failure = f"TLS: {exc}", exc
     answer.seconds = time.monotonic() - started
     return answer
 
